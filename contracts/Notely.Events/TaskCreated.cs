@@ -1,0 +1,26 @@
+namespace Notely.Events;
+
+/// <summary>Event type <c>task.created</c>: A task was created.</summary>
+public sealed record TaskCreated : INotelyEvent
+{
+    /// <inheritdoc />
+    public required Guid EventId { get; init; }
+
+    /// <inheritdoc />
+    public required string UserId { get; init; }
+
+    /// <inheritdoc />
+    public required DateTimeOffset OccurredAt { get; init; }
+
+    /// <summary>Identifier of the task.</summary>
+    public required string TaskId { get; init; }
+
+    /// <summary>Title.</summary>
+    public required string Title { get; init; }
+
+    /// <summary>Description, if any.</summary>
+    public string? Description { get; init; }
+
+    /// <summary>Due date (UTC), if any.</summary>
+    public DateTimeOffset? DueDate { get; init; }
+}

@@ -1,0 +1,35 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Subscriptions;
+
+namespace WebhookDispatcher.Data.Configurations;
+
+internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<WebhookDelivery>
+{
+    public void Configure(EntityTypeBuilder<WebhookDelivery> b)
+    {
+        b.ToTable("webhook_deliveries", t => t.HasCheckConstraint("ck_webhook_deliveries_status",
+            $"status IN ({string.Join(", ", DeliveryStatus.All.Select(s => $"'{s}'"))})"));
+        b.HasKey(d => d.Id);
+        b.Property(d => d.Id).HasDefaultValueSql("gen_random_uuid()");
+        b.Property(d => d.EventType).HasMaxLength(64);
+        // text, not jsonb: jsonb re-formats, and the signed bytes must be exactly the stored bytes.
+        b.Property(d => d.Payload).HasColumnType("text");
+        b.Property(d => d.Status).HasMaxLength(16);
+        b.Property(d => d.ResponseBody).HasMaxLength(WebhookDelivery.MaxStoredResponseChars);
+        b.Property(d => d.ErrorMessage).HasMaxLength(1024);
+        b.Property(d => d.CreatedAt).HasDefaultValueSql("now()");
+
+        b.HasOne<WebhookSubscription>().WithMany().HasForeignKey(d => d.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
+        b.HasMany(d => d.Attempts).WithOne().HasForeignKey(a => a.DeliveryId).OnDelete(DeleteBehavior.Cascade);
+
+        b.HasIndex(d => new { d.SubscriptionId, d.EventId }).IsUnique();
+        b.HasIndex(d => new { d.SubscriptionId, d.CreatedAt }).IsDescending(false, true);
+        b.HasIndex(d => d.EventId);
+        // The reconciler's scan: only unfinished deliveries, by due time.
+        b.HasIndex(d => d.NextRetryAt)
+            .HasFilter($"status IN ('{DeliveryStatus.Pending}', '{DeliveryStatus.Retrying}')")
+            .HasDatabaseName("ix_webhook_deliveries_due");
+    }
+}

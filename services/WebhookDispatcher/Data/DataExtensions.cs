@@ -1,0 +1,63 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Design;
+using Npgsql;
+
+namespace WebhookDispatcher.Data;
+
+/// <summary>Settings of the database (section <c>Database</c>).</summary>
+public sealed class DatabaseOptions
+{
+    /// <summary>Configuration section name.</summary>
+    public const string Section = "Database";
+
+    /// <summary>Apply pending migrations when the service starts (development). In production run the <c>migrate</c> command instead.</summary>
+    public bool MigrateOnStartup { get; set; }
+}
+
+/// <summary>Registers PostgreSQL: one <see cref="NpgsqlDataSource"/> (one pool) shared by EF Core and the delivery store.</summary>
+public static class DataExtensions
+{
+    /// <summary>Adds the data source (connection string <c>Postgres</c>), <see cref="WebhookDbContext"/> and, if configured, migration at start-up.</summary>
+    /// <exception cref="InvalidOperationException">The connection string is missing.</exception>
+    public static IHostApplicationBuilder AddData(this IHostApplicationBuilder builder)
+    {
+        var connectionString = builder.Configuration.GetConnectionString("Postgres")
+                               ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.");
+        builder.Services.AddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString).Build());
+        builder.Services.AddDbContext<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));
+        builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
+        // Registered before the bus, so consumers never start on a schema that is not there yet.
+        builder.Services.AddHostedService<MigrateOnStartup>();
+        return builder;
+    }
+
+    /// <summary>Applies pending migrations and returns (the <c>migrate</c> command).</summary>
+    public static async Task MigrateDatabaseAsync(this IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        await using var scope = services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<WebhookDbContext>().Database.MigrateAsync(cancellationToken);
+    }
+
+    internal static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, NpgsqlDataSource dataSource) =>
+        options.UseNpgsql(dataSource).UseSnakeCaseNamingConvention();
+
+    private sealed class MigrateOnStartup(IServiceProvider services, Microsoft.Extensions.Options.IOptions<DatabaseOptions> options) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) =>
+            options.Value.MigrateOnStartup ? services.MigrateDatabaseAsync(cancellationToken) : Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}
+
+/// <summary>Lets <c>dotnet ef</c> build the model without starting the host.</summary>
+internal sealed class DesignTimeDbContextFactory : IDesignTimeDbContextFactory<WebhookDbContext>
+{
+    public WebhookDbContext CreateDbContext(string[] args)
+    {
+        var options = new DbContextOptionsBuilder<WebhookDbContext>();
+        DataExtensions.Configure(options, NpgsqlDataSource.Create("Host=localhost;Database=webhooks"));
+        return new WebhookDbContext(options.Options);
+    }
+}

@@ -1,0 +1,73 @@
+using System.ComponentModel.DataAnnotations;
+using MassTransit;
+using Microsoft.Extensions.Options;
+using WebhookDispatcher.Messaging;
+
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>Settings of the <see cref="DeliveryReconciler"/> (section <c>Reconciler</c>).</summary>
+public sealed class ReconcilerOptions
+{
+    /// <summary>Configuration section name.</summary>
+    public const string Section = "Reconciler";
+
+    /// <summary>Seconds between two passes (1–3600).</summary>
+    [Range(1, 3600)]
+    public int IntervalSeconds { get; set; } = 30;
+
+    /// <summary>
+    /// Seconds a delivery may be overdue before it is re-published (10–86400). Longer than the
+    /// normal queueing delay, so that a busy queue does not cause duplicate messages (which would
+    /// be harmless: the claim lets only one of them attempt).
+    /// </summary>
+    [Range(10, 86400)]
+    public int GraceSeconds { get; set; } = 120;
+
+    /// <summary>Deliveries re-published per pass at most (1–10000).</summary>
+    [Range(1, 10000)]
+    public int BatchSize { get; set; } = 500;
+}
+
+/// <summary>
+/// The safety net of at-least-once delivery: re-publishes <see cref="DeliverWebhook"/> for
+/// deliveries whose next attempt is overdue (a publish lost in a crash between commit and
+/// publish, a message dropped by an operator) and fails deliveries whose last attempt never
+/// finished.
+/// </summary>
+public sealed class DeliveryReconciler(
+    IServiceScopeFactory scopes, IOptions<ReconcilerOptions> options, TimeProvider time, ILogger<DeliveryReconciler> logger)
+    : BackgroundService
+{
+    /// <summary>Runs one pass; returns how many deliveries were re-published.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var o = options.Value;
+        await using var scope = scopes.CreateAsyncScope();
+        var store = scope.ServiceProvider.GetRequiredService<DeliveryStore>();
+        var publish = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
+        var ids = await store.ReclaimOverdueAsync(time.GetUtcNow(), TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize, cancellationToken);
+        if (ids.Count > 0)
+        {
+            await publish.PublishBatch(ids.Select(id => new DeliverWebhook(id)), cancellationToken);
+            logger.LogWarning("Reconciler re-published {Count} overdue delivery(ies)", ids.Count);
+        }
+        return ids.Count;
+    }
+
+    /// <inheritdoc />
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.IntervalSeconds), time);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                logger.LogError(ex, "Reconciler pass failed; retrying in {IntervalSeconds} s", options.Value.IntervalSeconds);
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>
+/// One event for one subscription (table <c>webhook_deliveries</c>, unique on
+/// (subscription_id, event_id)). Its <see cref="Payload"/> is built once, so every attempt sends
+/// the same bytes.
+/// </summary>
+public sealed class WebhookDelivery
+{
+    /// <summary>Largest stored response body excerpt, in characters.</summary>
+    public const int MaxStoredResponseChars = 4096;
+
+    /// <summary>Primary key; also sent as <c>X-Webhook-Delivery</c>.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>The subscription this delivery is for.</summary>
+    public Guid SubscriptionId { get; set; }
+
+    /// <summary>Event type name, e.g. <c>email.received</c>.</summary>
+    public required string EventType { get; set; }
+
+    /// <summary>The event's id; also the payload's <c>id</c> and the <c>webhook-id</c> header.</summary>
+    public Guid EventId { get; set; }
+
+    /// <summary>The exact JSON body (UTF-8) POSTed on every attempt.</summary>
+    public required string Payload { get; set; }
+
+    /// <summary>One of <see cref="DeliveryStatus"/>.</summary>
+    public required string Status { get; set; }
+
+    /// <summary>Attempts started so far.</summary>
+    public int AttemptCount { get; set; }
+
+    /// <summary>1 + the subscription's retry count when the delivery was created.</summary>
+    public int MaxAttempts { get; set; }
+
+    /// <summary>HTTP status of the last attempt, if one was received.</summary>
+    public int? ResponseStatusCode { get; set; }
+
+    /// <summary>First <see cref="MaxStoredResponseChars"/> characters of the last response body.</summary>
+    public string? ResponseBody { get; set; }
+
+    /// <summary>Why the last attempt failed, if it did.</summary>
+    public string? ErrorMessage { get; set; }
+
+    /// <summary>Creation time (UTC).</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>Start of the first attempt (UTC).</summary>
+    public DateTimeOffset? FirstAttemptAt { get; set; }
+
+    /// <summary>Start of the last attempt (UTC).</summary>
+    public DateTimeOffset? LastAttemptAt { get; set; }
+
+    /// <summary>When the delivery reached a final status (UTC).</summary>
+    public DateTimeOffset? CompletedAt { get; set; }
+
+    /// <summary>
+    /// When the next attempt is due (UTC); while an attempt is in flight, the end of its lease.
+    /// Null once final. The reconciler re-publishes deliveries whose time is well past.
+    /// </summary>
+    public DateTimeOffset? NextRetryAt { get; set; }
+
+    /// <summary>The attempts, oldest first.</summary>
+    public List<WebhookDeliveryAttempt> Attempts { get; set; } = [];
+}

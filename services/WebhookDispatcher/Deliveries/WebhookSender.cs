@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Text;
+using Microsoft.Extensions.Options;
+using Polly.Timeout;
+using WebhookDispatcher.Security;
+
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>What one webhook POST needs.</summary>
+/// <param name="Url">Absolute http(s) URL.</param>
+/// <param name="Body">The exact body bytes (UTF-8 JSON).</param>
+/// <param name="Headers">Extra request headers (signatures, ids).</param>
+/// <param name="Timeout">Total deadline: connect, send, response headers and body read.</param>
+public sealed record WebhookRequest(string Url, byte[] Body, IReadOnlyDictionary<string, string> Headers, TimeSpan Timeout);
+
+/// <summary>The outcome of one webhook POST.</summary>
+/// <param name="Outcome">One of <see cref="AttemptOutcome"/>.</param>
+/// <param name="StatusCode">HTTP status, when an answer arrived.</param>
+/// <param name="ResponseExcerpt">At most 4096 characters of the response body.</param>
+/// <param name="ErrorMessage">Why it failed, for people; null on success.</param>
+/// <param name="Duration">Time from start to the end of the body read or the failure.</param>
+/// <param name="RetryAfter">The Retry-After of a 429 or 503 answer (RFC 9110 §10.2.3), if any.</param>
+public sealed record WebhookResponse(
+    string Outcome, int? StatusCode, string? ResponseExcerpt, string? ErrorMessage, TimeSpan Duration, TimeSpan? RetryAfter)
+{
+    /// <summary>Whether the receiver answered 2xx.</summary>
+    public bool IsSuccess => Outcome == AttemptOutcome.Success;
+}
+
+/// <summary>
+/// POSTs one webhook through the <c>webhooks</c> HttpClient: no redirects followed, the
+/// subscription's timeout as one deadline over headers and body (enforced by the client's
+/// resilience pipeline), at most <see cref="DeliveryOptions.MaxResponseBytesRead"/> bytes read.
+/// Never throws for receiver faults; they come back as a <see cref="WebhookResponse"/>.
+/// </summary>
+public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryOptions> options)
+{
+    /// <summary>Name of the HttpClient registration.</summary>
+    public const string ClientName = "webhooks";
+
+    /// <summary>Per-request deadline read by the resilience pipeline's timeout strategy.</summary>
+    public static readonly HttpRequestOptionsKey<TimeSpan> TimeoutKey = new("webhooks.attempt-timeout");
+
+    /// <summary>Sends <paramref name="request"/> and classifies the outcome.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (shutdown).</exception>
+    public async Task<WebhookResponse> SendAsync(WebhookRequest request, CancellationToken cancellationToken)
+    {
+        using var message = new HttpRequestMessage(HttpMethod.Post, request.Url);
+        message.Content = new ByteArrayContent(request.Body);
+        message.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
+        message.Headers.UserAgent.ParseAdd(options.Value.UserAgent);
+        foreach (var (name, value) in request.Headers)
+            message.Headers.TryAddWithoutValidation(name, value);
+        message.Options.Set(TimeoutKey, request.Timeout);
+
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            var client = clients.CreateClient(ClientName);
+            using var response = await client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            // The pipeline has already read (at most 64 KiB of) the body inside the deadline.
+            var body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            var status = (int)response.StatusCode;
+            var excerpt = Excerpt(body);
+            var elapsed = Stopwatch.GetElapsedTime(started);
+            return status switch
+            {
+                >= 200 and < 300 => new(AttemptOutcome.Success, status, excerpt, null, elapsed, null),
+                >= 300 and < 400 => new(AttemptOutcome.Redirect, status, excerpt,
+                    $"HTTP {status}: redirects are not followed (Location: {response.Headers.Location})", elapsed, null),
+                _ => new(AttemptOutcome.HttpStatus, status, excerpt, $"HTTP {status} {response.ReasonPhrase}".TrimEnd(),
+                    elapsed, status is 429 or 503 ? RetryAfter(response.Headers.RetryAfter) : null),
+            };
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            var (outcome, text) = Classify(ex, request.Timeout);
+            return new(outcome, null, null, text, Stopwatch.GetElapsedTime(started), null);
+        }
+    }
+
+    private static (string Outcome, string Message) Classify(Exception ex, TimeSpan timeout)
+    {
+        if (ex is TimeoutRejectedException or TaskCanceledException or OperationCanceledException)
+            return (AttemptOutcome.Timeout, $"No complete answer within {timeout.TotalSeconds:0.#} s");
+        for (var e = ex; e is not null; e = e.InnerException)
+        {
+            switch (e)
+            {
+                case BlockedAddressException blocked:
+                    return (AttemptOutcome.BlockedAddress, blocked.Message);
+                case SocketException { SocketErrorCode: SocketError.ConnectionRefused }:
+                    return (AttemptOutcome.ConnectionRefused, "Connection refused");
+                case SocketException { SocketErrorCode: SocketError.HostNotFound or SocketError.NoData or SocketError.TryAgain }:
+                    return (AttemptOutcome.DnsFailure, "Host name did not resolve");
+                case AuthenticationException:
+                    return (AttemptOutcome.TlsError, "TLS handshake failed: " + e.Message);
+                case HttpRequestException { HttpRequestError: HttpRequestError.NameResolutionError }:
+                    return (AttemptOutcome.DnsFailure, "Host name did not resolve");
+                case HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError }:
+                    return (AttemptOutcome.TlsError, "TLS handshake failed");
+            }
+        }
+        return (AttemptOutcome.ConnectionError, Truncate(ex.GetBaseException().Message, 1024));
+    }
+
+    private static TimeSpan? RetryAfter(RetryConditionHeaderValue? header) => header switch
+    {
+        { Delta: { } delta } => delta,
+        { Date: { } date } => date - DateTimeOffset.UtcNow is { } wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
+        _ => null,
+    };
+
+    private static string? Excerpt(byte[] body)
+    {
+        if (body.Length == 0) return null;
+        // Decoding at most 4 bytes per char keeps this bounded before truncating to characters.
+        var text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, WebhookDelivery.MaxStoredResponseChars * 4));
+        return Truncate(text, WebhookDelivery.MaxStoredResponseChars);
+    }
+
+    internal static string Truncate(string text, int maxChars) => text.Length <= maxChars ? text : text[..maxChars];
+}
+
+/// <summary>
+/// Innermost handler of the <c>webhooks</c> client: reads at most
+/// <see cref="DeliveryOptions.MaxResponseBytesRead"/> bytes of the response body while the
+/// resilience pipeline's deadline still runs, so a slow or endless body counts as a timeout.
+/// </summary>
+internal sealed class BoundedResponseBodyHandler : DelegatingHandler
+{
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var response = await base.SendAsync(request, cancellationToken);
+        try
+        {
+            var buffer = new byte[DeliveryOptions.MaxResponseBytesRead];
+            var read = 0;
+            await using (var stream = await response.Content.ReadAsStreamAsync(cancellationToken))
+            {
+                int n;
+                while (read < buffer.Length && (n = await stream.ReadAsync(buffer.AsMemory(read), cancellationToken)) > 0)
+                    read += n;
+            }
+            var bounded = new ByteArrayContent(buffer, 0, read);
+            foreach (var header in response.Content.Headers.Where(h => h.Key != "Content-Length"))
+                bounded.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            response.Content.Dispose();
+            response.Content = bounded;
+            return response;
+        }
+        catch
+        {
+            response.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+using System.ComponentModel.DataAnnotations;
+using MassTransit;
+using Notely.Events;
+using WebhookDispatcher.Messaging.BrokerDelay;
+
+namespace WebhookDispatcher.Messaging;
+
+/// <summary>Which roles this process plays (section <c>Dispatcher</c>), so API and workers can scale apart.</summary>
+public sealed class DispatcherOptions
+{
+    /// <summary>Configuration section name.</summary>
+    public const string Section = "Dispatcher";
+
+    /// <summary>Run the consumers (fan-out, delivery) and the reconciler. Default true.</summary>
+    public bool Workers { get; set; } = true;
+}
+
+/// <summary>MassTransit on RabbitMQ: the bus, the endpoints and their redelivery.</summary>
+public static class MessagingExtensions
+{
+    /// <summary>Redeliveries of a message that failed for a reason other than a receiver's answer (database or broker trouble).</summary>
+    public const int TransientRedeliveryLimit = 10;
+
+    /// <summary>
+    /// Adds the bus (connection string <c>RabbitMq</c>, an <c>amqp://user:password@host:port/vhost</c>
+    /// URI) and, when <see cref="DispatcherOptions.Workers"/> is on, the fan-out and delivery consumers.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection string is missing.</exception>
+    public static IHostApplicationBuilder AddMessaging(this IHostApplicationBuilder builder)
+    {
+        var brokerUri = new Uri(builder.Configuration.GetConnectionString("RabbitMq")
+                                ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)."));
+        var dispatcher = builder.Configuration.GetSection(DispatcherOptions.Section).Get<DispatcherOptions>() ?? new DispatcherOptions();
+        builder.Services.AddOptions<DispatcherOptions>().BindConfiguration(DispatcherOptions.Section);
+        builder.Services.AddSingleton(new RabbitMqDelayTopology(brokerUri));
+
+        builder.Services.AddMassTransit(x =>
+        {
+            x.SetKebabCaseEndpointNameFormatter();
+            if (dispatcher.Workers)
+                AddConsumers(x);
+            x.UsingRabbitMq((context, cfg) =>
+            {
+                var userInfo = brokerUri.UserInfo.Split(':', 2);
+                var virtualHost = Uri.UnescapeDataString(brokerUri.AbsolutePath.TrimStart('/')) is { Length: > 0 } vhost ? vhost : "/";
+                cfg.Host(brokerUri.Host, (ushort)(brokerUri.IsDefaultPort ? 5672 : brokerUri.Port), virtualHost, h =>
+                {
+                    if (userInfo[0].Length > 0) h.Username(Uri.UnescapeDataString(userInfo[0]));
+                    if (userInfo.Length > 1) h.Password(Uri.UnescapeDataString(userInfo[1]));
+                });
+                cfg.ConfigureEndpoints(context);
+            });
+        });
+        return builder;
+    }
+
+    private static void AddConsumers(IBusRegistrationConfigurator x)
+    {
+        foreach (var eventType in EventCatalog.All)
+        {
+            x.AddConsumer(typeof(EventFanOutConsumer<>).MakeGenericType(eventType.ContractType),
+                typeof(EventFanOutConsumerDefinition<>).MakeGenericType(eventType.ContractType));
+        }
+        x.AddConsumer<DeliveryConsumer, DeliveryConsumerDefinition>();
+    }
+
+    /// <summary>Settings every dispatcher endpoint shares: quorum queues (replicated, at-least-once dead-lettering).</summary>
+    internal static void ConfigureEndpoint(IReceiveEndpointConfigurator endpoint, IRegistrationContext context)
+    {
+        if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+            rabbit.SetQuorumQueue();
+    }
+}

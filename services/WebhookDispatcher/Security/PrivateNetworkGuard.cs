@@ -1,0 +1,88 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace WebhookDispatcher.Security;
+
+/// <summary>
+/// Keeps subscriber URLs from reaching into the private network (SSRF): the outbound connection
+/// is made only to addresses that are public unicast. The check runs at connect time on the
+/// addresses actually resolved, so a host name that resolves to 10.0.0.1 or 127.0.0.1 (or
+/// rebinds to one later) is refused just like the literal address.
+/// </summary>
+public static class PrivateNetworkGuard
+{
+    /// <summary>
+    /// Whether <paramref name="address"/> is loopback, private (RFC 1918, RFC 4193), link-local,
+    /// carrier-grade NAT (RFC 6598), unspecified, multicast, broadcast or another special-purpose
+    /// range (RFC 6890) — anything a webhook must not be sent to.
+    /// </summary>
+    public static bool IsNonPublic(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+        if (IPAddress.IsLoopback(address)) return true;
+
+        if (address.AddressFamily == AddressFamily.InterNetwork)
+        {
+            var b = address.GetAddressBytes();
+            return b[0] switch
+            {
+                0 or 10 or 127 => true,
+                100 => b[1] is >= 64 and <= 127,          // 100.64.0.0/10 carrier-grade NAT
+                169 => b[1] == 254,                       // link-local, cloud metadata
+                172 => b[1] is >= 16 and <= 31,
+                192 => (b[1] == 168) || (b[1] == 0 && b[2] is 0 or 2) || (b[1] == 88 && b[2] == 99),
+                198 => b[1] is 18 or 19 || (b[1] == 51 && b[2] == 100),
+                203 => b[1] == 0 && b[2] == 113,
+                >= 224 => true,                           // multicast, reserved, broadcast
+                _ => false,
+            };
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            var b = address.GetAddressBytes();
+            return address.Equals(IPAddress.IPv6None)
+                   || address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6Multicast
+                   || (b[0] & 0xFE) == 0xFC                               // fc00::/7 unique local
+                   || (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0D && b[3] == 0xB8) // documentation
+                   || (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xFF && b[3] == 0x9B); // NAT64 can reach IPv4 private space
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// A <see cref="SocketsHttpHandler.ConnectCallback"/> that resolves the host, drops non-public
+    /// addresses unless <paramref name="allowPrivateNetworks"/>, and connects to the first address
+    /// that answers.
+    /// </summary>
+    /// <exception cref="BlockedAddressException">Every resolved address is non-public.</exception>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(bool allowPrivateNetworks) =>
+        async (context, cancellationToken) =>
+        {
+            var host = context.DnsEndPoint.Host;
+            var addresses = IPAddress.TryParse(host, out var literal)
+                ? [literal]
+                : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+            var allowed = allowPrivateNetworks ? addresses : addresses.Where(a => !IsNonPublic(a)).ToArray();
+            if (allowed.Length == 0)
+                throw new BlockedAddressException(host);
+
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(allowed, context.DnsEndPoint.Port, cancellationToken).ConfigureAwait(false);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        };
+}
+
+/// <summary>Thrown when a webhook URL resolves only to addresses the dispatcher must not reach.</summary>
+/// <param name="host">The host name or address of the URL.</param>
+public sealed class BlockedAddressException(string host)
+    : Exception($"'{host}' resolves only to loopback, private or otherwise non-public addresses, which webhooks may not reach.");

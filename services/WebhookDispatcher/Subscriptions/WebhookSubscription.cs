@@ -1,0 +1,86 @@
+namespace WebhookDispatcher.Subscriptions;
+
+/// <summary>
+/// A user's registration of an endpoint URL for a set of event types (table
+/// <c>webhook_subscriptions</c>).
+/// </summary>
+public sealed class WebhookSubscription
+{
+    /// <summary>Default number of retries after the first attempt.</summary>
+    public const int DefaultRetryCount = 3;
+
+    /// <summary>Largest allowed <see cref="RetryCount"/>.</summary>
+    public const int MaxRetryCount = 10;
+
+    /// <summary>Default total deadline of one attempt, in seconds.</summary>
+    public const int DefaultTimeoutSeconds = 10;
+
+    /// <summary>Smallest allowed <see cref="TimeoutSeconds"/>.</summary>
+    public const int MinTimeoutSeconds = 1;
+
+    /// <summary>Largest allowed <see cref="TimeoutSeconds"/>.</summary>
+    public const int MaxTimeoutSeconds = 60;
+
+    /// <summary>Longest accepted <see cref="Url"/>, in characters.</summary>
+    public const int MaxUrlLength = 2048;
+
+    /// <summary>Primary key.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>Owner: the opaque user id of the events and the JWT subject of the API.</summary>
+    public required string UserId { get; set; }
+
+    /// <summary>Absolute http(s) URL that receives the POSTs; at most <see cref="MaxUrlLength"/> characters.</summary>
+    public required string Url { get; set; }
+
+    /// <summary>Event type names (<c>email.received</c> …) this subscription receives; never empty.</summary>
+    public required List<string> EventTypes { get; set; }
+
+    /// <summary>
+    /// Signing secret. In the Standard Webhooks form <c>whsec_&lt;base64&gt;</c>, the decoded bytes key
+    /// <c>webhook-signature</c>; the UTF-8 bytes of the whole string key <c>X-Webhook-Signature</c>.
+    /// </summary>
+    public required string Secret { get; set; }
+
+    /// <summary>The secret replaced by the last rotation; it keeps signing until <see cref="PreviousSecretExpiresAt"/>.</summary>
+    public string? PreviousSecret { get; set; }
+
+    /// <summary>End of the rotation grace period (UTC); after it <see cref="PreviousSecret"/> is ignored.</summary>
+    public DateTimeOffset? PreviousSecretExpiresAt { get; set; }
+
+    /// <summary>Free text shown to the owner.</summary>
+    public string? Description { get; set; }
+
+    /// <summary>Whether new events fan out to this subscription. A 410 Gone answer sets it to false.</summary>
+    public bool IsActive { get; set; } = true;
+
+    /// <summary>Retries after the first attempt, 0 to <see cref="MaxRetryCount"/>: a delivery gets 1 + RetryCount attempts.</summary>
+    public int RetryCount { get; set; } = DefaultRetryCount;
+
+    /// <summary>Total deadline of one attempt including the response body read, in seconds (1–60).</summary>
+    public int TimeoutSeconds { get; set; } = DefaultTimeoutSeconds;
+
+    /// <summary>Deliveries that reached a final state (success or failed).</summary>
+    public long TotalDeliveries { get; set; }
+
+    /// <summary>Deliveries that ended in success.</summary>
+    public long SuccessfulDeliveries { get; set; }
+
+    /// <summary>Deliveries that ended in failed (every attempt used, or 410 Gone).</summary>
+    public long FailedDeliveries { get; set; }
+
+    /// <summary>When a delivery last reached a final state (UTC).</summary>
+    public DateTimeOffset? LastDeliveryAt { get; set; }
+
+    /// <summary>When a delivery last succeeded (UTC).</summary>
+    public DateTimeOffset? LastSuccessAt { get; set; }
+
+    /// <summary>When a delivery last failed for good (UTC).</summary>
+    public DateTimeOffset? LastFailureAt { get; set; }
+
+    /// <summary>Creation time (UTC).</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>Last change by its owner or by the dispatcher (UTC).</summary>
+    public DateTimeOffset UpdatedAt { get; set; }
+}
