@@ -6,6 +6,7 @@
 #   deploy/infra.sh status   exit 0 when both answer
 #   deploy/infra.sh stop     stop both
 #   deploy/infra.sh env      print the export lines the service and the tests read
+#   deploy/infra.sh rabbitmqctl ARGS   run rabbitmqctl against the private node
 #
 # Ports and the data directory can be overridden: WEBHOOKS_INFRA_DIR, WEBHOOKS_PG_PORT,
 # WEBHOOKS_AMQP_PORT, WEBHOOKS_RABBIT_MGMT_PORT.
@@ -128,5 +129,6 @@ case "${1:-start}" in
     pg_running && rabbit_running && log "both running" ;;
   stop) stop_all ;;
   env) print_env ;;
-  *) echo "usage: $0 start|status|stop|env" >&2; exit 2 ;;
+  rabbitmqctl) shift; rabbit_env; exec "$RABBIT_BIN/rabbitmqctl" "$@" ;;
+  *) echo "usage: $0 start|status|stop|env|rabbitmqctl ARGS" >&2; exit 2 ;;
 esac

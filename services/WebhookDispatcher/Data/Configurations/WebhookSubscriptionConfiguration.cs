@@ -23,9 +23,9 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(s => s.Secret).HasMaxLength(256);
         b.Property(s => s.PreviousSecret).HasMaxLength(256);
         b.Property(s => s.Description).HasMaxLength(1024);
-        b.Property(s => s.IsActive).HasDefaultValue(true);
-        b.Property(s => s.RetryCount).HasDefaultValue(WebhookSubscription.DefaultRetryCount);
-        b.Property(s => s.TimeoutSeconds).HasDefaultValue(WebhookSubscription.DefaultTimeoutSeconds);
+        // No database defaults for is_active, retry_count and timeout_seconds: EF omits a property
+        // whose value is the CLR default (false, 0) when the column has one, which turned
+        // retry_count 0 into 3. The entity's initialisers are the defaults.
         b.Property(s => s.CreatedAt).HasDefaultValueSql("now()");
         b.Property(s => s.UpdatedAt).HasDefaultValueSql("now()");
 

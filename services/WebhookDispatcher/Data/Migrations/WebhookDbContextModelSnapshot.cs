@@ -207,9 +207,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("failed_deliveries");
 
                     b.Property<bool>("IsActive")
-                        .ValueGeneratedOnAdd()
                         .HasColumnType("boolean")
-                        .HasDefaultValue(true)
                         .HasColumnName("is_active");
 
                     b.Property<DateTimeOffset?>("LastDeliveryAt")
@@ -234,9 +232,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("previous_secret_expires_at");
 
                     b.Property<int>("RetryCount")
-                        .ValueGeneratedOnAdd()
                         .HasColumnType("integer")
-                        .HasDefaultValue(3)
                         .HasColumnName("retry_count");
 
                     b.Property<string>("Secret")
@@ -250,9 +246,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("successful_deliveries");
 
                     b.Property<int>("TimeoutSeconds")
-                        .ValueGeneratedOnAdd()
                         .HasColumnType("integer")
-                        .HasDefaultValue(10)
                         .HasColumnName("timeout_seconds");
 
                     b.Property<long>("TotalDeliveries")

@@ -13,7 +13,7 @@ using WebhookDispatcher.Data;
 namespace WebhookDispatcher.Data.Migrations
 {
     [DbContext(typeof(WebhookDbContext))]
-    [Migration("20261130033554_InitialSchema")]
+    [Migration("20261130034106_InitialSchema")]
     partial class InitialSchema
     {
         /// <inheritdoc />
@@ -210,9 +210,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("failed_deliveries");
 
                     b.Property<bool>("IsActive")
-                        .ValueGeneratedOnAdd()
                         .HasColumnType("boolean")
-                        .HasDefaultValue(true)
                         .HasColumnName("is_active");
 
                     b.Property<DateTimeOffset?>("LastDeliveryAt")
@@ -237,9 +235,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("previous_secret_expires_at");
 
                     b.Property<int>("RetryCount")
-                        .ValueGeneratedOnAdd()
                         .HasColumnType("integer")
-                        .HasDefaultValue(3)
                         .HasColumnName("retry_count");
 
                     b.Property<string>("Secret")
@@ -253,9 +249,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("successful_deliveries");
 
                     b.Property<int>("TimeoutSeconds")
-                        .ValueGeneratedOnAdd()
                         .HasColumnType("integer")
-                        .HasDefaultValue(10)
                         .HasColumnName("timeout_seconds");
 
                     b.Property<long>("TotalDeliveries")

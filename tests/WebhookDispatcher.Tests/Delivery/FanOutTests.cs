@@ -1,0 +1,95 @@
+using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Delivery;
+
+[Parallelizable(ParallelScope.All)]
+public sealed class FanOutTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    [Test]
+    public async Task An_event_reaches_exactly_the_active_subscriptions_of_its_type_with_verifiable_signatures()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        var first = await Dispatcher.SubscribeAsync(user, receiver.Url + "/first", ["email.received", "task.completed"]);
+        var second = await Dispatcher.SubscribeAsync(user, receiver.Url + "/second", ["email.received"]);
+        await Dispatcher.SubscribeAsync(user, receiver.Url + "/other-type", ["task.completed"]);
+        await Dispatcher.SubscribeAsync(user, receiver.Url + "/inactive", ["email.received"], isActive: false);
+        await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url + "/other-user", ["email.received"]);
+        var evt = Events.EmailReceived(user);
+
+        await Dispatcher.PublishAsync(evt);
+
+        Assert.That(await receiver.WaitForAsync(2, Patience), Is.True, "two POSTs within 30 s");
+        await Task.Delay(TimeSpan.FromSeconds(2)); // a third, wrong POST would arrive by now
+        var requests = receiver.Requests;
+        Assert.That(requests.Select(r => r.Path), Is.EquivalentTo(new[] { "/first", "/second" }));
+        foreach (var (request, secret) in requests.Select(r => (r, r.Path == "/first" ? first.Secret : second.Secret)))
+        {
+            using var body = JsonDocument.Parse(request.Body);
+            Assert.Multiple(() =>
+            {
+                Assert.That(Signatures.LegacyVerifies(request, secret), Is.True, "X-Webhook-Signature");
+                Assert.That(Signatures.StandardVerifies(request, secret), Is.True, "webhook-signature");
+                Assert.That(request.Headers["content-type"], Is.EqualTo("application/json; charset=utf-8"));
+                Assert.That(request.Headers["x-webhook-event"], Is.EqualTo("email.received"));
+                Assert.That(request.Headers["webhook-id"], Is.EqualTo(evt.EventId.ToString()));
+                Assert.That(long.Parse(request.Headers["webhook-timestamp"]),
+                    Is.EqualTo(DateTimeOffset.UtcNow.ToUnixTimeSeconds()).Within(60));
+                Assert.That(body.RootElement.GetProperty("id").GetGuid(), Is.EqualTo(evt.EventId));
+                Assert.That(body.RootElement.GetProperty("data").GetProperty("subject").GetString(), Is.EqualTo(evt.Subject));
+            });
+        }
+
+        var deliveries = await Dispatcher.DeliveriesAsync(first.Id);
+        Assert.That(deliveries.Single().Status, Is.EqualTo(DeliveryStatus.Success));
+        Assert.That(requests.Single(r => r.Path == "/first").Headers["x-webhook-delivery"], Is.EqualTo(deliveries.Single().Id.ToString()));
+    }
+
+    [Test]
+    public async Task The_same_event_published_twice_makes_one_delivery_and_one_POST()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(204);
+        var user = Events.NewUser();
+        var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"]);
+        var evt = Events.EmailReceived(user);
+
+        await Dispatcher.PublishAsync(evt);
+        await Dispatcher.PublishAsync(evt);
+
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True);
+        // Both copies have long been consumed when the second fan-out's re-publish would have landed.
+        Assert.That(await Dispatcher.EventuallyAsync(async () =>
+            await Dispatcher.QueryAsync(db => db.Deliveries.CountAsync(d => d.SubscriptionId == subscription.Id && d.Status == DeliveryStatus.Success)) == 1,
+            Patience), Is.True);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.Multiple(async () =>
+        {
+            Assert.That(receiver.Requests, Has.Count.EqualTo(1));
+            Assert.That(await Dispatcher.DeliveriesAsync(subscription.Id), Has.Count.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public async Task Every_attempt_sends_the_same_bytes()
+    {
+        await using var receiver = await TestReceiver.StartAsync((n, c) =>
+        {
+            c.Response.StatusCode = n == 1 ? 503 : 200;
+            return Task.CompletedTask;
+        });
+        var user = Events.NewUser();
+        await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 1);
+
+        await Dispatcher.PublishAsync(Events.EmailReceived(user));
+
+        Assert.That(await receiver.WaitForAsync(2, Patience), Is.True);
+        var requests = receiver.Requests;
+        Assert.That(requests[1].Body, Is.EqualTo(requests[0].Body));
+        Assert.That(requests[1].Headers["webhook-id"], Is.EqualTo(requests[0].Headers["webhook-id"]));
+    }
+}

@@ -1,0 +1,59 @@
+using DotNet.Testcontainers.Configurations;
+using Testcontainers.PostgreSql;
+using Testcontainers.RabbitMq;
+
+using WebhookDispatcher.Tests.Infrastructure;
+
+// In the root namespace: a SetUpFixture serves the tests of its namespace and those below it.
+namespace WebhookDispatcher.Tests;
+
+/// <summary>
+/// Finds PostgreSQL and RabbitMQ once per run: the connection strings in
+/// <c>ConnectionStrings__Postgres</c> and <c>ConnectionStrings__RabbitMq</c> (what deploy/test.sh
+/// exports after starting private servers), else Testcontainers when a Docker engine is reachable,
+/// else the run fails — it never skips.
+/// </summary>
+[SetUpFixture]
+public sealed class TestInfrastructure
+{
+    private PostgreSqlContainer? _postgres;
+    private RabbitMqContainer? _rabbit;
+
+    /// <summary>Connection string of the test database.</summary>
+    public static string Postgres { get; private set; } = "";
+
+    /// <summary>amqp:// URI of the test broker (its own virtual host).</summary>
+    public static string RabbitMq { get; private set; } = "";
+
+    [OneTimeSetUp]
+    public async Task StartAsync()
+    {
+        var postgres = Environment.GetEnvironmentVariable("ConnectionStrings__Postgres");
+        var rabbit = Environment.GetEnvironmentVariable("ConnectionStrings__RabbitMq");
+        if (!string.IsNullOrEmpty(postgres) && !string.IsNullOrEmpty(rabbit))
+        {
+            (Postgres, RabbitMq) = (postgres, rabbit);
+        }
+        else if (TestcontainersSettings.OS.DockerEndpointAuthConfig is not null)
+        {
+            _postgres = new PostgreSqlBuilder("postgres:15").Build();
+            _rabbit = new RabbitMqBuilder("rabbitmq:3.13-management").Build();
+            await Task.WhenAll(_postgres.StartAsync(), _rabbit.StartAsync());
+            (Postgres, RabbitMq) = (_postgres.GetConnectionString(), _rabbit.GetConnectionString());
+        }
+        else
+        {
+            Assert.Fail("No PostgreSQL/RabbitMQ for the integration tests: set ConnectionStrings__Postgres and " +
+                        "ConnectionStrings__RabbitMq (deploy/test.sh does), or make a Docker engine reachable for Testcontainers.");
+        }
+        await Dispatcher.StartAsync();
+    }
+
+    [OneTimeTearDown]
+    public async Task StopAsync()
+    {
+        await Dispatcher.StopAsync();
+        if (_postgres is not null) await _postgres.DisposeAsync();
+        if (_rabbit is not null) await _rabbit.DisposeAsync();
+    }
+}
