@@ -1,3 +1,4 @@
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Notely.Events;
@@ -12,10 +13,14 @@ namespace WebhookDispatcher.Deliveries;
 /// </summary>
 public static class WebhookPayload
 {
-    /// <summary>The serializer settings of payloads: snake_case names, nulls written.</summary>
+    /// <summary>
+    /// The serializer settings of payloads: snake_case names, nulls written, non-ASCII text and
+    /// characters such as <c>+</c> left as they are (the body is JSON for machines, never embedded in HTML).
+    /// </summary>
     public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     private static readonly string[] EnvelopeFields = ["event_id", "user_id", "occurred_at"];

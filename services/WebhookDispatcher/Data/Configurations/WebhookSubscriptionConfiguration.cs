@@ -26,6 +26,9 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         // No database defaults for is_active, retry_count and timeout_seconds: EF omits a property
         // whose value is the CLR default (false, 0) when the column has one, which turned
         // retry_count 0 into 3. The entity's initialisers are the defaults.
+        b.Property(s => s.TotalDeliveries).HasDefaultValue(0L);
+        b.Property(s => s.SuccessfulDeliveries).HasDefaultValue(0L);
+        b.Property(s => s.FailedDeliveries).HasDefaultValue(0L);
         b.Property(s => s.CreatedAt).HasDefaultValueSql("now()");
         b.Property(s => s.UpdatedAt).HasDefaultValueSql("now()");
 

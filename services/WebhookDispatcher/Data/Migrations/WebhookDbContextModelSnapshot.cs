@@ -203,7 +203,9 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("event_types");
 
                     b.Property<long>("FailedDeliveries")
+                        .ValueGeneratedOnAdd()
                         .HasColumnType("bigint")
+                        .HasDefaultValue(0L)
                         .HasColumnName("failed_deliveries");
 
                     b.Property<bool>("IsActive")
@@ -242,7 +244,9 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("secret");
 
                     b.Property<long>("SuccessfulDeliveries")
+                        .ValueGeneratedOnAdd()
                         .HasColumnType("bigint")
+                        .HasDefaultValue(0L)
                         .HasColumnName("successful_deliveries");
 
                     b.Property<int>("TimeoutSeconds")
@@ -250,7 +254,9 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("timeout_seconds");
 
                     b.Property<long>("TotalDeliveries")
+                        .ValueGeneratedOnAdd()
                         .HasColumnType("bigint")
+                        .HasDefaultValue(0L)
                         .HasColumnName("total_deliveries");
 
                     b.Property<DateTimeOffset>("UpdatedAt")

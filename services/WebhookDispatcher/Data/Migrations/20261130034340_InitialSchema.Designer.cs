@@ -13,7 +13,7 @@ using WebhookDispatcher.Data;
 namespace WebhookDispatcher.Data.Migrations
 {
     [DbContext(typeof(WebhookDbContext))]
-    [Migration("20261130034106_InitialSchema")]
+    [Migration("20261130034340_InitialSchema")]
     partial class InitialSchema
     {
         /// <inheritdoc />
@@ -206,7 +206,9 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("event_types");
 
                     b.Property<long>("FailedDeliveries")
+                        .ValueGeneratedOnAdd()
                         .HasColumnType("bigint")
+                        .HasDefaultValue(0L)
                         .HasColumnName("failed_deliveries");
 
                     b.Property<bool>("IsActive")
@@ -245,7 +247,9 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("secret");
 
                     b.Property<long>("SuccessfulDeliveries")
+                        .ValueGeneratedOnAdd()
                         .HasColumnType("bigint")
+                        .HasDefaultValue(0L)
                         .HasColumnName("successful_deliveries");
 
                     b.Property<int>("TimeoutSeconds")
@@ -253,7 +257,9 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("timeout_seconds");
 
                     b.Property<long>("TotalDeliveries")
+                        .ValueGeneratedOnAdd()
                         .HasColumnType("bigint")
+                        .HasDefaultValue(0L)
                         .HasColumnName("total_deliveries");
 
                     b.Property<DateTimeOffset>("UpdatedAt")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Quick start: shows the main job on real input. Starts PostgreSQL and RabbitMQ (installing them
+# if missing), runs the dispatcher (Development: migrates the schema, allows 127.0.0.1 receivers),
+# then the demo in docs/examples/QuickStartDemo: it subscribes a local receiver, publishes sample
+# Notely events on RabbitMQ and prints each POST with the verdict on both signatures.
+# The dispatcher's log is in $WEBHOOKS_INFRA_DIR/dispatcher.log (default /tmp/webhook-dispatcher-infra).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(deploy/infra.sh start)"
+dotnet build WebhookDispatcher.sln -v quiet -nologo -clp:ErrorsOnly
+
+log="${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}/dispatcher.log"
+ASPNETCORE_ENVIRONMENT=Development dotnet run --no-build --project services/WebhookDispatcher \
+  --urls http://127.0.0.1:5080 >"$log" 2>&1 &
+dispatcher=$!
+trap 'kill $dispatcher 2>/dev/null; wait $dispatcher 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 120); do
+  curl -fs http://127.0.0.1:5080/health >/dev/null 2>&1 && break
+  kill -0 "$dispatcher" 2>/dev/null || { echo "The dispatcher exited; see $log" >&2; tail -20 "$log" >&2; exit 1; }
+  sleep 0.5
+done
+echo "Dispatcher running on http://127.0.0.1:5080 (log: $log)"
+
+dotnet run --no-build --project docs/examples/QuickStartDemo

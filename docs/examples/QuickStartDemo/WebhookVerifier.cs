@@ -1,0 +1,41 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Notely.WebhookDemo;
+
+/// <summary>
+/// How a receiver verifies a Notely webhook — the code docs/webhooks.md shows. It uses nothing
+/// from the dispatcher: only the secret, the headers and the raw body bytes as received (verify
+/// before parsing JSON; re-serialised JSON would not match).
+/// </summary>
+public static class WebhookVerifier
+{
+    /// <summary>Largest accepted distance between <c>webhook-timestamp</c> and now (Standard Webhooks: 5 minutes).</summary>
+    public static readonly TimeSpan Tolerance = TimeSpan.FromMinutes(5);
+
+    /// <summary>Checks <c>X-Webhook-Signature: sha256=&lt;hex&gt;</c>: HMAC-SHA256 of the body keyed with the secret's UTF-8 bytes.</summary>
+    public static bool VerifyLegacy(string secret, byte[] body, string? signatureHeader)
+    {
+        if (signatureHeader is null) return false;
+        var expected = "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), body));
+        return CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(expected), Encoding.ASCII.GetBytes(signatureHeader));
+    }
+
+    /// <summary>
+    /// Checks the Standard Webhooks headers: <c>webhook-signature</c> holds one or more
+    /// <c>v1,&lt;base64&gt;</c> entries (several during a secret rotation); one must equal
+    /// HMAC-SHA256 over <c>"{webhook-id}.{webhook-timestamp}.{body}"</c> keyed with the base64 part
+    /// of the <c>whsec_</c> secret, and the timestamp must be within <see cref="Tolerance"/> of now.
+    /// </summary>
+    public static bool VerifyStandard(string secret, string? webhookId, string? timestamp, string? signatureHeader, byte[] body,
+        DateTimeOffset now)
+    {
+        if (webhookId is null || signatureHeader is null || !long.TryParse(timestamp, out var seconds)) return false;
+        if ((now - DateTimeOffset.FromUnixTimeSeconds(seconds)).Duration() > Tolerance) return false;
+        var key = Convert.FromBase64String(secret.StartsWith("whsec_", StringComparison.Ordinal) ? secret[6..] : secret);
+        var signed = Encoding.UTF8.GetBytes($"{webhookId}.{timestamp}.").Concat(body).ToArray();
+        var expected = Encoding.ASCII.GetBytes("v1," + Convert.ToBase64String(HMACSHA256.HashData(key, signed)));
+        return signatureHeader.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Any(candidate => CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(candidate), expected));
+    }
+}
