@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
+using Notely.WebhookDemo;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Infrastructure;
 
@@ -35,6 +36,13 @@ public sealed class FanOutTests
             {
                 Assert.That(Signatures.LegacyVerifies(request, secret), Is.True, "X-Webhook-Signature");
                 Assert.That(Signatures.StandardVerifies(request, secret), Is.True, "webhook-signature");
+                Assert.That(WebhookVerifier.VerifyLegacy(secret, request.Body, request.Headers["x-webhook-signature"]), Is.True,
+                    "the documented receiver example accepts X-Webhook-Signature");
+                Assert.That(WebhookVerifier.VerifyStandard(secret, request.Headers["webhook-id"], request.Headers["webhook-timestamp"],
+                    request.Headers["webhook-signature"], request.Body, DateTimeOffset.UtcNow), Is.True,
+                    "the documented receiver example accepts webhook-signature");
+                Assert.That(WebhookVerifier.VerifyLegacy(secret, [.. request.Body, (byte)' '], request.Headers["x-webhook-signature"]), Is.False,
+                    "a changed body fails verification");
                 Assert.That(request.Headers["content-type"], Is.EqualTo("application/json; charset=utf-8"));
                 Assert.That(request.Headers["x-webhook-event"], Is.EqualTo("email.received"));
                 Assert.That(request.Headers["webhook-id"], Is.EqualTo(evt.EventId.ToString()));

@@ -184,6 +184,26 @@ public sealed class RetryTests
     }
 
     [Test]
+    public async Task A_Retry_After_on_503_lengthens_the_wait()
+    {
+        await using var receiver = await TestReceiver.StartAsync((n, c) =>
+        {
+            c.Response.StatusCode = n == 1 ? 503 : 200;
+            if (n == 1) c.Response.Headers.RetryAfter = "5";
+            return Task.CompletedTask;
+        });
+        var user = Events.NewUser();
+        await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 1);
+
+        await Dispatcher.PublishAsync(Events.EmailReceived(user));
+
+        Assert.That(await receiver.WaitForAsync(2, TimeSpan.FromSeconds(40)), Is.True);
+        var gap = receiver.Requests[1].ArrivedAt - receiver.Requests[0].ArrivedAt;
+        // 5 s asked for, rounded up to the 8 s delay queue; the schedule alone would wait 2 s.
+        Assert.That(gap, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(8)).And.LessThanOrEqualTo(TimeSpan.FromSeconds(8) + Slack));
+    }
+
+    [Test]
     public async Task Gone_stops_retrying_and_disables_the_subscription()
     {
         await using var receiver = await TestReceiver.AnsweringAsync(410);

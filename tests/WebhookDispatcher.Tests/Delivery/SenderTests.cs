@@ -1,0 +1,110 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Delivery;
+
+/// <summary>The outbound client as configured by the service, against real local receivers.</summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class SenderTests
+{
+    private static WebhookSender Sender(bool allowPrivateNetworks)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Delivery:AllowPrivateNetworks"] = allowPrivateNetworks.ToString(),
+            ["Dispatcher:Workers"] = "false",
+        });
+        builder.AddDeliveries();
+        return builder.Build().Services.GetRequiredService<WebhookSender>();
+    }
+
+    private static WebhookRequest Request(string url, int timeoutSeconds = 5) =>
+        new(url, "{}"u8.ToArray(), new Dictionary<string, string>(), TimeSpan.FromSeconds(timeoutSeconds));
+
+    [TestCase("http://127.0.0.1:{0}/")]
+    [TestCase("http://localhost:{0}/")]
+    [TestCase("http://[::ffff:127.0.0.1]:{0}/")]
+    public async Task Private_addresses_are_refused_unless_allowed(string template)
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var url = string.Format(template, new Uri(receiver.Url).Port);
+
+        var response = await Sender(allowPrivateNetworks: false).SendAsync(Request(url), CancellationToken.None);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Outcome, Is.EqualTo(AttemptOutcome.BlockedAddress));
+            Assert.That(response.StatusCode, Is.Null);
+            Assert.That(receiver.Requests, Is.Empty);
+        });
+    }
+
+    [Test]
+    public async Task A_closed_port_is_a_refused_connection()
+    {
+        int port;
+        await using (var closed = await TestReceiver.AnsweringAsync(200))
+            port = new Uri(closed.Url).Port;
+
+        var response = await Sender(allowPrivateNetworks: true).SendAsync(Request($"http://127.0.0.1:{port}/"), CancellationToken.None);
+
+        Assert.That(response.Outcome, Is.EqualTo(AttemptOutcome.ConnectionRefused));
+    }
+
+    [Test]
+    public async Task Only_64_KiB_of_a_huge_body_are_read_and_4096_characters_kept()
+    {
+        await using var receiver = await TestReceiver.StartAsync(async (_, c) =>
+        {
+            c.Response.StatusCode = 200;
+            var chunk = Encoding.ASCII.GetBytes(new string('a', 64 * 1024));
+            for (var i = 0; i < 160 && !c.RequestAborted.IsCancellationRequested; i++) // 10 MiB
+                await c.Response.Body.WriteAsync(chunk);
+        });
+
+        var response = await Sender(allowPrivateNetworks: true).SendAsync(Request(receiver.Url), CancellationToken.None);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Outcome, Is.EqualTo(AttemptOutcome.Success));
+            Assert.That(response.ResponseExcerpt, Has.Length.EqualTo(4096));
+        });
+    }
+
+    [TestCase("7", 7)]
+    [TestCase("120", 120)]
+    public async Task Retry_After_seconds_on_429_are_read(string header, int seconds)
+    {
+        await using var receiver = await TestReceiver.StartAsync((_, c) =>
+        {
+            c.Response.StatusCode = 429;
+            c.Response.Headers.RetryAfter = header;
+            return Task.CompletedTask;
+        });
+
+        var response = await Sender(allowPrivateNetworks: true).SendAsync(Request(receiver.Url), CancellationToken.None);
+
+        Assert.That(response.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(seconds)));
+    }
+
+    [Test]
+    public async Task Retry_After_is_ignored_on_a_500()
+    {
+        await using var receiver = await TestReceiver.StartAsync((_, c) =>
+        {
+            c.Response.StatusCode = 500;
+            c.Response.Headers.RetryAfter = "30";
+            return Task.CompletedTask;
+        });
+
+        var response = await Sender(allowPrivateNetworks: true).SendAsync(Request(receiver.Url), CancellationToken.None);
+
+        Assert.That(response.RetryAfter, Is.Null);
+    }
+}
