@@ -89,6 +89,7 @@ management.tcp.port = $MGMT_PORT
 loopback_users = none
 CONF
   echo '[rabbitmq_management].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+  rm -f "$RABBITMQ_PID_FILE"  # left behind by a node that was killed
   nohup "$RABBIT_BIN/rabbitmq-server" >"$RABBITMQ_LOG_BASE/stdout.log" 2>&1 &
   local server=$!
   if ! "$RABBIT_BIN/rabbitmqctl" -q wait --timeout 90 "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || ! kill -0 "$server" 2>/dev/null; then
