@@ -1,10 +1,8 @@
-using System.Text;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging.BrokerDelay;
 using WebhookDispatcher.Observability;
-using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Messaging;
 
@@ -51,25 +49,10 @@ public sealed class DeliveryConsumer(DeliveryStore store, WebhookSender sender, 
     }
 
     /// <summary>The signed request of one attempt. <c>webhook-timestamp</c> is this attempt's; the body is the stored one.</summary>
-    internal static WebhookRequest BuildRequest(ClaimedDelivery delivery, DateTimeOffset now)
-    {
-        var body = Encoding.UTF8.GetBytes(delivery.Payload);
-        var timestamp = now.ToUnixTimeSeconds();
-        var webhookId = delivery.EventId.ToString();
-        List<string> secrets = [delivery.Secret];
-        if (delivery.PreviousSecret is not null && delivery.PreviousSecretExpiresAt > now)
-            secrets.Add(delivery.PreviousSecret);
-        var headers = new Dictionary<string, string>
-        {
-            ["X-Webhook-Signature"] = WebhookSigner.LegacySignature(delivery.Secret, body),
-            ["X-Webhook-Event"] = delivery.EventType,
-            ["X-Webhook-Delivery"] = delivery.Id.ToString(),
-            ["webhook-id"] = webhookId,
-            ["webhook-timestamp"] = timestamp.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["webhook-signature"] = WebhookSigner.StandardSignature(webhookId, timestamp, body, secrets),
-        };
-        return new WebhookRequest(delivery.Url, body, headers, TimeSpan.FromSeconds(delivery.TimeoutSeconds));
-    }
+    internal static WebhookRequest BuildRequest(ClaimedDelivery delivery, DateTimeOffset now) =>
+        SignedWebhook.Create(delivery.Url, delivery.Payload, delivery.EventType, delivery.Id, delivery.EventId,
+            SignedWebhook.ActiveSecrets(delivery.Secret, delivery.PreviousSecret, delivery.PreviousSecretExpiresAt, now),
+            delivery.TimeoutSeconds, now);
 
     /// <summary>Success on 2xx; failed on 410 Gone (and the subscription is disabled) or when no attempt is left; else retrying.</summary>
     internal static AttemptDecision Decide(ClaimedDelivery delivery, WebhookResponse response, DateTimeOffset now)

@@ -83,4 +83,7 @@ public sealed class WebhookSubscription
 
     /// <summary>Last change by its owner or by the dispatcher (UTC).</summary>
     public DateTimeOffset UpdatedAt { get; set; }
+
+    /// <summary>When its owner deleted it (UTC). Deleted subscriptions are inactive, invisible to the API, and keep their delivery history.</summary>
+    public DateTimeOffset? DeletedAt { get; set; }
 }

@@ -23,6 +23,7 @@ public sealed class DispatcherFactory : WebApplicationFactory<Program>
         // Test receivers listen on 127.0.0.1.
         builder.UseSetting("Delivery:AllowPrivateNetworks", "true");
         builder.UseSetting("Reconciler:IntervalSeconds", "3600");
+        builder.UseSetting("Auth:SigningKey", TestTokens.SigningKey);
     }
 }
 
@@ -49,6 +50,9 @@ public static class Dispatcher
         if (_factory is not null) await _factory.DisposeAsync();
         _factory = null;
     }
+
+    /// <summary>An HttpClient to the in-process API.</summary>
+    public static HttpClient CreateClient() => (_factory ?? throw new InvalidOperationException("Dispatcher not started")).CreateClient();
 
     /// <summary>Stops the dispatcher, waits <paramref name="downtime"/>, starts a new one.</summary>
     public static async Task RestartAsync(TimeSpan downtime)

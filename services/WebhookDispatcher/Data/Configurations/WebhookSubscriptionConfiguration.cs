@@ -32,6 +32,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(s => s.CreatedAt).HasDefaultValueSql("now()");
         b.Property(s => s.UpdatedAt).HasDefaultValueSql("now()");
 
+        b.HasQueryFilter(s => s.DeletedAt == null);
         b.HasIndex(s => new { s.UserId, s.IsActive });
         b.HasIndex(s => s.EventTypes).HasMethod("gin");
         b.HasIndex(s => s.CreatedAt);

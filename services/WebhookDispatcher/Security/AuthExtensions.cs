@@ -1,0 +1,99 @@
+using System.ComponentModel.DataAnnotations;
+using System.Security.Claims;
+using System.Text;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace WebhookDispatcher.Security;
+
+/// <summary>
+/// JWT bearer settings (section <c>Auth</c>). Production sets <see cref="Authority"/> (an OpenID
+/// Connect issuer whose keys are discovered); development and tests set <see cref="SigningKey"/>,
+/// a symmetric HS256 key. Exactly one of the two must be set.
+/// </summary>
+public sealed class AuthOptions : IValidatableObject
+{
+    /// <summary>Configuration section name.</summary>
+    public const string Section = "Auth";
+
+    /// <summary>OpenID Connect authority URL (production).</summary>
+    public string? Authority { get; set; }
+
+    /// <summary>Expected <c>iss</c> claim.</summary>
+    [Required]
+    public string Issuer { get; set; } = "";
+
+    /// <summary>Expected <c>aud</c> claim.</summary>
+    [Required]
+    public string Audience { get; set; } = "";
+
+    /// <summary>Symmetric signing key (development), at least 32 bytes of UTF-8.</summary>
+    public string? SigningKey { get; set; }
+
+    /// <inheritdoc />
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (string.IsNullOrEmpty(Authority) == string.IsNullOrEmpty(SigningKey))
+            yield return new ValidationResult("Set exactly one of Auth:Authority (production) and Auth:SigningKey (development).",
+                [nameof(Authority), nameof(SigningKey)]);
+        if (SigningKey is { } key && Encoding.UTF8.GetByteCount(key) < 32)
+            yield return new ValidationResult("Auth:SigningKey must be at least 32 bytes.", [nameof(SigningKey)]);
+    }
+
+    internal SymmetricSecurityKey? SymmetricKey => SigningKey is null ? null : new SymmetricSecurityKey(Encoding.UTF8.GetBytes(SigningKey));
+}
+
+/// <summary>JWT bearer authentication; the user id is the token's <c>sub</c> claim.</summary>
+public static class AuthExtensions
+{
+    /// <summary>Adds authentication and an authorization policy that requires a <c>sub</c> claim.</summary>
+    public static IHostApplicationBuilder AddAuth(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
+        builder.Services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+            .Configure<IOptions<AuthOptions>>((jwt, auth) =>
+            {
+                var o = auth.Value;
+                jwt.MapInboundClaims = false;
+                jwt.Authority = string.IsNullOrEmpty(o.Authority) ? null : o.Authority;
+                jwt.Audience = o.Audience;
+                jwt.TokenValidationParameters = new TokenValidationParameters
+                {
+                    ValidIssuer = o.Issuer,
+                    ValidAudience = o.Audience,
+                    IssuerSigningKey = o.SymmetricKey,
+                    NameClaimType = JwtRegisteredClaimNames.Sub,
+                };
+            });
+        builder.Services.AddAuthorizationBuilder()
+            .SetDefaultPolicy(new Microsoft.AspNetCore.Authorization.AuthorizationPolicyBuilder(JwtBearerDefaults.AuthenticationScheme)
+                .RequireAuthenticatedUser().RequireClaim(JwtRegisteredClaimNames.Sub).Build());
+        return builder;
+    }
+
+    /// <summary>The caller's user id (the <c>sub</c> claim).</summary>
+    /// <exception cref="InvalidOperationException">No <c>sub</c> claim (the endpoint is not behind the default policy).</exception>
+    public static string UserId(this ClaimsPrincipal user) =>
+        user.FindFirstValue(JwtRegisteredClaimNames.Sub) ?? throw new InvalidOperationException("The token has no sub claim.");
+
+    /// <summary>
+    /// A token for <paramref name="userId"/> signed with the development key (the <c>token</c>
+    /// command and the tests). Valid for <paramref name="lifetime"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No <see cref="AuthOptions.SigningKey"/> is configured.</exception>
+    public static string CreateDevelopmentToken(AuthOptions options, string userId, TimeSpan lifetime)
+    {
+        var key = options.SymmetricKey ?? throw new InvalidOperationException("Auth:SigningKey is not set; tokens come from the authority.");
+        return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = options.Issuer,
+            Audience = options.Audience,
+            Claims = new Dictionary<string, object> { [JwtRegisteredClaimNames.Sub] = userId },
+            Expires = DateTime.UtcNow + lifetime,
+            SigningCredentials = new SigningCredentials(key, SecurityAlgorithms.HmacSha256),
+        });
+    }
+}

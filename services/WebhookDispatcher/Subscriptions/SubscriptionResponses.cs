@@ -1,0 +1,105 @@
+using WebhookDispatcher.Deliveries;
+
+namespace WebhookDispatcher.Subscriptions;
+
+/// <summary>One entry of <c>GET /api/webhooks/event-types</c>.</summary>
+public sealed record EventTypeResponse(string Name, string Category, string Description);
+
+/// <summary>The event-type catalog.</summary>
+public sealed record EventTypesResponse(IReadOnlyList<EventTypeResponse> EventTypes);
+
+/// <summary>Delivery statistics of a subscription (deliveries that reached a final state).</summary>
+public sealed record SubscriptionStatistics(
+    long TotalDeliveries,
+    long SuccessfulDeliveries,
+    long FailedDeliveries,
+    double? SuccessRate,
+    DateTimeOffset? LastDeliveryAt,
+    DateTimeOffset? LastSuccessAt,
+    DateTimeOffset? LastFailureAt);
+
+/// <summary>A subscription as the API shows it: never its secret.</summary>
+public sealed record SubscriptionResponse(
+    Guid Id,
+    string Url,
+    IReadOnlyList<string> EventTypes,
+    string? Description,
+    bool IsActive,
+    int RetryCount,
+    int TimeoutSeconds,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    SubscriptionStatistics Statistics)
+{
+    /// <summary>Maps the entity, leaving the secret out.</summary>
+    public static SubscriptionResponse From(WebhookSubscription s) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
+        s.TimeoutSeconds, s.CreatedAt, s.UpdatedAt, new SubscriptionStatistics(s.TotalDeliveries, s.SuccessfulDeliveries, s.FailedDeliveries,
+            s.TotalDeliveries == 0 ? null : Math.Round((double)s.SuccessfulDeliveries / s.TotalDeliveries, 4),
+            s.LastDeliveryAt, s.LastSuccessAt, s.LastFailureAt));
+}
+
+/// <summary>The answer to a create: the subscription and, this once, its secret.</summary>
+public sealed record CreatedSubscriptionResponse(
+    Guid Id,
+    string Url,
+    IReadOnlyList<string> EventTypes,
+    string? Description,
+    bool IsActive,
+    int RetryCount,
+    int TimeoutSeconds,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    string Secret);
+
+/// <summary>A page of a list.</summary>
+/// <param name="Data">The items.</param>
+/// <param name="Total">Items matching the filters, over all pages.</param>
+/// <param name="Limit">Page size used.</param>
+/// <param name="Offset">Items skipped.</param>
+public sealed record PageResponse<T>(IReadOnlyList<T> Data, int Total, int Limit, int Offset);
+
+/// <summary>One HTTP attempt of a delivery.</summary>
+public sealed record AttemptResponse(
+    int AttemptNumber, DateTimeOffset AttemptedAt, int DurationMs, int? StatusCode, string Outcome, string? ErrorMessage, string? ResponseExcerpt);
+
+/// <summary>A delivery; <see cref="Attempts"/> only when asked for with <c>include_attempts=true</c>.</summary>
+public sealed record DeliveryResponse(
+    Guid Id,
+    Guid SubscriptionId,
+    string EventType,
+    Guid EventId,
+    string Status,
+    int AttemptCount,
+    int MaxAttempts,
+    int? ResponseStatusCode,
+    string? ResponseBody,
+    string? ErrorMessage,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? FirstAttemptAt,
+    DateTimeOffset? LastAttemptAt,
+    DateTimeOffset? CompletedAt,
+    DateTimeOffset? NextRetryAt,
+    IReadOnlyList<AttemptResponse>? Attempts)
+{
+    /// <summary>Maps the entity; attempts when loaded and asked for.</summary>
+    public static DeliveryResponse From(WebhookDelivery d, bool withAttempts) => new(d.Id, d.SubscriptionId, d.EventType, d.EventId, d.Status,
+        d.AttemptCount, d.MaxAttempts, d.ResponseStatusCode, d.ResponseBody, d.ErrorMessage, d.CreatedAt, d.FirstAttemptAt, d.LastAttemptAt,
+        d.CompletedAt, d.NextRetryAt,
+        withAttempts
+            ? d.Attempts.OrderBy(a => a.AttemptNumber)
+                .Select(a => new AttemptResponse(a.AttemptNumber, a.AttemptedAt, a.DurationMs, a.StatusCode, a.Outcome, a.ErrorMessage, a.ResponseExcerpt))
+                .ToList()
+            : null);
+}
+
+/// <summary>The outcome of <c>POST /api/webhooks/{id}/test</c>.</summary>
+/// <param name="Success">Whether the endpoint answered 2xx.</param>
+/// <param name="StatusCode">The HTTP status, if an answer arrived.</param>
+/// <param name="ResponseTimeMs">Time to the end of the answer or the failure, in milliseconds.</param>
+/// <param name="Error">Why it failed, if it did.</param>
+public sealed record TestResponse(bool Success, int? StatusCode, long ResponseTimeMs, string? Error);
+
+/// <summary>The answer to a secret rotation: the new secret, shown this once.</summary>
+/// <param name="Secret">The new secret.</param>
+/// <param name="PreviousSecretExpiresAt">Until when the old secret keeps signing beside it.</param>
+public sealed record RotatedSecretResponse(string Secret, DateTimeOffset PreviousSecretExpiresAt);

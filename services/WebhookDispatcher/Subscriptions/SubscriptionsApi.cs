@@ -1,0 +1,264 @@
+using System.ComponentModel.DataAnnotations;
+using System.Security.Claims;
+using System.Text.Json;
+using MassTransit;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Notely.Events;
+using WebhookDispatcher.Data;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Messaging;
+using WebhookDispatcher.Security;
+
+namespace WebhookDispatcher.Subscriptions;
+
+/// <summary>Settings of the management API (section <c>Subscriptions</c>).</summary>
+public sealed class SubscriptionOptions
+{
+    /// <summary>Configuration section name.</summary>
+    public const string Section = "Subscriptions";
+
+    /// <summary>Accept only https subscriber URLs.</summary>
+    public bool RequireHttps { get; set; }
+
+    /// <summary>Hours the previous secret keeps signing after a rotation (0–720).</summary>
+    [Range(0, 720)]
+    public int SecretRotationGraceHours { get; set; } = 24;
+}
+
+/// <summary>
+/// The management API under <c>/api/webhooks</c>: JWT-authenticated, owner-scoped (another user's
+/// subscription answers 404 exactly like a missing one), snake_case JSON, RFC 9457 problem details.
+/// </summary>
+public static class SubscriptionsApi
+{
+    /// <summary>Largest page of <c>GET /api/webhooks</c> and of deliveries.</summary>
+    public const int MaxLimit = 100;
+
+    /// <summary>Default page size.</summary>
+    public const int DefaultLimit = 50;
+
+    /// <summary>Registers the API's options and OpenAPI document.</summary>
+    public static IHostApplicationBuilder AddSubscriptionsApi(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<SubscriptionOptions>().BindConfiguration(SubscriptionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
+        builder.Services.AddProblemDetails();
+        builder.Services.AddOpenApi();
+        return builder;
+    }
+
+    /// <summary>Maps the endpoints of the management API.</summary>
+    public static IEndpointRouteBuilder MapSubscriptionsApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/webhooks").RequireAuthorization().WithTags("Webhooks")
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
+        group.MapGet("/event-types", ListEventTypes);
+        group.MapPost("", Create);
+        group.MapGet("", List);
+        var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
+        one.MapGet("", Get);
+        one.MapPatch("", Update);
+        one.MapDelete("", Delete);
+        one.MapPost("/test", Test);
+        one.MapGet("/deliveries", ListDeliveries);
+        one.MapPost("/rotate-secret", RotateSecret);
+        one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict);
+        return app;
+    }
+
+    private static Ok<EventTypesResponse> ListEventTypes() =>
+        TypedResults.Ok(new EventTypesResponse(EventCatalog.All.Select(t => new EventTypeResponse(t.Name, t.Category, t.Description)).ToList()));
+
+    private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem>> Create(
+        [FromBody] JsonElement body, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
+        IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var (fields, errors) = SubscriptionRequest.Read(body, isCreate: true, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var now = time.GetUtcNow();
+        var subscription = new WebhookSubscription
+        {
+            Id = Guid.CreateVersion7(),
+            UserId = user.UserId(),
+            Url = fields.Url!,
+            EventTypes = fields.EventTypes!,
+            Description = fields.Description,
+            Secret = WebhookSigner.NewSecret(),
+            RetryCount = fields.RetryCount ?? WebhookSubscription.DefaultRetryCount,
+            TimeoutSeconds = fields.TimeoutSeconds ?? WebhookSubscription.DefaultTimeoutSeconds,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        db.Subscriptions.Add(subscription);
+        await db.SaveChangesAsync(cancellationToken);
+        var s = subscription;
+        return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
+            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.CreatedAt, s.UpdatedAt, s.Secret));
+    }
+
+    private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
+        ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
+        [FromQuery(Name = "is_active")] bool? isActive = null, [FromQuery(Name = "event_type")] string? eventType = null,
+        int limit = DefaultLimit, int offset = 0)
+    {
+        var errors = PagingErrors(limit, offset);
+        if (eventType is not null && !EventCatalog.IsKnown(eventType)) errors["event_type"] = [$"Unknown event type '{eventType}'."];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var query = Owned(db, user);
+        if (isActive is { } active) query = query.Where(s => s.IsActive == active);
+        if (eventType is not null) query = query.Where(s => s.EventTypes.Contains(eventType));
+        var total = await query.CountAsync(cancellationToken);
+        var page = await query.OrderByDescending(s => s.CreatedAt).ThenBy(s => s.Id).Skip(offset).Take(limit).ToListAsync(cancellationToken);
+        return TypedResults.Ok(new PageResponse<SubscriptionResponse>(page.Select(SubscriptionResponse.From).ToList(), total, limit, offset));
+    }
+
+    private static async Task<Results<Ok<SubscriptionResponse>, ProblemHttpResult>> Get(
+        Guid id, ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken) =>
+        await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } s
+            ? TypedResults.Ok(SubscriptionResponse.From(s))
+            : NotFound(id);
+
+    private static async Task<Results<Ok<SubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Update(
+        Guid id, [FromBody] JsonElement body, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
+        IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var subscription = await db.Subscriptions.FirstOrDefaultAsync(s => s.Id == id && s.UserId == user.UserId(), cancellationToken);
+        if (subscription is null) return NotFound(id);
+        var (fields, errors) = SubscriptionRequest.Read(body, isCreate: false, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        if (fields.Url is not null) subscription.Url = fields.Url;
+        if (fields.EventTypes is not null) subscription.EventTypes = fields.EventTypes;
+        if (fields.HasDescription) subscription.Description = fields.Description;
+        if (fields.RetryCount is { } retryCount) subscription.RetryCount = retryCount;
+        if (fields.TimeoutSeconds is { } timeout) subscription.TimeoutSeconds = timeout;
+        if (fields.IsActive is { } active) subscription.IsActive = active;
+        subscription.UpdatedAt = time.GetUtcNow();
+        await db.SaveChangesAsync(cancellationToken);
+        return TypedResults.Ok(SubscriptionResponse.From(subscription));
+    }
+
+    private static async Task<Results<NoContent, ProblemHttpResult>> Delete(
+        Guid id, ClaimsPrincipal user, WebhookDbContext db, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var userId = user.UserId();
+        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+        var deleted = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId)
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.DeletedAt, now).SetProperty(s => s.IsActive, false).SetProperty(s => s.UpdatedAt, now),
+                cancellationToken);
+        if (deleted == 0) return NotFound(id);
+        // Waiting deliveries stop here; the delivery consumer's claim also refuses inactive subscriptions.
+        await db.Deliveries.Where(d => d.SubscriptionId == id && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying))
+            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.CompletedAt, now)
+                .SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null).SetProperty(d => d.ErrorMessage, "Subscription deleted"), cancellationToken);
+        await tx.CommitAsync(cancellationToken);
+        return TypedResults.NoContent();
+    }
+
+    private static async Task<Results<Ok<TestResponse>, ProblemHttpResult>> Test(
+        Guid id, ClaimsPrincipal user, WebhookDbContext db, WebhookSender sender, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var s = await Owned(db, user).AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        if (s is null) return NotFound(id);
+        var now = time.GetUtcNow();
+        var eventId = Guid.NewGuid();
+        var payload = JsonSerializer.Serialize(new
+        {
+            id = eventId,
+            event_type = "webhook.test",
+            created_at = now.UtcDateTime,
+            data = new { message = "Test webhook from Notely", subscription_id = s.Id },
+        }, WebhookPayload.JsonOptions);
+        var request = SignedWebhook.Create(s.Url, payload, "webhook.test", Guid.NewGuid(), eventId,
+            SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now);
+        var response = await sender.SendAsync(request, cancellationToken);
+        return TypedResults.Ok(new TestResponse(response.IsSuccess, response.StatusCode, (long)response.Duration.TotalMilliseconds,
+            response.ErrorMessage));
+    }
+
+    private static async Task<Results<Ok<PageResponse<DeliveryResponse>>, ValidationProblem, ProblemHttpResult>> ListDeliveries(
+        Guid id, ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
+        string? status = null, int limit = DefaultLimit, int offset = 0,
+        [FromQuery(Name = "include_attempts")] bool includeAttempts = false)
+    {
+        var errors = PagingErrors(limit, offset);
+        if (status is not null && !DeliveryStatus.All.Contains(status))
+            errors["status"] = [$"Must be one of {string.Join(", ", DeliveryStatus.All)}."];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        if (!await Owned(db, user).AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
+
+        var query = db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == id);
+        if (status is not null) query = query.Where(d => d.Status == status);
+        var total = await query.CountAsync(cancellationToken);
+        query = query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(offset).Take(limit);
+        if (includeAttempts) query = query.Include(d => d.Attempts);
+        var page = await query.ToListAsync(cancellationToken);
+        return TypedResults.Ok(new PageResponse<DeliveryResponse>(page.Select(d => DeliveryResponse.From(d, includeAttempts)).ToList(), total, limit, offset));
+    }
+
+    private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(
+        Guid id, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options, TimeProvider time,
+        CancellationToken cancellationToken)
+    {
+        var subscription = await db.Subscriptions.FirstOrDefaultAsync(s => s.Id == id && s.UserId == user.UserId(), cancellationToken);
+        if (subscription is null) return NotFound(id);
+        var now = time.GetUtcNow();
+        subscription.PreviousSecret = subscription.Secret;
+        subscription.PreviousSecretExpiresAt = now.AddHours(options.Value.SecretRotationGraceHours);
+        subscription.Secret = WebhookSigner.NewSecret();
+        subscription.UpdatedAt = now;
+        await db.SaveChangesAsync(cancellationToken);
+        return TypedResults.Ok(new RotatedSecretResponse(subscription.Secret, subscription.PreviousSecretExpiresAt.Value));
+    }
+
+    private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(
+        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, IPublishEndpoint publish, TimeProvider time,
+        CancellationToken cancellationToken)
+    {
+        var subscription = await Owned(db, user).AsNoTracking().FirstOrDefaultAsync(s => s.Id == id, cancellationToken);
+        if (subscription is null) return NotFound(id);
+        if (!subscription.IsActive)
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Subscription is disabled",
+                detail: "Enable the subscription (PATCH is_active: true) before retrying its deliveries.");
+        var now = time.GetUtcNow();
+        // A new round: as many attempts again as the subscription allows, starting now.
+        var updated = await db.Deliveries
+            .Where(d => d.Id == deliveryId && d.SubscriptionId == id && (d.Status == DeliveryStatus.Failed || d.Status == DeliveryStatus.Cancelled))
+            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Pending)
+                .SetProperty(d => d.MaxAttempts, d => d.AttemptCount + 1 + subscription.RetryCount)
+                .SetProperty(d => d.NextRetryAt, now)
+                .SetProperty(d => d.CompletedAt, (DateTimeOffset?)null), cancellationToken);
+        var delivery = await db.Deliveries.AsNoTracking().FirstOrDefaultAsync(d => d.Id == deliveryId && d.SubscriptionId == id, cancellationToken);
+        if (delivery is null)
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found",
+                detail: $"No delivery {deliveryId} for webhook {id}.");
+        if (updated == 0)
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery cannot be retried",
+                detail: $"Only failed or cancelled deliveries can be retried; this one is {delivery.Status}.");
+        await publish.Publish(new DeliverWebhook(delivery.Id), cancellationToken);
+        return TypedResults.Accepted($"/api/webhooks/{id}/deliveries", DeliveryResponse.From(delivery, false));
+    }
+
+    private static IQueryable<WebhookSubscription> Owned(WebhookDbContext db, ClaimsPrincipal user)
+    {
+        var userId = user.UserId();
+        return db.Subscriptions.Where(s => s.UserId == userId);
+    }
+
+    private static ProblemHttpResult NotFound(Guid id) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
+
+    private static Dictionary<string, string[]> PagingErrors(int limit, int offset)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (limit is < 1 or > MaxLimit) errors["limit"] = [$"Must be from 1 to {MaxLimit}."];
+        if (offset < 0) errors["offset"] = ["Must be 0 or more."];
+        return errors;
+    }
+}
