@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quick start: shows the main job on real input. Starts PostgreSQL and RabbitMQ (installing them
 # if missing), runs the dispatcher (Development: migrates the schema, allows 127.0.0.1 receivers),
-# then the demo in docs/examples/QuickStartDemo: it subscribes a local receiver, publishes sample
-# Notely events on RabbitMQ and prints each POST with the verdict on both signatures.
+# then the demo in docs/examples/QuickStartDemo: it subscribes a local receiver through the
+# management API, publishes sample Notely events on RabbitMQ and prints each POST with the verdict
+# on both signatures.
 # The dispatcher's log is in $WEBHOOKS_INFRA_DIR/dispatcher.log (default /tmp/webhook-dispatcher-infra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,8 @@ for _ in $(seq 1 120); do
 done
 echo "Dispatcher running on http://127.0.0.1:5080 (log: $log)"
 
+# A development token for the demo user (signed with the Development key; see README).
+export DEMO_USER_ID="demo-$(date +%s)"
+DEMO_TOKEN=$(ASPNETCORE_ENVIRONMENT=Development dotnet run --no-build --project services/WebhookDispatcher -- token "$DEMO_USER_ID")
+export DEMO_TOKEN
 dotnet run --no-build --project docs/examples/QuickStartDemo

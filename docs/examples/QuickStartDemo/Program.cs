@@ -1,15 +1,15 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
+using System.Net.Http.Json;
+using System.Text.Json;
 using System.Text;
 using MassTransit;
 using Notely.Events;
-using Npgsql;
 
 namespace Notely.WebhookDemo;
 
 /// <summary>
 /// The quick-start demo against a running dispatcher: registers two subscriptions for a demo user
-/// (directly in PostgreSQL until the management API exists), starts a receiver on 127.0.0.1 that
+/// through the management API (token in DEMO_TOKEN), starts a receiver on 127.0.0.1 that
 /// verifies both signatures of every POST, publishes sample events on RabbitMQ through the
 /// contracts package, and prints what arrived. One endpoint answers 503 once, to show a retry.
 /// Exit code 0 when every expected delivery arrived with valid signatures.
@@ -20,11 +20,12 @@ internal static class Program
 
     private static async Task<int> Main()
     {
-        var postgres = Environment.GetEnvironmentVariable("ConnectionStrings__Postgres")
-                       ?? "Host=127.0.0.1;Port=55432;Database=webhooks;Username=webhooks;Password=webhooks";
+        var apiUrl = Environment.GetEnvironmentVariable("DEMO_API_URL") ?? "http://127.0.0.1:5080";
+        var token = Environment.GetEnvironmentVariable("DEMO_TOKEN")
+                    ?? throw new InvalidOperationException("DEMO_TOKEN is not set; deploy/demo.sh creates one.");
+        var userId = Environment.GetEnvironmentVariable("DEMO_USER_ID") ?? "demo-user";
         var rabbit = new Uri(Environment.GetEnvironmentVariable("ConnectionStrings__RabbitMq") ?? "amqp://guest:guest@127.0.0.1:55672/");
-        var userId = "demo-" + Guid.NewGuid().ToString("N")[..8];
-        var secret = "whsec_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+        var secrets = new Dictionary<string, string>();
         var received = new ConcurrentQueue<string>();
         var verifiedAll = true;
         var flakyCalls = 0;
@@ -39,6 +40,7 @@ internal static class Program
             using var buffer = new MemoryStream();
             await request.Body.CopyToAsync(buffer);
             var body = buffer.ToArray();
+            var secret = secrets[name];
             var legacy = WebhookVerifier.VerifyLegacy(secret, body, request.Headers["X-Webhook-Signature"]);
             var standard = WebhookVerifier.VerifyStandard(secret, request.Headers["webhook-id"], request.Headers["webhook-timestamp"],
                 request.Headers["webhook-signature"], body, DateTimeOffset.UtcNow);
@@ -54,19 +56,16 @@ internal static class Program
         });
         await receiver.StartAsync();
 
-        await using (var db = NpgsqlDataSource.Create(postgres))
+        // Subscribe through the management API, authenticated as the demo user.
+        using var api = new HttpClient { BaseAddress = new Uri(apiUrl) };
+        api.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        foreach (var (name, types) in new[] { ("inbox", new[] { "email.received", "task.completed" }), ("flaky", new[] { "task.completed" }) })
         {
-            foreach (var (name, types) in new[] { ("inbox", new[] { "email.received", "task.completed" }), ("flaky", new[] { "task.completed" }) })
-            {
-                await using var insert = db.CreateCommand(
-                    "INSERT INTO webhook_subscriptions (id, user_id, url, event_types, secret, description, is_active, retry_count, timeout_seconds) " +
-                    "VALUES (gen_random_uuid(), $1, $2, $3, $4, 'quick-start demo', true, 3, 10)");
-                insert.Parameters.Add(new() { Value = userId });
-                insert.Parameters.Add(new() { Value = $"{ReceiverUrl}/{name}" });
-                insert.Parameters.Add(new() { Value = types });
-                insert.Parameters.Add(new() { Value = secret });
-                await insert.ExecuteNonQueryAsync();
-            }
+            var response = await api.PostAsJsonAsync("/api/webhooks", new { url = $"{ReceiverUrl}/{name}", event_types = types, description = "quick-start demo" });
+            var created = await response.Content.ReadFromJsonAsync<JsonElement>();
+            if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"POST /api/webhooks answered {(int)response.StatusCode}: {created}");
+            secrets[name] = created.GetProperty("secret").GetString()!;
+            Console.WriteLine($"POST /api/webhooks -> {(int)response.StatusCode} {response.Headers.Location}");
         }
         Console.WriteLine($"Subscribed {ReceiverUrl}/inbox (email.received, task.completed) and {ReceiverUrl}/flaky (task.completed) for user {userId}");
 

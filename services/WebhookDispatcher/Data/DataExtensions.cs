@@ -25,7 +25,7 @@ public static class DataExtensions
         var connectionString = builder.Configuration.GetConnectionString("Postgres")
                                ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.");
         builder.Services.AddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString).Build());
-        builder.Services.AddDbContext<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));
+        builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
         // Registered before the bus, so consumers never start on a schema that is not there yet.
         builder.Services.AddHostedService<MigrateOnStartup>();
