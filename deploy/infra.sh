@@ -49,6 +49,7 @@ rabbit_env() {
   export RABBITMQ_PID_FILE="$DIR/rabbitmq/rabbit.pid"
   export RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq.conf"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins"
+  export ERL_CRASH_DUMP="$DIR/rabbitmq/erl_crash.dump"
   export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
