@@ -31,8 +31,8 @@ public sealed class ReconcilerOptions
 /// <summary>
 /// The safety net of at-least-once delivery: re-publishes <see cref="DeliverWebhook"/> for
 /// deliveries whose next attempt is overdue (a publish lost in a crash between commit and
-/// publish, a message dropped by an operator) and fails deliveries whose last attempt never
-/// finished.
+/// publish, a message dropped by an operator), and gives back attempts that were claimed but
+/// never recorded (a process killed mid-attempt), so they are made again.
 /// </summary>
 public sealed class DeliveryReconciler(
     IServiceScopeFactory scopes, IOptions<ReconcilerOptions> options, TimeProvider time, ILogger<DeliveryReconciler> logger)

@@ -173,31 +173,23 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     }
 
     /// <summary>
-    /// The reconciler's pass. Deliveries whose every attempt started but whose last one never
-    /// finished (process killed mid-attempt) and whose lease ended more than <paramref name="grace"/>
-    /// ago become failed; unfinished deliveries due more than <paramref name="grace"/> ago (their
-    /// message was lost or never published) are made due now and returned, to be re-published.
-    /// Safe to run in several processes at once (SKIP LOCKED).
+    /// The reconciler's pass over unfinished deliveries due more than <paramref name="grace"/> ago.
+    /// First, attempts that were claimed but never recorded (the process was killed, or lost the
+    /// database, halfway through) stop counting, so they are made again rather than silently
+    /// using up the delivery's attempts. Then the deliveries with attempts left (their message was
+    /// lost or never published) are made due now and returned, to be re-published. Safe to run in
+    /// several processes at once (SKIP LOCKED).
     /// </summary>
     public async Task<IReadOnlyList<Guid>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize,
         CancellationToken cancellationToken)
     {
         await using var batch = db.CreateBatch();
         batch.BatchCommands.Add(Command("""
-            WITH exhausted AS (
-                UPDATE webhook_deliveries
-                SET status = 'failed', completed_at = $1, next_retry_at = NULL,
-                    error_message = COALESCE(error_message, 'The last attempt did not finish (process stopped)')
-                WHERE id IN (SELECT id FROM webhook_deliveries
-                             WHERE status IN ('pending', 'retrying') AND next_retry_at < $2 AND attempt_count >= max_attempts
-                             LIMIT $3 FOR UPDATE SKIP LOCKED)
-                RETURNING subscription_id)
-            UPDATE webhook_subscriptions s
-            SET total_deliveries = total_deliveries + e.n, failed_deliveries = failed_deliveries + e.n,
-                last_delivery_at = $1, last_failure_at = $1
-            FROM (SELECT subscription_id, count(*) AS n FROM exhausted GROUP BY subscription_id) e
-            WHERE s.id = e.subscription_id
-            """, now, now - grace, batchSize));
+            UPDATE webhook_deliveries d
+            SET attempt_count = (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+            WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
+              AND d.attempt_count > (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+            """, now - grace));
         batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries SET next_retry_at = $1
             WHERE id IN (SELECT id FROM webhook_deliveries

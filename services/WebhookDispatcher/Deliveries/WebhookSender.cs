@@ -71,8 +71,8 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
             {
                 >= 200 and < 300 => new(AttemptOutcome.Success, status, excerpt, null, elapsed, null),
                 >= 300 and < 400 => new(AttemptOutcome.Redirect, status, excerpt,
-                    $"HTTP {status}: redirects are not followed (Location: {response.Headers.Location})", elapsed, null),
-                _ => new(AttemptOutcome.HttpStatus, status, excerpt, $"HTTP {status} {response.ReasonPhrase}".TrimEnd(),
+                    Storable($"HTTP {status}: redirects are not followed (Location: {response.Headers.Location})", MaxErrorChars), elapsed, null),
+                _ => new(AttemptOutcome.HttpStatus, status, excerpt, Storable($"HTTP {status} {response.ReasonPhrase}".TrimEnd(), MaxErrorChars),
                     elapsed, status is 429 or 503 ? RetryAfter(response.Headers.RetryAfter) : null),
             };
         }
@@ -83,7 +83,7 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
         catch (Exception ex)
         {
             var (outcome, text) = Classify(ex, request.Timeout);
-            return new(outcome, null, null, text, Stopwatch.GetElapsedTime(started), null);
+            return new(outcome, null, null, Storable(text, MaxErrorChars), Stopwatch.GetElapsedTime(started), null);
         }
     }
 
@@ -109,7 +109,7 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
                     return (AttemptOutcome.TlsError, "TLS handshake failed");
             }
         }
-        return (AttemptOutcome.ConnectionError, Truncate(ex.GetBaseException().Message, 1024));
+        return (AttemptOutcome.ConnectionError, ex.GetBaseException().Message);
     }
 
     private static TimeSpan? RetryAfter(RetryConditionHeaderValue? header) => header switch
@@ -119,15 +119,29 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
         _ => null,
     };
 
+    /// <summary>Longest stored error message, in characters (the column's size).</summary>
+    public const int MaxErrorChars = 1024;
+
     private static string? Excerpt(byte[] body)
     {
         if (body.Length == 0) return null;
         // Decoding at most 4 bytes per char keeps this bounded before truncating to characters.
         var text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, WebhookDelivery.MaxStoredResponseChars * 4));
-        return Truncate(text, WebhookDelivery.MaxStoredResponseChars);
+        return Storable(text, WebhookDelivery.MaxStoredResponseChars);
     }
 
-    internal static string Truncate(string text, int maxChars) => text.Length <= maxChars ? text : text[..maxChars];
+    /// <summary>
+    /// Text a receiver controls, made storable in a PostgreSQL text column of <paramref name="maxChars"/>:
+    /// NUL characters (which PostgreSQL text cannot hold) become U+FFFD, and truncation never
+    /// splits a surrogate pair (which UTF-8 cannot encode).
+    /// </summary>
+    internal static string Storable(string text, int maxChars)
+    {
+        text = text.Replace('\0', '\uFFFD');
+        if (text.Length <= maxChars) return text;
+        var cut = char.IsHighSurrogate(text[maxChars - 1]) ? maxChars - 1 : maxChars;
+        return text[..cut];
+    }
 }
 
 /// <summary>

@@ -31,11 +31,14 @@ public sealed class DeliveryConsumer(DeliveryStore store, WebhookSender sender, 
         activity?.SetTag("webhook.delivery_id", delivery.Id);
         activity?.SetTag("webhook.attempt", delivery.AttemptNumber);
 
+        // Once claimed, the attempt runs to its own deadline (at most 60 s) and is recorded even if
+        // the broker connection drops or the host is stopping: cancelling it halfway would leave a
+        // POST the receiver may have handled with no record. Shutdown waits for it (see AddMessaging).
         var request = BuildRequest(delivery, startedAt);
-        var response = await sender.SendAsync(request, context.CancellationToken);
+        var response = await sender.SendAsync(request, CancellationToken.None);
         var finishedAt = time.GetUtcNow();
         var decision = Decide(delivery, response, finishedAt);
-        var stillOpen = await store.RecordAttemptAsync(delivery, startedAt, response, decision, finishedAt, context.CancellationToken);
+        var stillOpen = await store.RecordAttemptAsync(delivery, startedAt, response, decision, finishedAt, CancellationToken.None);
 
         WebhookTelemetry.RecordAttempt(response);
         activity?.SetTag("http.response.status_code", response.StatusCode);

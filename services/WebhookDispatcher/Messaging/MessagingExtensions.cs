@@ -34,6 +34,17 @@ public static class MessagingExtensions
         builder.Services.AddOptions<DispatcherOptions>().BindConfiguration(DispatcherOptions.Section);
         builder.Services.AddSingleton(new RabbitMqDelayTopology(brokerUri));
 
+        // Start serving only once the endpoints and their bindings exist (a fresh broker drops events
+        // published to an exchange with no queue bound yet); on stop, let attempts in flight (at most
+        // 60 s each) finish and be recorded before the process exits.
+        builder.Services.Configure<MassTransitHostOptions>(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.ConsumerStopTimeout = TimeSpan.FromSeconds(Subscriptions.WebhookSubscription.MaxTimeoutSeconds + 10);
+            o.StopTimeout = TimeSpan.FromSeconds(Subscriptions.WebhookSubscription.MaxTimeoutSeconds + 20);
+        });
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(Subscriptions.WebhookSubscription.MaxTimeoutSeconds + 30));
+
         builder.Services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();

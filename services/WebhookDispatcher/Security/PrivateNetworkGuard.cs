@@ -40,12 +40,15 @@ public static class PrivateNetworkGuard
 
         if (address.AddressFamily == AddressFamily.InterNetworkV6)
         {
+            // Allow-list: only global unicast (2000::/3) is public. That excludes ::, ::1, the
+            // IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96, unique local fc00::/7, link-local
+            // fe80::/10 and multicast ff00::/8 in one test.
             var b = address.GetAddressBytes();
-            return address.Equals(IPAddress.IPv6None)
-                   || address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6Multicast
-                   || (b[0] & 0xFE) == 0xFC                               // fc00::/7 unique local
-                   || (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0D && b[3] == 0xB8) // documentation
-                   || (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xFF && b[3] == 0x9B); // NAT64 can reach IPv4 private space
+            if ((b[0] & 0xE0) != 0x20) return true;
+            if (b[0] == 0x20 && b[1] == 0x02) return IsNonPublic(new IPAddress(b.AsSpan(2, 4))); // 6to4 carries an IPv4 address
+            if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x00 && b[3] == 0x00) return true;        // Teredo 2001::/32
+            if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0D && b[3] == 0xB8) return true;        // documentation 2001:db8::/32
+            return false;
         }
 
         return true;

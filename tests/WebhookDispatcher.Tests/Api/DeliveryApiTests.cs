@@ -163,15 +163,13 @@ public sealed class DeliveryApiTests
         using var client = TestTokens.Client(user);
         var created = await client.CreateAsync(receiver.Url, ["email.received"], retryCount: 0);
         await Dispatcher.PublishAsync(Events.EmailReceived(user));
-        Assert.That(await Dispatcher.EventuallyAsync(async () =>
-            (await Dispatcher.DeliveriesAsync(created.Id())).SingleOrDefault()?.Status == DeliveryStatus.Failed, Patience));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(created.Id(), DeliveryStatus.Failed, Patience));
         var deliveryId = (await Dispatcher.DeliveriesAsync(created.Id())).Single().Id;
 
         var retry = await client.PostAsync($"/api/webhooks/{created.Id()}/deliveries/{deliveryId}/retry", null);
 
         Assert.That(retry.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
-        Assert.That(await Dispatcher.EventuallyAsync(async () =>
-            (await Dispatcher.DeliveriesAsync(created.Id())).Single().Status == DeliveryStatus.Success, Patience));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(created.Id(), DeliveryStatus.Success, Patience));
         var delivery = (await Dispatcher.DeliveriesAsync(created.Id())).Single();
         var again = await client.PostAsync($"/api/webhooks/{created.Id()}/deliveries/{deliveryId}/retry", null);
         var unknown = await client.PostAsync($"/api/webhooks/{created.Id()}/deliveries/{Guid.NewGuid()}/retry", null);

@@ -185,8 +185,7 @@ public sealed class SubscriptionApiTests
         var owner = Events.NewUser();
         var ownerSubscription = await Dispatcher.SubscribeAsync(owner, receiver.Url, ["email.received"], retryCount: 0);
         await Dispatcher.PublishAsync(Events.EmailReceived(owner));
-        Assert.That(await Dispatcher.EventuallyAsync(async () =>
-            (await Dispatcher.DeliveriesAsync(ownerSubscription.Id)).SingleOrDefault()?.Status == DeliveryStatus.Failed, TimeSpan.FromSeconds(30)));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(ownerSubscription.Id, DeliveryStatus.Failed, TimeSpan.FromSeconds(30)));
         var deliveryId = (await Dispatcher.DeliveriesAsync(ownerSubscription.Id)).Single().Id;
         using var intruder = TestTokens.Client(Events.NewUser());
 

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.DependencyInjection;
-using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Infrastructure;
 
@@ -44,28 +43,36 @@ public sealed class ReconcilerTests
 
         Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30)), Is.True);
         Assert.That(receiver.Requests[0].Headers["x-webhook-delivery"], Is.EqualTo(delivery.Id.ToString()));
-        Assert.That(await Dispatcher.EventuallyAsync(async () =>
-            (await Dispatcher.DeliveriesAsync(subscription.Id)).Single().Status == DeliveryStatus.Success, TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, DeliveryStatus.Success, TimeSpan.FromSeconds(10)), Is.True);
     }
 
     [Test]
-    public async Task A_delivery_whose_last_attempt_never_finished_becomes_failed_without_another_attempt()
+    public async Task An_attempt_that_never_finished_is_made_again_instead_of_using_up_the_last_attempt()
     {
         await using var receiver = await TestReceiver.AnsweringAsync(200);
         var subscription = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url, ["email.received"], retryCount: 1);
-        // Attempt 2 of 2 was claimed, then the process was killed: the lease ran out long ago.
-        await StoreDeliveryAsync(subscription.Id, 2, 2, DeliveryStatus.Retrying, DateTimeOffset.UtcNow.AddMinutes(-10));
+        // Attempt 1 failed and was recorded; attempt 2 of 2 was claimed, then the process was
+        // killed before recording it, and its lease ran out long ago.
+        var delivery = await StoreDeliveryAsync(subscription.Id, 2, 2, DeliveryStatus.Retrying, DateTimeOffset.UtcNow.AddMinutes(-10));
+        await Dispatcher.QueryAsync(async db =>
+        {
+            db.DeliveryAttempts.Add(new WebhookDeliveryAttempt
+            {
+                DeliveryId = delivery.Id, AttemptNumber = 1, AttemptedAt = DateTimeOffset.UtcNow.AddMinutes(-11), DurationMs = 5,
+                StatusCode = 500, Outcome = AttemptOutcome.HttpStatus,
+            });
+            return await db.SaveChangesAsync();
+        });
 
         await Dispatcher.Services.GetRequiredService<DeliveryReconciler>().RunOnceAsync(CancellationToken.None);
 
-        var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
-        var stored = await Dispatcher.QueryAsync(db => Task.FromResult(db.Subscriptions.Single(s => s.Id == subscription.Id)));
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, DeliveryStatus.Success, TimeSpan.FromSeconds(30)), Is.True);
+        var stored = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
         Assert.Multiple(() =>
         {
-            Assert.That(delivery.Status, Is.EqualTo(DeliveryStatus.Failed));
-            Assert.That(stored.FailedDeliveries, Is.EqualTo(1));
-            Assert.That(receiver.Requests, Is.Empty);
+            Assert.That(stored.Attempts.Select(a => (a.AttemptNumber, a.StatusCode)), Is.EqualTo(new (int, int?)[] { (1, 500), (2, 200) }));
+            Assert.That(stored.AttemptCount, Is.EqualTo(2));
+            Assert.That(receiver.Requests, Has.Count.EqualTo(1));
         });
     }
 

@@ -22,8 +22,7 @@ public sealed class RestartTests
         // Attempt 2 failed: attempt 3 waits 4 s in the broker. Stop the dispatcher for longer than that.
         await Dispatcher.RestartAsync(downtime: TimeSpan.FromSeconds(6));
 
-        Assert.That(await Dispatcher.EventuallyAsync(async () =>
-            (await Dispatcher.DeliveriesAsync(subscription.Id)).Single().Status == DeliveryStatus.Success, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, DeliveryStatus.Success, TimeSpan.FromSeconds(30)), Is.True);
         var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
         Assert.Multiple(() =>
         {

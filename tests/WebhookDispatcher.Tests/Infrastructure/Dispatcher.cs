@@ -104,6 +104,10 @@ public static class Dispatcher
             .Include(d => d.Attempts.OrderBy(a => a.AttemptNumber))
             .Where(d => d.SubscriptionId == subscriptionId).ToListAsync());
 
+    /// <summary>Waits until the subscription's only delivery has <paramref name="status"/>; false on timeout.</summary>
+    public static Task<bool> DeliveryReachesAsync(Guid subscriptionId, string status, TimeSpan timeout) =>
+        EventuallyAsync(async () => (await DeliveriesAsync(subscriptionId)).SingleOrDefault()?.Status == status, timeout);
+
     /// <summary>Polls <paramref name="condition"/> every 200 ms until it holds or <paramref name="timeout"/> passes.</summary>
     public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)
     {

@@ -21,6 +21,12 @@ public sealed class PrivateNetworkGuardTests
     [TestCase("fd00::1")]
     [TestCase("::ffff:10.0.0.1")]
     [TestCase("64:ff9b::a00:1")]
+    [TestCase("::127.0.0.1")]
+    [TestCase("2002:7f00:1::")]
+    [TestCase("2002:c0a8:101::1")]
+    [TestCase("2001:0:4136:e378::1")]
+    [TestCase("2001:db8::1")]
+    [TestCase("ff02::1")]
     public void Non_public_addresses_are_refused(string address) =>
         Assert.That(PrivateNetworkGuard.IsNonPublic(IPAddress.Parse(address)), Is.True);
 
@@ -28,6 +34,7 @@ public sealed class PrivateNetworkGuardTests
     [TestCase("172.32.0.1")]
     [TestCase("8.8.8.8")]
     [TestCase("2606:4700::1111")]
+    [TestCase("2002:808:808::1")]
     public void Public_addresses_are_allowed(string address) =>
         Assert.That(PrivateNetworkGuard.IsNonPublic(IPAddress.Parse(address)), Is.False);
 }
