@@ -17,11 +17,18 @@ ASPNETCORE_ENVIRONMENT=Development dotnet run --no-build --project services/Webh
 dispatcher=$!
 trap 'kill $dispatcher 2>/dev/null; wait $dispatcher 2>/dev/null || true' EXIT
 
-for _ in $(seq 1 120); do
-  curl -fs http://127.0.0.1:5080/health >/dev/null 2>&1 && break
-  kill -0 "$dispatcher" 2>/dev/null || { echo "The dispatcher exited; see $log" >&2; tail -20 "$log" >&2; exit 1; }
+# Kestrel listens once migrations ran and the bus is connected.
+up=false
+for _ in $(seq 1 240); do
+  if (exec 3<>/dev/tcp/127.0.0.1/5080) 2>/dev/null; then up=true; break; fi
+  kill -0 "$dispatcher" 2>/dev/null || break
   sleep 0.5
 done
+if [ "$up" != true ]; then
+  echo "The dispatcher did not start; last lines of $log:" >&2
+  tail -20 "$log" >&2
+  exit 1
+fi
 echo "Dispatcher running on http://127.0.0.1:5080 (log: $log)"
 
 # A development token for the demo user (signed with the Development key; see README).

@@ -8,8 +8,10 @@
 #   deploy/infra.sh env      print the export lines the service and the tests read
 #   deploy/infra.sh rabbitmqctl ARGS   run rabbitmqctl against the private node
 #
-# Ports and the data directory can be overridden: WEBHOOKS_INFRA_DIR, WEBHOOKS_PG_PORT,
-# WEBHOOKS_AMQP_PORT, WEBHOOKS_RABBIT_MGMT_PORT.
+# Must run as root (PostgreSQL is run as the postgres user through runuser).
+# Ports and the data directory can be overridden: WEBHOOKS_INFRA_DIR (/tmp/webhook-dispatcher-infra),
+# WEBHOOKS_PG_PORT (55432), WEBHOOKS_AMQP_PORT (55672), WEBHOOKS_RABBIT_MGMT_PORT (55673),
+# WEBHOOKS_RABBIT_DIST_PORT (55674), WEBHOOKS_EPMD_PORT (54369).
 set -euo pipefail
 
 DIR=${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}
@@ -23,7 +25,7 @@ RABBIT_BIN=/usr/lib/rabbitmq/bin
 
 log() { echo "[infra] $*" >&2; }
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+[ "$(id -u)" = 0 ] || { echo "deploy/infra.sh must run as root (it starts PostgreSQL as the postgres user)" >&2; exit 1; }
 
 install_missing() {
   local pkgs=()
@@ -31,8 +33,8 @@ install_missing() {
   [ -x "$RABBIT_BIN/rabbitmq-server" ] || pkgs+=(rabbitmq-server)
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "installing ${pkgs[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
   fi
 }
 

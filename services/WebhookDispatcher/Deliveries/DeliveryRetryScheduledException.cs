@@ -16,4 +16,7 @@ public sealed class DeliveryRetryScheduledException(Guid deliveryId, int failedA
 
     /// <summary>How long the broker holds the message before the next attempt.</summary>
     public TimeSpan Delay { get; } = delay;
+
+    /// <summary>None: this is a scheduled retry, not a fault, and MassTransit logs it on every retry.</summary>
+    public override string? StackTrace => null;
 }
