@@ -8,4 +8,5 @@ eval "$(deploy/infra.sh start)"
 PG_PORT=${WEBHOOKS_PG_PORT:-55432}
 runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS webhooks_bench WITH (FORCE)"
 export ConnectionStrings__Postgres="${ConnectionStrings__Postgres/Database=webhooks;/Database=webhooks_bench;}"
-dotnet run -c Release --project tests/WebhookDispatcher.Benchmarks -- --filter '*' "$@"
+[ $# -gt 0 ] || set -- --filter '*'
+dotnet run -c Release --project tests/WebhookDispatcher.Benchmarks -- "$@"

@@ -2,7 +2,6 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Engines;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using WebhookDispatcher.Security;
@@ -10,11 +9,10 @@ using WebhookDispatcher.Security;
 namespace WebhookDispatcher.Benchmarks;
 
 /// <summary>
-/// One HTTP request per measured iteration (RunStrategy.Monitoring), over real loopback sockets
+/// One HTTP request per measured iteration (RunStrategy.Monitoring, job in BenchmarkEntry), over real loopback sockets
 /// (Kestrel) to the whole service on PostgreSQL and RabbitMQ, so the percentiles are request
 /// latencies as a client sees them.
 /// </summary>
-[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 50, iterationCount: 2000, invocationCount: 1)]
 [MinColumn, MaxColumn, MedianColumn]
 public class ApiBenchmarks
 {

@@ -164,7 +164,7 @@ public static class SubscriptionsApi
     private static async Task<Results<Ok<TestResponse>, ProblemHttpResult>> Test(
         Guid id, ClaimsPrincipal user, WebhookDbContext db, WebhookSender sender, TimeProvider time, CancellationToken cancellationToken)
     {
-        var s = await Owned(db, user).AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        var s = await Owned(db, user).FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
         if (s is null) return NotFound(id);
         var now = time.GetUtcNow();
         var eventId = Guid.NewGuid();
@@ -221,7 +221,7 @@ public static class SubscriptionsApi
         Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, IPublishEndpoint publish, TimeProvider time,
         CancellationToken cancellationToken)
     {
-        var subscription = await Owned(db, user).AsNoTracking().FirstOrDefaultAsync(s => s.Id == id, cancellationToken);
+        var subscription = await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken);
         if (subscription is null) return NotFound(id);
         if (!subscription.IsActive)
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Subscription is disabled",
@@ -245,10 +245,11 @@ public static class SubscriptionsApi
         return TypedResults.Accepted($"/api/webhooks/{id}/deliveries", DeliveryResponse.From(delivery, false));
     }
 
+    /// <summary>The caller's subscriptions, read-only (writes load through <c>db.Subscriptions</c>).</summary>
     private static IQueryable<WebhookSubscription> Owned(WebhookDbContext db, ClaimsPrincipal user)
     {
         var userId = user.UserId();
-        return db.Subscriptions.Where(s => s.UserId == userId);
+        return db.Subscriptions.AsNoTracking().Where(s => s.UserId == userId);
     }
 
     private static ProblemHttpResult NotFound(Guid id) =>
