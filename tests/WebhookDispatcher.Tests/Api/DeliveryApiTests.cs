@@ -63,11 +63,7 @@ public sealed class DeliveryApiTests
     [Test]
     public async Task Deliveries_are_listed_newest_first_with_a_status_filter_and_attempts_on_request()
     {
-        await using var receiver = await TestReceiver.StartAsync((n, c) =>
-        {
-            c.Response.StatusCode = n == 1 ? 500 : 200;
-            return Task.CompletedTask;
-        });
+        await using var receiver = await TestReceiver.FailingFirstAsync(1, 500);
         var user = Events.NewUser();
         using var client = TestTokens.Client(user);
         var created = await client.CreateAsync(receiver.Url, ["email.received"], retryCount: 0);
@@ -154,11 +150,7 @@ public sealed class DeliveryApiTests
     [Test]
     public async Task A_failed_delivery_can_be_retried_as_a_new_round_and_other_statuses_cannot()
     {
-        await using var receiver = await TestReceiver.StartAsync((n, c) =>
-        {
-            c.Response.StatusCode = n == 1 ? 500 : 200;
-            return Task.CompletedTask;
-        });
+        await using var receiver = await TestReceiver.FailingFirstAsync(1, 500);
         var user = Events.NewUser();
         using var client = TestTokens.Client(user);
         var created = await client.CreateAsync(receiver.Url, ["email.received"], retryCount: 0);

@@ -85,11 +85,7 @@ public sealed class FanOutTests
     [Test]
     public async Task Every_attempt_sends_the_same_bytes()
     {
-        await using var receiver = await TestReceiver.StartAsync((n, c) =>
-        {
-            c.Response.StatusCode = n == 1 ? 503 : 200;
-            return Task.CompletedTask;
-        });
+        await using var receiver = await TestReceiver.FailingFirstAsync(1, 503);
         var user = Events.NewUser();
         await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 1);
 

@@ -9,11 +9,7 @@ public sealed class RestartTests
     [Test]
     public async Task A_delivery_waiting_between_retries_survives_a_dispatcher_restart()
     {
-        await using var receiver = await TestReceiver.StartAsync((n, c) =>
-        {
-            c.Response.StatusCode = n <= 2 ? 500 : 200;
-            return Task.CompletedTask;
-        });
+        await using var receiver = await TestReceiver.FailingFirstAsync(2, 500);
         var user = Events.NewUser();
         var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 3);
         await Dispatcher.PublishAsync(Events.EmailReceived(user));

@@ -79,11 +79,7 @@ public sealed class RetryTests
     [Test]
     public async Task A_receiver_that_fails_twice_then_answers_200_succeeds_on_the_third_attempt()
     {
-        await using var receiver = await TestReceiver.StartAsync((n, c) =>
-        {
-            c.Response.StatusCode = n <= 2 ? 502 : 200;
-            return Task.CompletedTask;
-        });
+        await using var receiver = await TestReceiver.FailingFirstAsync(2, 502);
         var user = Events.NewUser();
         var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 3);
 

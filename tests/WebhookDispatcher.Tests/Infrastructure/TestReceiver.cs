@@ -62,6 +62,13 @@ public sealed class TestReceiver : IAsyncDisposable
         return c.Response.WriteAsync($"answer {status}");
     });
 
+    /// <summary>Starts a receiver that answers <paramref name="status"/> to the first <paramref name="failures"/> requests, then 200.</summary>
+    public static Task<TestReceiver> FailingFirstAsync(int failures, int status) => StartAsync((n, c) =>
+    {
+        c.Response.StatusCode = n <= failures ? status : 200;
+        return Task.CompletedTask;
+    });
+
     /// <summary>Waits until at least <paramref name="count"/> requests arrived; false on timeout.</summary>
     public Task<bool> WaitForAsync(int count, TimeSpan timeout) =>
         Dispatcher.EventuallyAsync(() => Task.FromResult(_requests.Count >= count), timeout);
