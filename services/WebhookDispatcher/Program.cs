@@ -23,9 +23,17 @@ switch (args.FirstOrDefault())
         await app.Services.MigrateDatabaseAsync();
         return;
     case "token": // print a development token: token <user-id> [hours]
-        var hours = args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 24;
+        var userId = args.ElementAtOrDefault(1) ?? "dev-user";
+        var hours = 24.0;
+        if (!AuthExtensions.IsValidUserId(userId)
+            || (args.Length > 2 && !(double.TryParse(args[2], System.Globalization.CultureInfo.InvariantCulture, out hours) && hours is > 0 and <= 24 * 365)))
+        {
+            Console.Error.WriteLine("usage: token <user-id> [hours, more than 0, at most 8760; default 24]");
+            Environment.ExitCode = 2;
+            return;
+        }
         Console.WriteLine(AuthExtensions.CreateDevelopmentToken(app.Services.GetRequiredService<IOptions<AuthOptions>>().Value,
-            args.ElementAtOrDefault(1) ?? "dev-user", TimeSpan.FromHours(hours)));
+            userId, TimeSpan.FromHours(hours)));
         return;
 }
 

@@ -52,7 +52,7 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
             INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts, created_at, next_retry_at)
             SELECT gen_random_uuid(), s.id, $1, $2, $3, 'pending', 0, 1 + s.retry_count, $4, $4
             FROM webhook_subscriptions s
-            WHERE s.user_id = $5 AND s.is_active AND $1 = ANY (s.event_types)
+            WHERE s.user_id = $5 AND s.is_active AND s.deleted_at IS NULL AND $1 = ANY (s.event_types)
             ON CONFLICT (subscription_id, event_id) DO NOTHING
             """, eventType, eventId, payload, now, userId));
         batch.BatchCommands.Add(Command("""
@@ -82,6 +82,7 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
                 next_retry_at = $2 + make_interval(secs => s.timeout_seconds + $3)
             FROM webhook_subscriptions s
             WHERE d.id = $1 AND s.id = d.subscription_id AND s.is_active
+              AND s.deleted_at IS NULL
               AND d.status IN ('pending', 'retrying')
               AND d.attempt_count < d.max_attempts
               AND (d.next_retry_at IS NULL OR d.next_retry_at <= $2 + make_interval(secs => $4))
@@ -105,7 +106,8 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
             SET status = 'cancelled', completed_at = $2, next_retry_at = NULL,
                 error_message = COALESCE(d.error_message, 'Subscription disabled')
             FROM webhook_subscriptions s
-            WHERE d.id = $1 AND s.id = d.subscription_id AND NOT s.is_active AND d.status IN ('pending', 'retrying')
+            WHERE d.id = $1 AND s.id = d.subscription_id AND (NOT s.is_active OR s.deleted_at IS NOT NULL)
+              AND d.status IN ('pending', 'retrying')
             """);
         cancel.Parameters.Add(new() { Value = deliveryId });
         cancel.Parameters.Add(new() { Value = now });
@@ -170,6 +172,51 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
 
         await tx.CommitAsync(cancellationToken);
         return updated == 1;
+    }
+
+    /// <summary>
+    /// Starts a new round of attempts for a failed or cancelled delivery: pending, due now, with
+    /// <paramref name="retryCount"/> + 1 more attempts. A failed delivery leaves the subscription's
+    /// final-state counters (it will be counted again when the new round ends). Returns the status
+    /// the delivery had, or null when it does not belong to the subscription; the delivery was
+    /// restarted only if that status was failed or cancelled.
+    /// </summary>
+    public async Task<string?> RestartAsync(Guid deliveryId, Guid subscriptionId, int retryCount, DateTimeOffset now,
+        CancellationToken cancellationToken)
+    {
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+        string? status;
+        await using (var select = new NpgsqlCommand(
+            "SELECT status FROM webhook_deliveries WHERE id = $1 AND subscription_id = $2 FOR UPDATE", connection, tx))
+        {
+            AddParameters(select, deliveryId, subscriptionId);
+            status = (string?)await select.ExecuteScalarAsync(cancellationToken);
+        }
+        if (status is not (DeliveryStatus.Failed or DeliveryStatus.Cancelled))
+            return status;
+
+        await using (var restart = new NpgsqlCommand("""
+            UPDATE webhook_deliveries
+            SET status = 'pending', max_attempts = attempt_count + 1 + $2, next_retry_at = $3, completed_at = NULL
+            WHERE id = $1
+            """, connection, tx))
+        {
+            AddParameters(restart, deliveryId, retryCount, now);
+            await restart.ExecuteNonQueryAsync(cancellationToken);
+        }
+        if (status == DeliveryStatus.Failed)
+        {
+            await using var uncount = new NpgsqlCommand("""
+                UPDATE webhook_subscriptions
+                SET total_deliveries = total_deliveries - 1, failed_deliveries = failed_deliveries - 1
+                WHERE id = $1
+                """, connection, tx);
+            AddParameters(uncount, subscriptionId);
+            await uncount.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await tx.CommitAsync(cancellationToken);
+        return status;
     }
 
     /// <summary>

@@ -48,6 +48,8 @@ public static class MessagingExtensions
         builder.Services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
+            // MassTransit would otherwise report host and bus details to its vendor over the internet.
+            x.DisableUsageTelemetry();
             if (dispatcher.Workers)
                 AddConsumers(x);
             x.UsingRabbitMq((context, cfg) =>

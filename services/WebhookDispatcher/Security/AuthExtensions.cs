@@ -66,6 +66,17 @@ public static class AuthExtensions
                     ValidAudience = o.Audience,
                     IssuerSigningKey = o.SymmetricKey,
                     NameClaimType = JwtRegisteredClaimNames.Sub,
+                    ClockSkew = TimeSpan.FromSeconds(30),
+                };
+                // A token without a usable user id is not a valid credential: 401, not 403.
+                jwt.Events = new JwtBearerEvents
+                {
+                    OnTokenValidated = context =>
+                    {
+                        if (!IsValidUserId(context.Principal?.FindFirstValue(JwtRegisteredClaimNames.Sub)))
+                            context.Fail($"The token's sub claim must be 1 to {MaxUserIdLength} characters without spaces at either end or control characters.");
+                        return Task.CompletedTask;
+                    },
                 };
             });
         builder.Services.AddAuthorizationBuilder()
@@ -73,6 +84,13 @@ public static class AuthExtensions
                 .RequireAuthenticatedUser().RequireClaim(JwtRegisteredClaimNames.Sub).Build());
         return builder;
     }
+
+    /// <summary>Longest accepted user id (<c>sub</c>), in characters; the <c>user_id</c> column's size.</summary>
+    public const int MaxUserIdLength = 256;
+
+    /// <summary>Whether <paramref name="sub"/> can be a user id: 1–256 characters, no control characters, not padded with spaces.</summary>
+    public static bool IsValidUserId(string? sub) =>
+        !string.IsNullOrWhiteSpace(sub) && sub.Length <= MaxUserIdLength && sub.Trim() == sub && !sub.Any(char.IsControl);
 
     /// <summary>The caller's user id (the <c>sub</c> claim).</summary>
     /// <exception cref="InvalidOperationException">No <c>sub</c> claim (the endpoint is not behind the default policy).</exception>

@@ -13,17 +13,41 @@ public sealed record SubscriptionFields(
     string? Description,
     int? RetryCount,
     int? TimeoutSeconds,
-    bool? IsActive);
+    bool? IsActive)
+{
+    /// <summary>Whether the request changes anything.</summary>
+    public bool Any => Url is not null || EventTypes is not null || HasDescription || RetryCount is not null || TimeoutSeconds is not null ||
+                       IsActive is not null;
+}
+
+/// <summary>The body of <c>POST /api/webhooks</c> (for the OpenAPI document; validation reads the JSON itself).</summary>
+/// <param name="Url">Absolute http(s) URL, at most 2048 characters, no user info.</param>
+/// <param name="EventTypes">One or more known event types, no duplicates.</param>
+/// <param name="Description">Free text, at most 1024 characters.</param>
+/// <param name="RetryCount">0–10, default 3.</param>
+/// <param name="TimeoutSeconds">1–60, default 10.</param>
+public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds);
+
+/// <summary>The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields, plus <c>is_active</c>.</summary>
+public sealed record UpdateSubscriptionRequest(
+    string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive);
 
 /// <summary>
 /// Reads and validates the JSON body of <c>POST /api/webhooks</c> and <c>PATCH /api/webhooks/{id}</c>
 /// with the same rules, collecting an error for every bad field (keyed by its snake_case name, as
-/// RFC 9457 validation problem details expect) instead of stopping at the first.
+/// RFC 9457 validation problem details expect) instead of stopping at the first. Work is bounded:
+/// at most <see cref="MaxEventTypes"/> items are read and a few messages kept per field.
 /// </summary>
 public static class SubscriptionRequest
 {
     /// <summary>Longest description, in characters.</summary>
     public const int MaxDescriptionLength = 1024;
+
+    /// <summary>Most items accepted in <c>event_types</c>.</summary>
+    public const int MaxEventTypes = 100;
+
+    private const int MaxMessagesPerField = 5;
+    private const int MaxFieldsReported = 20;
 
     private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds"];
     private static readonly string[] UpdateFields = [.. CreateFields, "is_active"];
@@ -36,48 +60,70 @@ public static class SubscriptionRequest
     public static (SubscriptionFields Fields, Dictionary<string, string[]> Errors) Read(JsonElement body, bool isCreate, bool httpsOnly,
         bool allowPrivateNetworks)
     {
-        var errors = new Dictionary<string, string[]>();
-        void Error(string field, string message) => errors[field] = [.. errors.GetValueOrDefault(field, []), message];
-
-        if (body.ValueKind != JsonValueKind.Object)
+        var errors = new Dictionary<string, List<string>>();
+        void Error(string field, string message)
         {
-            Error("body", "The request body must be a JSON object.");
-            return (new SubscriptionFields(null, null, false, null, null, null, null), errors);
+            if (!errors.TryGetValue(field, out var messages))
+            {
+                if (errors.Count >= MaxFieldsReported) return;
+                errors[field] = messages = [];
+            }
+            if (messages.Count < MaxMessagesPerField && !messages.Contains(message)) messages.Add(message);
         }
 
+        SubscriptionFields fields = new(null, null, false, null, null, null, null);
+        try
+        {
+            if (body.ValueKind != JsonValueKind.Object) Error("body", "The request body must be a JSON object.");
+            else fields = ReadObject(body, isCreate, httpsOnly, allowPrivateNetworks, Error);
+        }
+        catch (InvalidOperationException)
+        {
+            // JsonElement refuses to turn a lone surrogate escape (e.g. "\ud800") into a string.
+            Error("body", "Contains a string that is not valid Unicode (a lone surrogate escape).");
+        }
+        return (fields, errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
+    }
+
+    private static SubscriptionFields ReadObject(JsonElement body, bool isCreate, bool httpsOnly, bool allowPrivateNetworks,
+        Action<string, string> error)
+    {
         var known = isCreate ? CreateFields : UpdateFields;
         foreach (var property in body.EnumerateObject().Where(p => !known.Contains(p.Name)))
-            Error(property.Name, $"Unknown field. Accepted fields: {string.Join(", ", known)}.");
+            error(property.Name, $"Unknown field. Accepted fields: {string.Join(", ", known)}.");
 
         string? url = null;
         if (body.TryGetProperty("url", out var u))
         {
-            if (u.ValueKind != JsonValueKind.String) Error("url", "Must be a string.");
-            else if (UrlError(u.GetString()!, httpsOnly, allowPrivateNetworks) is { } problem) Error("url", problem);
+            if (u.ValueKind != JsonValueKind.String) error("url", "Must be a string.");
+            else if (UrlError(u.GetString()!, httpsOnly, allowPrivateNetworks) is { } problem) error("url", problem);
             else url = u.GetString();
         }
-        else if (isCreate) Error("url", "Required.");
+        else if (isCreate) error("url", "Required.");
 
         List<string>? eventTypes = null;
         if (body.TryGetProperty("event_types", out var e))
         {
-            if (e.ValueKind != JsonValueKind.Array) Error("event_types", "Must be an array of event type names.");
-            else if (e.GetArrayLength() == 0) Error("event_types", "Must list at least one event type.");
+            if (e.ValueKind != JsonValueKind.Array) error("event_types", "Must be an array of event type names.");
+            else if (e.GetArrayLength() == 0) error("event_types", "Must list at least one event type.");
+            else if (e.GetArrayLength() > MaxEventTypes) error("event_types", $"At most {MaxEventTypes} items.");
             else
             {
                 var names = new List<string>();
+                var valid = true;
                 foreach (var item in e.EnumerateArray())
                 {
-                    if (item.ValueKind != JsonValueKind.String) { Error("event_types", "Every item must be a string."); continue; }
+                    valid &= item.ValueKind == JsonValueKind.String;
+                    if (item.ValueKind != JsonValueKind.String) { error("event_types", "Every item must be a string."); continue; }
                     var name = item.GetString()!;
-                    if (!EventCatalog.IsKnown(name)) Error("event_types", $"Unknown event type '{name}'. See GET /api/webhooks/event-types.");
-                    else if (names.Contains(name)) Error("event_types", $"'{name}' is listed twice.");
+                    if (!EventCatalog.IsKnown(name)) { valid = false; error("event_types", $"Unknown event type '{Shorten(name)}'. See GET /api/webhooks/event-types."); }
+                    else if (names.Contains(name)) { valid = false; error("event_types", $"'{name}' is listed twice."); }
                     else names.Add(name);
                 }
-                if (!errors.ContainsKey("event_types")) eventTypes = names;
+                if (valid) eventTypes = names;
             }
         }
-        else if (isCreate) Error("event_types", "Required.");
+        else if (isCreate) error("event_types", "Required.");
 
         var hasDescription = body.TryGetProperty("description", out var d);
         string? description = null;
@@ -85,24 +131,28 @@ public static class SubscriptionRequest
         {
             if (d.ValueKind == JsonValueKind.String)
             {
-                description = d.GetString();
-                if (description!.Length > MaxDescriptionLength) Error("description", $"At most {MaxDescriptionLength} characters.");
+                description = d.GetString()!;
+                if (description.Length > MaxDescriptionLength) error("description", $"At most {MaxDescriptionLength} characters.");
+                else if (description.Any(c => char.IsControl(c) && c is not ('\n' or '\r' or '\t')))
+                    error("description", "Must not contain control characters other than line breaks and tabs.");
             }
-            else if (d.ValueKind != JsonValueKind.Null) Error("description", "Must be a string or null.");
+            else if (d.ValueKind != JsonValueKind.Null) error("description", "Must be a string or null.");
         }
 
-        var retryCount = Integer(body, "retry_count", 0, WebhookSubscription.MaxRetryCount, Error);
-        var timeoutSeconds = Integer(body, "timeout_seconds", WebhookSubscription.MinTimeoutSeconds, WebhookSubscription.MaxTimeoutSeconds, Error);
+        var retryCount = Integer(body, "retry_count", 0, WebhookSubscription.MaxRetryCount, error);
+        var timeoutSeconds = Integer(body, "timeout_seconds", WebhookSubscription.MinTimeoutSeconds, WebhookSubscription.MaxTimeoutSeconds, error);
 
         bool? isActive = null;
         if (!isCreate && body.TryGetProperty("is_active", out var a))
         {
             if (a.ValueKind is JsonValueKind.True or JsonValueKind.False) isActive = a.GetBoolean();
-            else Error("is_active", "Must be true or false.");
+            else error("is_active", "Must be true or false.");
         }
 
-        return (new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive), errors);
+        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive);
     }
+
+    private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";
 
     private static int? Integer(JsonElement body, string field, int min, int max, Action<string, string> error)
     {
@@ -123,13 +173,25 @@ public static class SubscriptionRequest
     private static string? UrlError(string text, bool httpsOnly, bool allowPrivateNetworks)
     {
         if (text.Length > WebhookSubscription.MaxUrlLength) return $"At most {WebhookSubscription.MaxUrlLength} characters.";
+        if (text.Any(c => char.IsWhiteSpace(c) || char.IsControl(c) || c is '\u200b' or '\u200c' or '\u200d' or '\ufeff'))
+            return "Must not contain spaces, control or invisible characters.";
         if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
             return "Must be an absolute http or https URL.";
         if (httpsOnly && uri.Scheme != Uri.UriSchemeHttps) return "Must be an https URL.";
-        if (uri.UserInfo.Length > 0) return "Must not contain a user name or password; authenticate with the signature instead.";
+        var authority = text[(text.IndexOf("//", StringComparison.Ordinal) + 2)..];
+        authority = authority[..(authority.IndexOfAny(['/', '?', '#']) is var end and >= 0 ? end : authority.Length)];
+        if (uri.UserInfo.Length > 0 || authority.Contains('@'))
+            return "Must not contain a user name or password; authenticate with the signature instead.";
+        if (uri.Port == 0) return "Port 0 is not a valid port.";
         if (uri.Fragment.Length > 0) return "Must not contain a fragment (#…).";
-        if (!allowPrivateNetworks && (uri.IsLoopback || (IPAddress.TryParse(uri.DnsSafeHost, out var ip) && PrivateNetworkGuard.IsNonPublic(ip))))
-            return "Must not point to a loopback, private or link-local address.";
+        if (!allowPrivateNetworks)
+        {
+            var host = uri.IdnHost.TrimEnd('.');
+            if (uri.IsLoopback || host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+                               || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
+                               || (IPAddress.TryParse(uri.DnsSafeHost, out var ip) && PrivateNetworkGuard.IsNonPublic(ip)))
+                return "Must not point to a loopback, private or link-local address.";
+        }
         return null;
     }
 }

@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
@@ -44,9 +45,17 @@ public static class SubscriptionsApi
     public static IHostApplicationBuilder AddSubscriptionsApi(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<SubscriptionOptions>().BindConfiguration(SubscriptionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
+        builder.Services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict;
+        });
+        // Binding failures become exceptions in every environment, so the handler below answers
+        // them with problem details that say what was wrong (the default is a bare 400).
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.Services.AddProblemDetails();
-        builder.Services.AddOpenApi();
+        builder.Services.AddOpenApi(o => o.AddDocumentTransformer<BearerSecurityTransformer>());
         return builder;
     }
 
@@ -56,15 +65,17 @@ public static class SubscriptionsApi
         var group = app.MapGroup("/api/webhooks").RequireAuthorization().WithTags("Webhooks")
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         group.MapGet("/event-types", ListEventTypes);
-        group.MapPost("", Create);
+        group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
         group.MapGet("", List);
         var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
         one.MapGet("", Get);
-        one.MapPatch("", Update);
+        one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
         one.MapDelete("", Delete);
         one.MapPost("/test", Test);
         one.MapGet("/deliveries", ListDeliveries);
-        one.MapPost("/rotate-secret", RotateSecret);
+        one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict);
         one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict);
         return app;
     }
@@ -72,11 +83,15 @@ public static class SubscriptionsApi
     private static Ok<EventTypesResponse> ListEventTypes() =>
         TypedResults.Ok(new EventTypesResponse(EventCatalog.All.Select(t => new EventTypeResponse(t.Name, t.Category, t.Description)).ToList()));
 
-    private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem>> Create(
-        [FromBody] JsonElement body, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
+    private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Create(
+        HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
         IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
     {
-        var (fields, errors) = SubscriptionRequest.Read(body, isCreate: true, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
+        var (document, unsupported, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (unsupported is not null) return unsupported;
+        if (invalid is not null) return invalid;
+        using var body = document!;
+        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var now = time.GetUtcNow();
@@ -102,12 +117,14 @@ public static class SubscriptionsApi
 
     private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
         ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
-        [FromQuery(Name = "is_active")] bool? isActive = null, [FromQuery(Name = "event_type")] string? eventType = null,
-        int limit = DefaultLimit, int offset = 0)
+        [FromQuery(Name = "is_active")] string? isActiveText = null, [FromQuery(Name = "event_type")] string? eventTypeText = null,
+        [FromQuery(Name = "limit")] string? limitText = null, [FromQuery(Name = "offset")] string? offsetText = null)
     {
-        var errors = PagingErrors(limit, offset);
-        if (eventType is not null && !EventCatalog.IsKnown(eventType)) errors["event_type"] = [$"Unknown event type '{eventType}'."];
-        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        var q = new ApiInput.Query();
+        var isActive = q.Boolean("is_active", isActiveText);
+        var eventType = q.OneOf("event_type", eventTypeText, EventCatalog.All.Select(t => t.Name), "Must be a known event type.");
+        var (limit, offset) = Paging(q, limitText, offsetText);
+        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
 
         var query = Owned(db, user);
         if (isActive is { } active) query = query.Where(s => s.IsActive == active);
@@ -124,23 +141,37 @@ public static class SubscriptionsApi
             : NotFound(id);
 
     private static async Task<Results<Ok<SubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Update(
-        Guid id, [FromBody] JsonElement body, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
+        Guid id, HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
         IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
     {
-        var subscription = await db.Subscriptions.FirstOrDefaultAsync(s => s.Id == id && s.UserId == user.UserId(), cancellationToken);
-        if (subscription is null) return NotFound(id);
-        var (fields, errors) = SubscriptionRequest.Read(body, isCreate: false, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
+        var (document, unsupported, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (unsupported is not null) return unsupported;
+        if (invalid is not null) return invalid;
+        using var body = document!;
+        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: false, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        if (fields.Url is not null) subscription.Url = fields.Url;
-        if (fields.EventTypes is not null) subscription.EventTypes = fields.EventTypes;
-        if (fields.HasDescription) subscription.Description = fields.Description;
-        if (fields.RetryCount is { } retryCount) subscription.RetryCount = retryCount;
-        if (fields.TimeoutSeconds is { } timeout) subscription.TimeoutSeconds = timeout;
-        if (fields.IsActive is { } active) subscription.IsActive = active;
-        subscription.UpdatedAt = time.GetUtcNow();
-        await db.SaveChangesAsync(cancellationToken);
-        return TypedResults.Ok(SubscriptionResponse.From(subscription));
+        var userId = user.UserId();
+        if (fields.Any)
+        {
+            // One conditional UPDATE (the query filter adds deleted_at IS NULL): a PATCH racing a
+            // DELETE can never bring the subscription back.
+            var now = time.GetUtcNow();
+            var updated = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId).ExecuteUpdateAsync(u =>
+            {
+                if (fields.Url is not null) u.SetProperty(s => s.Url, fields.Url);
+                if (fields.EventTypes is not null) u.SetProperty(s => s.EventTypes, fields.EventTypes);
+                if (fields.HasDescription) u.SetProperty(s => s.Description, fields.Description);
+                if (fields.RetryCount is { } retryCount) u.SetProperty(s => s.RetryCount, retryCount);
+                if (fields.TimeoutSeconds is { } timeout) u.SetProperty(s => s.TimeoutSeconds, timeout);
+                if (fields.IsActive is { } active) u.SetProperty(s => s.IsActive, active);
+                u.SetProperty(s => s.UpdatedAt, now);
+            }, cancellationToken);
+            if (updated == 0) return NotFound(id);
+        }
+        return await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } subscription
+            ? TypedResults.Ok(SubscriptionResponse.From(subscription))
+            : NotFound(id);
     }
 
     private static async Task<Results<NoContent, ProblemHttpResult>> Delete(
@@ -184,13 +215,14 @@ public static class SubscriptionsApi
 
     private static async Task<Results<Ok<PageResponse<DeliveryResponse>>, ValidationProblem, ProblemHttpResult>> ListDeliveries(
         Guid id, ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
-        string? status = null, int limit = DefaultLimit, int offset = 0,
-        [FromQuery(Name = "include_attempts")] bool includeAttempts = false)
+        [FromQuery(Name = "status")] string? statusText = null, [FromQuery(Name = "limit")] string? limitText = null,
+        [FromQuery(Name = "offset")] string? offsetText = null, [FromQuery(Name = "include_attempts")] string? includeAttemptsText = null)
     {
-        var errors = PagingErrors(limit, offset);
-        if (status is not null && !DeliveryStatus.All.Contains(status))
-            errors["status"] = [$"Must be one of {string.Join(", ", DeliveryStatus.All)}."];
-        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        var q = new ApiInput.Query();
+        var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
+        var includeAttempts = q.Boolean("include_attempts", includeAttemptsText) ?? false;
+        var (limit, offset) = Paging(q, limitText, offsetText);
+        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
         if (!await Owned(db, user).AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
 
         var query = db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == id);
@@ -206,41 +238,40 @@ public static class SubscriptionsApi
         Guid id, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options, TimeProvider time,
         CancellationToken cancellationToken)
     {
-        var subscription = await db.Subscriptions.FirstOrDefaultAsync(s => s.Id == id && s.UserId == user.UserId(), cancellationToken);
-        if (subscription is null) return NotFound(id);
+        var userId = user.UserId();
+        var current = await Owned(db, user).Where(s => s.Id == id).Select(s => s.Secret).FirstOrDefaultAsync(cancellationToken);
+        if (current is null) return NotFound(id);
         var now = time.GetUtcNow();
-        subscription.PreviousSecret = subscription.Secret;
-        subscription.PreviousSecretExpiresAt = now.AddHours(options.Value.SecretRotationGraceHours);
-        subscription.Secret = WebhookSigner.NewSecret();
-        subscription.UpdatedAt = now;
-        await db.SaveChangesAsync(cancellationToken);
-        return TypedResults.Ok(new RotatedSecretResponse(subscription.Secret, subscription.PreviousSecretExpiresAt.Value));
+        var secret = WebhookSigner.NewSecret();
+        var expires = now.AddHours(options.Value.SecretRotationGraceHours);
+        // Compare-and-swap on the secret: of two rotations at once one wins and the other gets 409,
+        // so no caller is handed a secret that never signs.
+        var rotated = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId && s.Secret == current)
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.PreviousSecret, current).SetProperty(s => s.PreviousSecretExpiresAt, expires)
+                .SetProperty(s => s.Secret, secret).SetProperty(s => s.UpdatedAt, now), cancellationToken);
+        return rotated == 1
+            ? TypedResults.Ok(new RotatedSecretResponse(secret, expires))
+            : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Secret changed meanwhile",
+                detail: "Another rotation of this webhook's secret finished first; its new secret is the current one.");
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(
-        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, IPublishEndpoint publish, TimeProvider time,
-        CancellationToken cancellationToken)
+        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, DeliveryStore store, IPublishEndpoint publish,
+        TimeProvider time, CancellationToken cancellationToken)
     {
         var subscription = await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken);
         if (subscription is null) return NotFound(id);
         if (!subscription.IsActive)
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Subscription is disabled",
                 detail: "Enable the subscription (PATCH is_active: true) before retrying its deliveries.");
-        var now = time.GetUtcNow();
-        // A new round: as many attempts again as the subscription allows, starting now.
-        var updated = await db.Deliveries
-            .Where(d => d.Id == deliveryId && d.SubscriptionId == id && (d.Status == DeliveryStatus.Failed || d.Status == DeliveryStatus.Cancelled))
-            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Pending)
-                .SetProperty(d => d.MaxAttempts, d => d.AttemptCount + 1 + subscription.RetryCount)
-                .SetProperty(d => d.NextRetryAt, now)
-                .SetProperty(d => d.CompletedAt, (DateTimeOffset?)null), cancellationToken);
-        var delivery = await db.Deliveries.AsNoTracking().FirstOrDefaultAsync(d => d.Id == deliveryId && d.SubscriptionId == id, cancellationToken);
-        if (delivery is null)
+        var previous = await store.RestartAsync(deliveryId, id, subscription.RetryCount, time.GetUtcNow(), cancellationToken);
+        if (previous is null)
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found",
                 detail: $"No delivery {deliveryId} for webhook {id}.");
-        if (updated == 0)
+        if (previous is not (DeliveryStatus.Failed or DeliveryStatus.Cancelled))
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery cannot be retried",
-                detail: $"Only failed or cancelled deliveries can be retried; this one is {delivery.Status}.");
+                detail: $"Only failed or cancelled deliveries can be retried; this one is {previous}.");
+        var delivery = await db.Deliveries.AsNoTracking().FirstAsync(d => d.Id == deliveryId, cancellationToken);
         await publish.Publish(new DeliverWebhook(delivery.Id), cancellationToken);
         return TypedResults.Accepted($"/api/webhooks/{id}/deliveries", DeliveryResponse.From(delivery, false));
     }
@@ -255,11 +286,6 @@ public static class SubscriptionsApi
     private static ProblemHttpResult NotFound(Guid id) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
 
-    private static Dictionary<string, string[]> PagingErrors(int limit, int offset)
-    {
-        var errors = new Dictionary<string, string[]>();
-        if (limit is < 1 or > MaxLimit) errors["limit"] = [$"Must be from 1 to {MaxLimit}."];
-        if (offset < 0) errors["offset"] = ["Must be 0 or more."];
-        return errors;
-    }
+    private static (int Limit, int Offset) Paging(ApiInput.Query query, string? limit, string? offset) =>
+        (query.Integer("limit", limit, DefaultLimit, 1, MaxLimit), query.Integer("offset", offset, 0, 0, int.MaxValue));
 }
