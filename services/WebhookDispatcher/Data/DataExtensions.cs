@@ -51,6 +51,16 @@ public static class DataExtensions
     }
 }
 
+/// <summary>Timestamps as PostgreSQL stores them.</summary>
+public static class TimestampExtensions
+{
+    /// <summary>
+    /// <paramref name="time"/> cut to whole microseconds, the precision of <c>timestamptz</c>, so a
+    /// value answered right after a write equals the one read back later.
+    /// </summary>
+    public static DateTimeOffset ToDatabasePrecision(this DateTimeOffset time) => time.AddTicks(-(time.Ticks % 10));
+}
+
 /// <summary>Lets <c>dotnet ef</c> build the model without starting the host.</summary>
 internal sealed class DesignTimeDbContextFactory : IDesignTimeDbContextFactory<WebhookDbContext>
 {

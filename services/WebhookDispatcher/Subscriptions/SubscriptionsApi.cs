@@ -94,7 +94,7 @@ public static class SubscriptionsApi
         var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var now = time.GetUtcNow();
+        var now = time.GetUtcNow().ToDatabasePrecision();
         var subscription = new WebhookSubscription
         {
             Id = Guid.CreateVersion7(),
@@ -241,7 +241,7 @@ public static class SubscriptionsApi
         var userId = user.UserId();
         var current = await Owned(db, user).Where(s => s.Id == id).Select(s => s.Secret).FirstOrDefaultAsync(cancellationToken);
         if (current is null) return NotFound(id);
-        var now = time.GetUtcNow();
+        var now = time.GetUtcNow().ToDatabasePrecision();
         var secret = WebhookSigner.NewSecret();
         var expires = now.AddHours(options.Value.SecretRotationGraceHours);
         // Compare-and-swap on the secret: of two rotations at once one wins and the other gets 409,
