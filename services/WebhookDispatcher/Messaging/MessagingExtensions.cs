@@ -18,8 +18,12 @@ public sealed class DispatcherOptions
 /// <summary>MassTransit on RabbitMQ: the bus, the endpoints and their redelivery.</summary>
 public static class MessagingExtensions
 {
-    /// <summary>Redeliveries of a message that failed for a reason other than a receiver's answer (database or broker trouble).</summary>
-    public const int TransientRedeliveryLimit = 10;
+    /// <summary>
+    /// Redeliveries of a message that failed for a reason other than a receiver's answer (database
+    /// or broker trouble): 2, 4 … 2048 s, then hourly, about 10 hours in all, enough to ride out a
+    /// long database outage before the message is parked in the endpoint's <c>_error</c> queue.
+    /// </summary>
+    public const int TransientRedeliveryLimit = 20;
 
     /// <summary>
     /// Adds the bus (connection string <c>RabbitMq</c>, an <c>amqp://user:password@host:port/vhost</c>
