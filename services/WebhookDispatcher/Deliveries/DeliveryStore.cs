@@ -116,7 +116,7 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     }
 
     /// <summary>
-    /// Records the attempt and the delivery's new state in one transaction; on a final status also
+    /// Records the attempt and the delivery's new state in one statement; on a final status also
     /// increments the subscription's counters (atomic SQL increments) and, for 410 Gone, disables it.
     /// Returns false when the delivery was finished meanwhile (e.g. cancelled by a DELETE): the
     /// attempt is still recorded but the delivery's state is left alone and no retry must follow.
@@ -124,54 +124,38 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     public async Task<bool> RecordAttemptAsync(ClaimedDelivery delivery, DateTimeOffset startedAt, WebhookResponse response,
         AttemptDecision decision, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        await using var connection = await db.OpenConnectionAsync(cancellationToken);
-        await using var tx = await connection.BeginTransactionAsync(cancellationToken);
-
-        await using (var insert = new NpgsqlCommand("""
-            INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, status_code, outcome, error_message, response_excerpt)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            """, connection, tx))
-        {
-            AddParameters(insert, delivery.Id, delivery.AttemptNumber, startedAt, (int)Math.Min(int.MaxValue, response.Duration.TotalMilliseconds),
-                response.StatusCode, response.Outcome, response.ErrorMessage, response.ResponseExcerpt);
-            await insert.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        var final = decision.Status is DeliveryStatus.Success or DeliveryStatus.Failed;
-        int updated;
-        await using (var update = new NpgsqlCommand("""
-            UPDATE webhook_deliveries
-            SET status = $2, response_status_code = $3, response_body = $4, error_message = $5,
-                completed_at = $6, next_retry_at = $7
-            WHERE id = $1 AND status IN ('pending', 'retrying')
-            """, connection, tx))
-        {
-            AddParameters(update, delivery.Id, decision.Status, response.StatusCode, response.ResponseExcerpt, response.ErrorMessage,
-                final ? now : null, decision.NextRetryAt);
-            updated = await update.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        if (updated == 1 && final)
-        {
-            var success = decision.Status == DeliveryStatus.Success;
-            await using var counters = new NpgsqlCommand("""
+        // One statement, so one round trip per attempt and atomic without an explicit transaction:
+        // the counters move only if the delivery row was still open.
+        await using var cmd = db.CreateCommand("""
+            WITH attempt AS (
+                INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, status_code, outcome, error_message, response_excerpt)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+            delivery AS (
+                UPDATE webhook_deliveries
+                SET status = $9, response_status_code = $5, response_body = $8, error_message = $7,
+                    completed_at = $10, next_retry_at = $11
+                WHERE id = $1 AND status IN ('pending', 'retrying')
+                RETURNING id),
+            counters AS (
                 UPDATE webhook_subscriptions
                 SET total_deliveries = total_deliveries + 1,
-                    successful_deliveries = successful_deliveries + CASE WHEN $2 THEN 1 ELSE 0 END,
-                    failed_deliveries = failed_deliveries + CASE WHEN $2 THEN 0 ELSE 1 END,
-                    last_delivery_at = $3,
-                    last_success_at = CASE WHEN $2 THEN $3 ELSE last_success_at END,
-                    last_failure_at = CASE WHEN $2 THEN last_failure_at ELSE $3 END,
-                    is_active = is_active AND NOT $4,
-                    updated_at = CASE WHEN $4 THEN $3 ELSE updated_at END
-                WHERE id = $1
-                """, connection, tx);
-            AddParameters(counters, delivery.SubscriptionId, success, now, decision.DisableSubscription);
-            await counters.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        await tx.CommitAsync(cancellationToken);
-        return updated == 1;
+                    successful_deliveries = successful_deliveries + CASE WHEN $14 THEN 1 ELSE 0 END,
+                    failed_deliveries = failed_deliveries + CASE WHEN $14 THEN 0 ELSE 1 END,
+                    last_delivery_at = $16,
+                    last_success_at = CASE WHEN $14 THEN $16 ELSE last_success_at END,
+                    last_failure_at = CASE WHEN $14 THEN last_failure_at ELSE $16 END,
+                    is_active = is_active AND NOT $15,
+                    updated_at = CASE WHEN $15 THEN $16 ELSE updated_at END
+                WHERE id = $12 AND $13 AND EXISTS (SELECT 1 FROM delivery))
+            SELECT count(*) FROM delivery
+            """);
+        var final = decision.Status is DeliveryStatus.Success or DeliveryStatus.Failed;
+        AddParameters(cmd,
+            delivery.Id, delivery.AttemptNumber, startedAt, (int)Math.Min(int.MaxValue, response.Duration.TotalMilliseconds),
+            response.StatusCode, response.Outcome, response.ErrorMessage, response.ResponseExcerpt,
+            decision.Status, final ? now : null, decision.NextRetryAt,
+            delivery.SubscriptionId, final, decision.Status == DeliveryStatus.Success, decision.DisableSubscription, now);
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken))! == 1;
     }
 
     /// <summary>

@@ -84,7 +84,7 @@ public sealed class DeliveryConsumerDefinition : ConsumerDefinition<DeliveryCons
         IConsumerConfigurator<DeliveryConsumer> consumerConfigurator, IRegistrationContext context)
     {
         var options = context.GetRequiredService<IOptions<DeliveryOptions>>().Value;
-        MessagingExtensions.ConfigureEndpoint(endpointConfigurator, context);
+        MessagingExtensions.ConfigureEndpoint(endpointConfigurator);
         endpointConfigurator.ConcurrentMessageLimit = options.ConcurrentMessageLimit;
         if (endpointConfigurator is IRabbitMqReceiveEndpointConfigurator rabbit)
             rabbit.PrefetchCount = options.PrefetchCount;

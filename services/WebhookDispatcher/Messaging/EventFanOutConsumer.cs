@@ -44,7 +44,7 @@ public sealed class EventFanOutConsumerDefinition<TEvent> : ConsumerDefinition<E
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
         IConsumerConfigurator<EventFanOutConsumer<TEvent>> consumerConfigurator, IRegistrationContext context)
     {
-        MessagingExtensions.ConfigureEndpoint(endpointConfigurator, context);
+        MessagingExtensions.ConfigureEndpoint(endpointConfigurator);
         consumerConfigurator.Message<TEvent>(m => m.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqDelayTopology>(),
             r => r.SetRetryPolicy(filter => new WebhookRedeliveryPolicy(filter, MessagingExtensions.TransientRedeliveryLimit))));
         consumerConfigurator.UseInMemoryOutbox(context);

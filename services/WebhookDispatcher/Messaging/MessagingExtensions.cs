@@ -82,7 +82,7 @@ public static class MessagingExtensions
     }
 
     /// <summary>Settings every dispatcher endpoint shares: quorum queues (replicated, at-least-once dead-lettering).</summary>
-    internal static void ConfigureEndpoint(IReceiveEndpointConfigurator endpoint, IRegistrationContext context)
+    internal static void ConfigureEndpoint(IReceiveEndpointConfigurator endpoint)
     {
         if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
             rabbit.SetQuorumQueue();
