@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(deploy/infra.sh start)"
+infra_env=$(deploy/infra.sh start)  # not inside eval: its failure must stop the script
+eval "$infra_env"
 dotnet build WebhookDispatcher.sln -v quiet -nologo -clp:ErrorsOnly
 
 log="${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}/dispatcher.log"

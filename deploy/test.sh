@@ -2,21 +2,41 @@
 # Runs the whole test suite on a fresh machine: starts (installing if needed) a private PostgreSQL
 # and RabbitMQ on loopback, gives the run its own database and RabbitMQ virtual host, runs
 # `dotnet test`, and ends with the totals alone on a line: "N passed, N failed, N skipped".
+#
+# The run fails (exit status not 0) when a server cannot start, when the build fails, when any
+# test fails, when fewer than MIN_TESTS tests ran (a renamed or missing test project, a filter
+# that matches nothing), and, under CI=true, when any test was skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-eval "$(deploy/infra.sh start)"
+# The number of tests this repository holds, less a little room; raise it as tests are added.
+# A filter (`deploy/test.sh --filter …`) runs a subset on purpose, so it disables the floor.
+MIN_TESTS=${WEBHOOKS_MIN_TESTS:-185}
+for arg in "$@"; do case "$arg" in --filter|--filter=*) MIN_TESTS=1 ;; esac; done
 
-# A clean database and virtual host per run, so leftovers of an earlier run cannot interfere.
-DB=webhooks_tests
-VHOST=webhooks-tests
+# Not `eval "$(deploy/infra.sh start)"`: the exit status of a command substitution inside eval's
+# argument is lost, so a server that failed to start would go unnoticed.
+infra_env=$(deploy/infra.sh start)
+eval "$infra_env"
+
+# A database and virtual host of this run's own, so two runs on one machine never share state;
+# both are removed when the run ends.
+RUN_ID="$(date +%s)_$$"
+DB="webhooks_tests_$RUN_ID"
+VHOST="webhooks-tests-$RUN_ID"
 PG_PORT=${WEBHOOKS_PG_PORT:-55432}
-runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-deploy/infra.sh rabbitmqctl delete_vhost "$VHOST" >/dev/null 2>&1 || true
+cleanup() {
+  runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  deploy/infra.sh rabbitmqctl delete_vhost "$VHOST" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 deploy/infra.sh rabbitmqctl add_vhost "$VHOST" >/dev/null
 deploy/infra.sh rabbitmqctl set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
 export ConnectionStrings__Postgres="${ConnectionStrings__Postgres/Database=webhooks;/Database=$DB;}"
 export ConnectionStrings__RabbitMq="${ConnectionStrings__RabbitMq%/}/$VHOST"
+# The management API of the same broker, for tests that act as an operator in the console.
+export WEBHOOKS_RABBIT_MGMT_URL="http://127.0.0.1:${WEBHOOKS_RABBIT_MGMT_PORT:-55673}"
+export WEBHOOKS_RABBIT_VHOST="$VHOST"
 
 log=$(mktemp)
 set +e
@@ -35,5 +55,14 @@ read -r passed failed skipped < <(awk '
   END { print p + 0, f + 0, s + 0 }' "$log")
 rm -f "$log"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # build or host failure: not green
+total=$((passed + failed + skipped))
+if [ "$total" -lt "$MIN_TESTS" ]; then
+  echo "Only $total test(s) ran; this repository has at least $MIN_TESTS (deploy/test.sh MIN_TESTS)." >&2
+  status=1
+fi
+if [ "${CI:-}" = true ] && [ "$skipped" -gt 0 ]; then
+  echo "$skipped test(s) were skipped; under CI=true every test must run." >&2
+  status=1
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$status"
