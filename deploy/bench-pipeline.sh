@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# End-to-end pipeline load test (tests/WebhookDispatcher.LoadTest): the dispatcher's Release
+# build runs as its own process(es) on the private PostgreSQL and RabbitMQ of deploy/infra.sh,
+# with a fresh database and vhost; the load test publishes EmailReceived events with MassTransit
+# and receives the webhooks on a local Kestrel. Prints a markdown table: deliveries/s, publish →
+# receiver p50/p99, CPU-µs per delivery (dispatcher, whole machine), peak working set.
+# docs/benchmarks/pipeline.md holds the recorded runs and the method.
+#
+#   deploy/bench-pipeline.sh                          all scenarios, one dispatcher
+#   deploy/bench-pipeline.sh --scenarios warmup,1to1 --events 20000 --replicas 2 --out results.jsonl
+set -euo pipefail
+cd "$(dirname "$0")/.."
+infra_env=$(deploy/infra.sh start)  # not inside eval: its failure must stop the script
+eval "$infra_env"
+
+RUN_ID="$(date +%s)_$$"
+DB="webhooks_load_$RUN_ID"
+VHOST="webhooks-load-$RUN_ID"
+PG_PORT=${WEBHOOKS_PG_PORT:-55432}
+cleanup() {
+  runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  deploy/infra.sh rabbitmqctl delete_vhost "$VHOST" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+deploy/infra.sh rabbitmqctl add_vhost "$VHOST" >/dev/null
+deploy/infra.sh rabbitmqctl set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
+export ConnectionStrings__Postgres="${ConnectionStrings__Postgres/Database=webhooks;/Database=$DB;}"
+export ConnectionStrings__RabbitMq="${ConnectionStrings__RabbitMq%/}/$VHOST"
+
+dotnet build -c Release -v quiet -nologo -clp:ErrorsOnly tests/WebhookDispatcher.LoadTest  # builds the service too
+dotnet tests/WebhookDispatcher.LoadTest/bin/Release/net10.0/WebhookDispatcher.LoadTest.dll \
+  --dispatcher services/WebhookDispatcher/bin/Release/net10.0/WebhookDispatcher.dll \
+  --logs "${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}" "$@"

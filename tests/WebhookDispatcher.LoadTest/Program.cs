@@ -1,0 +1,393 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using MassTransit;
+using Notely.Events;
+using WebhookDispatcher.Security;
+
+namespace WebhookDispatcher.LoadTest;
+
+/// <summary>
+/// End-to-end pipeline load test: the dispatcher (Release build, as shipped, Information logging)
+/// runs as its own process(es) on the private PostgreSQL and RabbitMQ; this process publishes
+/// Notely events with MassTransit and receives the webhooks on a local Kestrel. It reports
+/// deliveries/s, publish → receiver latency percentiles, CPU-µs per delivery of the dispatcher
+/// and of the whole machine, and the dispatcher's peak working set. See deploy/bench-pipeline.sh.
+/// </summary>
+internal static class LoadTestEntry
+{
+    private const string SigningKey = "load-test-signing-key-0123456789-0123456789";
+
+    private static async Task<int> Main(string[] args)
+    {
+        var options = Options.Parse(args);
+        var postgres = Environment.GetEnvironmentVariable("ConnectionStrings__Postgres") ?? throw new InvalidOperationException("ConnectionStrings__Postgres");
+        var rabbit = Environment.GetEnvironmentVariable("ConnectionStrings__RabbitMq") ?? throw new InvalidOperationException("ConnectionStrings__RabbitMq");
+
+        await using var receiver = new Receiver();
+        await receiver.StartAsync();
+        var dispatchers = new List<DispatcherProcess>();
+        for (var i = 0; i < options.Replicas; i++)
+            dispatchers.Add(await DispatcherProcess.StartAsync(options.DispatcherDll, 5181 + i, postgres, rabbit, SigningKey, options.LogDir, i));
+
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            var uri = new Uri(rabbit);
+            var userInfo = uri.UserInfo.Split(':', 2);
+            var vhost = Uri.UnescapeDataString(uri.AbsolutePath.TrimStart('/')) is { Length: > 0 } v ? v : "/";
+            cfg.Host(uri.Host, (ushort)uri.Port, vhost, h =>
+            {
+                h.Username(Uri.UnescapeDataString(userInfo[0]));
+                h.Password(Uri.UnescapeDataString(userInfo[1]));
+            });
+        });
+        await bus.StartAsync();
+        var run = new Runner(receiver, bus, dispatchers, options);
+        try
+        {
+            Console.WriteLine($"# Pipeline load test {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {options.Replicas} dispatcher(s), {Environment.ProcessorCount} cores");
+            Console.WriteLine();
+            Console.WriteLine(Runner.Header);
+            foreach (var scenario in options.Scenarios)
+            {
+                var result = await run.RunAsync(scenario);
+                Console.WriteLine(result.Row());
+                if (options.OutFile is { } file)
+                    await File.AppendAllTextAsync(file, JsonSerializer.Serialize(result) + "\n");
+            }
+            Console.WriteLine();
+            Console.WriteLine($"duplicates seen by the receiver: {receiver.Duplicates}");
+            return 0;
+        }
+        finally
+        {
+            await bus.StopAsync();
+            foreach (var d in dispatchers) await d.DisposeAsync();
+        }
+    }
+}
+
+internal sealed record Options(string[] Scenarios, int Events, int Replicas, string DispatcherDll, string LogDir, string? OutFile)
+{
+    public static readonly string[] All =
+        ["warmup", "1to1", "1to10", "rate100", "rate200", "rate500", "solo", "slow1", "slow10", "hang10"];
+
+    public static Options Parse(string[] args)
+    {
+        string Get(string name, string fallback)
+        {
+            var i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
+        return new Options(
+            Get("--scenarios", string.Join(',', All)).Split(',', StringSplitOptions.RemoveEmptyEntries),
+            int.Parse(Get("--events", "20000"), CultureInfo.InvariantCulture),
+            int.Parse(Get("--replicas", "1"), CultureInfo.InvariantCulture),
+            Get("--dispatcher", "services/WebhookDispatcher/bin/Release/net10.0/WebhookDispatcher.dll"),
+            Get("--logs", "/tmp"),
+            args.Contains("--out") ? Get("--out", "") : null);
+    }
+}
+
+internal sealed record Result(
+    string Scenario, int Deliveries, double Seconds, double PerSecond, double? P50Ms, double? P99Ms, double? MaxMs,
+    double DispatcherUsPerDelivery, double MachineUsPerDelivery, Dictionary<string, double> CpuSeconds, long PeakRssMiB, string Note)
+{
+    public string Row() =>
+        $"| {Scenario} | {Deliveries} | {Seconds:0.0} | {PerSecond:0} | {Ms(P50Ms)} | {Ms(P99Ms)} | {Ms(MaxMs)} | " +
+        $"{DispatcherUsPerDelivery:0} | {MachineUsPerDelivery:0} | " +
+        $"{CpuSeconds["dispatcher"]:0.0} / {CpuSeconds["postgresql"]:0.0} / {CpuSeconds["rabbitmq"]:0.0} / {CpuSeconds["load generator + receiver"]:0.0} | " +
+        $"{PeakRssMiB} | {Note} |";
+
+    private static string Ms(double? v) => v is { } x ? x.ToString("0.0", CultureInfo.InvariantCulture) : "–";
+}
+
+internal sealed class Runner(Receiver receiver, IBusControl bus, List<DispatcherProcess> dispatchers, Options options)
+{
+    public const string Header =
+        "| scenario | deliveries | s | deliveries/s | p50 ms | p99 ms | max ms | dispatcher CPU-µs/delivery | machine CPU-µs/delivery | CPU s: dispatcher / postgres / rabbitmq / loadgen | dispatcher peak RSS MiB | note |\n" +
+        "|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+    private readonly HttpClient _api = new() { BaseAddress = new Uri(dispatchers[0].Url) };
+    private double? _soloPerSecond;
+
+    public Task<Result> RunAsync(string scenario) => scenario switch
+    {
+        "warmup" => Throughput("warmup", subscriptions: 1, events: 2000),
+        "1to1" => Throughput("1to1", subscriptions: 1, events: options.Events),
+        "1to10" => Throughput("1to10", subscriptions: 10, events: options.Events / 10),
+        "rate100" => Rate(100),
+        "rate200" => Rate(200),
+        "rate500" => Rate(500),
+        "solo" => Solo(),
+        "slow1" => Isolation("slow1", "slow", 1, 2000, timeoutSeconds: 10),
+        "slow10" => Isolation("slow10", "slow", 10, 200, timeoutSeconds: 10),
+        "hang10" => Isolation("hang10", "hang", 10, 200, timeoutSeconds: 10),
+        _ => throw new ArgumentException($"unknown scenario {scenario}"),
+    };
+
+    private async Task<Result> Solo()
+    {
+        var r = await Throughput("solo", subscriptions: 1, events: options.Events / 2);
+        _soloPerSecond = r.PerSecond;
+        return r;
+    }
+
+    private async Task<(string User, List<string> Paths)> SubscribeAsync(string kind, int count, int timeoutSeconds = 10)
+    {
+        var user = "load-" + Guid.NewGuid().ToString("N")[..10];
+        _api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
+            new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = "load-test-signing-key-0123456789-0123456789" },
+            user, TimeSpan.FromHours(6)));
+        var paths = new List<string>();
+        for (var i = 0; i < count; i++)
+        {
+            var path = $"/{kind}/{user}-{i}";
+            using var response = await _api.PostAsJsonAsync("/api/webhooks",
+                new { url = receiver.Url + path, event_types = new[] { "email.received" }, retry_count = 3, timeout_seconds = timeoutSeconds });
+            response.EnsureSuccessStatusCode();
+            paths.Add(path);
+        }
+        return (user, paths);
+    }
+
+    private EmailReceived Event(string user)
+    {
+        var id = Guid.NewGuid();
+        receiver.PublishedAt[id] = Stopwatch.GetTimestamp();
+        return new EmailReceived
+        {
+            EventId = id,
+            UserId = user,
+            OccurredAt = DateTimeOffset.UtcNow,
+            EmailId = "em_" + id.ToString("N")[..8],
+            Subject = "Quarterly report — draft",
+            From = "alice@example.com",
+            To = ["bob@example.com"],
+            Date = DateTimeOffset.UtcNow,
+            BodyPreview = "Hi Bob, attached is the draft of the quarterly report. Numbers are final except for the last week.",
+        };
+    }
+
+    /// <summary>Publishes with at most 256 publishes awaiting their broker confirm.</summary>
+    private async Task PublishAllAsync(IEnumerable<string> users)
+    {
+        using var window = new SemaphoreSlim(256);
+        var pending = new List<Task>();
+        foreach (var user in users)
+        {
+            await window.WaitAsync();
+            pending.Add(bus.Publish(Event(user)).ContinueWith(_ => window.Release()));
+        }
+        await Task.WhenAll(pending);
+    }
+
+    private async Task<Result> Throughput(string name, int subscriptions, int events)
+    {
+        var (user, paths) = await SubscribeAsync("fast", subscriptions);
+        await QuietAsync();
+        var sampler = RssSampler.Start(dispatchers);
+        var cpu0 = Proc.Snapshot(Pids);
+        var start = Stopwatch.GetTimestamp();
+        await PublishAllAsync(Enumerable.Repeat(user, events));
+        var expected = events * subscriptions;
+        await WaitForAsync(() => paths.Sum(p => receiver.Stats(p).Unique) >= expected, TimeSpan.FromMinutes(10));
+        var end = paths.Max(p => receiver.Stats(p).Last);
+        var cpu1 = Proc.Snapshot(Pids);
+        return Build(name, paths, start, end, cpu0, cpu1, await sampler.StopAsync(), "");
+    }
+
+    private async Task<Result> Rate(int perSecond)
+    {
+        var (user, paths) = await SubscribeAsync("fast", 1);
+        await QuietAsync();
+        var events = perSecond * 20;
+        var sampler = RssSampler.Start(dispatchers);
+        var cpu0 = Proc.Snapshot(Pids);
+        var start = Stopwatch.GetTimestamp();
+        var pending = new List<Task>();
+        for (var i = 0; i < events; i++)
+        {
+            var due = start + (long)(i * (double)Stopwatch.Frequency / perSecond);
+            var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
+            if (wait > TimeSpan.FromMilliseconds(1)) await Task.Delay(wait);
+            pending.Add(bus.Publish(Event(user)));
+        }
+        await Task.WhenAll(pending);
+        await WaitForAsync(() => receiver.Stats(paths[0]).Unique >= events, TimeSpan.FromMinutes(5));
+        var cpu1 = Proc.Snapshot(Pids);
+        return Build($"rate{perSecond}", paths, start, receiver.Stats(paths[0]).Last, cpu0, cpu1, await sampler.StopAsync(),
+            $"offered {perSecond}/s for 20 s");
+    }
+
+    /// <summary>
+    /// A fast subscription beside <paramref name="slowCount"/> slow or hanging ones: the events
+    /// are interleaved; the fast one's throughput is compared with the solo run's.
+    /// </summary>
+    private async Task<Result> Isolation(string name, string kind, int slowCount, int eventsPerSlow, int timeoutSeconds)
+    {
+        var (fastUser, fastPaths) = await SubscribeAsync("fast", 1);
+        var slow = new List<(string User, string Path)>();
+        for (var i = 0; i < slowCount; i++)
+        {
+            var (u, p) = await SubscribeAsync(kind, 1, timeoutSeconds);
+            slow.Add((u, p[0]));
+        }
+        await QuietAsync();
+        var fastEvents = options.Events / 2;
+        var slowEvents = slowCount * eventsPerSlow;
+        var order = new List<string>(fastEvents + slowEvents);
+        var every = Math.Max(1, fastEvents / slowEvents);
+        for (int f = 0, s = 0; f < fastEvents || s < slowEvents;)
+        {
+            if (f < fastEvents) { order.Add(fastUser); f++; }
+            if (s < slowEvents && (f % every == 0 || f >= fastEvents)) { order.Add(slow[s % slowCount].User); s++; }
+        }
+
+        var sampler = RssSampler.Start(dispatchers);
+        var cpu0 = Proc.Snapshot(Pids);
+        var start = Stopwatch.GetTimestamp();
+        await PublishAllAsync(order);
+        await WaitForAsync(() => receiver.Stats(fastPaths[0]).Unique >= fastEvents, TimeSpan.FromMinutes(10));
+        var end = receiver.Stats(fastPaths[0]).Last;
+        var cpu1 = Proc.Snapshot(Pids);
+        var result = Build(name, fastPaths, start, end, cpu0, cpu1, await sampler.StopAsync(), "");
+
+        var note = new StringBuilder();
+        if (_soloPerSecond is { } solo) note.Append(CultureInfo.InvariantCulture, $"fast = {100 * result.PerSecond / solo:0}% of solo; ");
+        var slowArrived = slow.Sum(s => receiver.Stats(s.Path).Unique);
+        note.Append(CultureInfo.InvariantCulture, $"{kind}: {slowArrived}/{slowEvents} arrived when the fast one finished");
+        if (kind == "slow")
+        {
+            var waited = Stopwatch.StartNew();
+            await WaitForAsync(() => slow.Sum(s => receiver.Stats(s.Path).Unique) >= slowEvents, TimeSpan.FromMinutes(15));
+            note.Append(CultureInfo.InvariantCulture,
+                $", all {slow.Sum(s => receiver.Stats(s.Path).Unique)}/{slowEvents} {waited.Elapsed.TotalSeconds:0} s later");
+        }
+        return result with { Note = note.ToString() };
+    }
+
+    private Result Build(string name, List<string> paths, long start, long end, Dictionary<string, double> cpu0,
+        Dictionary<string, double> cpu1, long peakRss, string note)
+    {
+        var deliveries = paths.Sum(p => receiver.Stats(p).Unique);
+        var seconds = Stopwatch.GetElapsedTime(start, end).TotalSeconds;
+        var latencies = paths.SelectMany(p => receiver.Stats(p).Latencies()).Order().ToArray();
+        double? Percentile(double q) => latencies.Length == 0 ? null : latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(q * latencies.Length) - 1)];
+        var cpu = cpu1.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value - cpu0[kv.Key], 2));
+        return new Result(name, deliveries, Math.Round(seconds, 2), Math.Round(deliveries / seconds, 1), Percentile(0.5), Percentile(0.99),
+            latencies.Length == 0 ? null : latencies[^1], Math.Round(cpu["dispatcher"] * 1e6 / deliveries), Math.Round(cpu["machine"] * 1e6 / deliveries),
+            cpu, peakRss / (1024 * 1024), note);
+    }
+
+    private IReadOnlyList<int> Pids => dispatchers.Select(d => d.Pid).ToList();
+
+    /// <summary>Waits until the dispatchers are idle (no receiver traffic, low CPU) so scenarios do not overlap.</summary>
+    private async Task QuietAsync()
+    {
+        for (var i = 0; i < 60; i++)
+        {
+            var before = Pids.Sum(Proc.CpuSeconds);
+            await Task.Delay(1000);
+            if (Pids.Sum(Proc.CpuSeconds) - before < 0.05 * dispatchers.Count) return;
+        }
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (deadline.Elapsed > timeout) throw new TimeoutException("the expected deliveries did not all arrive");
+            await Task.Delay(20);
+        }
+    }
+}
+
+/// <summary>Samples the dispatchers' resident set every 200 ms; the peak of the sum is the scenario's working set.</summary>
+internal sealed class RssSampler
+{
+    private readonly CancellationTokenSource _stop = new();
+    private Task<long> _task = Task.FromResult(0L);
+
+    public static RssSampler Start(List<DispatcherProcess> dispatchers)
+    {
+        var sampler = new RssSampler();
+        sampler._task = Task.Run(async () =>
+        {
+            long peak = 0;
+            while (!sampler._stop.IsCancellationRequested)
+            {
+                peak = Math.Max(peak, dispatchers.Max(d => Proc.RssBytes(d.Pid)));
+                try { await Task.Delay(200, sampler._stop.Token); } catch (OperationCanceledException) { }
+            }
+            return peak;
+        });
+        return sampler;
+    }
+
+    public async Task<long> StopAsync()
+    {
+        await _stop.CancelAsync();
+        return await _task;
+    }
+}
+
+/// <summary>A dispatcher process: the Release build, run as in production with a local signing key and loopback receivers allowed.</summary>
+internal sealed class DispatcherProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+
+    private DispatcherProcess(Process process, string url)
+    {
+        _process = process;
+        Url = url;
+    }
+
+    public int Pid => _process.Id;
+    public string Url { get; }
+
+    public static async Task<DispatcherProcess> StartAsync(string dll, int port, string postgres, string rabbit, string signingKey,
+        string logDir, int index)
+    {
+        var url = $"http://127.0.0.1:{port}";
+        var log = Path.Combine(logDir, $"loadtest-dispatcher-{index}.log");
+        var start = new ProcessStartInfo("bash", ["-c", $"exec dotnet \"{Path.GetFullPath(dll)}\" --urls {url} >\"{log}\" 2>&1"]) 
+        {
+            UseShellExecute = false,
+            WorkingDirectory = Path.GetDirectoryName(Path.GetFullPath(dll)), // the content root: appsettings.json
+        };
+        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        start.Environment["ConnectionStrings__Postgres"] = postgres;
+        start.Environment["ConnectionStrings__RabbitMq"] = rabbit;
+        start.Environment["Database__MigrateOnStartup"] = "true";
+        start.Environment["Delivery__AllowPrivateNetworks"] = "true";
+        start.Environment["Auth__SigningKey"] = signingKey;
+        var process = Process.Start(start)!;
+        using var http = new HttpClient();
+        for (var i = 0; i < 240; i++)
+        {
+            if (process.HasExited) throw new InvalidOperationException($"dispatcher exited; see {log}");
+            try
+            {
+                if ((await http.GetAsync(url + "/health")).IsSuccessStatusCode) return new DispatcherProcess(process, url);
+            }
+            catch (HttpRequestException) { }
+            await Task.Delay(500);
+        }
+        throw new TimeoutException($"dispatcher did not start; see {log}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+}

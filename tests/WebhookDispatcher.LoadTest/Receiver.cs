@@ -1,0 +1,103 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace WebhookDispatcher.LoadTest;
+
+/// <summary>
+/// The subscribers' side: Kestrel on 127.0.0.1. <c>/fast/…</c> answers 200 at once,
+/// <c>/slow/…</c> after 5 s, <c>/hang/…</c> never (until the dispatcher gives up). Every request
+/// is counted per path, and its latency is taken from the moment its event was published.
+/// </summary>
+internal sealed class Receiver : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly ConcurrentDictionary<string, PathStats> _paths = new();
+    private readonly ConcurrentDictionary<string, byte> _deliveries = new();
+    private int _duplicates;
+
+    /// <summary>Publish time (Stopwatch timestamp) of each event, by event id.</summary>
+    public ConcurrentDictionary<Guid, long> PublishedAt { get; } = new();
+
+    public Receiver()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxConcurrentConnections = null);
+        builder.Logging.ClearProviders();
+        _app = builder.Build();
+        _app.Run(Handle);
+    }
+
+    public string Url { get; private set; } = "";
+
+    /// <summary>Requests that carried an <c>X-Webhook-Delivery</c> already seen (the same delivery POSTed again).</summary>
+    public int Duplicates => _duplicates;
+
+    public async Task StartAsync()
+    {
+        await _app.StartAsync();
+        Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+    }
+
+    public PathStats Stats(string path) => _paths.GetOrAdd(path, _ => new PathStats());
+
+    private async Task Handle(HttpContext context)
+    {
+        var arrived = Stopwatch.GetTimestamp();
+        var buffer = new byte[16 * 1024];
+        while (await context.Request.Body.ReadAsync(buffer) > 0) { }
+        var path = context.Request.Path.Value ?? "";
+        var stats = Stats(path);
+        var delivery = context.Request.Headers["X-Webhook-Delivery"].ToString();
+        var first = _deliveries.TryAdd(delivery, 0);
+        if (!first) Interlocked.Increment(ref _duplicates);
+        double? latencyMs = Guid.TryParse(context.Request.Headers["webhook-id"], out var eventId) && PublishedAt.TryGetValue(eventId, out var published)
+            ? Stopwatch.GetElapsedTime(published, arrived).TotalMilliseconds
+            : null;
+
+        stats.Record(arrived, latencyMs, first);
+        if (path.StartsWith("/slow/", StringComparison.Ordinal))
+            await Task.Delay(TimeSpan.FromSeconds(5));
+        else if (path.StartsWith("/hang/", StringComparison.Ordinal))
+            await Task.Delay(TimeSpan.FromMinutes(5), context.RequestAborted).ContinueWith(_ => { });
+        context.Response.StatusCode = 200;
+    }
+
+    public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+}
+
+/// <summary>Requests to one path: count, first and last arrival time, publish → arrival latencies.</summary>
+internal sealed class PathStats
+{
+    private readonly object _lock = new();
+    private readonly List<double> _latencies = [];
+
+    public int Count { get; private set; }
+    public int Unique { get; private set; }
+    public long First { get; private set; }
+    public long Last { get; private set; }
+
+    public void Record(long arrivedAt, double? latencyMs, bool first)
+    {
+        lock (_lock)
+        {
+            if (Count == 0) First = arrivedAt;
+            Count++;
+            if (first) Unique++;
+            Last = arrivedAt;
+            if (latencyMs is { } l) _latencies.Add(l);
+        }
+    }
+
+    public double[] Latencies()
+    {
+        lock (_lock) return [.. _latencies];
+    }
+}
