@@ -24,7 +24,19 @@ public static class DataExtensions
     {
         var connectionString = builder.Configuration.GetConnectionString("Postgres")
                                ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.");
-        builder.Services.AddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString).Build());
+        builder.Services.AddSingleton(_ =>
+        {
+            var dataSource = new NpgsqlDataSourceBuilder(connectionString);
+            // The delivery path runs a handful of statements thousands of times a second: prepare
+            // them on each connection after their second use (planning costs about 0.4 ms each),
+            // unless the connection string says otherwise.
+            if (dataSource.ConnectionStringBuilder.MaxAutoPrepare == 0)
+            {
+                dataSource.ConnectionStringBuilder.MaxAutoPrepare = 64;
+                dataSource.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
+            }
+            return dataSource.Build();
+        });
         builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
         // Registered before the bus, so consumers never start on a schema that is not there yet.

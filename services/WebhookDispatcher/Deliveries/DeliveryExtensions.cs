@@ -1,15 +1,26 @@
+using MassTransit;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
+using Notely.Events;
 using Polly;
 using WebhookDispatcher.Messaging;
 using WebhookDispatcher.Security;
+using WebhookDispatcher.Subscriptions;
 
 namespace WebhookDispatcher.Deliveries;
 
-/// <summary>Registers the delivery feature: the outbound HttpClient, the store and the reconciler.</summary>
+/// <summary>Registers the delivery feature: the outbound HttpClient, the store, and for workers the engine, its consumers and the reconciler.</summary>
 public static class DeliveryExtensions
 {
-    /// <summary>Adds <see cref="WebhookSender"/> with its <c>webhooks</c> HttpClient, <see cref="DeliveryStore"/> and, for workers, the reconciler.</summary>
+    /// <summary>The queue every Notely event type is bound to.</summary>
+    public const string FanOutQueue = "webhook-fan-out";
+
+    /// <summary>
+    /// Adds <see cref="WebhookSender"/> with its <c>webhooks</c> HttpClient and <see cref="DeliveryStore"/>;
+    /// when <see cref="DispatcherOptions.Workers"/> is on, also the <see cref="DeliveryEngine"/>, the
+    /// <see cref="RetryScheduler"/>, the <see cref="DeliveryReconciler"/> and the two receive endpoints
+    /// (<c>webhook-fan-out</c>, <c>webhook-delivery</c>). Call before <c>AddMessaging</c>.
+    /// </summary>
     public static IHostApplicationBuilder AddDeliveries(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
@@ -17,34 +28,81 @@ public static class DeliveryExtensions
         builder.Services.AddSingleton<DeliveryStore>();
         builder.Services.AddSingleton<WebhookSender>();
         builder.Services.AddTransient<BoundedResponseBodyHandler>();
+        AddWebhookClient(builder.Services);
 
-        var client = builder.Services.AddHttpClient(WebhookSender.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
-        client.ConfigurePrimaryHttpMessageHandler(services => new SocketsHttpHandler
-            {
-                AllowAutoRedirect = false,
-                UseCookies = false,
-                UseProxy = false,
-                PooledConnectionLifetime = TimeSpan.FromMinutes(2),
-                ConnectCallback = PrivateNetworkGuard.ConnectCallback(
-                    services.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks),
-            });
-        // The resilience pipeline owns the per-attempt deadline; retries belong to the broker.
-        client.AddResilienceHandler("webhook-attempt", pipeline => pipeline.AddTimeout(new HttpTimeoutStrategyOptions
-            {
-                TimeoutGenerator = args => ValueTask.FromResult(
-                    args.Context.GetRequestMessage()?.Options.TryGetValue(WebhookSender.TimeoutKey, out var timeout) == true
-                        ? timeout
-                        : TimeSpan.FromSeconds(Subscriptions.WebhookSubscription.DefaultTimeoutSeconds)),
-            }));
-        // Added after the resilience handler, so it runs inside it: the body read counts against the deadline.
-        client.AddHttpMessageHandler<BoundedResponseBodyHandler>();
-
-        var workers = builder.Configuration.GetSection(DispatcherOptions.Section).Get<DispatcherOptions>()?.Workers ?? true;
-        if (workers)
+        if (DispatcherOptions.WorkersEnabled(builder.Configuration))
         {
+            builder.Services.AddSingleton<RetryScheduler>();
+            builder.Services.AddSingleton<DeliveryEngine>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryEngine>());
             builder.Services.AddSingleton<DeliveryReconciler>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryReconciler>());
+            builder.Services.AddSingleton<IBusContributor>(new DeliveryEndpoints());
+            // A stop lets attempts in flight (at most 60 s each) finish and be recorded.
+            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(WebhookSubscription.MaxTimeoutSeconds + 30));
         }
         return builder;
+    }
+
+    private static void AddWebhookClient(IServiceCollection services)
+    {
+        var client = services.AddHttpClient(WebhookSender.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
+        client.ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
+        {
+            AllowAutoRedirect = false,
+            UseCookies = false,
+            UseProxy = false,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+            ConnectCallback = PrivateNetworkGuard.ConnectCallback(sp.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks),
+        });
+        // One handler for the process: the connection pools live as long as it does (the
+        // factory's default rotates handlers every 2 minutes, which throws the pools away).
+        client.SetHandlerLifetime(Timeout.InfiniteTimeSpan);
+        // The resilience pipeline owns the per-attempt deadline; retries belong to the broker.
+        client.AddResilienceHandler("webhook-attempt", pipeline => pipeline.AddTimeout(new HttpTimeoutStrategyOptions
+        {
+            TimeoutGenerator = args => ValueTask.FromResult(
+                args.Context.GetRequestMessage()?.Options.TryGetValue(WebhookSender.TimeoutKey, out var timeout) == true
+                    ? timeout
+                    : TimeSpan.FromSeconds(WebhookSubscription.DefaultTimeoutSeconds)),
+        }));
+        // Added after the resilience handler, so it runs inside it: the body read counts against the deadline.
+        client.AddHttpMessageHandler<BoundedResponseBodyHandler>();
+    }
+
+    /// <summary>The delivery feature's part in the bus: one fan-out consumer per event type and the delivery consumer.</summary>
+    private sealed class DeliveryEndpoints : IBusContributor
+    {
+        private static readonly Type[] FanOutConsumers =
+            [.. EventCatalog.All.Select(t => typeof(FanOutConsumer<>).MakeGenericType(t.ContractType))];
+
+        public void AddConsumers(IBusRegistrationConfigurator bus)
+        {
+            foreach (var consumer in FanOutConsumers)
+                bus.AddConsumer(consumer);
+            bus.AddConsumer<DeliveryConsumer>();
+        }
+
+        public void ConfigureEndpoints(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)
+        {
+            var o = context.GetRequiredService<IOptions<DeliveryOptions>>().Value;
+            // Consumers only wait for a batched insert (fan-out) or hand over in memory (delivery),
+            // so a message in progress costs no thread: let as many run as the broker sends ahead.
+            bus.ReceiveEndpoint(FanOutQueue, e =>
+            {
+                e.UseDispatcherDefaults(context, o.TransientRedeliveries);
+                e.PrefetchCount = o.PrefetchCount;
+                e.ConcurrentMessageLimit = o.PrefetchCount;
+                foreach (var consumer in FanOutConsumers)
+                    e.ConfigureConsumer(context, consumer);
+            });
+            bus.ReceiveEndpoint(DeliveryEngine.DeliveryQueue, e =>
+            {
+                e.UseDispatcherDefaults(context, o.TransientRedeliveries);
+                e.PrefetchCount = o.PrefetchCount;
+                e.ConcurrentMessageLimit = o.PrefetchCount;
+                e.ConfigureConsumer<DeliveryConsumer>(context);
+            });
+        }
     }
 }

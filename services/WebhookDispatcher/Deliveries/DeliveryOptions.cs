@@ -2,7 +2,7 @@ using System.ComponentModel.DataAnnotations;
 
 namespace WebhookDispatcher.Deliveries;
 
-/// <summary>Settings of the outbound webhook requests and the delivery endpoint (section <c>Delivery</c>).</summary>
+/// <summary>Settings of the outbound webhook requests and the delivery engine (section <c>Delivery</c>).</summary>
 public sealed class DeliveryOptions
 {
     /// <summary>Configuration section name.</summary>
@@ -17,13 +17,51 @@ public sealed class DeliveryOptions
     /// </summary>
     public bool AllowPrivateNetworks { get; set; }
 
-    /// <summary>Deliveries attempted at once by one process (1–1000).</summary>
-    [Range(1, 1000)]
-    public int ConcurrentMessageLimit { get; set; } = 32;
+    /// <summary>Attempts in flight at once in one process, all subscriptions together (1–100000). Default 2000.</summary>
+    [Range(1, 100_000)]
+    public int MaxInFlight { get; set; } = 2000;
 
-    /// <summary>Messages the broker sends ahead to one process (1–10000).</summary>
-    [Range(1, 10000)]
-    public int PrefetchCount { get; set; } = 64;
+    /// <summary>
+    /// Attempts in flight at once to one subscription, across all replicas (1–1000). Default 32.
+    /// Each replica takes its share: this divided by the number of replicas consuming
+    /// <c>webhook-delivery</c>, rounded up.
+    /// </summary>
+    [Range(1, 1000)]
+    public int MaxInFlightPerSubscription { get; set; } = 32;
+
+    /// <summary>
+    /// Deliveries of one subscription waiting in one process for capacity (1–1000000). Default
+    /// 10000. Beyond it, deliveries wait in the database and come back through the reconciler.
+    /// </summary>
+    [Range(1, 1_000_000)]
+    public int MaxQueuedPerSubscription { get; set; } = 10_000;
+
+    /// <summary>
+    /// Consecutive timeouts of one subscription's attempts that open its circuit (1–1000). Default 5.
+    /// While open, its deliveries wait without spending attempts.
+    /// </summary>
+    [Range(1, 1000)]
+    public int CircuitBreakerTimeouts { get; set; } = 5;
+
+    /// <summary>Seconds an open circuit waits before one probe attempt (1–3600). Default 30.</summary>
+    [Range(1, 3600)]
+    public int CircuitBreakSeconds { get; set; } = 30;
+
+    /// <summary>Messages the broker sends ahead to one process, per endpoint (1–10000). Default 1000.</summary>
+    [Range(1, 10_000)]
+    public int PrefetchCount { get; set; } = 1000;
+
+    /// <summary>Events fanned out in one database statement at most (1–5000). Default 500.</summary>
+    [Range(1, 5000)]
+    public int FanOutBatchSize { get; set; } = 500;
+
+    /// <summary>
+    /// Redeliveries of a message whose consumer failed for a reason of our own (database or broker
+    /// trouble), 2, 4 … s apart, then hourly (0–100). Default 20, about 10 hours; then the message is
+    /// parked in the endpoint's <c>_error</c> queue.
+    /// </summary>
+    [Range(0, 100)]
+    public int TransientRedeliveries { get; set; } = 20;
 
     /// <summary>The User-Agent header of webhook requests.</summary>
     [Required]

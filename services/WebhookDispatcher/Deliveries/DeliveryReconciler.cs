@@ -11,17 +11,19 @@ public sealed class ReconcilerOptions
     /// <summary>Configuration section name.</summary>
     public const string Section = "Reconciler";
 
-    /// <summary>Seconds between two passes (1–3600).</summary>
+    /// <summary>Seconds between two passes (1–3600). Default 5.</summary>
     [Range(1, 3600)]
-    public int IntervalSeconds { get; set; } = 30;
+    public int IntervalSeconds { get; set; } = 5;
 
     /// <summary>
-    /// Seconds a delivery may be overdue before it is re-published (10–86400). Longer than the
-    /// normal queueing delay, so that a busy queue does not cause duplicate messages (which would
-    /// be harmless: the claim lets only one of them attempt).
+    /// Seconds a delivery may be overdue before it is re-published (10–86400). Default 10.
+    /// Deliveries waiting in a replica's lanes for capacity are held meanwhile (the hold is
+    /// renewed every half grace), and an attempt in flight is leased for its timeout plus 30 s, so
+    /// this only has to cover a message's trip through the broker. A duplicate is harmless: the
+    /// claim lets only one of them attempt.
     /// </summary>
     [Range(10, 86400)]
-    public int GraceSeconds { get; set; } = 120;
+    public int GraceSeconds { get; set; } = 10;
 
     /// <summary>Deliveries re-published per pass at most (1–10000).</summary>
     [Range(1, 10000)]
@@ -45,13 +47,13 @@ public sealed class DeliveryReconciler(
         await using var scope = scopes.CreateAsyncScope();
         var store = scope.ServiceProvider.GetRequiredService<DeliveryStore>();
         var publish = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
-        var ids = await store.ReclaimOverdueAsync(time.GetUtcNow(), TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize, cancellationToken);
-        if (ids.Count > 0)
+        var work = await store.ReclaimOverdueAsync(time.GetUtcNow(), TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize, cancellationToken);
+        if (work.Count > 0)
         {
-            await publish.PublishBatch(ids.Select(id => new DeliverWebhook(id)), cancellationToken);
-            logger.LogWarning("Reconciler re-published {Count} overdue delivery(ies)", ids.Count);
+            await publish.PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)), cancellationToken);
+            logger.LogWarning("Reconciler re-published {Count} overdue delivery(ies)", work.Count);
         }
-        return ids.Count;
+        return work.Count;
     }
 
     /// <inheritdoc />

@@ -3,9 +3,19 @@ using NpgsqlTypes;
 
 namespace WebhookDispatcher.Deliveries;
 
+/// <summary>One event to fan out: its id, owner, type and the payload built once for every subscription.</summary>
+public sealed record FanOutEvent(Guid EventId, string UserId, string EventType, string Payload);
+
+/// <summary>A delivery to attempt when its endpoint lane allows, with the subscription that picks the lane.</summary>
+/// <param name="DeliveryId">The delivery.</param>
+/// <param name="SubscriptionId">Its subscription.</param>
+public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId);
+
 /// <summary>A delivery claimed for one attempt, with what the attempt needs from its subscription.</summary>
+/// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.</remarks>
 public sealed record ClaimedDelivery(
     Guid Id,
+    DateTimeOffset ClaimedAt,
     Guid SubscriptionId,
     Guid EventId,
     string EventType,
@@ -16,18 +26,23 @@ public sealed record ClaimedDelivery(
     string Secret,
     string? PreviousSecret,
     DateTimeOffset? PreviousSecretExpiresAt,
-    int TimeoutSeconds);
+    int TimeoutSeconds,
+    int? RateLimitPerSecond);
 
-/// <summary>What to store after an attempt.</summary>
-/// <param name="Status">The delivery's new status.</param>
-/// <param name="NextRetryAt">When the next attempt is due, if <see cref="DeliveryStatus.Retrying"/>.</param>
-/// <param name="DisableSubscription">Whether the receiver asked to stop (410 Gone).</param>
-public sealed record AttemptDecision(string Status, DateTimeOffset? NextRetryAt, bool DisableSubscription);
+/// <summary>One finished attempt, ready to be stored.</summary>
+/// <param name="Delivery">The claim the attempt was made under.</param>
+/// <param name="StartedAt">When the request started (UTC).</param>
+/// <param name="Response">What the receiver answered, or how the request failed.</param>
+/// <param name="Decision">The delivery's next state.</param>
+/// <param name="FinishedAt">When the answer was complete or the request failed (UTC).</param>
+public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset StartedAt, WebhookResponse Response, AttemptDecision Decision,
+    DateTimeOffset FinishedAt);
 
 /// <summary>
-/// The delivery hot path in set-based SQL: fan-out insert-or-skip, the per-attempt claim, the
-/// attempt record with atomic counter increments, and the reconciler's scan. Every state change
-/// is one conditional UPDATE, so duplicate messages, concurrent consumers and a reconciler
+/// The delivery hot path in set-based SQL, one statement (one round trip, one commit) per batch:
+/// fan-out insert-or-skip for many events, the claim of many attempts, the record of many
+/// attempts with counters grouped per subscription, and the reconciler's scan. Every state
+/// change is a conditional UPDATE, so duplicate messages, concurrent replicas and a reconciler
 /// re-publish cannot cause a second attempt of the same number.
 /// </summary>
 public sealed class DeliveryStore(NpgsqlDataSource db)
@@ -39,123 +54,208 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     public const double EarlyToleranceSeconds = 1;
 
     /// <summary>
-    /// Creates one pending delivery per active subscription of <paramref name="userId"/> that
-    /// includes <paramref name="eventType"/>, skipping those that exist (unique (subscription_id,
-    /// event_id)), and returns the ids of this event's deliveries that have not been attempted yet,
-    /// so a redelivered event re-publishes what a crash may have left unpublished.
+    /// Creates one pending delivery per (event, active subscription of the event's user that
+    /// includes its type), skipping those that exist (unique (subscription_id, event_id)), and
+    /// returns the work to attempt: the new deliveries, and those of these events that exist but
+    /// were never attempted (a redelivered event after a crash between commit and attempt).
     /// </summary>
-    public async Task<IReadOnlyList<Guid>> FanOutAsync(Guid eventId, string userId, string eventType, string payload,
-        DateTimeOffset now, CancellationToken cancellationToken)
+    /// <param name="events">Events with distinct ids.</param>
+    /// <param name="now">Creation time and due time of the new deliveries.</param>
+    /// <param name="cancellationToken">Cancels the statement.</param>
+    /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
+    public async Task<IReadOnlyList<DeliveryWork>> FanOutAsync(IReadOnlyList<FanOutEvent> events, DateTimeOffset now,
+        CancellationToken cancellationToken)
     {
-        await using var batch = db.CreateBatch();
-        batch.BatchCommands.Add(Command("""
-            INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts, created_at, next_retry_at)
-            SELECT gen_random_uuid(), s.id, $1, $2, $3, 'pending', 0, 1 + s.retry_count, $4, $4
-            FROM webhook_subscriptions s
-            WHERE s.user_id = $5 AND s.is_active AND s.deleted_at IS NULL AND $1 = ANY (s.event_types)
-            ON CONFLICT (subscription_id, event_id) DO NOTHING
-            """, eventType, eventId, payload, now, userId));
-        batch.BatchCommands.Add(Command("""
-            SELECT id FROM webhook_deliveries WHERE event_id = $1 AND status = 'pending' AND attempt_count = 0
-            """, eventId));
-        var ids = new List<Guid>();
-        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        // The last SELECT reads the snapshot from before the INSERT, so it sees only deliveries
+        // that existed already.
+        await using var cmd = db.CreateCommand("""
+            WITH e AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload)),
+            m AS (
+                SELECT e.event_id, e.event_type, e.payload, s.id AS subscription_id, s.retry_count
+                FROM e JOIN webhook_subscriptions s
+                  ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
+            ins AS (
+                INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
+                                                created_at, next_retry_at)
+                SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, $5, $5
+                FROM m
+                ON CONFLICT (subscription_id, event_id) DO NOTHING
+                RETURNING id, subscription_id)
+            SELECT id, subscription_id FROM ins
+            UNION ALL
+            SELECT d.id, d.subscription_id
+            FROM m JOIN webhook_deliveries d ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id
+            WHERE d.status = 'pending' AND d.attempt_count = 0
+            """);
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.EventId).ToArray() });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.UserId).ToArray() });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.EventType).ToArray() });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.Payload).ToArray() });
+        cmd.Parameters.Add(new() { Value = now });
+        var work = new List<DeliveryWork>(events.Count);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
-            ids.Add(reader.GetGuid(0));
-        return ids;
+            work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
+        return work;
     }
 
     /// <summary>
-    /// Starts attempt n+1 of a delivery if it is unfinished, due, has attempts left and its
-    /// subscription is active: increments <c>attempt_count</c> and leases the delivery until the
-    /// attempt's timeout plus <see cref="LeaseMarginSeconds"/>. Returns null when the message must
-    /// not cause an attempt (already final, duplicate, early, or subscription inactive — the latter
-    /// cancels the delivery).
+    /// Starts the next attempt of each delivery that is unfinished, due, has attempts left and
+    /// whose subscription is active: increments <c>attempt_count</c> and leases the delivery until
+    /// the attempt's timeout plus <see cref="LeaseMarginSeconds"/> (so no second claim can start
+    /// meanwhile). <paramref name="now"/> becomes the claim's token (<c>last_attempt_at</c>), so
+    /// pass it at the database's precision (whole microseconds). Deliveries whose subscription is inactive or deleted are cancelled. Returns the
+    /// claimed ones; the others must not be attempted (final, duplicate message, early, cancelled).
     /// </summary>
-    public async Task<ClaimedDelivery?> TryClaimAsync(Guid deliveryId, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <exception cref="NpgsqlException">The database failed; nothing was claimed.</exception>
+    public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(IReadOnlyCollection<Guid> deliveryIds, DateTimeOffset now,
+        CancellationToken cancellationToken)
     {
-        await using var cmd = db.CreateCommand("""
+        var ids = deliveryIds.ToArray();
+        await using var batch = db.CreateBatch();
+        batch.BatchCommands.Add(Command("""
+            UPDATE webhook_deliveries d
+            SET status = 'cancelled', completed_at = $2, next_retry_at = NULL, held_until = NULL,
+                error_message = COALESCE(d.error_message, 'Subscription disabled')
+            FROM webhook_subscriptions s
+            WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND (NOT s.is_active OR s.deleted_at IS NOT NULL)
+              AND d.status IN ('pending', 'retrying')
+            """, ids, now));
+        batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries d
             SET attempt_count = d.attempt_count + 1,
                 first_attempt_at = COALESCE(d.first_attempt_at, $2),
                 last_attempt_at = $2,
-                next_retry_at = $2 + make_interval(secs => s.timeout_seconds + $3)
+                next_retry_at = $2 + make_interval(secs => s.timeout_seconds + $3),
+                held_until = NULL
             FROM webhook_subscriptions s
-            WHERE d.id = $1 AND s.id = d.subscription_id AND s.is_active
-              AND s.deleted_at IS NULL
+            WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND s.is_active AND s.deleted_at IS NULL
               AND d.status IN ('pending', 'retrying')
               AND d.attempt_count < d.max_attempts
               AND (d.next_retry_at IS NULL OR d.next_retry_at <= $2 + make_interval(secs => $4))
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
-                      s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds
-            """);
-        cmd.Parameters.Add(new() { Value = deliveryId });
-        cmd.Parameters.Add(new() { Value = now });
-        cmd.Parameters.Add(new() { Value = (double)LeaseMarginSeconds });
-        cmd.Parameters.Add(new() { Value = EarlyToleranceSeconds });
-        await using (var r = await cmd.ExecuteReaderAsync(cancellationToken))
+                      s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second
+            """, ids, now, (double)LeaseMarginSeconds, EarlyToleranceSeconds));
+        var claimed = new List<ClaimedDelivery>(ids.Length);
+        // Npgsql skips statements without a result set: the first result is the claim's RETURNING.
+        await using var r = await batch.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken))
         {
-            if (await r.ReadAsync(cancellationToken))
-                return new ClaimedDelivery(r.GetGuid(0), r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
-                    r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
-                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11));
+            claimed.Add(new ClaimedDelivery(r.GetGuid(0), now, r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
+                r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
+                r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12)));
         }
-
-        await using var cancel = db.CreateCommand("""
-            UPDATE webhook_deliveries d
-            SET status = 'cancelled', completed_at = $2, next_retry_at = NULL,
-                error_message = COALESCE(d.error_message, 'Subscription disabled')
-            FROM webhook_subscriptions s
-            WHERE d.id = $1 AND s.id = d.subscription_id AND (NOT s.is_active OR s.deleted_at IS NOT NULL)
-              AND d.status IN ('pending', 'retrying')
-            """);
-        cancel.Parameters.Add(new() { Value = deliveryId });
-        cancel.Parameters.Add(new() { Value = now });
-        await cancel.ExecuteNonQueryAsync(cancellationToken);
-        return null;
+        return claimed;
     }
 
     /// <summary>
-    /// Records the attempt and the delivery's new state in one statement; on a final status also
-    /// increments the subscription's counters (atomic SQL increments) and, for 410 Gone, disables it.
-    /// Returns false when the delivery was finished meanwhile (e.g. cancelled by a DELETE): the
-    /// attempt is still recorded but the delivery's state is left alone and no retry must follow.
+    /// Records finished attempts and the deliveries' new states in one statement. An attempt is
+    /// stored only while its claim stands (the delivery still carries its number and claim time,
+    /// also when a DELETE cancelled the delivery meanwhile; not when the reconciler gave the
+    /// attempt back after its lease ran out); the delivery's state moves
+    /// only if it is still unfinished. Deliveries reaching a final state add to their
+    /// subscription's counters, one increment per subscription for the batch; a 410 Gone
+    /// disables the subscription. Returns the ids whose state moved; for the others no retry
+    /// must follow.
     /// </summary>
-    public async Task<bool> RecordAttemptAsync(ClaimedDelivery delivery, DateTimeOffset startedAt, WebhookResponse response,
-        AttemptDecision decision, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
+    public async Task<IReadOnlySet<Guid>> RecordAsync(IReadOnlyList<FinishedAttempt> attempts, CancellationToken cancellationToken)
     {
-        // One statement, so one round trip per attempt and atomic without an explicit transaction:
-        // the counters move only if the delivery row was still open.
         await using var cmd = db.CreateCommand("""
-            WITH attempt AS (
-                INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, status_code, outcome, error_message, response_excerpt)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+            WITH r AS (
+                SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[],
+                                     $9::text[], $10::timestamptz[], $11::timestamptz[], $12::bool[], $13::timestamptz[], $14::timestamptz[])
+                    AS r(id, attempt_number, started_at, duration_ms, status_code, outcome, error_message, excerpt,
+                         status, completed_at, next_retry_at, disable, finished_at, claimed_at)),
+            claimed AS (
+                SELECT r.*, d.subscription_id FROM r JOIN webhook_deliveries d
+                  ON d.id = r.id AND d.attempt_count = r.attempt_number AND d.last_attempt_at = r.claimed_at),
+            attempt AS (
+                INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, status_code, outcome,
+                                                       error_message, response_excerpt)
+                SELECT id, attempt_number, started_at, duration_ms, status_code, outcome, error_message, excerpt FROM claimed),
             delivery AS (
-                UPDATE webhook_deliveries
-                SET status = $9, response_status_code = $5, response_body = $8, error_message = $7,
-                    completed_at = $10, next_retry_at = $11
-                WHERE id = $1 AND status IN ('pending', 'retrying')
-                RETURNING id),
+                UPDATE webhook_deliveries d
+                SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,
+                    completed_at = c.completed_at, next_retry_at = c.next_retry_at
+                FROM claimed c
+                WHERE d.id = c.id AND d.status IN ('pending', 'retrying')
+                RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),
             counters AS (
-                UPDATE webhook_subscriptions
-                SET total_deliveries = total_deliveries + 1,
-                    successful_deliveries = successful_deliveries + CASE WHEN $14 THEN 1 ELSE 0 END,
-                    failed_deliveries = failed_deliveries + CASE WHEN $14 THEN 0 ELSE 1 END,
-                    last_delivery_at = $16,
-                    last_success_at = CASE WHEN $14 THEN $16 ELSE last_success_at END,
-                    last_failure_at = CASE WHEN $14 THEN last_failure_at ELSE $16 END,
-                    is_active = is_active AND NOT $15,
-                    updated_at = CASE WHEN $15 THEN $16 ELSE updated_at END
-                WHERE id = $12 AND $13 AND EXISTS (SELECT 1 FROM delivery))
-            SELECT count(*) FROM delivery
+                UPDATE webhook_subscriptions s
+                SET total_deliveries = s.total_deliveries + g.total,
+                    successful_deliveries = s.successful_deliveries + g.succeeded,
+                    failed_deliveries = s.failed_deliveries + g.failed,
+                    last_delivery_at = GREATEST(s.last_delivery_at, g.last_final),
+                    last_success_at = GREATEST(s.last_success_at, g.last_success),
+                    last_failure_at = GREATEST(s.last_failure_at, g.last_failure),
+                    is_active = s.is_active AND NOT g.disable,
+                    updated_at = CASE WHEN g.disable THEN g.last_final ELSE s.updated_at END
+                FROM (SELECT subscription_id,
+                             count(*) AS total,
+                             count(*) FILTER (WHERE status = 'success') AS succeeded,
+                             count(*) FILTER (WHERE status = 'failed') AS failed,
+                             max(finished_at) AS last_final,
+                             max(finished_at) FILTER (WHERE status = 'success') AS last_success,
+                             max(finished_at) FILTER (WHERE status = 'failed') AS last_failure,
+                             bool_or(disable) AS disable
+                      FROM delivery WHERE status IN ('success', 'failed') GROUP BY subscription_id) g
+                WHERE s.id = g.subscription_id)
+            SELECT id FROM delivery
             """);
-        var final = decision.Status is DeliveryStatus.Success or DeliveryStatus.Failed;
-        AddParameters(cmd,
-            delivery.Id, delivery.AttemptNumber, startedAt, (int)Math.Min(int.MaxValue, response.Duration.TotalMilliseconds),
-            response.StatusCode, response.Outcome, response.ErrorMessage, response.ResponseExcerpt,
-            decision.Status, final ? now : null, decision.NextRetryAt,
-            delivery.SubscriptionId, final, decision.Status == DeliveryStatus.Success, decision.DisableSubscription, now);
-        return (long)(await cmd.ExecuteScalarAsync(cancellationToken))! == 1;
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Delivery.Id).ToArray() });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Delivery.AttemptNumber).ToArray() });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.StartedAt).ToArray() });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => (int)Math.Min(int.MaxValue, a.Response.Duration.TotalMilliseconds)).ToArray() });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Response.StatusCode).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Response.Outcome).ToArray() });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Response.ErrorMessage).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Response.ResponseExcerpt).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Decision.Status).ToArray() });
+        cmd.Parameters.Add(new()
+        {
+            Value = attempts.Select(a => a.Decision.IsFinal ? a.FinishedAt : (DateTimeOffset?)null).ToArray(),
+            NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz,
+        });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Decision.NextRetryAt).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Decision.DisableSubscription).ToArray() });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.FinishedAt).ToArray() });
+        cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Delivery.ClaimedAt).ToArray() });
+        var moved = new HashSet<Guid>();
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            moved.Add(reader.GetGuid(0));
+        return moved;
+    }
+
+    /// <summary>
+    /// Marks deliveries waiting in this process's lanes as held until <paramref name="until"/>, so
+    /// the reconciler of any replica leaves them alone while they wait for capacity; null gives
+    /// them back (shutdown). Touches only unfinished deliveries and no indexed column.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed.</exception>
+    public async Task HoldAsync(IReadOnlyCollection<Guid> deliveryIds, DateTimeOffset? until, CancellationToken cancellationToken)
+    {
+        await using var cmd = db.CreateCommand("""
+            UPDATE webhook_deliveries SET held_until = $2 WHERE id = ANY ($1) AND status IN ('pending', 'retrying')
+            """);
+        cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
+        cmd.Parameters.Add(Parameter(until, NpgsqlDbType.TimestampTz));
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>The subscriptions of deliveries (for messages written before <see cref="DeliverWebhook.SubscriptionId"/> existed).</summary>
+    /// <exception cref="NpgsqlException">The database failed.</exception>
+    public async Task<IReadOnlyList<DeliveryWork>> FindSubscriptionsAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
+    {
+        await using var cmd = db.CreateCommand("SELECT id, subscription_id FROM webhook_deliveries WHERE id = ANY ($1)");
+        cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
+        var work = new List<DeliveryWork>(deliveryIds.Count);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
+        return work;
     }
 
     /// <summary>
@@ -165,6 +265,7 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     /// the delivery had, or null when it does not belong to the subscription; the delivery was
     /// restarted only if that status was failed or cancelled.
     /// </summary>
+    /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
     public async Task<string?> RestartAsync(Guid deliveryId, Guid subscriptionId, int retryCount, DateTimeOffset now,
         CancellationToken cancellationToken)
     {
@@ -204,14 +305,16 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     }
 
     /// <summary>
-    /// The reconciler's pass over unfinished deliveries due more than <paramref name="grace"/> ago.
-    /// First, attempts that were claimed but never recorded (the process was killed, or lost the
-    /// database, halfway through) stop counting, so they are made again rather than silently
-    /// using up the delivery's attempts. Then the deliveries with attempts left (their message was
-    /// lost or never published) are made due now and returned, to be re-published. Safe to run in
-    /// several processes at once (SKIP LOCKED).
+    /// The reconciler's pass over unfinished deliveries due more than <paramref name="grace"/> ago
+    /// and not held by a replica's lane. First, attempts that were claimed but never recorded (the
+    /// process was killed, or lost the database, halfway through) stop counting, so they are made
+    /// again rather than silently using up the delivery's attempts. Then the deliveries with
+    /// attempts left (their message was lost, purged, or never sent) are made due now and
+    /// returned, to be re-published. Safe to run in several processes
+    /// at once (SKIP LOCKED).
     /// </summary>
-    public async Task<IReadOnlyList<Guid>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize,
+    /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
+    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize,
         CancellationToken cancellationToken)
     {
         await using var batch = db.CreateBatch();
@@ -225,14 +328,15 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
             UPDATE webhook_deliveries SET next_retry_at = $1
             WHERE id IN (SELECT id FROM webhook_deliveries
                          WHERE status IN ('pending', 'retrying') AND next_retry_at < $2 AND attempt_count < max_attempts
+                           AND (held_until IS NULL OR held_until < $1)
                          ORDER BY next_retry_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-            RETURNING id
+            RETURNING id, subscription_id
             """, now, now - grace, batchSize));
-        var ids = new List<Guid>();
+        var work = new List<DeliveryWork>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
-            ids.Add(reader.GetGuid(0));
-        return ids;
+            work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
+        return work;
     }
 
     private static NpgsqlBatchCommand Command(string sql, params object?[] values)
@@ -249,9 +353,9 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
             command.Parameters.Add(Parameter(value));
     }
 
-    private static NpgsqlParameter Parameter(object? value) => value switch
+    private static NpgsqlParameter Parameter(object? value, NpgsqlDbType nullType = NpgsqlDbType.Unknown) => value switch
     {
-        null => new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlDbType.Unknown },
+        null => new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = nullType },
         _ => new NpgsqlParameter { Value = value },
     };
 }

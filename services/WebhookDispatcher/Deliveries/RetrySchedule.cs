@@ -1,19 +1,17 @@
+using WebhookDispatcher.Messaging.BrokerDelay;
+
 namespace WebhookDispatcher.Deliveries;
 
 /// <summary>
 /// The retry schedule: retry n (n ≥ 1) waits 2^n seconds (2, 4, 8 …) after attempt n failed,
 /// capped at <see cref="MaxDelay"/>; a longer Retry-After (RFC 9110 §10.2.3) on 429 or 503 wins,
-/// also capped. Delays are rounded up to one of <see cref="DelayLevels"/>, the TTLs of the broker's
-/// delay queues, so a retry is never earlier than scheduled and at most one level later.
+/// also capped. Delays are rounded up to one of <see cref="DelayLevels.All"/>, the TTLs of the
+/// broker's delay queues, so a retry is never earlier than scheduled and at most one level later.
 /// </summary>
 public static class RetrySchedule
 {
     /// <summary>Longest wait between two attempts: 3600 seconds.</summary>
-    public static readonly TimeSpan MaxDelay = TimeSpan.FromHours(1);
-
-    /// <summary>The delays the broker holds messages for: 2^1 … 2^11 seconds, then 3600 seconds.</summary>
-    public static readonly IReadOnlyList<TimeSpan> DelayLevels =
-        [.. Enumerable.Range(1, 11).Select(n => TimeSpan.FromSeconds(1 << n)), MaxDelay];
+    public static readonly TimeSpan MaxDelay = DelayLevels.Max;
 
     /// <summary>The wait after failed attempt <paramref name="failedAttempt"/> before the next one.</summary>
     /// <param name="failedAttempt">1-based number of the attempt that failed.</param>
@@ -24,14 +22,6 @@ public static class RetrySchedule
         ArgumentOutOfRangeException.ThrowIfLessThan(failedAttempt, 1);
         var scheduled = failedAttempt >= 12 ? MaxDelay : TimeSpan.FromSeconds(Math.Min(1 << failedAttempt, MaxDelay.TotalSeconds));
         if (retryAfter > scheduled) scheduled = retryAfter.Value < MaxDelay ? retryAfter.Value : MaxDelay;
-        return RoundUpToLevel(scheduled);
-    }
-
-    /// <summary>The smallest of <see cref="DelayLevels"/> not shorter than <paramref name="delay"/> (at most 3600 s).</summary>
-    public static TimeSpan RoundUpToLevel(TimeSpan delay)
-    {
-        foreach (var level in DelayLevels)
-            if (level >= delay) return level;
-        return MaxDelay;
+        return DelayLevels.RoundUp(scheduled);
     }
 }

@@ -61,6 +61,12 @@ public sealed class WebhookDelivery
     /// </summary>
     public DateTimeOffset? NextRetryAt { get; set; }
 
+    /// <summary>
+    /// Until when a replica holds this unfinished delivery in its lanes, waiting for capacity
+    /// (UTC); the reconciler leaves it alone meanwhile. Null when no replica holds it.
+    /// </summary>
+    public DateTimeOffset? HeldUntil { get; set; }
+
     /// <summary>The attempts, oldest first.</summary>
     public List<WebhookDeliveryAttempt> Attempts { get; set; } = [];
 }

@@ -1,6 +1,4 @@
-using System.ComponentModel.DataAnnotations;
 using MassTransit;
-using Notely.Events;
 using WebhookDispatcher.Messaging.BrokerDelay;
 
 namespace WebhookDispatcher.Messaging;
@@ -13,49 +11,60 @@ public sealed class DispatcherOptions
 
     /// <summary>Run the consumers (fan-out, delivery) and the reconciler. Default true.</summary>
     public bool Workers { get; set; } = true;
+
+    /// <summary>Whether <paramref name="configuration"/> turns the workers on (the default).</summary>
+    public static bool WorkersEnabled(IConfiguration configuration) =>
+        configuration.GetSection(Section).Get<DispatcherOptions>()?.Workers ?? true;
 }
 
-/// <summary>MassTransit on RabbitMQ: the bus, the endpoints and their redelivery.</summary>
+/// <summary>
+/// A feature's part in the bus: the consumers it registers and the receive endpoints it
+/// configures. Features register an instance as a singleton before <see cref="MessagingExtensions.AddMessaging"/>
+/// runs, so this folder stays plumbing and depends on no feature.
+/// </summary>
+public interface IBusContributor
+{
+    /// <summary>Registers the feature's consumers.</summary>
+    void AddConsumers(IBusRegistrationConfigurator bus);
+
+    /// <summary>Configures the feature's receive endpoints (called once the bus is being built).</summary>
+    void ConfigureEndpoints(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus);
+}
+
+/// <summary>MassTransit on RabbitMQ: the bus, and the endpoints the features contribute.</summary>
 public static class MessagingExtensions
 {
     /// <summary>
-    /// Redeliveries of a message that failed for a reason other than a receiver's answer (database
-    /// or broker trouble): 2, 4 … 2048 s, then hourly, about 10 hours in all, enough to ride out a
-    /// long database outage before the message is parked in the endpoint's <c>_error</c> queue.
-    /// </summary>
-    public const int TransientRedeliveryLimit = 20;
-
-    /// <summary>
     /// Adds the bus (connection string <c>RabbitMq</c>, an <c>amqp://user:password@host:port/vhost</c>
-    /// URI) and, when <see cref="DispatcherOptions.Workers"/> is on, the fan-out and delivery consumers.
+    /// URI), <see cref="RabbitMqTopology"/>, and the consumers and endpoints of every registered
+    /// <see cref="IBusContributor"/>.
     /// </summary>
     /// <exception cref="InvalidOperationException">The connection string is missing.</exception>
     public static IHostApplicationBuilder AddMessaging(this IHostApplicationBuilder builder)
     {
         var brokerUri = new Uri(builder.Configuration.GetConnectionString("RabbitMq")
                                 ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)."));
-        var dispatcher = builder.Configuration.GetSection(DispatcherOptions.Section).Get<DispatcherOptions>() ?? new DispatcherOptions();
         builder.Services.AddOptions<DispatcherOptions>().BindConfiguration(DispatcherOptions.Section);
-        builder.Services.AddSingleton(new RabbitMqDelayTopology(brokerUri));
+        builder.Services.AddSingleton(new RabbitMqTopology(brokerUri));
+        var contributors = builder.Services.Where(d => d.ServiceType == typeof(IBusContributor))
+            .Select(d => (IBusContributor)d.ImplementationInstance!).ToList();
 
         // Start serving only once the endpoints and their bindings exist (a fresh broker drops events
-        // published to an exchange with no queue bound yet); on stop, let attempts in flight (at most
-        // 60 s each) finish and be recorded before the process exits.
+        // published to an exchange with no queue bound yet).
         builder.Services.Configure<MassTransitHostOptions>(o =>
         {
             o.WaitUntilStarted = true;
-            o.ConsumerStopTimeout = TimeSpan.FromSeconds(Subscriptions.WebhookSubscription.MaxTimeoutSeconds + 10);
-            o.StopTimeout = TimeSpan.FromSeconds(Subscriptions.WebhookSubscription.MaxTimeoutSeconds + 20);
+            o.ConsumerStopTimeout = TimeSpan.FromSeconds(30);
+            o.StopTimeout = TimeSpan.FromSeconds(60);
         });
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(Subscriptions.WebhookSubscription.MaxTimeoutSeconds + 30));
 
         builder.Services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();
             // MassTransit would otherwise report host and bus details to its vendor over the internet.
             x.DisableUsageTelemetry();
-            if (dispatcher.Workers)
-                AddConsumers(x);
+            foreach (var contributor in contributors)
+                contributor.AddConsumers(x);
             x.UsingRabbitMq((context, cfg) =>
             {
                 var userInfo = brokerUri.UserInfo.Split(':', 2);
@@ -65,26 +74,25 @@ public static class MessagingExtensions
                     if (userInfo[0].Length > 0) h.Username(Uri.UnescapeDataString(userInfo[0]));
                     if (userInfo.Length > 1) h.Password(Uri.UnescapeDataString(userInfo[1]));
                 });
+                foreach (var contributor in contributors)
+                    contributor.ConfigureEndpoints(context, cfg);
                 cfg.ConfigureEndpoints(context);
             });
         });
         return builder;
     }
 
-    private static void AddConsumers(IBusRegistrationConfigurator x)
+    /// <summary>
+    /// Settings every dispatcher endpoint shares: a quorum queue (replicated, at-least-once
+    /// dead-lettering) and broker-held redelivery of messages whose consumer failed for a reason
+    /// of our own — <paramref name="transientRedeliveries"/> times (2, 4 … s, then hourly), then the
+    /// endpoint's <c>_error</c> queue.
+    /// </summary>
+    public static void UseDispatcherDefaults(this IRabbitMqReceiveEndpointConfigurator endpoint, IRegistrationContext context,
+        int transientRedeliveries)
     {
-        foreach (var eventType in EventCatalog.All)
-        {
-            x.AddConsumer(typeof(EventFanOutConsumer<>).MakeGenericType(eventType.ContractType),
-                typeof(EventFanOutConsumerDefinition<>).MakeGenericType(eventType.ContractType));
-        }
-        x.AddConsumer<DeliveryConsumer, DeliveryConsumerDefinition>();
-    }
-
-    /// <summary>Settings every dispatcher endpoint shares: quorum queues (replicated, at-least-once dead-lettering).</summary>
-    internal static void ConfigureEndpoint(IReceiveEndpointConfigurator endpoint)
-    {
-        if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
-            rabbit.SetQuorumQueue();
+        endpoint.SetQuorumQueue();
+        endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(),
+            r => r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries)));
     }
 }

@@ -13,11 +13,13 @@ public sealed record SubscriptionFields(
     string? Description,
     int? RetryCount,
     int? TimeoutSeconds,
-    bool? IsActive)
+    bool? IsActive,
+    bool HasRateLimit = false,
+    int? RateLimitPerSecond = null)
 {
     /// <summary>Whether the request changes anything.</summary>
     public bool Any => Url is not null || EventTypes is not null || HasDescription || RetryCount is not null || TimeoutSeconds is not null ||
-                       IsActive is not null;
+                       IsActive is not null || HasRateLimit;
 }
 
 /// <summary>The body of <c>POST /api/webhooks</c> (for the OpenAPI document; validation reads the JSON itself).</summary>
@@ -26,11 +28,14 @@ public sealed record SubscriptionFields(
 /// <param name="Description">Free text, at most 1024 characters.</param>
 /// <param name="RetryCount">0–10, default 3.</param>
 /// <param name="TimeoutSeconds">1–60, default 10.</param>
-public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds);
+/// <param name="RateLimitPerSecond">At most this many attempts start per second (1–10000); null (the default) for no limit.</param>
+public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds,
+    int? RateLimitPerSecond);
 
-/// <summary>The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields, plus <c>is_active</c>.</summary>
+/// <summary>The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.</summary>
 public sealed record UpdateSubscriptionRequest(
-    string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive);
+    string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive,
+    int? RateLimitPerSecond);
 
 /// <summary>
 /// Reads and validates the JSON body of <c>POST /api/webhooks</c> and <c>PATCH /api/webhooks/{id}</c>
@@ -49,7 +54,7 @@ public static class SubscriptionRequest
     private const int MaxMessagesPerField = 5;
     private const int MaxFieldsReported = 20;
 
-    private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds"];
+    private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second"];
     private static readonly string[] UpdateFields = [.. CreateFields, "is_active"];
 
     /// <summary>Validates <paramref name="body"/>; returns the fields and an empty error dictionary when valid.</summary>
@@ -142,6 +147,14 @@ public static class SubscriptionRequest
         var retryCount = Integer(body, "retry_count", 0, WebhookSubscription.MaxRetryCount, error);
         var timeoutSeconds = Integer(body, "timeout_seconds", WebhookSubscription.MinTimeoutSeconds, WebhookSubscription.MaxTimeoutSeconds, error);
 
+        var hasRateLimit = body.TryGetProperty("rate_limit_per_second", out var rate);
+        int? rateLimit = null;
+        if (hasRateLimit && rate.ValueKind != JsonValueKind.Null)
+        {
+            rateLimit = Integer(body, "rate_limit_per_second", 1, WebhookSubscription.MaxRateLimitPerSecond, error);
+            hasRateLimit = rateLimit is not null;
+        }
+
         bool? isActive = null;
         if (!isCreate && body.TryGetProperty("is_active", out var a))
         {
@@ -149,7 +162,7 @@ public static class SubscriptionRequest
             else error("is_active", "Must be true or false.");
         }
 
-        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive);
+        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit);
     }
 
     private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";

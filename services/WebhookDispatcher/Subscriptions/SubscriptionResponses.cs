@@ -27,13 +27,14 @@ public sealed record SubscriptionResponse(
     bool IsActive,
     int RetryCount,
     int TimeoutSeconds,
+    int? RateLimitPerSecond,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
     SubscriptionStatistics Statistics)
 {
     /// <summary>Maps the entity, leaving the secret out.</summary>
     public static SubscriptionResponse From(WebhookSubscription s) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
-        s.TimeoutSeconds, s.CreatedAt, s.UpdatedAt, new SubscriptionStatistics(s.TotalDeliveries, s.SuccessfulDeliveries, s.FailedDeliveries,
+        s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, new SubscriptionStatistics(s.TotalDeliveries, s.SuccessfulDeliveries, s.FailedDeliveries,
             s.TotalDeliveries == 0 ? null : Math.Round((double)s.SuccessfulDeliveries / s.TotalDeliveries, 4),
             s.LastDeliveryAt, s.LastSuccessAt, s.LastFailureAt));
 }
@@ -47,6 +48,7 @@ public sealed record CreatedSubscriptionResponse(
     bool IsActive,
     int RetryCount,
     int TimeoutSeconds,
+    int? RateLimitPerSecond,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
     string Secret);

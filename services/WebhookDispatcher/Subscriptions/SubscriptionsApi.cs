@@ -105,6 +105,7 @@ public static class SubscriptionsApi
             Secret = WebhookSigner.NewSecret(),
             RetryCount = fields.RetryCount ?? WebhookSubscription.DefaultRetryCount,
             TimeoutSeconds = fields.TimeoutSeconds ?? WebhookSubscription.DefaultTimeoutSeconds,
+            RateLimitPerSecond = fields.RateLimitPerSecond,
             CreatedAt = now,
             UpdatedAt = now,
         };
@@ -112,7 +113,7 @@ public static class SubscriptionsApi
         await db.SaveChangesAsync(cancellationToken);
         var s = subscription;
         return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
-            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.CreatedAt, s.UpdatedAt, s.Secret));
+            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, s.Secret));
     }
 
     private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
@@ -165,6 +166,7 @@ public static class SubscriptionsApi
                 if (fields.RetryCount is { } retryCount) u.SetProperty(s => s.RetryCount, retryCount);
                 if (fields.TimeoutSeconds is { } timeout) u.SetProperty(s => s.TimeoutSeconds, timeout);
                 if (fields.IsActive is { } active) u.SetProperty(s => s.IsActive, active);
+                if (fields.HasRateLimit) u.SetProperty(s => s.RateLimitPerSecond, fields.RateLimitPerSecond);
                 u.SetProperty(s => s.UpdatedAt, now);
             }, cancellationToken);
             if (updated == 0) return NotFound(id);
@@ -272,7 +274,7 @@ public static class SubscriptionsApi
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery cannot be retried",
                 detail: $"Only failed or cancelled deliveries can be retried; this one is {previous}.");
         var delivery = await db.Deliveries.AsNoTracking().FirstAsync(d => d.Id == deliveryId, cancellationToken);
-        await publish.Publish(new DeliverWebhook(delivery.Id), cancellationToken);
+        await publish.Publish(new DeliverWebhook(delivery.Id, id), cancellationToken);
         return TypedResults.Accepted($"/api/webhooks/{id}/deliveries", DeliveryResponse.From(delivery, false));
     }
 

@@ -60,6 +60,15 @@ public sealed class WebhookSubscription
     /// <summary>Total deadline of one attempt including the response body read, in seconds (1–60).</summary>
     public int TimeoutSeconds { get; set; } = DefaultTimeoutSeconds;
 
+    /// <summary>Largest allowed <see cref="RateLimitPerSecond"/>.</summary>
+    public const int MaxRateLimitPerSecond = 10_000;
+
+    /// <summary>
+    /// At most this many attempts start in any one second (1–10000, all replicas together); null
+    /// for no limit. Deliveries over the limit wait, without spending an attempt.
+    /// </summary>
+    public int? RateLimitPerSecond { get; set; }
+
     /// <summary>Deliveries that reached a final state (success or failed).</summary>
     public long TotalDeliveries { get; set; }
 

@@ -14,6 +14,8 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
                 $"retry_count BETWEEN 0 AND {WebhookSubscription.MaxRetryCount}");
             t.HasCheckConstraint("ck_webhook_subscriptions_timeout_seconds",
                 $"timeout_seconds BETWEEN {WebhookSubscription.MinTimeoutSeconds} AND {WebhookSubscription.MaxTimeoutSeconds}");
+            t.HasCheckConstraint("ck_webhook_subscriptions_rate_limit_per_second",
+                $"rate_limit_per_second BETWEEN 1 AND {WebhookSubscription.MaxRateLimitPerSecond}");
         });
         b.HasKey(s => s.Id);
         b.Property(s => s.Id).HasDefaultValueSql("gen_random_uuid()");

@@ -29,7 +29,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .ValueGeneratedOnAdd()
                         .HasColumnType("uuid")
                         .HasColumnName("id")
-                        .HasDefaultValueSql("gen_random_uuid()");
+                        .HasDefaultValueSql("webhook_uuid_v7()");
 
                     b.Property<int>("AttemptCount")
                         .HasColumnType("integer")
@@ -63,6 +63,10 @@ namespace WebhookDispatcher.Data.Migrations
                     b.Property<DateTimeOffset?>("FirstAttemptAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("first_attempt_at");
+
+                    b.Property<DateTimeOffset?>("HeldUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("held_until");
 
                     b.Property<DateTimeOffset?>("LastAttemptAt")
                         .HasColumnType("timestamp with time zone")
@@ -102,9 +106,6 @@ namespace WebhookDispatcher.Data.Migrations
 
                     b.HasKey("Id")
                         .HasName("pk_webhook_deliveries");
-
-                    b.HasIndex("EventId")
-                        .HasDatabaseName("ix_webhook_deliveries_event_id");
 
                     b.HasIndex("NextRetryAt")
                         .HasDatabaseName("ix_webhook_deliveries_due")
@@ -237,6 +238,10 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("previous_secret_expires_at");
 
+                    b.Property<int?>("RateLimitPerSecond")
+                        .HasColumnType("integer")
+                        .HasColumnName("rate_limit_per_second");
+
                     b.Property<int>("RetryCount")
                         .HasColumnType("integer")
                         .HasColumnName("retry_count");
@@ -297,6 +302,8 @@ namespace WebhookDispatcher.Data.Migrations
 
                     b.ToTable("webhook_subscriptions", null, t =>
                         {
+                            t.HasCheckConstraint("ck_webhook_subscriptions_rate_limit_per_second", "rate_limit_per_second BETWEEN 1 AND 10000");
+
                             t.HasCheckConstraint("ck_webhook_subscriptions_retry_count", "retry_count BETWEEN 0 AND 10");
 
                             t.HasCheckConstraint("ck_webhook_subscriptions_timeout_seconds", "timeout_seconds BETWEEN 1 AND 60");

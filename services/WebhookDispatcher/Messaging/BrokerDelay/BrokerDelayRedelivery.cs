@@ -2,7 +2,6 @@ using MassTransit;
 using MassTransit.Configuration;
 using MassTransit.Middleware;
 using MassTransit.Serialization;
-using WebhookDispatcher.Deliveries;
 
 namespace WebhookDispatcher.Messaging.BrokerDelay;
 
@@ -14,7 +13,7 @@ namespace WebhookDispatcher.Messaging.BrokerDelay;
 /// MassTransit's own redelivery.
 /// </summary>
 internal sealed class BrokerDelayRedeliveryContext<TMessage>(
-    ConsumeContext<TMessage> context, RabbitMqDelayTopology topology, RedeliveryOptions options) : MessageRedeliveryContext
+    ConsumeContext<TMessage> context, RabbitMqTopology topology, RedeliveryOptions options) : MessageRedeliveryContext
     where TMessage : class
 {
     public async Task ScheduleRedelivery(TimeSpan delay, Action<ConsumeContext, SendContext>? callback = null)
@@ -24,7 +23,7 @@ internal sealed class BrokerDelayRedeliveryContext<TMessage>(
         if (delay > TimeSpan.Zero)
         {
             var inputQueue = inputAddress.AbsolutePath.TrimEnd('/').Split('/')[^1];
-            var exchange = await topology.EnsureAsync(inputQueue, RetrySchedule.RoundUpToLevel(delay), context.CancellationToken);
+            var exchange = await topology.EnsureDelayAsync(inputQueue, DelayLevels.RoundUp(delay), context.CancellationToken);
             destination = new Uri($"exchange:{exchange}");
         }
 
@@ -38,7 +37,7 @@ internal sealed class BrokerDelayRedeliveryContext<TMessage>(
     }
 }
 
-internal sealed class BrokerDelayRedeliveryFilter<TMessage>(RabbitMqDelayTopology topology, RedeliveryOptions options)
+internal sealed class BrokerDelayRedeliveryFilter<TMessage>(RabbitMqTopology topology, RedeliveryOptions options)
     : IFilter<ConsumeContext<TMessage>> where TMessage : class
 {
     public Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
@@ -50,7 +49,7 @@ internal sealed class BrokerDelayRedeliveryFilter<TMessage>(RabbitMqDelayTopolog
     public void Probe(ProbeContext context) => context.CreateFilterScope("brokerDelayRedelivery");
 }
 
-internal sealed class BrokerDelayRedeliveryPipeSpecification<TMessage>(RabbitMqDelayTopology topology)
+internal sealed class BrokerDelayRedeliveryPipeSpecification<TMessage>(RabbitMqTopology topology)
     : IPipeSpecification<ConsumeContext<TMessage>>, IRedeliveryPipeSpecification where TMessage : class
 {
     public RedeliveryOptions Options { get; set; }
@@ -61,22 +60,40 @@ internal sealed class BrokerDelayRedeliveryPipeSpecification<TMessage>(RabbitMqD
     public IEnumerable<ValidationResult> Validate() => [];
 }
 
-/// <summary>Registers broker-held redelivery on a consumer's message pipe.</summary>
+/// <summary>
+/// Adds broker-held redelivery to every message type an endpoint consumes, batch consumers
+/// included (their messages are redelivered one by one when the batch fails).
+/// </summary>
+internal sealed class BrokerDelayRedeliveryConfigurationObserver(
+    IConsumePipeConfigurator configurator, RabbitMqTopology topology, Action<IRedeliveryConfigurator> configure)
+    : ScheduledRedeliveryConfigurationObserver(configurator, configure)
+{
+    protected override IRedeliveryPipeSpecification AddRedeliveryPipeSpecification<TMessage>(IConsumePipeConfigurator configurator)
+    {
+        var specification = new BrokerDelayRedeliveryPipeSpecification<TMessage>(topology);
+        configurator.AddPipeSpecification(specification);
+        return specification;
+    }
+}
+
+/// <summary>Registers broker-held redelivery on a receive endpoint.</summary>
 public static class BrokerDelayRedeliveryExtensions
 {
     /// <summary>
     /// Like MassTransit's <c>UseDelayedRedelivery</c>, but the delay is held by RabbitMQ TTL queues
-    /// (see <see cref="RabbitMqDelayTopology"/>), so it works without the delayed-message plugin.
-    /// Delays are rounded up to <see cref="RetrySchedule.DelayLevels"/>.
+    /// (see <see cref="RabbitMqTopology"/>), so it works without the delayed-message plugin.
+    /// Applies to every message type the endpoint consumes. Delays are rounded up to
+    /// <see cref="DelayLevels.All"/>.
     /// </summary>
-    public static void UseBrokerDelayedRedelivery<TMessage>(this IPipeConfigurator<ConsumeContext<TMessage>> configurator,
-        RabbitMqDelayTopology topology, Action<IRedeliveryConfigurator> configure)
-        where TMessage : class
-    {
-        var redelivery = new BrokerDelayRedeliveryPipeSpecification<TMessage>(topology);
-        var retry = new RedeliveryRetryPipeSpecification<TMessage>(redelivery);
-        configure(retry);
-        configurator.AddPipeSpecification(redelivery);
-        configurator.AddPipeSpecification(retry);
-    }
+    public static void UseBrokerDelayedRedelivery(this IReceiveEndpointConfigurator endpoint, RabbitMqTopology topology,
+        Action<IRedeliveryConfigurator> configure) =>
+        _ = new BrokerDelayRedeliveryConfigurationObserver(endpoint, topology, configure);
+
+    /// <summary>
+    /// The redeliveries of a message that failed for a reason of our own (database or broker
+    /// trouble): 2, 4 … 2048 s, then hourly — <paramref name="count"/> of them (20 ride out about
+    /// 10 hours), after which the message is parked in the endpoint's <c>_error</c> queue.
+    /// </summary>
+    public static TimeSpan[] TransientIntervals(int count) =>
+        [.. Enumerable.Range(1, count).Select(n => n >= 12 ? DelayLevels.Max : TimeSpan.FromSeconds(1 << n))];
 }

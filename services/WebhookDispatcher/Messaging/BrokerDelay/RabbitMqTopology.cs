@@ -1,21 +1,22 @@
 using System.Collections.Concurrent;
 using RabbitMQ.Client;
-using WebhookDispatcher.Deliveries;
 
 namespace WebhookDispatcher.Messaging.BrokerDelay;
 
 /// <summary>
-/// Declares, on first use, the broker-side delay for one receive endpoint and one delay level:
+/// What the dispatcher asks of RabbitMQ outside MassTransit, over one connection of its own:
+/// the broker-side delays (declared on first use, for one receive endpoint and one delay level:
 /// a fanout exchange and a quorum queue <c>{queue}-delay-{seconds}s</c> with
-/// <c>x-message-ttl</c> that dead-letters (at-least-once) back to the endpoint's input exchange.
-/// Works on a stock RabbitMQ 3.10+; no delayed-message-exchange plugin is needed.
+/// <c>x-message-ttl</c> that dead-letters, at least once, back to the endpoint's input exchange;
+/// works on a stock RabbitMQ 3.10+ without the delayed-message-exchange plugin), and how many
+/// consumers a queue has (how many replicas serve an endpoint).
 /// </summary>
 /// <remarks>
-/// The queues are declared here rather than through MassTransit because a <c>queue:</c> address
-/// makes MassTransit redeclare them without arguments, which the broker rejects. See
+/// The delay queues are declared here rather than through MassTransit because a <c>queue:</c>
+/// address makes MassTransit redeclare them without arguments, which the broker rejects. See
 /// docs/decisions/0001-broker-held-retry-delays.md.
 /// </remarks>
-public sealed class RabbitMqDelayTopology(Uri brokerUri) : IAsyncDisposable
+public sealed class RabbitMqTopology(Uri brokerUri) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task> _declared = new();
     private readonly SemaphoreSlim _connect = new(1, 1);
@@ -28,13 +29,14 @@ public sealed class RabbitMqDelayTopology(Uri brokerUri) : IAsyncDisposable
 
     /// <summary>Declares the delay exchange and queue if this process has not yet, and returns the exchange name.</summary>
     /// <param name="inputQueue">The receive endpoint's queue; MassTransit names its input exchange the same.</param>
-    /// <param name="delay">One of <see cref="RetrySchedule.DelayLevels"/>.</param>
+    /// <param name="delay">One of <see cref="DelayLevels.All"/>.</param>
     /// <param name="cancellationToken">Cancels the declaration.</param>
     /// <exception cref="RabbitMQ.Client.Exceptions.OperationInterruptedException">The broker refused a declaration.</exception>
-    public async Task<string> EnsureAsync(string inputQueue, TimeSpan delay, CancellationToken cancellationToken)
+    /// <exception cref="RabbitMQ.Client.Exceptions.BrokerUnreachableException">No connection to the broker.</exception>
+    public async Task<string> EnsureDelayAsync(string inputQueue, TimeSpan delay, CancellationToken cancellationToken)
     {
         var name = DelayExchangeName(inputQueue, delay);
-        var task = _declared.GetOrAdd(name, _ => DeclareAsync(name, inputQueue, delay, cancellationToken));
+        var task = _declared.GetOrAdd(name, _ => DeclareDelayAsync(name, inputQueue, delay, cancellationToken));
         try
         {
             await task.ConfigureAwait(false);
@@ -47,7 +49,27 @@ public sealed class RabbitMqDelayTopology(Uri brokerUri) : IAsyncDisposable
         return name;
     }
 
-    private async Task DeclareAsync(string name, string inputQueue, TimeSpan delay, CancellationToken cancellationToken)
+    /// <summary>Forgets what was declared, so the next use declares again (after an operator deleted a queue).</summary>
+    public void ForgetDeclarations() => _declared.Clear();
+
+    /// <summary>The number of consumers of <paramref name="queue"/>, or null when the queue does not exist.</summary>
+    /// <exception cref="RabbitMQ.Client.Exceptions.BrokerUnreachableException">No connection to the broker.</exception>
+    public async Task<uint?> ConsumerCountAsync(string queue, CancellationToken cancellationToken)
+    {
+        var connection = await ConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var ok = await channel.QueueDeclarePassiveAsync(queue, cancellationToken).ConfigureAwait(false);
+            return ok.ConsumerCount;
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException e) when (e.ShutdownReason?.ReplyCode == 404)
+        {
+            return null;
+        }
+    }
+
+    private async Task DeclareDelayAsync(string name, string inputQueue, TimeSpan delay, CancellationToken cancellationToken)
     {
         var connection = await ConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -73,7 +95,7 @@ public sealed class RabbitMqDelayTopology(Uri brokerUri) : IAsyncDisposable
         {
             if (_connection is { IsOpen: true } again) return again;
             if (_connection is not null) await _connection.DisposeAsync().ConfigureAwait(false);
-            var factory = new ConnectionFactory { Uri = brokerUri, ClientProvidedName = "webhook-dispatcher-delay-topology" };
+            var factory = new ConnectionFactory { Uri = brokerUri, ClientProvidedName = "webhook-dispatcher-topology" };
             return _connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
