@@ -35,6 +35,9 @@ public static class DataExtensions
                 dataSource.ConnectionStringBuilder.MaxAutoPrepare = 64;
                 dataSource.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
             }
+            // The service keeps no session state on its connections (no SET, temp tables or
+            // advisory locks), so returning one to the pool need not cost a reset round trip.
+            dataSource.ConnectionStringBuilder.NoResetOnClose = true;
             return dataSource.Build();
         });
         builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));

@@ -38,6 +38,8 @@ public sealed partial class DeliveryEngine(
 
     private const int MaxClaimBatch = 500;
     private const int MaxRecordBatch = 500;
+    private const int MaxBacklogTake = 5000;
+    private static readonly TimeSpan BacklogHold = TimeSpan.FromSeconds(60);
 
     private readonly Channel<DeliveryWork> _incoming = Channel.CreateUnbounded<DeliveryWork>(new() { SingleReader = true });
     private readonly Channel<Guid> _unresolved = Channel.CreateUnbounded<Guid>(new() { SingleReader = true });
@@ -56,6 +58,7 @@ public sealed partial class DeliveryEngine(
     private int _roundRobin;
     private DateTimeOffset _claimPausedUntil;
     private DateTimeOffset _nextHoldPass;
+    private DateTimeOffset _nextBacklogHold;
     private DateTimeOffset _nextReplicaCount;
     private DateTimeOffset _nextCleanup;
     private Task _recorder = Task.CompletedTask;
@@ -134,7 +137,8 @@ public sealed partial class DeliveryEngine(
                 Volatile.Write(ref _signaled, 0);
                 var now = time.GetUtcNow();
                 await ResolveAsync(stop);
-                DrainIncoming(now);
+                await DrainIncomingAsync(now, stop);
+                await RefillFromBacklogsAsync(now, stop);
                 DrainCompletions(now);
                 var more = await StartWhatMayStartAsync(now, stop);
                 await HousekeepingAsync(now, stop);
@@ -193,9 +197,9 @@ public sealed partial class DeliveryEngine(
         }
     }
 
-    private void DrainIncoming(DateTimeOffset now)
+    private async Task DrainIncomingAsync(DateTimeOffset now, CancellationToken stop)
     {
-        var overflow = new List<Guid>();
+        List<(EndpointLane Lane, Guid Id)>? overflow = null;
         var max = options.Value.MaxQueuedPerSubscription;
         while (_incoming.Reader.TryRead(out var work))
         {
@@ -206,23 +210,47 @@ public sealed partial class DeliveryEngine(
                 _order.Add(lane);
             }
             if (!lane.TryEnqueue(work.DeliveryId, now + Grace, max, now))
-                overflow.Add(work.DeliveryId);
+                (overflow ??= []).Add((lane, work.DeliveryId));
         }
-        if (overflow.Count > 0)
-            _ = HoldOverflowAsync(overflow, now);
-    }
-
-    /// <summary>Deliveries beyond a lane's bound wait in the database for a while, then come back through the reconciler.</summary>
-    private async Task HoldOverflowAsync(List<Guid> ids, DateTimeOffset now)
-    {
+        if (overflow is null) return;
+        // Deliveries beyond a lane's bound wait in the subscription's backlog in the database
+        // (held by this process), and come back as the lane drains: memory stays bounded and the
+        // other lanes are not held up. Awaited here, so a refill never overtakes it.
         try
         {
-            await store.HoldAsync(ids, now + TimeSpan.FromSeconds(60), CancellationToken.None);
-            LogOverflow(logger, ids.Count);
+            await store.DeferToBacklogAsync(overflow.Select(o => o.Id).ToList(), now, now + BacklogHold, stop);
+            foreach (var lane in overflow.Select(o => o.Lane).Distinct().Where(l => !l.Backlogged))
+            {
+                lane.Backlogged = true;
+                LogBacklogStarted(logger, lane.SubscriptionId, lane.Queued);
+            }
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            LogHoldFailed(logger, ex, ids.Count);
+            // Their rows are due and not held: the reconciler re-publishes them.
+            LogHoldFailed(logger, ex, overflow.Count);
+        }
+    }
+
+    /// <summary>Lanes with a backlog and room take the oldest of it back, up to half their bound at a time.</summary>
+    private async Task RefillFromBacklogsAsync(DateTimeOffset now, CancellationToken stop)
+    {
+        var max = options.Value.MaxQueuedPerSubscription;
+        foreach (var lane in _order)
+        {
+            if (!lane.Backlogged || lane.Queued > max / 2) continue;
+            var limit = Math.Min(MaxBacklogTake, Math.Max(1, max - lane.Queued));
+            try
+            {
+                var ids = await store.TakeBacklogAsync(lane.SubscriptionId, limit, now, now + Grace, stop);
+                foreach (var id in ids) lane.TryEnqueue(id, now + Grace, max, now, fromBacklog: true);
+                if (ids.Count < limit) lane.Backlogged = false;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogHoldFailed(logger, ex, limit);
+                return;
+            }
         }
     }
 
@@ -392,6 +420,22 @@ public sealed partial class DeliveryEngine(
             _nextHoldPass = now + TimeSpan.FromSeconds(1);
             await RenewHoldsAsync(now, stop);
         }
+        if (now >= _nextBacklogHold)
+        {
+            _nextBacklogHold = now + BacklogHold / 3;
+            var backlogged = _order.Where(l => l.Backlogged).Select(l => l.SubscriptionId).ToList();
+            if (backlogged.Count > 0)
+            {
+                try
+                {
+                    await store.HoldBacklogsAsync(backlogged, now + BacklogHold, stop);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    LogHoldFailed(logger, ex, backlogged.Count);
+                }
+            }
+        }
         if (now >= _nextReplicaCount)
         {
             _nextReplicaCount = now + TimeSpan.FromSeconds(15);
@@ -426,15 +470,17 @@ public sealed partial class DeliveryEngine(
         }
     }
 
-    /// <summary>On a graceful stop, gives the waiting deliveries back at once, so other replicas need not wait for the holds to run out.</summary>
+    /// <summary>On a graceful stop, gives the waiting deliveries and backlogs back at once, so other replicas need not wait for the holds to run out.</summary>
     private async Task ReleaseHoldsAsync()
     {
         var waiting = _order.SelectMany(l => l.WaitingDeliveries).Select(w => w.DeliveryId).ToList();
-        if (waiting.Count == 0) return;
+        var backlogged = _order.Where(l => l.Backlogged).Select(l => l.SubscriptionId).ToList();
         try
         {
             foreach (var chunk in waiting.Chunk(5000))
                 await store.HoldAsync(chunk, null, CancellationToken.None);
+            if (backlogged.Count > 0)
+                await store.HoldBacklogsAsync(backlogged, time.GetUtcNow(), CancellationToken.None);
         }
         catch (Exception ex)
         {
@@ -508,8 +554,8 @@ public sealed partial class DeliveryEngine(
     [LoggerMessage(LogLevel.Warning, "Could not hold {Count} waiting delivery(ies); the reconciler may re-publish them (harmless)")]
     private static partial void LogHoldFailed(ILogger logger, Exception ex, int count);
 
-    [LoggerMessage(LogLevel.Warning, "{Count} delivery(ies) over a subscription's queue bound wait in the database and return through the reconciler")]
-    private static partial void LogOverflow(ILogger logger, int count);
+    [LoggerMessage(LogLevel.Information, "Subscription {SubscriptionId}: {Queued} deliveries wait in its lane; more wait in its backlog in the database until there is room")]
+    private static partial void LogBacklogStarted(ILogger logger, Guid subscriptionId, int queued);
 
     [LoggerMessage(LogLevel.Warning, "Could not look up the subscription of {Count} delivery(ies); the reconciler will re-publish them")]
     private static partial void LogResolveFailed(ILogger logger, Exception ex, int count);

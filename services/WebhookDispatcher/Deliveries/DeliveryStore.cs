@@ -245,6 +245,69 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Moves due deliveries that do not fit in their lane to the subscription's backlog in the
+    /// database: due whenever capacity allows (<c>next_retry_at</c> null, which also keeps them
+    /// out of the reconciler's scan), held by this process until <paramref name="heldUntil"/>.
+    /// Deliveries not due yet or finished are left alone.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
+    public async Task DeferToBacklogAsync(IReadOnlyCollection<Guid> deliveryIds, DateTimeOffset now, DateTimeOffset heldUntil,
+        CancellationToken cancellationToken)
+    {
+        await using var cmd = db.CreateCommand("""
+            UPDATE webhook_deliveries SET next_retry_at = NULL, held_until = $3
+            WHERE id = ANY ($1) AND status IN ('pending', 'retrying') AND attempt_count < max_attempts
+              AND (next_retry_at IS NULL OR next_retry_at <= $2 + make_interval(secs => $4))
+            """);
+        cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
+        cmd.Parameters.Add(new() { Value = now });
+        cmd.Parameters.Add(new() { Value = heldUntil });
+        cmd.Parameters.Add(new() { Value = EarlyToleranceSeconds });
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Takes up to <paramref name="limit"/> deliveries from a subscription's backlog, oldest
+    /// first: due now again and held until <paramref name="heldUntil"/>. Returns their ids; fewer
+    /// than asked means the backlog is empty (or another replica took the rest).
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
+    public async Task<IReadOnlyList<Guid>> TakeBacklogAsync(Guid subscriptionId, int limit, DateTimeOffset now, DateTimeOffset heldUntil,
+        CancellationToken cancellationToken)
+    {
+        await using var cmd = db.CreateCommand("""
+            UPDATE webhook_deliveries SET next_retry_at = $3, held_until = $4
+            WHERE id IN (SELECT id FROM webhook_deliveries
+                         WHERE subscription_id = $1 AND status IN ('pending', 'retrying') AND next_retry_at IS NULL
+                         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING id
+            """);
+        cmd.Parameters.Add(new() { Value = subscriptionId });
+        cmd.Parameters.Add(new() { Value = limit });
+        cmd.Parameters.Add(new() { Value = now });
+        cmd.Parameters.Add(new() { Value = heldUntil });
+        var ids = new List<Guid>(limit);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            ids.Add(reader.GetGuid(0));
+        ids.Sort(); // time-ordered ids: oldest first
+        return ids;
+    }
+
+    /// <summary>Renews this process's hold on the backlogs of <paramref name="subscriptionIds"/> (no indexed column changes).</summary>
+    /// <exception cref="NpgsqlException">The database failed.</exception>
+    public async Task HoldBacklogsAsync(IReadOnlyCollection<Guid> subscriptionIds, DateTimeOffset until, CancellationToken cancellationToken)
+    {
+        await using var cmd = db.CreateCommand("""
+            UPDATE webhook_deliveries SET held_until = $2
+            WHERE subscription_id = ANY ($1) AND status IN ('pending', 'retrying') AND next_retry_at IS NULL
+            """);
+        cmd.Parameters.Add(new() { Value = subscriptionIds.ToArray() });
+        cmd.Parameters.Add(new() { Value = until });
+        await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>The subscriptions of deliveries (for messages written before <see cref="DeliverWebhook.SubscriptionId"/> existed).</summary>
     /// <exception cref="NpgsqlException">The database failed.</exception>
     public async Task<IReadOnlyList<DeliveryWork>> FindSubscriptionsAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
@@ -309,9 +372,10 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     /// and not held by a replica's lane. First, attempts that were claimed but never recorded (the
     /// process was killed, or lost the database, halfway through) stop counting, so they are made
     /// again rather than silently using up the delivery's attempts. Then the deliveries with
-    /// attempts left (their message was lost, purged, or never sent) are made due now and
-    /// returned, to be re-published. Safe to run in several processes
-    /// at once (SKIP LOCKED).
+    /// attempts left (their message was lost, purged, or never sent) and the backlogs whose hold
+    /// ran out (see <see cref="DeferToBacklogAsync"/>) are made due now and returned, to be
+    /// re-published: at most <paramref name="batchSize"/> of each. Safe to run in several
+    /// processes at once (SKIP LOCKED).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
     public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize,
@@ -332,10 +396,21 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
                          ORDER BY next_retry_at LIMIT $3 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
             """, now, now - grace, batchSize));
+        // A backlog whose hold ran out: the replica that held it has stopped.
+        batch.BatchCommands.Add(Command("""
+            UPDATE webhook_deliveries SET next_retry_at = $1
+            WHERE id IN (SELECT id FROM webhook_deliveries
+                         WHERE status IN ('pending', 'retrying') AND next_retry_at IS NULL AND (held_until IS NULL OR held_until < $1)
+                         LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING id, subscription_id
+            """, now, batchSize));
         var work = new List<DeliveryWork>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-            work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
+        do
+        {
+            while (await reader.ReadAsync(cancellationToken))
+                work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
+        } while (await reader.NextResultAsync(cancellationToken));
         return work;
     }
 

@@ -68,14 +68,21 @@ public sealed class EndpointLane(Guid subscriptionId)
     public IEnumerable<Waiting> WaitingDeliveries => _queue;
 
     /// <summary>
-    /// Adds a delivery unless it is already waiting or in flight here. Returns false when it was
-    /// not added because the lane already holds <paramref name="maxQueued"/>; true otherwise.
+    /// Whether some of this subscription's due deliveries wait in its backlog in the database
+    /// because the lane was full. New deliveries then join the backlog too, so they keep their order.
     /// </summary>
-    public bool TryEnqueue(Guid deliveryId, DateTimeOffset heldUntil, int maxQueued, DateTimeOffset now)
+    public bool Backlogged { get; set; }
+
+    /// <summary>
+    /// Adds a delivery unless it is already waiting or in flight here. Returns false when it was
+    /// not added because the lane already holds <paramref name="maxQueued"/> or has a backlog
+    /// (unless <paramref name="fromBacklog"/>); true otherwise.
+    /// </summary>
+    public bool TryEnqueue(Guid deliveryId, DateTimeOffset heldUntil, int maxQueued, DateTimeOffset now, bool fromBacklog = false)
     {
         LastActivity = now;
         if (_known.Contains(deliveryId)) return true;
-        if (_queue.Count >= maxQueued) return false;
+        if (!fromBacklog && (Backlogged || _queue.Count >= maxQueued)) return false;
         _known.Add(deliveryId);
         _queue.Enqueue(new Waiting(deliveryId, heldUntil));
         return true;
@@ -195,6 +202,6 @@ public sealed class EndpointLane(Guid subscriptionId)
         return null;
     }
 
-    /// <summary>Whether nothing waits, nothing is in flight and the circuit is closed.</summary>
-    public bool IsIdle => _queue.Count == 0 && InFlight == 0 && Circuit == CircuitState.Closed;
+    /// <summary>Whether nothing waits (here or in a backlog), nothing is in flight and the circuit is closed.</summary>
+    public bool IsIdle => _queue.Count == 0 && InFlight == 0 && Circuit == CircuitState.Closed && !Backlogged;
 }

@@ -32,5 +32,10 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.HasIndex(d => d.NextRetryAt)
             .HasFilter($"status IN ('{DeliveryStatus.Pending}', '{DeliveryStatus.Retrying}')")
             .HasDatabaseName("ix_webhook_deliveries_due");
+        // Backlogs: due deliveries that did not fit in a replica's lane wait here (next_retry_at
+        // null) until the lane has room. Small: only such rows are in it.
+        b.HasIndex(d => new { d.SubscriptionId, d.Id })
+            .HasFilter($"status IN ('{DeliveryStatus.Pending}', '{DeliveryStatus.Retrying}') AND next_retry_at IS NULL")
+            .HasDatabaseName("ix_webhook_deliveries_backlog");
     }
 }

@@ -119,6 +119,10 @@ namespace WebhookDispatcher.Data.Migrations
                         .IsUnique()
                         .HasDatabaseName("ix_webhook_deliveries_subscription_id_event_id");
 
+                    b.HasIndex("SubscriptionId", "Id")
+                        .HasDatabaseName("ix_webhook_deliveries_backlog")
+                        .HasFilter("status IN ('pending', 'retrying') AND next_retry_at IS NULL");
+
                     b.ToTable("webhook_deliveries", null, t =>
                         {
                             t.HasCheckConstraint("ck_webhook_deliveries_status", "status IN ('pending', 'retrying', 'success', 'failed', 'cancelled')");

@@ -13,7 +13,7 @@ using WebhookDispatcher.Data;
 namespace WebhookDispatcher.Data.Migrations
 {
     [DbContext(typeof(WebhookDbContext))]
-    [Migration("20261130122751_EndpointLanes")]
+    [Migration("20261130125553_EndpointLanes")]
     partial class EndpointLanes
     {
         /// <inheritdoc />
@@ -121,6 +121,10 @@ namespace WebhookDispatcher.Data.Migrations
                     b.HasIndex("SubscriptionId", "EventId")
                         .IsUnique()
                         .HasDatabaseName("ix_webhook_deliveries_subscription_id_event_id");
+
+                    b.HasIndex("SubscriptionId", "Id")
+                        .HasDatabaseName("ix_webhook_deliveries_backlog")
+                        .HasFilter("status IN ('pending', 'retrying') AND next_retry_at IS NULL");
 
                     b.ToTable("webhook_deliveries", null, t =>
                         {

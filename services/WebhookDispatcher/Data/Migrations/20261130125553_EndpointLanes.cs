@@ -55,6 +55,12 @@ namespace WebhookDispatcher.Data.Migrations
                 name: "ck_webhook_subscriptions_rate_limit_per_second",
                 table: "webhook_subscriptions",
                 sql: "rate_limit_per_second BETWEEN 1 AND 10000");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_webhook_deliveries_backlog",
+                table: "webhook_deliveries",
+                columns: new[] { "subscription_id", "id" },
+                filter: "status IN ('pending', 'retrying') AND next_retry_at IS NULL");
         }
 
         /// <inheritdoc />
@@ -63,6 +69,10 @@ namespace WebhookDispatcher.Data.Migrations
             migrationBuilder.DropCheckConstraint(
                 name: "ck_webhook_subscriptions_rate_limit_per_second",
                 table: "webhook_subscriptions");
+
+            migrationBuilder.DropIndex(
+                name: "ix_webhook_deliveries_backlog",
+                table: "webhook_deliveries");
 
             migrationBuilder.DropColumn(
                 name: "rate_limit_per_second",
