@@ -25,8 +25,9 @@ public static class DeliveryExtensions
                 UseCookies = false,
                 UseProxy = false,
                 PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+                // A WebhookNetwork is registered only by tests (name resolution and connect); null is DNS and sockets.
                 ConnectCallback = PrivateNetworkGuard.ConnectCallback(
-                    services.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks),
+                    services.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks, services.GetService<WebhookNetwork>()),
             });
         // The resilience pipeline owns the per-attempt deadline; retries belong to the broker.
         client.AddResilienceHandler("webhook-attempt", pipeline => pipeline.AddTimeout(new HttpTimeoutStrategyOptions
