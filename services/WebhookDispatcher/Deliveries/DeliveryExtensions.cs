@@ -25,6 +25,9 @@ public static class DeliveryExtensions
                 UseCookies = false,
                 UseProxy = false,
                 PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+                // Past the 64 KiB read, close the connection: the default drains up to 1 MiB more in
+                // the background to reuse it, so a hostile receiver could make every attempt read 1 MiB.
+                MaxResponseDrainSize = 0,
                 // A WebhookNetwork is registered only by tests (name resolution and connect); null is DNS and sockets.
                 ConnectCallback = PrivateNetworkGuard.ConnectCallback(
                     services.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks, services.GetService<WebhookNetwork>()),

@@ -23,7 +23,7 @@ public sealed class StubNetwork : WebhookNetwork
     private readonly ConcurrentDictionary<string, IPAddress[]> _names = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<IPAddress, bool> _routed = new();
     private readonly ConcurrentQueue<Dial> _dials = new();
-    private readonly ConcurrentDictionary<int, long> _bytesRead = new();
+    private readonly ConcurrentDictionary<int, PortCounters> _ports = new();
 
     /// <summary>Makes <paramref name="host"/> resolve to <paramref name="addresses"/>, in that order.</summary>
     public void Name(string host, params IPAddress[] addresses) => _names[host] = addresses;
@@ -35,7 +35,23 @@ public sealed class StubNetwork : WebhookNetwork
     public IReadOnlyList<Dial> Dials => [.. _dials];
 
     /// <summary>Bytes the dispatcher's HTTP client read from connections to <paramref name="port"/> (headers and body).</summary>
-    public long BytesReadFrom(int port) => _bytesRead.GetValueOrDefault(port);
+    public long BytesReadFrom(int port) => Interlocked.Read(ref Counters(port).BytesRead);
+
+    /// <summary>Connections to <paramref name="port"/> opened so far, and how many of them the client has closed.</summary>
+    public (int Opened, int Closed) ConnectionsTo(int port)
+    {
+        var counters = Counters(port);
+        return (Volatile.Read(ref counters.Opened), Volatile.Read(ref counters.Closed));
+    }
+
+    private PortCounters Counters(int port) => _ports.GetOrAdd(port, _ => new PortCounters());
+
+    private sealed class PortCounters
+    {
+        public long BytesRead;
+        public int Opened;
+        public int Closed;
+    }
 
     /// <inheritdoc />
     public override Task<IPAddress[]> ResolveAsync(string host, CancellationToken cancellationToken) =>
@@ -52,14 +68,18 @@ public sealed class StubNetwork : WebhookNetwork
             var target = _routed.ContainsKey(address) ? IPAddress.Loopback : IPAddress.IsLoopback(address) ? address : null;
             if (target is null) continue; // no route to a private or unknown address on this machine
             var stream = await base.ConnectAsync([target], port, cancellationToken);
-            return new CountingStream(stream, n => _bytesRead.AddOrUpdate(port, n, (_, total) => total + n));
+            var counters = Counters(port);
+            Interlocked.Increment(ref counters.Opened);
+            return new CountingStream(stream, n => Interlocked.Add(ref counters.BytesRead, n), () => Interlocked.Increment(ref counters.Closed));
         }
         throw new SocketException((int)SocketError.ConnectionRefused);
     }
 
-    /// <summary>Passes everything through and reports the bytes read.</summary>
-    private sealed class CountingStream(Stream inner, Action<int> read) : Stream
+    /// <summary>Passes everything through and reports the bytes read and the close.</summary>
+    private sealed class CountingStream(Stream inner, Action<int> read, Action closed) : Stream
     {
+        private int _disposed;
+
         public override bool CanRead => inner.CanRead;
         public override bool CanSeek => false;
         public override bool CanWrite => inner.CanWrite;
@@ -86,11 +106,20 @@ public sealed class StubNetwork : WebhookNetwork
 
         protected override void Dispose(bool disposing)
         {
-            if (disposing) inner.Dispose();
+            if (disposing)
+            {
+                inner.Dispose();
+                if (Interlocked.Exchange(ref _disposed, 1) == 0) closed();
+            }
             base.Dispose(disposing);
         }
 
-        public override ValueTask DisposeAsync() => inner.DisposeAsync();
+        public override async ValueTask DisposeAsync()
+        {
+            await inner.DisposeAsync();
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) closed();
+            GC.SuppressFinalize(this);
+        }
 
         private int Counted(int n)
         {
