@@ -28,6 +28,10 @@ PG_PORT=${WEBHOOKS_PG_PORT:-55432}
 cleanup() {
   runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   deploy/infra.sh rabbitmqctl delete_vhost "$VHOST" >/dev/null 2>&1 || true
+  # Tests that run a dispatcher of their own give it "$VHOST-…" and remove it; a killed run leaves them.
+  deploy/infra.sh rabbitmqctl -q list_vhosts name 2>/dev/null | grep -F -- "$VHOST-" | while read -r extra; do
+    deploy/infra.sh rabbitmqctl delete_vhost "$extra" >/dev/null 2>&1 || true
+  done
 }
 trap cleanup EXIT
 deploy/infra.sh rabbitmqctl add_vhost "$VHOST" >/dev/null

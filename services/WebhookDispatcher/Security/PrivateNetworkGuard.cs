@@ -61,7 +61,7 @@ public static class PrivateNetworkGuard
     /// </summary>
     /// <param name="allowPrivateNetworks">Let loopback, private and link-local addresses through (Development only).</param>
     /// <param name="network">
-    /// Name resolution and TCP connect; null (production) means <see cref="WebhookNetwork.System"/>:
+    /// Name resolution and TCP connect; null (production) means <see cref="WebhookNetwork.Default"/>:
     /// DNS and a plain socket. Tests pass their own to resolve names to chosen addresses and to see
     /// which addresses the guard let through; the filtering here is the same either way.
     /// </param>
@@ -69,7 +69,7 @@ public static class PrivateNetworkGuard
     public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(bool allowPrivateNetworks,
         WebhookNetwork? network = null)
     {
-        network ??= WebhookNetwork.System;
+        network ??= WebhookNetwork.Default;
         return async (context, cancellationToken) =>
         {
             var host = context.DnsEndPoint.Host;
@@ -87,13 +87,13 @@ public static class PrivateNetworkGuard
 /// <summary>
 /// The two network operations behind <see cref="PrivateNetworkGuard.ConnectCallback"/>: resolving a
 /// host name and opening a TCP connection to addresses the guard has already approved. Production
-/// uses <see cref="System"/>; a test host registers a subclass in the service collection to map
+/// uses <see cref="Default"/>; a test host registers a subclass in the service collection to map
 /// test names to addresses of its choosing and to observe what is dialled.
 /// </summary>
 public class WebhookNetwork
 {
     /// <summary>DNS and plain sockets: what the service uses unless a test replaces it.</summary>
-    public static WebhookNetwork System { get; } = new();
+    public static WebhookNetwork Default { get; } = new();
 
     /// <summary>The addresses of <paramref name="host"/> (a name, never a literal address).</summary>
     /// <exception cref="SocketException">The name does not resolve.</exception>

@@ -66,12 +66,14 @@ public static class SubscriptionsApi
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         group.MapGet("/event-types", ListEventTypes);
         group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
         group.MapGet("", List);
         var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
         one.MapGet("", Get);
         one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
         one.MapDelete("", Delete);
         one.MapPost("/test", Test);
         one.MapGet("/deliveries", ListDeliveries);
