@@ -4,78 +4,72 @@ using WebhookDispatcher.Tests.Infrastructure;
 namespace WebhookDispatcher.Tests.Security;
 
 /// <summary>
-/// The <c>Auth</c> settings are checked when the host starts: a bad combination stops it with a
-/// message naming the setting, instead of a host that starts and then fails every request.
-/// Each instance runs with production settings, API only, on its own virtual host.
+/// The <c>Auth</c> settings are checked when the service starts: a bad combination stops the
+/// process with a message naming the setting, instead of a service that starts and then fails
+/// every request. Each case runs the service as its own process with production settings, API only.
 /// </summary>
 [Parallelizable(ParallelScope.All)]
 public sealed class AuthStartupTests
 {
-    private static Dictionary<string, string?> Settings(string? authority, string? signingKey, string? issuer = "notely", string? audience = "webhook-dispatcher") => new()
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+    private const string Key = TestTokens.SigningKey;
+
+    /// <summary>
+    /// Settings as environment variables; empty is how a deployment clears a value of
+    /// appsettings.json (Issuer and Audience have defaults there).
+    /// </summary>
+    private static Dictionary<string, string> Settings(string authority, string signingKey, string issuer = "notely",
+        string audience = "webhook-dispatcher") => new()
     {
         ["Dispatcher:Workers"] = "false",
-        // Empty is how a setting is cleared over appsettings.json, and how an unset environment variable arrives.
-        ["Auth:Authority"] = authority ?? "",
-        ["Auth:SigningKey"] = signingKey ?? "",
-        ["Auth:Issuer"] = issuer ?? "",
-        ["Auth:Audience"] = audience ?? "",
+        ["Auth:Authority"] = authority,
+        ["Auth:SigningKey"] = signingKey,
+        ["Auth:Issuer"] = issuer,
+        ["Auth:Audience"] = audience,
     };
-
-    private const string Key = TestTokens.SigningKey;
 
     private static IEnumerable<TestCaseData> BadSettings()
     {
-        yield return new TestCaseData(Settings(null, null), new[] { "Auth:Authority", "Auth:SigningKey" })
-            .SetName("Neither an authority nor a signing key stops the host");
+        yield return new TestCaseData(Settings("", ""), new[] { "Auth:Authority", "Auth:SigningKey" })
+            .SetName("Neither an authority nor a signing key stops the service");
         yield return new TestCaseData(Settings("https://login.example.com/", Key), new[] { "Auth:Authority", "Auth:SigningKey" })
-            .SetName("Both an authority and a signing key stop the host");
-        yield return new TestCaseData(Settings(null, new string('k', 31)), new[] { "Auth:SigningKey", "32 bytes" })
-            .SetName("A signing key shorter than 32 bytes stops the host");
-        yield return new TestCaseData(Settings(null, Key, issuer: null), new[] { "Auth:Issuer" })
-            .SetName("An empty issuer stops the host");
-        yield return new TestCaseData(Settings(null, Key, audience: null), new[] { "Auth:Audience" })
-            .SetName("An empty audience stops the host");
-        yield return new TestCaseData(Settings("http://login.example.com/", null), new[] { "Auth:Authority", "https" })
-            .SetName("An authority over plain http stops the host");
-        yield return new TestCaseData(Settings("login.example.com", null), new[] { "Auth:Authority", "https" })
-            .SetName("An authority that is not an absolute URL stops the host");
+            .SetName("Both an authority and a signing key stop the service");
+        yield return new TestCaseData(Settings("", new string('k', 31)), new[] { "Auth:SigningKey", "32 bytes" })
+            .SetName("A signing key shorter than 32 bytes stops the service");
+        yield return new TestCaseData(Settings("", Key, issuer: ""), new[] { "Auth:Issuer" })
+            .SetName("An empty issuer stops the service");
+        yield return new TestCaseData(Settings("", Key, audience: ""), new[] { "Auth:Audience" })
+            .SetName("An empty audience stops the service");
+        yield return new TestCaseData(Settings("http://login.example.com/", ""), new[] { "Auth:Authority", "https" })
+            .SetName("An authority over plain http stops the service");
+        yield return new TestCaseData(Settings("login.example.com", ""), new[] { "Auth:Authority", "https" })
+            .SetName("An authority that is not an absolute URL stops the service");
     }
 
     [TestCaseSource(nameof(BadSettings))]
-    public async Task Bad_auth_settings_stop_the_host_with_a_message_naming_the_setting(Dictionary<string, string?> settings, string[] named)
+    public async Task Bad_auth_settings_stop_the_service_with_a_message_naming_the_setting(Dictionary<string, string> settings, string[] named)
     {
-        Exception? failure = null;
-        try
-        {
-            await using var dispatcher = await IsolatedDispatcher.StartAsync(settings);
-        }
-        catch (Exception ex)
-        {
-            failure = ex;
-        }
+        await using var service = await ServiceProcess.StartAsync(settings);
 
-        Assert.That(failure, Is.Not.Null, "the host started");
-        var messages = string.Join(" | ", Flatten(failure!).Select(e => e.Message));
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.Not.Null, $"the service is still running:\n{service.Output}");
+        Assert.That(exitCode, Is.Not.Zero);
         foreach (var name in named)
-            Assert.That(messages, Does.Contain(name));
+            Assert.That(service.Output, Does.Contain(name));
     }
 
-    [TestCase("https://login.example.com/", null, TestName = "A host with only an https authority (production) starts and refuses anonymous calls")]
-    [TestCase(null, Key, TestName = "A host with only a signing key (development) starts and refuses anonymous calls")]
-    public async Task Good_auth_settings_start_the_host(string? authority, string? signingKey)
+    [TestCase("https://login.example.com/", "", TestName = "A service with only an https authority (production) starts and refuses anonymous calls")]
+    [TestCase("", Key, TestName = "A service with only a signing key (development) starts and refuses anonymous calls")]
+    public async Task Good_auth_settings_start_the_service(string authority, string signingKey)
     {
-        await using var dispatcher = await IsolatedDispatcher.StartAsync(Settings(authority, signingKey));
-        using var client = dispatcher.Client(null);
+        await using var service = await ServiceProcess.StartAsync(Settings(authority, signingKey));
 
+        var address = await service.WaitUntilServingAsync(Patience);
+
+        Assert.That(address, Is.Not.Null, service.Output);
+        using var client = new HttpClient { BaseAddress = address };
         Assert.That((await client.GetAsync("/health")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That((await client.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
-    }
-
-    private static IEnumerable<Exception> Flatten(Exception e)
-    {
-        yield return e;
-        var inner = e is AggregateException aggregate ? aggregate.InnerExceptions : e.InnerException is { } one ? [one] : [];
-        foreach (var child in inner.SelectMany(Flatten))
-            yield return child;
     }
 }
