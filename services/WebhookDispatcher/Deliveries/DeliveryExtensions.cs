@@ -53,7 +53,12 @@ public static class DeliveryExtensions
             UseCookies = false,
             UseProxy = false,
             PooledConnectionLifetime = TimeSpan.FromMinutes(2),
-            ConnectCallback = PrivateNetworkGuard.ConnectCallback(sp.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks),
+            // Past the 64 KiB read, close the connection: the default drains up to 1 MiB more in
+            // the background to reuse it, so a hostile receiver could make every attempt read 1 MiB.
+            MaxResponseDrainSize = 0,
+            // A WebhookNetwork is registered only by tests (name resolution and connect); null is DNS and sockets.
+            ConnectCallback = PrivateNetworkGuard.ConnectCallback(
+                sp.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks, sp.GetService<WebhookNetwork>()),
         });
         // One handler for the process: the connection pools live as long as it does (the
         // factory's default rotates handlers every 2 minutes, which throws the pools away).

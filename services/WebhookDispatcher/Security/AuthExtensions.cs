@@ -11,22 +11,23 @@ namespace WebhookDispatcher.Security;
 /// <summary>
 /// JWT bearer settings (section <c>Auth</c>). Production sets <see cref="Authority"/> (an OpenID
 /// Connect issuer whose keys are discovered); development and tests set <see cref="SigningKey"/>,
-/// a symmetric HS256 key. Exactly one of the two must be set.
+/// a symmetric HS256 key. Exactly one of the two must be set; an empty value counts as unset (how
+/// an environment variable such as <c>Auth__SigningKey=</c> clears a setting).
 /// </summary>
 public sealed class AuthOptions : IValidatableObject
 {
     /// <summary>Configuration section name.</summary>
     public const string Section = "Auth";
 
-    /// <summary>OpenID Connect authority URL (production).</summary>
+    /// <summary>OpenID Connect authority (production): an absolute https URL whose discovery document names the signing keys.</summary>
     public string? Authority { get; set; }
 
     /// <summary>Expected <c>iss</c> claim.</summary>
-    [Required]
+    [Required(ErrorMessage = "Auth:Issuer is required: the iss claim the service's tokens carry.")]
     public string Issuer { get; set; } = "";
 
     /// <summary>Expected <c>aud</c> claim.</summary>
-    [Required]
+    [Required(ErrorMessage = "Auth:Audience is required: the aud claim the service's tokens carry.")]
     public string Audience { get; set; } = "";
 
     /// <summary>Symmetric signing key (development), at least 32 bytes of UTF-8.</summary>
@@ -35,14 +36,20 @@ public sealed class AuthOptions : IValidatableObject
     /// <inheritdoc />
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (string.IsNullOrEmpty(Authority) == string.IsNullOrEmpty(SigningKey))
+        var hasAuthority = !string.IsNullOrEmpty(Authority);
+        var hasKey = !string.IsNullOrEmpty(SigningKey);
+        if (hasAuthority == hasKey)
             yield return new ValidationResult("Set exactly one of Auth:Authority (production) and Auth:SigningKey (development).",
                 [nameof(Authority), nameof(SigningKey)]);
-        if (SigningKey is { } key && Encoding.UTF8.GetByteCount(key) < 32)
+        if (hasKey && Encoding.UTF8.GetByteCount(SigningKey!) < 32)
             yield return new ValidationResult("Auth:SigningKey must be at least 32 bytes.", [nameof(SigningKey)]);
+        // The JWT handler refuses a non-https authority only on the first request, so every call would answer 500.
+        if (hasAuthority && !(Uri.TryCreate(Authority, UriKind.Absolute, out var authority) && authority.Scheme == Uri.UriSchemeHttps))
+            yield return new ValidationResult("Auth:Authority must be an absolute https URL, e.g. https://login.example.com/.", [nameof(Authority)]);
     }
 
-    internal SymmetricSecurityKey? SymmetricKey => SigningKey is null ? null : new SymmetricSecurityKey(Encoding.UTF8.GetBytes(SigningKey));
+    internal SymmetricSecurityKey? SymmetricKey =>
+        string.IsNullOrEmpty(SigningKey) ? null : new SymmetricSecurityKey(Encoding.UTF8.GetBytes(SigningKey));
 }
 
 /// <summary>JWT bearer authentication; the user id is the token's <c>sub</c> claim.</summary>

@@ -59,30 +59,66 @@ public static class PrivateNetworkGuard
     /// addresses unless <paramref name="allowPrivateNetworks"/>, and connects to the first address
     /// that answers.
     /// </summary>
+    /// <param name="allowPrivateNetworks">Let loopback, private and link-local addresses through (Development only).</param>
+    /// <param name="network">
+    /// Name resolution and TCP connect; null (production) means <see cref="WebhookNetwork.Default"/>:
+    /// DNS and a plain socket. Tests pass their own to resolve names to chosen addresses and to see
+    /// which addresses the guard let through; the filtering here is the same either way.
+    /// </param>
     /// <exception cref="BlockedAddressException">Every resolved address is non-public.</exception>
-    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(bool allowPrivateNetworks) =>
-        async (context, cancellationToken) =>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectCallback(bool allowPrivateNetworks,
+        WebhookNetwork? network = null)
+    {
+        network ??= WebhookNetwork.Default;
+        return async (context, cancellationToken) =>
         {
             var host = context.DnsEndPoint.Host;
             var addresses = IPAddress.TryParse(host, out var literal)
                 ? [literal]
-                : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+                : await network.ResolveAsync(host, cancellationToken).ConfigureAwait(false);
             var allowed = allowPrivateNetworks ? addresses : addresses.Where(a => !IsNonPublic(a)).ToArray();
             if (allowed.Length == 0)
                 throw new BlockedAddressException(host);
-
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(allowed, context.DnsEndPoint.Port, cancellationToken).ConfigureAwait(false);
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
+            return await network.ConnectAsync(allowed, context.DnsEndPoint.Port, cancellationToken).ConfigureAwait(false);
         };
+    }
+}
+
+/// <summary>
+/// The two network operations behind <see cref="PrivateNetworkGuard.ConnectCallback"/>: resolving a
+/// host name and opening a TCP connection to addresses the guard has already approved. Production
+/// uses <see cref="Default"/>; a test host registers a subclass in the service collection to map
+/// test names to addresses of its choosing and to observe what is dialled.
+/// </summary>
+public class WebhookNetwork
+{
+    /// <summary>DNS and plain sockets: what the service uses unless a test replaces it.</summary>
+    public static WebhookNetwork Default { get; } = new();
+
+    /// <summary>The addresses of <paramref name="host"/> (a name, never a literal address).</summary>
+    /// <exception cref="SocketException">The name does not resolve.</exception>
+    public virtual Task<IPAddress[]> ResolveAsync(string host, CancellationToken cancellationToken) =>
+        Dns.GetHostAddressesAsync(host, cancellationToken);
+
+    /// <summary>
+    /// A connected stream to the first of <paramref name="addresses"/> (already filtered by the
+    /// guard) that accepts a connection on <paramref name="port"/>, tried in order.
+    /// </summary>
+    /// <exception cref="SocketException">No address accepted the connection.</exception>
+    public virtual async ValueTask<Stream> ConnectAsync(IPAddress[] addresses, int port, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(addresses, port, cancellationToken).ConfigureAwait(false);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
 }
 
 /// <summary>Thrown when a webhook URL resolves only to addresses the dispatcher must not reach.</summary>

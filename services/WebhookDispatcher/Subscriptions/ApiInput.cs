@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text.Json;
@@ -13,16 +14,25 @@ namespace WebhookDispatcher.Subscriptions;
 /// </summary>
 public static class ApiInput
 {
-    /// <summary>Largest accepted request body, in bytes.</summary>
+    /// <summary>Largest accepted request body, in bytes of content (after any chunked transfer coding is removed).</summary>
     public const long MaxBodyBytes = 64 * 1024;
+
+    /// <summary>
+    /// The server's own limit on a body endpoint, in bytes on the wire: Kestrel counts the chunk
+    /// framing of a chunked body too, so its limit sits far enough above <see cref="MaxBodyBytes"/>
+    /// for content sent in 1-byte chunks (6 bytes on the wire each), and only bounds what is read
+    /// before <see cref="ReadJsonAsync"/> answers 413 on the content itself.
+    /// </summary>
+    public const long MaxWireBodyBytes = 8 * MaxBodyBytes;
 
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 16, AllowDuplicateProperties = false };
 
     /// <summary>
     /// Parses the body as one JSON value; on failure returns the problem to answer with: 415 for a
-    /// body that is not UTF-8 JSON, 400 naming <c>body</c> for one that does not parse.
+    /// body that is not UTF-8 JSON or is compressed, 413 for one over <see cref="MaxBodyBytes"/>,
+    /// 400 naming <c>body</c> for one that does not parse.
     /// </summary>
-    public static async Task<(JsonDocument? Document, ProblemHttpResult? Unsupported, ValidationProblem? Invalid)> ReadJsonAsync(
+    public static async Task<(JsonDocument? Document, ProblemHttpResult? Refused, ValidationProblem? Invalid)> ReadJsonAsync(
         HttpRequest request, CancellationToken cancellationToken)
     {
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
@@ -32,9 +42,27 @@ public static class ApiInput
             return (null, Unsupported("JSON must be UTF-8 (RFC 8259); omit the charset or use charset=utf-8."), null);
         if (!string.IsNullOrEmpty(request.Headers.ContentEncoding))
             return (null, Unsupported("Compressed request bodies are not accepted."), null);
+        if (request.ContentLength > MaxBodyBytes) return (null, TooLarge(), null);
+
+        // Counted here on the content, not by the server on the wire (see MaxWireBodyBytes).
+        var body = new MemoryStream((int)(request.ContentLength ?? 4096));
+        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {
-            return (await JsonDocument.ParseAsync(request.Body, DocumentOptions, cancellationToken), null, null);
+            int read;
+            while ((read = await request.Body.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                if (body.Length + read > MaxBodyBytes) return (null, TooLarge(), null);
+                body.Write(buffer, 0, read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        try
+        {
+            return (JsonDocument.Parse(body.GetBuffer().AsMemory(0, (int)body.Length), DocumentOptions), null, null);
         }
         catch (JsonException ex)
         {
@@ -44,6 +72,10 @@ public static class ApiInput
 
     private static ProblemHttpResult Unsupported(string detail) =>
         TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: detail);
+
+    private static ProblemHttpResult TooLarge() =>
+        TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Request body too large",
+            detail: $"The body may be at most {MaxBodyBytes} bytes.");
 
     /// <summary>A 400 validation problem naming one field.</summary>
     public static ValidationProblem Invalid(string field, string message) =>

@@ -66,12 +66,14 @@ public static class SubscriptionsApi
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         group.MapGet("/event-types", ListEventTypes);
         group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
         group.MapGet("", List);
         var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
         one.MapGet("", Get);
         one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
         one.MapDelete("", Delete);
         one.MapPost("/test", Test);
         one.MapGet("/deliveries", ListDeliveries);
@@ -87,8 +89,8 @@ public static class SubscriptionsApi
         HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
         IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
     {
-        var (document, unsupported, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
-        if (unsupported is not null) return unsupported;
+        var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (refused is not null) return refused;
         if (invalid is not null) return invalid;
         using var body = document!;
         var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
@@ -145,8 +147,8 @@ public static class SubscriptionsApi
         Guid id, HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
         IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
     {
-        var (document, unsupported, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
-        if (unsupported is not null) return unsupported;
+        var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (refused is not null) return refused;
         if (invalid is not null) return invalid;
         using var body = document!;
         var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: false, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);

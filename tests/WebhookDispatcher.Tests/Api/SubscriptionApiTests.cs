@@ -232,9 +232,9 @@ public sealed class SubscriptionApiTests
                 "/api/webhooks/event-types", "/api/webhooks", "/api/webhooks/{id}", "/api/webhooks/{id}/test",
                 "/api/webhooks/{id}/deliveries", "/api/webhooks/{id}/rotate-secret", "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
             }));
-            Assert.That(paths["/api/webhooks"]!["post"]!["responses"]!.AsObject().Select(r => r.Key), Is.SupersetOf(new[] { "201", "400", "401" }));
+            Assert.That(paths["/api/webhooks"]!["post"]!["responses"]!.AsObject().Select(r => r.Key), Is.SupersetOf(new[] { "201", "400", "401", "413", "415" }));
             Assert.That(paths["/api/webhooks/{id}"]!["patch"]!["responses"]!.AsObject().Select(r => r.Key),
-                Is.SupersetOf(new[] { "200", "400", "401", "404" }));
+                Is.SupersetOf(new[] { "200", "400", "401", "404", "413", "415" }));
         });
     }
 }

@@ -25,6 +25,12 @@ public sealed class TestInfrastructure
     /// <summary>amqp:// URI of the test broker (its own virtual host).</summary>
     public static string RabbitMq { get; private set; } = "";
 
+    /// <summary>
+    /// Base URL of the broker's management HTTP API (<c>WEBHOOKS_RABBIT_MGMT_URL</c>, or the
+    /// container's), for tests that need a virtual host of their own; empty when unknown.
+    /// </summary>
+    public static string RabbitManagement { get; private set; } = "";
+
     [OneTimeSetUp]
     public async Task StartAsync()
     {
@@ -33,13 +39,15 @@ public sealed class TestInfrastructure
         if (!string.IsNullOrEmpty(postgres) && !string.IsNullOrEmpty(rabbit))
         {
             (Postgres, RabbitMq) = (postgres, rabbit);
+            RabbitManagement = Environment.GetEnvironmentVariable("WEBHOOKS_RABBIT_MGMT_URL") ?? "";
         }
         else if (TestcontainersSettings.OS.DockerEndpointAuthConfig is not null)
         {
             _postgres = new PostgreSqlBuilder("postgres:15").Build();
-            _rabbit = new RabbitMqBuilder("rabbitmq:3.13-management").Build();
+            _rabbit = new RabbitMqBuilder("rabbitmq:3.13-management").WithPortBinding(15672, true).Build();
             await Task.WhenAll(_postgres.StartAsync(), _rabbit.StartAsync());
             (Postgres, RabbitMq) = (_postgres.GetConnectionString(), _rabbit.GetConnectionString());
+            RabbitManagement = $"http://{_rabbit.Hostname}:{_rabbit.GetMappedPublicPort(15672)}";
         }
         else
         {

@@ -1,0 +1,137 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using MassTransit;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Notely.Events;
+using WebhookDispatcher.Security;
+
+namespace WebhookDispatcher.Tests.Infrastructure;
+
+/// <summary>
+/// A dispatcher of its own beside the shared one, as a separate deployment would run: the
+/// <c>Production</c> environment (so no Development defaults such as allowing private networks),
+/// Kestrel on 127.0.0.1 (real sockets, real request limits), the run's database, and a RabbitMQ
+/// virtual host of its own so its consumers never compete with the shared instance's for messages.
+/// Settings given to <see cref="StartAsync"/> override the production defaults.
+/// </summary>
+public sealed class IsolatedDispatcher : IAsyncDisposable
+{
+    private readonly WebApplicationFactory<Program> _factory;
+    private readonly string _vhost;
+
+    private IsolatedDispatcher(WebApplicationFactory<Program> factory, string vhost, Uri baseAddress)
+    {
+        _factory = factory;
+        _vhost = vhost;
+        BaseAddress = baseAddress;
+    }
+
+    /// <summary>Where the instance's Kestrel listens, e.g. <c>http://127.0.0.1:41234</c>.</summary>
+    public Uri BaseAddress { get; }
+
+    /// <summary>The instance's services.</summary>
+    public IServiceProvider Services => _factory.Services;
+
+    /// <summary>
+    /// Starts an instance. <paramref name="settings"/> override the production configuration;
+    /// <paramref name="network"/>, when given, replaces DNS and sockets behind the SSRF guard.
+    /// </summary>
+    public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null)
+    {
+        var vhost = await Broker.CreateVirtualHostAsync("isolated");
+        var rabbit = new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(vhost) }.Uri.ToString();
+        var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(builder =>
+        {
+            builder.UseEnvironment("Production");
+            builder.UseSetting("ConnectionStrings:Postgres", TestInfrastructure.Postgres);
+            builder.UseSetting("ConnectionStrings:RabbitMq", rabbit);
+            // The shared instance has migrated the run's database already; production never migrates at start.
+            builder.UseSetting("Database:MigrateOnStartup", "false");
+            builder.UseSetting("Reconciler:IntervalSeconds", "3600");
+            builder.UseSetting("Auth:SigningKey", TestTokens.SigningKey);
+            foreach (var (key, value) in settings)
+                builder.UseSetting(key, value);
+            if (network is not null)
+                builder.ConfigureTestServices(services => services.AddSingleton(network));
+        });
+        try
+        {
+            factory.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
+            factory.StartServer();
+            var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+            return new IsolatedDispatcher(factory, vhost, new Uri(address));
+        }
+        catch
+        {
+            await factory.DisposeAsync();
+            await Broker.DeleteVirtualHostAsync(vhost);
+            throw;
+        }
+    }
+
+    /// <summary>A client to the instance over a real TCP connection, authenticated as <paramref name="userId"/> (none when null).</summary>
+    public HttpClient Client(string? userId)
+    {
+        var client = new HttpClient { BaseAddress = BaseAddress };
+        if (userId is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", TestTokens.For(userId));
+        return client;
+    }
+
+    /// <summary>Publishes an event on this instance's virtual host, as a Notely service would.</summary>
+    public async Task PublishAsync(INotelyEvent evt)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<IPublishEndpoint>().Publish(evt, evt.GetType());
+    }
+
+    /// <summary>Stops the instance and removes its virtual host.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _factory.DisposeAsync();
+        await Broker.DeleteVirtualHostAsync(_vhost);
+    }
+}
+
+/// <summary>Operator actions on the test broker through its management HTTP API.</summary>
+public static class Broker
+{
+    private static HttpClient Management()
+    {
+        if (string.IsNullOrEmpty(TestInfrastructure.RabbitManagement))
+            Assert.Fail("The RabbitMQ management API is unknown: set WEBHOOKS_RABBIT_MGMT_URL (deploy/test.sh does).");
+        var credentials = new Uri(TestInfrastructure.RabbitMq).UserInfo.Split(':', 2).Select(Uri.UnescapeDataString).ToArray();
+        var client = new HttpClient { BaseAddress = new Uri(TestInfrastructure.RabbitManagement) };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic",
+            Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{credentials[0]}:{credentials.ElementAtOrDefault(1)}")));
+        return client;
+    }
+
+    private static string User => Uri.UnescapeDataString(new Uri(TestInfrastructure.RabbitMq).UserInfo.Split(':', 2)[0]);
+
+    /// <summary>Creates a virtual host named after the run's own and <paramref name="purpose"/>, with full rights for the test user.</summary>
+    public static async Task<string> CreateVirtualHostAsync(string purpose)
+    {
+        var runVhost = Uri.UnescapeDataString(new Uri(TestInfrastructure.RabbitMq).AbsolutePath.Trim('/'));
+        var name = $"{(runVhost.Length > 0 ? runVhost : "webhooks-tests")}-{purpose}-{Guid.NewGuid().ToString("N")[..8]}";
+        using var client = Management();
+        var vhost = Uri.EscapeDataString(name);
+        (await client.PutAsJsonAsync($"api/vhosts/{vhost}", new { })).EnsureSuccessStatusCode();
+        (await client.PutAsJsonAsync($"api/permissions/{vhost}/{Uri.EscapeDataString(User)}",
+            new { configure = ".*", write = ".*", read = ".*" })).EnsureSuccessStatusCode();
+        return name;
+    }
+
+    /// <summary>Deletes a virtual host and everything in it.</summary>
+    public static async Task DeleteVirtualHostAsync(string name)
+    {
+        using var client = Management();
+        var response = await client.DeleteAsync($"api/vhosts/{Uri.EscapeDataString(name)}");
+        if (response.StatusCode != HttpStatusCode.NotFound) response.EnsureSuccessStatusCode();
+    }
+}
