@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using MassTransit;
 using Notely.Events;
+using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging.BrokerDelay;
 
 namespace WebhookDispatcher.Messaging;
@@ -56,6 +57,9 @@ public static class MessagingExtensions
             x.DisableUsageTelemetry();
             if (dispatcher.Workers)
                 AddConsumers(x);
+            // Once per endpoint: a message of a type no consumer takes is a publisher's mistake and
+            // goes to _error with the reason, not to MassTransit's silent _skipped queue.
+            x.AddConfigureEndpointsCallback((_, endpoint) => endpoint.ConfigureDeadLetter(d => d.UseFilter(new UnknownMessageTypeFilter())));
             x.UsingRabbitMq((context, cfg) =>
             {
                 var userInfo = brokerUri.UserInfo.Split(':', 2);
@@ -65,6 +69,8 @@ public static class MessagingExtensions
                     if (userInfo[0].Length > 0) h.Username(Uri.UnescapeDataString(userInfo[0]));
                     if (userInfo.Length > 1) h.Password(Uri.UnescapeDataString(userInfo[1]));
                 });
+                // Incoming events: an offset is honoured, no offset means UTC (not the host's zone).
+                cfg.ConfigureJsonSerializerOptions(IncomingEventJson.Configure);
                 cfg.ConfigureEndpoints(context);
             });
         });

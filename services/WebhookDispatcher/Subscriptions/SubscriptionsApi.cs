@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -199,13 +200,8 @@ public static class SubscriptionsApi
         if (s is null) return NotFound(id);
         var now = time.GetUtcNow();
         var eventId = Guid.NewGuid();
-        var payload = JsonSerializer.Serialize(new
-        {
-            id = eventId,
-            event_type = "webhook.test",
-            created_at = now.UtcDateTime,
-            data = new { message = "Test webhook from Notely", subscription_id = s.Id },
-        }, WebhookPayload.JsonOptions);
+        var payload = WebhookPayload.Build(eventId, "webhook.test", now,
+            new JsonObject { ["message"] = "Test webhook from Notely", ["subscription_id"] = s.Id });
         var request = SignedWebhook.Create(s.Url, payload, "webhook.test", Guid.NewGuid(), eventId,
             SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now);
         var response = await sender.SendAsync(request, cancellationToken);
