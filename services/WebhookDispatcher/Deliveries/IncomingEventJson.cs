@@ -41,8 +41,16 @@ public static class IncomingEventJson
         foreach (var property in typeInfo.Properties)
         {
             if (property.AttributeProvider is not PropertyInfo info || info.PropertyType.IsValueType) continue;
-            if (nullability.Create(info).WriteState == NullabilityState.NotNull)
-                property.IsSetNullable = false;
+            if (nullability.Create(info).WriteState != NullabilityState.NotNull || property.Set is not { } set) continue;
+            // IsSetNullable alone is only enforced under RespectNullableAnnotations, which would
+            // apply to MassTransit's own messages too; a guarded setter says exactly what is wrong.
+            var name = property.Name;
+            var contract = typeInfo.Type.Name;
+            property.Set = (target, value) =>
+            {
+                if (value is null) throw new JsonException($"'{name}' of {contract} must not be null.");
+                set(target, value);
+            };
         }
     }
 }
