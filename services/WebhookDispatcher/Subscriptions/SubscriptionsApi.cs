@@ -66,6 +66,7 @@ public static class SubscriptionsApi
         var group = app.MapGroup("/api/webhooks").RequireAuthorization().WithTags("Webhooks")
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         group.MapGet("/event-types", ListEventTypes);
+        group.MapGet("/event-types/{name}", GetEventType);
         group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
         group.MapGet("", List);
@@ -81,8 +82,13 @@ public static class SubscriptionsApi
         return app;
     }
 
-    private static Ok<EventTypesResponse> ListEventTypes() =>
-        TypedResults.Ok(new EventTypesResponse(EventCatalog.All.Select(t => new EventTypeResponse(t.Name, t.Category, t.Description)).ToList()));
+    private static Ok<EventTypesResponse> ListEventTypes() => TypedResults.Ok(new EventTypesResponse(EventTypeResponse.Catalog));
+
+    private static Results<Ok<EventTypeResponse>, ProblemHttpResult> GetEventType(string name) =>
+        EventTypeResponse.Find(name) is { } eventType
+            ? TypedResults.Ok(eventType)
+            : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Event type not found",
+                detail: $"No event type {name}; GET /api/webhooks/event-types lists them.");
 
     private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Create(
         HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
