@@ -46,6 +46,11 @@ public static class RabbitManagement
     public static async Task DeleteVirtualHostAsync(string name) =>
         await Http.Value.DeleteAsync($"api/vhosts/{Uri.EscapeDataString(name)}");
 
+    /// <summary>Declares a durable fanout exchange, as MassTransit declares the event exchanges.</summary>
+    public static async Task DeclareExchangeAsync(string virtualHost, string exchange) =>
+        (await Http.Value.PutAsJsonAsync($"api/exchanges/{Uri.EscapeDataString(virtualHost)}/{Uri.EscapeDataString(exchange)}",
+            new { type = "fanout", durable = true })).EnsureSuccessStatusCode();
+
     /// <summary>Publishes <paramref name="body"/> as is; true when the broker routed it to a queue.</summary>
     public static async Task<bool> PublishAsync(string exchange, string body, string contentType = "application/vnd.masstransit+json",
         string? messageId = null, string? virtualHost = null)
