@@ -56,7 +56,7 @@ public static class SubscriptionsApi
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.Services.AddProblemDetails();
-        builder.Services.AddOpenApi(o => o.AddDocumentTransformer<BearerSecurityTransformer>());
+        builder.Services.AddOpenApi(OpenApiDocumentation.Configure);
         return builder;
     }
 
@@ -65,22 +65,37 @@ public static class SubscriptionsApi
     {
         var group = app.MapGroup("/api/webhooks").RequireAuthorization().WithTags("Webhooks")
             .ProducesProblem(StatusCodes.Status401Unauthorized);
-        group.MapGet("/event-types", ListEventTypes);
-        group.MapGet("/event-types/{name}", GetEventType);
-        group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
-        group.MapGet("", List);
+        group.MapGet("/event-types", ListEventTypes).WithName("ListEventTypes")
+            .WithSummary("List the event types, each with its payload's JSON Schema and an example payload");
+        group.MapGet("/event-types/{name}", GetEventType).WithName("GetEventType")
+            .WithSummary("One event type with its payload's JSON Schema and an example payload")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        WithJsonBody(group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
+            .WithSummary("Create a subscription; the answer carries its secret, this once");
+        group.MapGet("", List).WithName("ListWebhooks")
+            .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
         var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
-        one.MapGet("", Get);
-        one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType).WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
-        one.MapDelete("", Delete);
-        one.MapPost("/test", Test);
-        one.MapGet("/deliveries", ListDeliveries);
-        one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict);
-        one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict);
+        one.MapGet("", Get).WithName("GetWebhook").WithSummary("One subscription with its delivery statistics");
+        WithJsonBody(one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")).WithName("UpdateWebhook")
+            .WithSummary("Change some fields of a subscription");
+        one.MapDelete("", Delete).WithName("DeleteWebhook")
+            .WithSummary("Delete a subscription; its waiting deliveries are cancelled");
+        one.MapPost("/test", Test).WithName("TestWebhook")
+            .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)");
+        one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
+            .WithSummary("The subscription's deliveries, newest first, by cursor or offset");
+        one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
+            .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
+        one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict).WithName("RetryDelivery")
+            .WithSummary("Give a failed or cancelled delivery a new round of attempts");
         return app;
     }
+
+    /// <summary>A JSON body: 415 for another media type, 413 above <see cref="ApiInput.MaxBodyBytes"/>.</summary>
+    private static RouteHandlerBuilder WithJsonBody(RouteHandlerBuilder route) => route
+        .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+        .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+        .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxBodyBytes));
 
     private static Ok<EventTypesResponse> ListEventTypes() => TypedResults.Ok(new EventTypesResponse(EventTypeResponse.Catalog));
 
