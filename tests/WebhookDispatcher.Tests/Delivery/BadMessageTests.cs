@@ -36,6 +36,12 @@ public sealed class BadMessageTests
             message["subject"] = null;
             return RawEvents.Envelope(EmailReceived, message, id);
         }, "'subject' of EmailReceived must not be null");
+        yield return Case("a value of the wrong JSON type", (user, id) =>
+        {
+            var message = Message(user);
+            message["to"] = "bob@example.com";
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "Path: $.to");
         yield return Case("a timestamp that is not ISO 8601", (user, id) =>
         {
             var message = Message(user);
