@@ -11,8 +11,29 @@ cd "$(dirname "$0")/.."
 
 # The number of tests this repository holds, less a little room; raise it as tests are added.
 # A filter (`deploy/test.sh --filter …`) runs a subset on purpose, so it disables the floor.
-MIN_TESTS=${WEBHOOKS_MIN_TESTS:-265}
+MIN_TESTS=${WEBHOOKS_MIN_TESTS:-345}
 for arg in "$@"; do case "$arg" in --filter|--filter=*) MIN_TESTS=1 ;; esac; done
+
+# What the tests run besides .NET: the Python and Node examples under docs/examples (pika from
+# Debian, amqplib from npm) and the OpenAPI linter (tests/tools). Installed when missing, from the
+# committed package-lock.json files.
+# Debian's interpreter, where python3-pika installs (a pyenv python3 earlier on PATH would not see it).
+export WEBHOOKS_PYTHON=/usr/bin/python3
+missing=()
+[ -x "$WEBHOOKS_PYTHON" ] || missing+=(python3)
+"$WEBHOOKS_PYTHON" -c 'import pika' 2>/dev/null || missing+=(python3-pika)
+command -v node >/dev/null || missing+=(nodejs npm)
+[ -f /usr/share/zoneinfo/America/New_York ] || missing+=(tzdata)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[test] installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+for dir in docs/examples/node tests/tools; do
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done
 
 # Not `eval "$(deploy/infra.sh start)"`: the exit status of a command substitution inside eval's
 # argument is lost, so a server that failed to start would go unnoticed.

@@ -91,6 +91,8 @@ public static class DeliveryExtensions
         public void ConfigureEndpoints(IBusRegistrationContext context, IRabbitMqBusFactoryConfigurator bus)
         {
             var o = context.GetRequiredService<IOptions<DeliveryOptions>>().Value;
+            // Incoming events: an offset is honoured, no offset means UTC (not the host's zone).
+            bus.ConfigureJsonSerializerOptions(IncomingEventJson.Configure);
             // Consumers only wait for a batched insert (fan-out) or hand over in memory (delivery),
             // so a message in progress costs no thread: let as many run as the broker sends ahead.
             bus.ReceiveEndpoint(FanOutQueue, e =>

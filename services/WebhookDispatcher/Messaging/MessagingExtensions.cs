@@ -84,14 +84,17 @@ public static class MessagingExtensions
 
     /// <summary>
     /// Settings every dispatcher endpoint shares: a quorum queue (replicated, at-least-once
-    /// dead-lettering) and broker-held redelivery of messages whose consumer failed for a reason
-    /// of our own — <paramref name="transientRedeliveries"/> times (2, 4 … s, then hourly), then the
-    /// endpoint's <c>_error</c> queue.
+    /// dead-lettering); a message of a type no consumer takes (a publisher's mistake) parked in
+    /// <c>_error</c> with the reason, not in MassTransit's silent <c>_skipped</c> queue; and
+    /// broker-held redelivery of messages whose consumer failed for a reason of our own —
+    /// <paramref name="transientRedeliveries"/> times (2, 4 … s, then hourly), then the endpoint's
+    /// <c>_error</c> queue.
     /// </summary>
     public static void UseDispatcherDefaults(this IRabbitMqReceiveEndpointConfigurator endpoint, IRegistrationContext context,
         int transientRedeliveries)
     {
         endpoint.SetQuorumQueue();
+        endpoint.ConfigureDeadLetter(d => d.UseFilter(new UnknownMessageTypeFilter()));
         endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(),
             r => r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries)));
     }

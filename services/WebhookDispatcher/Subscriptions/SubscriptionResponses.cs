@@ -1,9 +1,28 @@
+using System.Collections.Frozen;
+using System.Text.Json.Nodes;
+using Notely.Events;
 using WebhookDispatcher.Deliveries;
 
 namespace WebhookDispatcher.Subscriptions;
 
 /// <summary>One entry of <c>GET /api/webhooks/event-types</c>.</summary>
-public sealed record EventTypeResponse(string Name, string Category, string Description);
+/// <param name="Name">The wire name, e.g. <c>email.received</c>.</param>
+/// <param name="Category">The part of the name before the dot.</param>
+/// <param name="Description">When the event is sent.</param>
+/// <param name="Schema">JSON Schema (draft 2020-12) of the webhook payload of this type, generated from the contract.</param>
+/// <param name="Example">An example payload of this type, generated from the contract; it validates against <paramref name="Schema"/>.</param>
+public sealed record EventTypeResponse(string Name, string Category, string Description, JsonObject Schema, JsonObject Example)
+{
+    private static readonly FrozenDictionary<string, EventTypeResponse> All = EventCatalog.All
+        .ToFrozenDictionary(t => t.Name, t => new EventTypeResponse(t.Name, t.Category, t.Description,
+            EventSchemas.PayloadSchema(t), EventSchemas.ExamplePayload(t).AsObject()), StringComparer.Ordinal);
+
+    /// <summary>The catalog, in catalog order, each entry built once.</summary>
+    public static IReadOnlyList<EventTypeResponse> Catalog { get; } = [.. EventCatalog.All.Select(t => All[t.Name])];
+
+    /// <summary>The entry of <paramref name="name"/>, or null for an unknown name.</summary>
+    public static EventTypeResponse? Find(string name) => All.GetValueOrDefault(name);
+}
 
 /// <summary>The event-type catalog.</summary>
 public sealed record EventTypesResponse(IReadOnlyList<EventTypeResponse> EventTypes);
@@ -53,12 +72,14 @@ public sealed record CreatedSubscriptionResponse(
     DateTimeOffset UpdatedAt,
     string Secret);
 
-/// <summary>A page of a list.</summary>
+/// <summary>A page of a list, newest first.</summary>
 /// <param name="Data">The items.</param>
-/// <param name="Total">Items matching the filters, over all pages.</param>
+/// <param name="Total">Items matching the filters now, over all pages.</param>
 /// <param name="Limit">Page size used.</param>
-/// <param name="Offset">Items skipped.</param>
-public sealed record PageResponse<T>(IReadOnlyList<T> Data, int Total, int Limit, int Offset);
+/// <param name="Offset">Items skipped when paging by offset; null when paging by cursor.</param>
+/// <param name="HasMore">Whether items follow this page.</param>
+/// <param name="NextCursor">Pass as <c>cursor</c> to get the items after this page; null when <paramref name="HasMore"/> is false.</param>
+public sealed record PageResponse<T>(IReadOnlyList<T> Data, int Total, int Limit, int? Offset, bool HasMore, string? NextCursor);
 
 /// <summary>One HTTP attempt of a delivery.</summary>
 public sealed record AttemptResponse(

@@ -1,6 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -55,7 +56,7 @@ public static class SubscriptionsApi
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.Services.AddProblemDetails();
-        builder.Services.AddOpenApi(o => o.AddDocumentTransformer<BearerSecurityTransformer>());
+        builder.Services.AddOpenApi(OpenApiDocumentation.Configure);
         return builder;
     }
 
@@ -64,26 +65,45 @@ public static class SubscriptionsApi
     {
         var group = app.MapGroup("/api/webhooks").RequireAuthorization().WithTags("Webhooks")
             .ProducesProblem(StatusCodes.Status401Unauthorized);
-        group.MapGet("/event-types", ListEventTypes);
-        group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
-        group.MapGet("", List);
+        group.MapGet("/event-types", ListEventTypes).WithName("ListEventTypes")
+            .WithSummary("List the event types, each with its payload's JSON Schema and an example payload");
+        group.MapGet("/event-types/{name}", GetEventType).WithName("GetEventType")
+            .WithSummary("One event type with its payload's JSON Schema and an example payload")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        WithJsonBody(group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
+            .WithSummary("Create a subscription; the answer carries its secret, this once");
+        group.MapGet("", List).WithName("ListWebhooks")
+            .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
         var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
-        one.MapGet("", Get);
-        one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
-        one.MapDelete("", Delete);
-        one.MapPost("/test", Test);
-        one.MapGet("/deliveries", ListDeliveries);
-        one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict);
-        one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict);
+        one.MapGet("", Get).WithName("GetWebhook").WithSummary("One subscription with its delivery statistics");
+        WithJsonBody(one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")).WithName("UpdateWebhook")
+            .WithSummary("Change some fields of a subscription");
+        one.MapDelete("", Delete).WithName("DeleteWebhook")
+            .WithSummary("Delete a subscription; its waiting deliveries are cancelled");
+        one.MapPost("/test", Test).WithName("TestWebhook")
+            .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)");
+        one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
+            .WithSummary("The subscription's deliveries, newest first, by cursor or offset");
+        one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
+            .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
+        one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict).WithName("RetryDelivery")
+            .WithSummary("Give a failed or cancelled delivery a new round of attempts");
         return app;
     }
 
-    private static Ok<EventTypesResponse> ListEventTypes() =>
-        TypedResults.Ok(new EventTypesResponse(EventCatalog.All.Select(t => new EventTypeResponse(t.Name, t.Category, t.Description)).ToList()));
+    /// <summary>A JSON body: 415 for another media type, 413 above <see cref="ApiInput.MaxBodyBytes"/>.</summary>
+    private static RouteHandlerBuilder WithJsonBody(RouteHandlerBuilder route) => route
+        .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+        .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+        .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
+
+    private static Ok<EventTypesResponse> ListEventTypes() => TypedResults.Ok(new EventTypesResponse(EventTypeResponse.Catalog));
+
+    private static Results<Ok<EventTypeResponse>, ProblemHttpResult> GetEventType(string name) =>
+        EventTypeResponse.Find(name) is { } eventType
+            ? TypedResults.Ok(eventType)
+            : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Event type not found",
+                detail: $"No event type {name}; GET /api/webhooks/event-types lists them.");
 
     private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Create(
         HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
@@ -121,20 +141,25 @@ public static class SubscriptionsApi
     private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
         ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
         [FromQuery(Name = "is_active")] string? isActiveText = null, [FromQuery(Name = "event_type")] string? eventTypeText = null,
-        [FromQuery(Name = "limit")] string? limitText = null, [FromQuery(Name = "offset")] string? offsetText = null)
+        [FromQuery(Name = "limit")] string? limitText = null, [FromQuery(Name = "offset")] string? offsetText = null,
+        [FromQuery(Name = "cursor")] string? cursorText = null)
     {
         var q = new ApiInput.Query();
         var isActive = q.Boolean("is_active", isActiveText);
         var eventType = q.OneOf("event_type", eventTypeText, EventCatalog.All.Select(t => t.Name), "Must be a known event type.");
-        var (limit, offset) = Paging(q, limitText, offsetText);
+        var (limit, offset, cursor) = Paging(q, limitText, offsetText, cursorText, PageCursor.Lists.Subscriptions, Guid.Empty);
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
 
         var query = Owned(db, user);
         if (isActive is { } active) query = query.Where(s => s.IsActive == active);
         if (eventType is not null) query = query.Where(s => s.EventTypes.Contains(eventType));
         var total = await query.CountAsync(cancellationToken);
-        var page = await query.OrderByDescending(s => s.CreatedAt).ThenBy(s => s.Id).Skip(offset).Take(limit).ToListAsync(cancellationToken);
-        return TypedResults.Ok(new PageResponse<SubscriptionResponse>(page.Select(SubscriptionResponse.From).ToList(), total, limit, offset));
+        if (cursor is not null)
+            query = query.Where(s => EF.Functions.LessThan(ValueTuple.Create(s.CreatedAt, s.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
+        // One row more than asked tells whether another page follows.
+        var rows = await query.OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Skip(offset).Take(limit + 1).ToListAsync(cancellationToken);
+        return TypedResults.Ok(Page(rows, limit, cursor is null ? offset : null, SubscriptionResponse.From,
+            s => new PageCursor(PageCursor.Lists.Subscriptions, Guid.Empty, s.CreatedAt, s.Id), total));
     }
 
     private static async Task<Results<Ok<SubscriptionResponse>, ProblemHttpResult>> Get(
@@ -203,13 +228,8 @@ public static class SubscriptionsApi
         if (s is null) return NotFound(id);
         var now = time.GetUtcNow();
         var eventId = Guid.NewGuid();
-        var payload = JsonSerializer.Serialize(new
-        {
-            id = eventId,
-            event_type = "webhook.test",
-            created_at = now.UtcDateTime,
-            data = new { message = "Test webhook from Notely", subscription_id = s.Id },
-        }, WebhookPayload.JsonOptions);
+        var payload = WebhookPayload.Build(eventId, "webhook.test", now,
+            new JsonObject { ["message"] = "Test webhook from Notely", ["subscription_id"] = s.Id });
         var request = SignedWebhook.Create(s.Url, payload, "webhook.test", Guid.NewGuid(), eventId,
             SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now);
         var response = await sender.SendAsync(request, cancellationToken);
@@ -220,22 +240,26 @@ public static class SubscriptionsApi
     private static async Task<Results<Ok<PageResponse<DeliveryResponse>>, ValidationProblem, ProblemHttpResult>> ListDeliveries(
         Guid id, ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
         [FromQuery(Name = "status")] string? statusText = null, [FromQuery(Name = "limit")] string? limitText = null,
-        [FromQuery(Name = "offset")] string? offsetText = null, [FromQuery(Name = "include_attempts")] string? includeAttemptsText = null)
+        [FromQuery(Name = "offset")] string? offsetText = null, [FromQuery(Name = "include_attempts")] string? includeAttemptsText = null,
+        [FromQuery(Name = "cursor")] string? cursorText = null)
     {
         var q = new ApiInput.Query();
         var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
         var includeAttempts = q.Boolean("include_attempts", includeAttemptsText) ?? false;
-        var (limit, offset) = Paging(q, limitText, offsetText);
+        var (limit, offset, cursor) = Paging(q, limitText, offsetText, cursorText, PageCursor.Lists.Deliveries, id);
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
         if (!await Owned(db, user).AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
 
         var query = db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == id);
         if (status is not null) query = query.Where(d => d.Status == status);
         var total = await query.CountAsync(cancellationToken);
-        query = query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(offset).Take(limit);
+        if (cursor is not null)
+            query = query.Where(d => EF.Functions.LessThan(ValueTuple.Create(d.CreatedAt, d.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
+        query = query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(offset).Take(limit + 1);
         if (includeAttempts) query = query.Include(d => d.Attempts);
-        var page = await query.ToListAsync(cancellationToken);
-        return TypedResults.Ok(new PageResponse<DeliveryResponse>(page.Select(d => DeliveryResponse.From(d, includeAttempts)).ToList(), total, limit, offset));
+        var rows = await query.ToListAsync(cancellationToken);
+        return TypedResults.Ok(Page(rows, limit, cursor is null ? offset : null, d => DeliveryResponse.From(d, includeAttempts),
+            d => new PageCursor(PageCursor.Lists.Deliveries, id, d.CreatedAt, d.Id), total));
     }
 
     private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(
@@ -290,6 +314,25 @@ public static class SubscriptionsApi
     private static ProblemHttpResult NotFound(Guid id) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
 
-    private static (int Limit, int Offset) Paging(ApiInput.Query query, string? limit, string? offset) =>
-        (query.Integer("limit", limit, DefaultLimit, 1, MaxLimit), query.Integer("offset", offset, 0, 0, int.MaxValue));
+    /// <summary>limit, and either offset or a cursor (both at once is an error: they name different positions).</summary>
+    private static (int Limit, int Offset, PageCursor? Cursor) Paging(ApiInput.Query query, string? limit, string? offset, string? cursorText,
+        PageCursor.Lists list, Guid scope)
+    {
+        var size = query.Integer("limit", limit, DefaultLimit, 1, MaxLimit);
+        var skip = query.Integer("offset", offset, 0, 0, int.MaxValue);
+        if (cursorText is null) return (size, skip, null);
+        if (offset is not null) query.Errors["cursor"] = ["Page by cursor or by offset, not both."];
+        var cursor = PageCursor.Decode(cursorText, list, scope);
+        if (cursor is null) query.Errors["cursor"] = ["Not a cursor this list issued; pass next_cursor from the previous page unchanged."];
+        return (size, 0, cursor);
+    }
+
+    private static PageResponse<TResponse> Page<TRow, TResponse>(List<TRow> rows, int limit, int? offset, Func<TRow, TResponse> map,
+        Func<TRow, PageCursor> cursorAfter, int total)
+    {
+        var hasMore = rows.Count > limit;
+        var page = hasMore ? rows[..limit] : rows;
+        return new PageResponse<TResponse>(page.Select(map).ToList(), total, limit, offset, hasMore,
+            hasMore ? cursorAfter(page[^1]).Encode() : null);
+    }
 }

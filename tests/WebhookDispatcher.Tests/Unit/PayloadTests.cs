@@ -19,7 +19,7 @@ public sealed class PayloadTests
             Assert.That(root.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "id", "event_type", "created_at", "data" }));
             Assert.That(root.GetProperty("id").GetGuid(), Is.EqualTo(evt.EventId));
             Assert.That(root.GetProperty("event_type").GetString(), Is.EqualTo("email.received"));
-            Assert.That(root.GetProperty("created_at").GetString(), Is.EqualTo("2026-11-30T09:15:00Z"));
+            Assert.That(root.GetProperty("created_at").GetString(), Is.EqualTo("2026-11-30T09:15:00.000Z"));
             var data = root.GetProperty("data");
             Assert.That(data.GetProperty("email_id").GetString(), Is.EqualTo(evt.EmailId));
             Assert.That(data.GetProperty("subject").GetString(), Is.EqualTo(evt.Subject));

@@ -1,0 +1,102 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>
+/// The one timestamp format of webhook payloads, and the rule for reading timestamps in incoming
+/// events. Written: RFC 3339 in UTC with exactly three fraction digits and a <c>Z</c>, e.g.
+/// <c>2026-11-30T10:00:00.000Z</c> (truncated to the millisecond, the precision JavaScript's
+/// <c>Date</c> keeps). Read: ISO 8601 extended format; an explicit offset (<c>Z</c>, <c>+02:00</c>)
+/// is honoured, and a timestamp without one is read as UTC — never in the host's time zone, which
+/// System.Text.Json would otherwise use. See docs/decisions/0002-one-timestamp-format.md.
+/// </summary>
+public static class UtcTimestamp
+{
+    /// <summary>The .NET format string of payload timestamps (invariant culture).</summary>
+    public const string Format = "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'fff'Z'";
+
+    /// <summary>The regular expression every payload timestamp matches (also the JSON Schema <c>pattern</c>).</summary>
+    public const string Pattern = @"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$";
+
+    /// <summary><paramref name="value"/> as a payload timestamp: UTC, milliseconds, <c>Z</c>.</summary>
+    public static string ToPayloadString(DateTimeOffset value) =>
+        new DateTimeOffset(value.UtcTicks - value.UtcTicks % TimeSpan.TicksPerMillisecond, TimeSpan.Zero)
+            .ToString(Format, CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Parses an incoming timestamp: ISO 8601 extended format as System.Text.Json accepts it
+    /// (<c>2026-11-30</c>, <c>2026-11-30T10:00:00</c>, up to 7 fraction digits, optional
+    /// <c>Z</c> or <c>±hh:mm</c>). With no offset the value is UTC, whatever the host's zone.
+    /// </summary>
+    /// <returns>False when <paramref name="text"/> is not such a timestamp.</returns>
+    public static bool TryParse(string text, out DateTimeOffset value)
+    {
+        value = default;
+        // Let System.Text.Json decide what ISO 8601 is (its reader is strict and allocation-free),
+        // then take the zone-less reading apart from the zoned one.
+        var json = JsonSerializer.Serialize(text);
+        var reader = new Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(json));
+        reader.Read();
+        return TryRead(ref reader, text, out value);
+    }
+
+    internal static bool TryRead(ref Utf8JsonReader reader, string text, out DateTimeOffset value)
+    {
+        value = default;
+        if (HasOffset(text))
+            return reader.TryGetDateTimeOffset(out value);
+        if (!reader.TryGetDateTime(out var unspecified)) return false;
+        value = new DateTimeOffset(DateTime.SpecifyKind(unspecified, DateTimeKind.Unspecified), TimeSpan.Zero);
+        return true;
+    }
+
+    /// <summary>Whether the time part (after <c>T</c>) ends in <c>Z</c> or a <c>±hh:mm</c> offset.</summary>
+    private static bool HasOffset(string text)
+    {
+        var t = text.IndexOf('T');
+        return t >= 0 && text.AsSpan(t + 1).IndexOfAny("Zz+-") >= 0;
+    }
+}
+
+/// <summary>
+/// Reads <see cref="DateTimeOffset"/> values of incoming events by the rule of
+/// <see cref="UtcTimestamp.TryParse"/> (no offset means UTC) and writes them in ISO 8601 round-trip
+/// form with their offset, so a .NET publisher loses nothing.
+/// </summary>
+public sealed class IncomingTimestampConverter : JsonConverter<DateTimeOffset>
+{
+    /// <inheritdoc />
+    /// <exception cref="JsonException">The value is not a string, or not an ISO 8601 timestamp.</exception>
+    public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String)
+            throw new JsonException($"A timestamp must be a JSON string such as \"2026-11-30T10:00:00Z\", not {reader.TokenType}.");
+        var text = reader.GetString()!;
+        return UtcTimestamp.TryRead(ref reader, text, out var value)
+            ? value
+            : throw new JsonException($"\"{Truncate(text)}\" is not an ISO 8601 timestamp; send e.g. \"2026-11-30T10:00:00Z\" or \"2026-11-30T12:00:00+02:00\".");
+    }
+
+    /// <inheritdoc />
+    public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) =>
+        writer.WriteStringValue(value.ToString("O", CultureInfo.InvariantCulture));
+
+    private static string Truncate(string text) => text.Length <= 64 ? text : text[..64] + "…";
+}
+
+/// <summary>Writes <see cref="DateTimeOffset"/> values of payloads in the one payload format (<see cref="UtcTimestamp.Format"/>).</summary>
+public sealed class PayloadTimestampConverter : JsonConverter<DateTimeOffset>
+{
+    /// <inheritdoc />
+    /// <exception cref="JsonException">The value is not a timestamp string.</exception>
+    public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        reader.TokenType == JsonTokenType.String && UtcTimestamp.TryRead(ref reader, reader.GetString()!, out var value)
+            ? value
+            : throw new JsonException("Not a timestamp.");
+
+    /// <inheritdoc />
+    public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) =>
+        writer.WriteStringValue(UtcTimestamp.ToPayloadString(value));
+}

@@ -1,0 +1,161 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.OpenApi;
+using Notely.Events;
+using WebhookDispatcher.Deliveries;
+
+namespace WebhookDispatcher.Subscriptions;
+
+/// <summary>
+/// Completes the generated OpenAPI document with what the handlers enforce but the types cannot
+/// say: ranges, enums, formats and lengths of every field and query parameter, which fields a
+/// request requires, and that unknown fields are refused. The numbers come from the same constants
+/// the validation uses, so document and behaviour cannot drift apart.
+/// </summary>
+internal static class OpenApiDocumentation
+{
+    private static readonly string[] EventTypeNames = [.. EventCatalog.All.Select(t => t.Name)];
+    private static readonly string[] Outcomes =
+    [
+        AttemptOutcome.Success, AttemptOutcome.HttpStatus, AttemptOutcome.Redirect, AttemptOutcome.Timeout,
+        AttemptOutcome.ConnectionRefused, AttemptOutcome.DnsFailure, AttemptOutcome.TlsError, AttemptOutcome.ConnectionError,
+        AttemptOutcome.BlockedAddress,
+    ];
+
+    /// <summary>Constraints of a property, by its JSON name; applied wherever the name appears in the API's own schemas.</summary>
+    private static readonly Dictionary<string, Action<OpenApiSchema>> Properties = new()
+    {
+        ["url"] = s => { s.Format = "uri"; s.MinLength = 1; s.MaxLength = WebhookSubscription.MaxUrlLength; },
+        ["description"] = s => s.MaxLength = SubscriptionRequest.MaxDescriptionLength,
+        ["retry_count"] = s => Range(s, 0, WebhookSubscription.MaxRetryCount, WebhookSubscription.DefaultRetryCount),
+        ["timeout_seconds"] = s => Range(s, WebhookSubscription.MinTimeoutSeconds, WebhookSubscription.MaxTimeoutSeconds, WebhookSubscription.DefaultTimeoutSeconds),
+        ["rate_limit_per_second"] = s =>
+        {
+            Range(s, 1, WebhookSubscription.MaxRateLimitPerSecond);
+            s.Description = "At most this many attempts start in any one second, all replicas together; null (the default) for no limit. Deliveries over the limit wait without spending an attempt.";
+        },
+        ["event_type"] = s => Enum(s, EventTypeNames),
+        ["event_types"] = s =>
+        {
+            // A subscription's event types (not the catalog's list of EventTypeResponse objects).
+            if (s.Items is not OpenApiSchema { Type: { } type } items || !type.HasFlag(JsonSchemaType.String)) return;
+            s.MinItems = 1;
+            s.UniqueItems = true;
+            Enum(items, EventTypeNames);
+        },
+        ["status"] = s => Enum(s, DeliveryStatus.All),
+        ["outcome"] = s => Enum(s, Outcomes),
+        ["attempt_count"] = s => Range(s, 0, WebhookSubscription.MaxRetryCount + 1),
+        ["max_attempts"] = s => Range(s, 1, WebhookSubscription.MaxRetryCount + 1),
+        ["attempt_number"] = s => Range(s, 1, WebhookSubscription.MaxRetryCount + 1),
+        ["duration_ms"] = s => Range(s, 0, null),
+        ["response_time_ms"] = s => Range(s, 0, null),
+        ["status_code"] = s => Range(s, 100, 599),
+        ["response_status_code"] = s => Range(s, 100, 599),
+        ["response_body"] = s => s.MaxLength = WebhookDelivery.MaxStoredResponseChars,
+        ["total_deliveries"] = s => Range(s, 0, null),
+        ["successful_deliveries"] = s => Range(s, 0, null),
+        ["failed_deliveries"] = s => Range(s, 0, null),
+        ["success_rate"] = s => Range(s, 0, 1),
+        ["total"] = s => Range(s, 0, null),
+        ["limit"] = s => Range(s, 1, SubscriptionsApi.MaxLimit),
+        ["offset"] = s => Range(s, 0, int.MaxValue),
+        ["next_cursor"] = s => { s.MaxLength = 64; s.Pattern = "^[A-Za-z0-9_-]+$"; },
+        ["secret"] = s => { s.Pattern = "^whsec_[A-Za-z0-9+/]{43}=$"; s.Description = "Signing secret in the Standard Webhooks form (whsec_ and 32 random bytes in base64), shown only in this answer."; },
+        ["name"] = s => Enum(s, EventTypeNames),
+        ["category"] = s => Enum(s, [.. EventCatalog.All.Select(t => t.Category).Distinct()]),
+        ["user_id"] = s => s.MaxLength = 256,
+    };
+
+    /// <summary>The query and path parameters of the API, by name.</summary>
+    private static readonly Dictionary<string, (string Description, Func<OpenApiSchema> Schema)> Parameters = new()
+    {
+        ["is_active"] = ("Only active (true) or inactive (false) subscriptions.", () => new OpenApiSchema { Type = JsonSchemaType.Boolean }),
+        ["include_attempts"] = ("Include each delivery's attempts, oldest first.",
+            () => new OpenApiSchema { Type = JsonSchemaType.Boolean, Default = JsonValue.Create(false) }),
+        ["event_type"] = ("Only subscriptions to this event type.", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, EventTypeNames)),
+        ["status"] = ("Only deliveries in this status.", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, DeliveryStatus.All)),
+        ["limit"] = ("Page size.", () => Range(new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" }, 1, SubscriptionsApi.MaxLimit, SubscriptionsApi.DefaultLimit)),
+        ["offset"] = ("Rows to skip (newest first). Not with cursor.",
+            () => Range(new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" }, 0, int.MaxValue, 0)),
+        ["cursor"] = ("The next_cursor of the previous page: rows after it, each row that existed when the walk started exactly once. Not with offset.",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 64, Pattern = "^[A-Za-z0-9_-]+$" }),
+        ["id"] = ("The webhook subscription's id.", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
+        ["deliveryId"] = ("The delivery's id.", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
+        ["name"] = ("An event type name.", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, EventTypeNames)),
+    };
+
+    /// <summary>Request bodies: the fields they require (the others are optional), and no unknown ones.</summary>
+    private static readonly Dictionary<Type, string[]> RequestRequired = new()
+    {
+        [typeof(CreateSubscriptionRequest)] = ["url", "event_types"],
+        [typeof(UpdateSubscriptionRequest)] = [],
+    };
+
+    /// <summary>Registers the transformers on the OpenAPI document.</summary>
+    public static void Configure(OpenApiOptions options)
+    {
+        options.AddDocumentTransformer<BearerSecurityTransformer>();
+        options.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Notely webhooks API";
+            document.Info.Description = "Manage webhook subscriptions and read their delivery history. Receiver guide: docs/webhooks.md.";
+            // The document describes the API wherever it is served; a server URL taken from the
+            // request that fetched it would be wrong behind a proxy.
+            document.Servers =
+            [
+                new OpenApiServer
+                {
+                    Url = "{scheme}://{host}",
+                    Description = "Wherever the dispatcher's API role is deployed.",
+                    Variables = new Dictionary<string, OpenApiServerVariable>
+                    {
+                        ["scheme"] = new() { Default = "https", Enum = ["https", "http"] },
+                        ["host"] = new() { Default = "localhost:5080", Description = "Host and port of the API." },
+                    },
+                },
+            ];
+            document.Tags = new HashSet<OpenApiTag> { new() { Name = "Webhooks", Description = "Webhook subscriptions, event types and deliveries." } };
+            return Task.CompletedTask;
+        });
+        options.AddSchemaTransformer((schema, context, _) =>
+        {
+            // Called for a type's schema whether it is met as a component or as a property's type.
+            if (schema is not OpenApiSchema obj || context.JsonTypeInfo.Type.Namespace != typeof(OpenApiDocumentation).Namespace
+                || obj.Properties is null) return Task.CompletedTask;
+            foreach (var (name, property) in obj.Properties)
+                if (property is OpenApiSchema p && Properties.TryGetValue(name, out var apply))
+                    apply(p);
+            if (RequestRequired.TryGetValue(context.JsonTypeInfo.Type, out var required))
+            {
+                obj.Required = new HashSet<string>(required);
+                obj.AdditionalPropertiesAllowed = false;
+            }
+            return Task.CompletedTask;
+        });
+        options.AddOperationTransformer((operation, _, _) =>
+        {
+            foreach (var parameter in operation.Parameters ?? [])
+            {
+                if (parameter is not OpenApiParameter p || p.Name is null || !Parameters.TryGetValue(p.Name, out var known)) continue;
+                p.Description = known.Description;
+                p.Schema = known.Schema();
+            }
+            return Task.CompletedTask;
+        });
+    }
+
+    private static OpenApiSchema Range(OpenApiSchema schema, long minimum, long? maximum, long? fallback = null)
+    {
+        schema.Minimum = minimum.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (maximum is { } max) schema.Maximum = max.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (fallback is { } value) schema.Default = JsonValue.Create(value);
+        return schema;
+    }
+
+    private static OpenApiSchema Enum(OpenApiSchema schema, IEnumerable<string> values)
+    {
+        schema.Enum = [.. values.Select(v => (JsonNode)JsonValue.Create(v))];
+        return schema;
+    }
+}

@@ -1,0 +1,113 @@
+using System.Text.Json.Nodes;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Api;
+
+[Parallelizable(ParallelScope.All)]
+public sealed class OpenApiTests
+{
+    private static async Task<(JsonNode Document, string Text)> DocumentAsync()
+    {
+        using var client = TestTokens.Client(null);
+        var text = await (await client.GetAsync("/openapi/v1.json")).Content.ReadAsStringAsync();
+        return (JsonNode.Parse(text)!, text);
+    }
+
+    [Test]
+    public async Task The_OpenAPI_document_passes_the_Redocly_linter_with_no_problem_at_all()
+    {
+        var (_, text) = await DocumentAsync();
+        var file = Path.Combine(Path.GetTempPath(), $"openapi-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(file, text);
+        if (Environment.GetEnvironmentVariable("OPENAPI_DUMP") is { Length: > 0 } dump) await File.WriteAllTextAsync(dump, text);
+        try
+        {
+            await using var lint = ChildProcess.Start(Repo.Path("tests/tools/node_modules/.bin/redocly"),
+                ["lint", file, "--config", Repo.Path("tests/tools/redocly.yaml"), "--format", "stylish"], Repo.Path("tests/tools"),
+                new Dictionary<string, string> { ["REDOCLY_TELEMETRY"] = "off", ["REDOCLY_SUPPRESS_UPDATE_NOTICE"] = "true" });
+            Assert.That(await lint.WaitForExitAsync(TimeSpan.FromSeconds(120)), Is.True, lint.Output);
+            Assert.That(lint.ExitCode, Is.Zero, lint.Output);
+            Assert.That(lint.Output, Does.Contain("Woohoo!").Or.Contain("0 errors"), lint.Output);
+            Assert.That(lint.Output, Does.Not.Match(@"\b(error|warning)\b.*\(\w[\w-]+\)"), lint.Output);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Test]
+    public async Task Every_route_lists_exactly_the_status_codes_it_can_answer()
+    {
+        var (doc, _) = await DocumentAsync();
+        var expected = new Dictionary<(string Method, string Path), string[]>
+        {
+            [("get", "/api/webhooks/event-types")] = ["200", "401"],
+            [("get", "/api/webhooks/event-types/{name}")] = ["200", "401", "404"],
+            [("post", "/api/webhooks")] = ["201", "400", "401", "413", "415"],
+            [("get", "/api/webhooks")] = ["200", "400", "401"],
+            [("get", "/api/webhooks/{id}")] = ["200", "401", "404"],
+            [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "404", "413", "415"],
+            [("delete", "/api/webhooks/{id}")] = ["204", "401", "404"],
+            [("post", "/api/webhooks/{id}/test")] = ["200", "401", "404"],
+            [("get", "/api/webhooks/{id}/deliveries")] = ["200", "400", "401", "404"],
+            [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "404", "409"],
+            [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "404", "409"],
+        };
+        var actual = doc["paths"]!.AsObject()
+            .SelectMany(p => p.Value!.AsObject().Select(o => (Key: (o.Key, p.Key), Codes: o.Value!["responses"]!.AsObject().Select(r => r.Key).Order().ToArray())))
+            .ToDictionary(x => x.Key, x => x.Codes);
+
+        Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
+        Assert.Multiple(() =>
+        {
+            foreach (var (route, codes) in expected)
+                Assert.That(actual.GetValueOrDefault(route), Is.EqualTo(codes), $"{route.Method.ToUpperInvariant()} {route.Path}");
+        });
+    }
+
+    [Test]
+    public async Task Every_field_and_parameter_carries_its_range_enum_or_format()
+    {
+        var (doc, _) = await DocumentAsync();
+        var problems = new List<string>();
+        foreach (var (name, schema) in doc["components"]!["schemas"]!.AsObject())
+        {
+            if (name is "ProblemDetails" or "HttpValidationProblemDetails" || schema!["properties"] is not JsonObject properties) continue;
+            foreach (var (field, property) in properties)
+            {
+                var types = property!["type"] is JsonArray a ? a.Select(t => t!.GetValue<string>()).ToArray() : [property["type"]?.GetValue<string>() ?? "ref"];
+                if (types.Contains("integer") && (property["minimum"] is null || property["format"] is null))
+                    problems.Add($"{name}.{field}: integer without minimum or format");
+                if (types.Contains("number") && property["minimum"] is null) problems.Add($"{name}.{field}: number without minimum");
+                if (types.Contains("string") && property["format"] is null && property["enum"] is null && property["pattern"] is null
+                    && property["maxLength"] is null && field is not ("title" or "error" or "error_message" or "response_excerpt"))
+                    problems.Add($"{name}.{field}: string without format, enum, pattern or maxLength");
+                if (field.EndsWith("_at", StringComparison.Ordinal) && property["format"]?.GetValue<string>() != "date-time")
+                    problems.Add($"{name}.{field}: timestamp without format date-time");
+            }
+        }
+        foreach (var (path, operations) in doc["paths"]!.AsObject())
+        foreach (var (method, operation) in operations!.AsObject())
+        foreach (var parameter in operation!["parameters"]?.AsArray() ?? [])
+        {
+            var schema = parameter!["schema"]!;
+            if (schema["type"]?.GetValue<string>() == "string" && schema["enum"] is null && schema["format"] is null && schema["pattern"] is null)
+                problems.Add($"{method} {path} {parameter["name"]}: free string");
+            if (parameter["description"] is null) problems.Add($"{method} {path} {parameter["name"]}: no description");
+        }
+
+        Assert.That(problems, Is.Empty);
+        var create = doc["components"]!["schemas"]!["CreateSubscriptionRequest"]!;
+        var limit = doc["paths"]!["/api/webhooks"]!["get"]!["parameters"]!.AsArray().Single(p => p!["name"]!.GetValue<string>() == "limit")!["schema"]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(create["required"]!.AsArray().Select(r => r!.GetValue<string>()), Is.EquivalentTo(new[] { "url", "event_types" }));
+            Assert.That(create["additionalProperties"]?.GetValue<bool>(), Is.False);
+            Assert.That(create["properties"]!["retry_count"]!["maximum"]!.GetValue<int>(), Is.EqualTo(10));
+            Assert.That(create["properties"]!["event_types"]!["items"]!["enum"]!.AsArray(), Has.Count.EqualTo(17));
+            Assert.That(limit["maximum"]!.GetValue<int>(), Is.EqualTo(100));
+            Assert.That(limit["type"]!.GetValue<string>(), Is.EqualTo("integer"));
+        });
+    }
+}

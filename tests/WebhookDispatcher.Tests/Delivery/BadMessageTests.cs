@@ -1,0 +1,88 @@
+using System.Text.Json.Nodes;
+using Notely.Events;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Delivery;
+
+/// <summary>
+/// What a publisher's mistake does (docs/publishing.md): the message is parked in the fan-out
+/// endpoint's <c>_error</c> queue with a readable <c>MT-Fault-Message</c>, at once (no redelivery:
+/// it can never succeed), and the next good event is delivered.
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class BadMessageTests
+{
+    private const string ErrorQueue = "webhook-fan-out_error";
+    private static readonly EventTypeInfo EmailReceived = EventCatalog.For<EmailReceived>();
+
+    public static IEnumerable<TestCaseData> BadMessages()
+    {
+        yield return Case("a malformed envelope (JSON cut short)", (user, id) => RawEvents.Envelope(EmailReceived, Message(user), id)[..60],
+            "reached end of data");
+        yield return Case("an unknown message type", (user, id) => RawEvents.Envelope(EmailReceived, Message(user), id)
+            .Replace("Notely.Events:EmailReceived", "Notely.Events:EmailArchived"), "urn:message:Notely.Events:EmailArchived");
+        yield return Case("an envelope without messageType", (user, id) =>
+            new JsonObject { ["messageId"] = id.ToString(), ["message"] = Message(user) }.ToJsonString(), "names no messageType");
+        yield return Case("a missing required field", (user, id) =>
+        {
+            var message = Message(user);
+            message.Remove("date");
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "missing required properties including: 'date'");
+        yield return Case("null in a field that is not nullable", (user, id) =>
+        {
+            var message = Message(user);
+            message["subject"] = null;
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "'subject' of EmailReceived must not be null");
+        yield return Case("a value of the wrong JSON type", (user, id) =>
+        {
+            var message = Message(user);
+            message["to"] = "bob@example.com";
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "Path: $.to");
+        yield return Case("a timestamp that is not ISO 8601", (user, id) =>
+        {
+            var message = Message(user);
+            message["date"] = "30/11/2026 10:00";
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "\"30/11/2026 10:00\" is not an ISO 8601 timestamp");
+    }
+
+    [TestCaseSource(nameof(BadMessages))]
+    public async Task A_bad_message_is_parked_in_error_with_a_readable_reason_and_the_next_good_event_is_delivered(
+        Func<string, Guid, string> bad, string reason)
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"]);
+        var badId = Guid.NewGuid();
+
+        Assert.That(await RabbitManagement.PublishAsync(RawEvents.Exchange(EmailReceived), bad(user, badId), messageId: badId.ToString()), Is.True);
+        var good = Message(user);
+        Assert.That(await RabbitManagement.PublishAsync(RawEvents.Exchange(EmailReceived), RawEvents.Envelope(EmailReceived, good)), Is.True);
+
+        Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30)), Is.True, "the good event after the bad one is delivered");
+        Assert.That(JsonNode.Parse(receiver.Requests[0].Body)!["id"]!.GetValue<Guid>(), Is.EqualTo(good["eventId"]!.GetValue<Guid>()));
+        JsonNode? parked = null;
+        Assert.That(await Dispatcher.EventuallyAsync(async () =>
+        {
+            parked = (await RabbitManagement.PeekAsync(ErrorQueue)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
+            return parked is not null;
+        }, TimeSpan.FromSeconds(30)), Is.True, $"the bad message is in {ErrorQueue}");
+        var headers = parked!["properties"]!["headers"]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(headers["MT-Fault-Message"]?.GetValue<string>(), Does.Contain(reason));
+            Assert.That(headers["MT-Redelivery-Count"], Is.Null, "parked at once, not after hours of redelivery");
+            Assert.That(headers["MT-Reason"]?.GetValue<string>(), Is.EqualTo("fault"));
+            Assert.That(receiver.Requests, Has.Count.EqualTo(1), "nothing was delivered for the bad message");
+        });
+    }
+
+    private static TestCaseData Case(string name, Func<string, Guid, string> bad, string reason) =>
+        new TestCaseData(bad, reason).SetArgDisplayNames(name);
+
+    private static JsonObject Message(string user) => EventSchemas.ExampleMessage(EmailReceived, user, Guid.NewGuid()).AsObject();
+}

@@ -1,0 +1,147 @@
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using MassTransit.Serialization;
+using Notely.Events;
+using WebhookDispatcher.Deliveries;
+
+namespace WebhookDispatcher.Tests.Unit;
+
+/// <summary>
+/// The timestamp rules, independent of the host's time zone by construction (nothing here reads
+/// TimeZoneInfo.Local); <see cref="Delivery.TimeZoneTests"/> proves it end to end under another zone.
+/// </summary>
+public sealed class TimestampTests
+{
+    private static readonly JsonSerializerOptions Incoming = IncomingEventJson.Configure(new JsonSerializerOptions(SystemTextJsonMessageSerializer.Options));
+
+    private static IEnumerable<TestCaseData> AllTypes() => EventCatalog.All.Select(t => new TestCaseData(t).SetArgDisplayNames(t.Name));
+
+    /// <summary>Every DateTimeOffset property of a contract, OccurredAt included.</summary>
+    internal static PropertyInfo[] TimestampProperties(Type contract) =>
+        contract.GetProperties().Where(p => p.PropertyType == typeof(DateTimeOffset) || p.PropertyType == typeof(DateTimeOffset?)).ToArray();
+
+    internal static string Snake(string name) => JsonNamingPolicy.SnakeCaseLower.ConvertName(name);
+
+    internal static string Camel(string name) => JsonNamingPolicy.CamelCase.ConvertName(name);
+
+    [Test]
+    public void A_payload_timestamp_is_UTC_truncated_to_milliseconds_with_Z()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(UtcTimestamp.ToPayloadString(new DateTimeOffset(2026, 11, 30, 12, 0, 0, TimeSpan.FromHours(2)).AddTicks(1_239_999)),
+                Is.EqualTo("2026-11-30T10:00:00.123Z"));
+            Assert.That(UtcTimestamp.ToPayloadString(new DateTimeOffset(2026, 12, 31, 23, 59, 59, 999, TimeSpan.Zero).AddTicks(9_999)),
+                Is.EqualTo("2026-12-31T23:59:59.999Z"), "never rounded into the next second, day or year");
+            Assert.That(UtcTimestamp.ToPayloadString(new DateTimeOffset(2026, 11, 30, 0, 30, 0, TimeSpan.FromHours(5.5))),
+                Is.EqualTo("2026-11-29T19:00:00.000Z"), "a positive offset moves the date back");
+        });
+    }
+
+    [TestCaseSource(nameof(AllTypes))]
+    public void Every_timestamp_field_of_the_payload_is_UTC_in_the_one_format_whatever_the_publishers_offset(EventTypeInfo type)
+    {
+        var evt = EventSchemas.Example(type);
+        var expected = new Dictionary<string, string>();
+        var offset = TimeSpan.FromHours(-5);
+        foreach (var property in TimestampProperties(type.ContractType))
+        {
+            var utc = ((DateTimeOffset)property.GetValue(evt)!).AddTicks(4_567_891); // 456.7891 ms
+            property.SetValue(evt, utc.ToOffset(offset));
+            expected[property.Name] = utc.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z";
+            offset += TimeSpan.FromHours(3.5);
+        }
+
+        var payload = JsonNode.Parse(WebhookPayload.Build(evt))!;
+
+        Assert.That(expected, Is.Not.Empty);
+        Assert.Multiple(() =>
+        {
+            foreach (var (name, value) in expected)
+            {
+                var actual = name == nameof(INotelyEvent.OccurredAt) ? payload["created_at"] : payload["data"]![Snake(name)];
+                Assert.That(actual?.GetValue<string>(), Is.EqualTo(value), name);
+                Assert.That(actual?.GetValue<string>(), Does.Match(UtcTimestamp.Pattern), name);
+            }
+        });
+    }
+
+    [Test]
+    public void The_issue_case_a_zone_less_occurred_at_is_UTC_and_a_plus_two_hours_date_becomes_Z()
+    {
+        var message = EventSchemas.ExampleMessage(EventCatalog.For<EmailReceived>())!.AsObject();
+        message["occurredAt"] = "2026-11-30T10:00:00";
+        message["date"] = "2026-11-30T12:00:00+02:00";
+
+        var evt = message.Deserialize<EmailReceived>(Incoming)!;
+        var payload = JsonNode.Parse(WebhookPayload.Build(evt))!;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(payload["created_at"]!.GetValue<string>(), Is.EqualTo("2026-11-30T10:00:00.000Z"));
+            Assert.That(payload["data"]!["date"]!.GetValue<string>(), Is.EqualTo("2026-11-30T10:00:00.000Z"));
+        });
+    }
+
+    [TestCaseSource(nameof(AllTypes))]
+    public void Every_incoming_timestamp_field_reads_zone_less_as_UTC_and_honours_offsets(EventTypeInfo type)
+    {
+        var message = EventSchemas.ExampleMessage(type)!.AsObject();
+        var expected = new Dictionary<string, string>();
+        var i = 0;
+        foreach (var property in TimestampProperties(type.ContractType))
+        {
+            var local = new DateTime(2026, 3, 29, 1, 30, 0).AddDays(i); // around a European DST change
+            // Alternate: no offset (means UTC), Z, a positive and a negative offset, lower-case z, date only.
+            (message[Camel(property.Name)], expected[property.Name]) = (i % 6) switch
+            {
+                0 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff"), local.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
+                1 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss") + "Z", local.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
+                2 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss") + "+02:00", local.AddHours(-2).ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
+                3 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss.123") + "-07:00", local.AddHours(7).ToString("yyyy-MM-dd'T'HH:mm:ss") + ".123Z"),
+                4 => (local.ToString("yyyy-MM-dd'T'HH:mm") + ":00z", local.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
+                _ => (local.ToString("yyyy-MM-dd"), local.Date.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
+            };
+            i++;
+        }
+
+        var evt = (INotelyEvent)message.Deserialize(type.ContractType, Incoming)!;
+        var payload = JsonNode.Parse(WebhookPayload.Build(evt))!;
+
+        Assert.Multiple(() =>
+        {
+            foreach (var (name, value) in expected)
+            {
+                var actual = name == nameof(INotelyEvent.OccurredAt) ? payload["created_at"] : payload["data"]![Snake(name)];
+                Assert.That(actual?.GetValue<string>(), Is.EqualTo(value), $"{name} sent as {message[Camel(name)]}");
+            }
+        });
+    }
+
+    [TestCase("\"30/11/2026 10:00\"", "is not an ISO 8601 timestamp")]
+    [TestCase("\"2026-11-30T25:00:00Z\"", "is not an ISO 8601 timestamp")]
+    [TestCase("1796032800", "must be a JSON string")]
+    public void An_incoming_timestamp_that_is_not_ISO_8601_is_refused_with_a_reason(string value, string reason)
+    {
+        var json = $$"""{"eventId":"{{Guid.NewGuid()}}","userId":"u","occurredAt":{{value}},"emailId":"e","indexedAt":"2026-11-30T10:00:00Z"}""";
+
+        var ex = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<EmailIndexed>(json, Incoming));
+
+        Assert.That(ex!.Message, Does.Contain(reason));
+    }
+
+    [Test]
+    public void Contracts_carry_time_only_as_DateTimeOffset()
+    {
+        // A DateTime, DateOnly or a string named like a time would escape the one format.
+        var offenders = EventCatalog.All.SelectMany(t => t.ContractType.GetProperties())
+            .Where(p => (Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType) is var type
+                        && (type == typeof(DateTime) || type == typeof(DateOnly) || type == typeof(TimeOnly)
+                            || (type == typeof(string) && Regex.IsMatch(p.Name, "(At|Date|Time)$"))))
+            .Select(p => $"{p.DeclaringType!.Name}.{p.Name}");
+
+        Assert.That(offenders, Is.Empty);
+    }
+}
