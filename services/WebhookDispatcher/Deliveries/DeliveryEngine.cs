@@ -316,14 +316,16 @@ public sealed partial class DeliveryEngine(
             lane.Started(now, delivery.RateLimitPerSecond);
             _inFlight++;
             Interlocked.Increment(ref _running);
-            _ = AttemptAsync(lane, delivery);
+            _ = AttemptAsync(lane, delivery, claimedAt);
         }
         return plan.Count >= MaxClaimBatch || (plan.Count > 0 && claimed.Count < plan.Count);
     }
 
-    private async Task AttemptAsync(EndpointLane lane, ClaimedDelivery delivery)
+    /// <param name="lane">The delivery's lane, told when the attempt ends.</param>
+    /// <param name="delivery">The claimed delivery.</param>
+    /// <param name="startedAt">The attempt's start as the lane counted it (its rate limit), stored as <c>attempted_at</c>.</param>
+    private async Task AttemptAsync(EndpointLane lane, ClaimedDelivery delivery, DateTimeOffset startedAt)
     {
-        var startedAt = time.GetUtcNow();
         WebhookResponse response;
         try
         {

@@ -71,7 +71,7 @@ public static class Dispatcher
 
     /// <summary>Stores a subscription directly (the management API is another issue).</summary>
     public static async Task<WebhookSubscription> SubscribeAsync(string userId, string url, string[] eventTypes,
-        int retryCount = 3, int timeoutSeconds = 10, bool isActive = true)
+        int retryCount = 3, int timeoutSeconds = 10, bool isActive = true, int? rateLimitPerSecond = null)
     {
         var subscription = new WebhookSubscription
         {
@@ -83,6 +83,7 @@ public static class Dispatcher
             RetryCount = retryCount,
             TimeoutSeconds = timeoutSeconds,
             IsActive = isActive,
+            RateLimitPerSecond = rateLimitPerSecond,
         };
         await using var scope = Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<WebhookDbContext>();

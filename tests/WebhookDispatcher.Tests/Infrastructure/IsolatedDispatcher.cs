@@ -23,9 +23,9 @@ namespace WebhookDispatcher.Tests.Infrastructure;
 public sealed class IsolatedDispatcher : IAsyncDisposable
 {
     private readonly WebApplicationFactory<Program> _factory;
-    private readonly string _vhost;
+    private readonly string? _vhost;
 
-    private IsolatedDispatcher(WebApplicationFactory<Program> factory, string vhost, Uri baseAddress)
+    private IsolatedDispatcher(WebApplicationFactory<Program> factory, string? vhost, Uri baseAddress)
     {
         _factory = factory;
         _vhost = vhost;
@@ -40,12 +40,17 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
 
     /// <summary>
     /// Starts an instance. <paramref name="settings"/> override the production configuration;
-    /// <paramref name="network"/>, when given, replaces DNS and sockets behind the SSRF guard.
+    /// <paramref name="network"/>, when given, replaces DNS and sockets behind the SSRF guard;
+    /// <paramref name="sharedBroker"/> puts it on the shared instance's virtual host instead of one
+    /// of its own (a second replica of the same deployment).
     /// </summary>
-    public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null)
+    public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null,
+        bool sharedBroker = false)
     {
-        var vhost = await Broker.CreateVirtualHostAsync("isolated");
-        var rabbit = new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(vhost) }.Uri.ToString();
+        var vhost = sharedBroker ? null : await Broker.CreateVirtualHostAsync("isolated");
+        var rabbit = vhost is null
+            ? TestInfrastructure.RabbitMq
+            : new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(vhost) }.Uri.ToString();
         var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(builder =>
         {
             builder.UseEnvironment("Production");
@@ -70,7 +75,7 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
         catch
         {
             await factory.DisposeAsync();
-            await Broker.DeleteVirtualHostAsync(vhost);
+            if (vhost is not null) await Broker.DeleteVirtualHostAsync(vhost);
             throw;
         }
     }
@@ -90,11 +95,11 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
         await scope.ServiceProvider.GetRequiredService<IPublishEndpoint>().Publish(evt, evt.GetType());
     }
 
-    /// <summary>Stops the instance and removes its virtual host.</summary>
+    /// <summary>Stops the instance and removes its virtual host (not the shared one).</summary>
     public async ValueTask DisposeAsync()
     {
         await _factory.DisposeAsync();
-        await Broker.DeleteVirtualHostAsync(_vhost);
+        if (_vhost is not null) await Broker.DeleteVirtualHostAsync(_vhost);
     }
 }
 

@@ -10,8 +10,9 @@ using Microsoft.Extensions.Logging;
 
 namespace WebhookDispatcher.Tests.Infrastructure;
 
-/// <summary>A request as the receiver saw it: raw body bytes, headers, arrival time.</summary>
-public sealed record ReceivedRequest(byte[] Body, IReadOnlyDictionary<string, string> Headers, TimeSpan ArrivedAt, string Path);
+/// <summary>A request as the receiver saw it: raw body bytes, headers, arrival time, and the TCP connection it came on.</summary>
+public sealed record ReceivedRequest(byte[] Body, IReadOnlyDictionary<string, string> Headers, TimeSpan ArrivedAt, string Path,
+    string ConnectionId = "");
 
 /// <summary>
 /// A real HTTP receiver on 127.0.0.1 (Kestrel, random port) that records every request and
@@ -23,22 +24,45 @@ public sealed class TestReceiver : IAsyncDisposable
     private readonly ConcurrentQueue<ReceivedRequest> _requests = new();
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private int _count;
+    private int _inFlight;
+    private int _maxInFlight;
 
-    private TestReceiver(Func<int, HttpContext, Task> respond)
+    private TestReceiver(Func<int, HttpContext, Task> respond, TimeSpan? keepAliveTimeout)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
+        if (keepAliveTimeout is { } keepAlive)
+            builder.WebHost.ConfigureKestrel(k => k.Limits.KeepAliveTimeout = keepAlive);
         builder.Logging.ClearProviders();
         _app = builder.Build();
         _app.Run(async context =>
         {
-            using var buffer = new MemoryStream();
-            await context.Request.Body.CopyToAsync(buffer);
-            var headers = context.Request.Headers.ToDictionary(h => h.Key.ToLowerInvariant(), h => h.Value.ToString());
-            _requests.Enqueue(new ReceivedRequest(buffer.ToArray(), headers, _clock.Elapsed, context.Request.Path));
-            await respond(Interlocked.Increment(ref _count), context);
+            var inFlight = Interlocked.Increment(ref _inFlight);
+            for (var max = Volatile.Read(ref _maxInFlight); inFlight > max; max = Volatile.Read(ref _maxInFlight))
+                Interlocked.CompareExchange(ref _maxInFlight, inFlight, max);
+            try
+            {
+                using var buffer = new MemoryStream();
+                await context.Request.Body.CopyToAsync(buffer);
+                var headers = context.Request.Headers.ToDictionary(h => h.Key.ToLowerInvariant(), h => h.Value.ToString());
+                _requests.Enqueue(new ReceivedRequest(buffer.ToArray(), headers, _clock.Elapsed, context.Request.Path, context.Connection.Id));
+                await respond(Interlocked.Increment(ref _count), context);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _inFlight);
+            }
         });
     }
+
+    /// <summary>Requests being answered right now.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>The most requests ever answered at once.</summary>
+    public int MaxInFlight => Volatile.Read(ref _maxInFlight);
+
+    /// <summary>How many TCP connections the requests so far came on.</summary>
+    public int Connections => _requests.Select(r => r.ConnectionId).Distinct().Count();
 
     /// <summary>Base URL, e.g. <c>http://127.0.0.1:41234</c>.</summary>
     public string Url { get; private set; } = "";
@@ -47,9 +71,11 @@ public sealed class TestReceiver : IAsyncDisposable
     public IReadOnlyList<ReceivedRequest> Requests => [.. _requests];
 
     /// <summary>Starts a receiver answering with <paramref name="respond"/>.</summary>
-    public static async Task<TestReceiver> StartAsync(Func<int, HttpContext, Task> respond)
+    /// <param name="respond">Writes the answer to request number n (1-based).</param>
+    /// <param name="keepAliveTimeout">How long an idle connection stays open (Kestrel's default: 130 s).</param>
+    public static async Task<TestReceiver> StartAsync(Func<int, HttpContext, Task> respond, TimeSpan? keepAliveTimeout = null)
     {
-        var receiver = new TestReceiver(respond);
+        var receiver = new TestReceiver(respond, keepAliveTimeout);
         await receiver._app.StartAsync();
         receiver.Url = receiver._app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return receiver;

@@ -1,0 +1,105 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Delivery;
+
+/// <summary>
+/// What one reconciler pass takes and what it leaves alone. Not parallel, so no other test's
+/// pass takes these deliveries; each "left alone" beside a control the same pass did re-publish.
+/// </summary>
+[NonParallelizable]
+public sealed class ReconcilerGraceTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    private static async Task<Guid> StoreAsync(Guid subscriptionId, DateTimeOffset? nextRetryAt, DateTimeOffset? heldUntil)
+    {
+        var delivery = new WebhookDelivery
+        {
+            Id = Guid.CreateVersion7(),
+            SubscriptionId = subscriptionId,
+            EventId = Guid.NewGuid(),
+            EventType = "email.received",
+            Payload = """{"id":"reconciled"}""",
+            Status = DeliveryStatus.Pending,
+            MaxAttempts = 4,
+            CreatedAt = DateTimeOffset.UtcNow.AddMinutes(-5),
+            NextRetryAt = nextRetryAt,
+            HeldUntil = heldUntil,
+        };
+        await Dispatcher.QueryAsync(async db =>
+        {
+            db.Deliveries.Add(delivery);
+            return await db.SaveChangesAsync();
+        });
+        return delivery.Id;
+    }
+
+    private static async Task<(TestReceiver Receiver, Guid Subscription)> EndpointAsync()
+    {
+        var receiver = await TestReceiver.AnsweringAsync(200);
+        return (receiver, (await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url, ["email.received"])).Id);
+    }
+
+    private static Task CancelAsync(params Guid[] ids) => Dispatcher.QueryAsync(db => db.Deliveries.Where(d => ids.Contains(d.Id))
+        .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null)));
+
+    [Test]
+    public async Task An_overdue_delivery_inside_the_grace_period_is_left_to_the_broker_while_one_past_it_is_republished()
+    {
+        var (late, lateSubscription) = await EndpointAsync();
+        var (recent, recentSubscription) = await EndpointAsync();
+        await using var _ = late;
+        await using var __ = recent;
+        var now = DateTimeOffset.UtcNow;
+        await StoreAsync(lateSubscription, now.AddSeconds(-60), null);
+        var withinGrace = await StoreAsync(recentSubscription, now.AddSeconds(-3), null); // grace is 10 s
+
+        await Dispatcher.Services.GetRequiredService<DeliveryReconciler>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await late.WaitForAsync(1, Patience), Is.True, "control: the pass re-published the delivery past its grace");
+        Assert.That(recent.Requests, Is.Empty);
+        await CancelAsync(withinGrace);
+    }
+
+    [Test]
+    public async Task A_delivery_held_by_a_replicas_lane_is_left_alone_until_its_hold_ends()
+    {
+        var (free, freeSubscription) = await EndpointAsync();
+        var (held, heldSubscription) = await EndpointAsync();
+        await using var _ = free;
+        await using var __ = held;
+        var now = DateTimeOffset.UtcNow;
+        await StoreAsync(freeSubscription, now.AddSeconds(-60), now.AddSeconds(-1));
+        var heldId = await StoreAsync(heldSubscription, now.AddSeconds(-60), now.AddSeconds(30));
+
+        await Dispatcher.Services.GetRequiredService<DeliveryReconciler>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await free.WaitForAsync(1, Patience), Is.True, "control: an overdue delivery whose hold ended is re-published");
+        Assert.That(held.Requests, Is.Empty);
+        await CancelAsync(heldId);
+    }
+
+    [Test]
+    public async Task A_backlog_whose_replica_stopped_is_republished_while_a_held_backlog_is_left_alone()
+    {
+        var (abandoned, abandonedSubscription) = await EndpointAsync();
+        var (held, heldSubscription) = await EndpointAsync();
+        await using var _ = abandoned;
+        await using var __ = held;
+        var now = DateTimeOffset.UtcNow;
+        await StoreAsync(abandonedSubscription, null, now.AddSeconds(-1));
+        await StoreAsync(abandonedSubscription, null, null);
+        var heldId = await StoreAsync(heldSubscription, null, now.AddSeconds(60));
+
+        await Dispatcher.Services.GetRequiredService<DeliveryReconciler>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await abandoned.WaitForAsync(2, Patience), Is.True, "control: the abandoned backlog is delivered");
+        Assert.That(await Dispatcher.EventuallyAsync(async () =>
+            (await Dispatcher.DeliveriesAsync(abandonedSubscription)).All(d => d.Status == DeliveryStatus.Success), Patience), Is.True);
+        Assert.That(held.Requests, Is.Empty);
+        await CancelAsync(heldId);
+    }
+}

@@ -1,0 +1,73 @@
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Messaging.BrokerDelay;
+
+namespace WebhookDispatcher.Tests.Unit;
+
+public sealed class AttemptDecisionTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 30, 12, 0, 0, TimeSpan.Zero);
+
+    private static WebhookResponse Answer(int status, TimeSpan? retryAfter = null) =>
+        new(status is >= 200 and < 300 ? AttemptOutcome.Success : AttemptOutcome.HttpStatus, status, null, null, TimeSpan.FromMilliseconds(5), retryAfter);
+
+    private static WebhookResponse Failure(string outcome) => new(outcome, null, null, "failed", TimeSpan.FromSeconds(10), null);
+
+    [TestCase(200)]
+    [TestCase(204)]
+    [TestCase(299)]
+    public void Any_2xx_succeeds(int status)
+    {
+        var d = AttemptDecision.Decide(1, 4, Answer(status), Now);
+        Assert.That((d.Status, d.NextRetryAt, d.IsFinal), Is.EqualTo((DeliveryStatus.Success, (DateTimeOffset?)null, true)));
+    }
+
+    [TestCase(302)]
+    [TestCase(400)]
+    [TestCase(500)]
+    [TestCase(503)]
+    public void Other_answers_are_retried_after_the_schedule_while_attempts_are_left(int status)
+    {
+        var d = AttemptDecision.Decide(2, 4, Answer(status), Now);
+        Assert.That((d.Status, d.NextRetryAt, d.IsFinal), Is.EqualTo((DeliveryStatus.Retrying, (DateTimeOffset?)(Now + TimeSpan.FromSeconds(4)), false)));
+    }
+
+    [TestCase(AttemptOutcome.Timeout)]
+    [TestCase(AttemptOutcome.ConnectionRefused)]
+    [TestCase(AttemptOutcome.DnsFailure)]
+    [TestCase(AttemptOutcome.BlockedAddress)]
+    public void Network_failures_are_retried_like_error_answers(string outcome) =>
+        Assert.That(AttemptDecision.Decide(1, 2, Failure(outcome), Now).NextRetryAt, Is.EqualTo(Now + TimeSpan.FromSeconds(2)));
+
+    [Test]
+    public void The_last_attempt_failing_fails_the_delivery()
+    {
+        var d = AttemptDecision.Decide(4, 4, Answer(500), Now);
+        Assert.That((d.Status, d.NextRetryAt, d.DisableSubscription), Is.EqualTo((DeliveryStatus.Failed, (DateTimeOffset?)null, false)));
+    }
+
+    [Test]
+    public void Gone_fails_at_once_and_disables_the_subscription()
+    {
+        var d = AttemptDecision.Decide(1, 4, Answer(410), Now);
+        Assert.That((d.Status, d.DisableSubscription), Is.EqualTo((DeliveryStatus.Failed, true)));
+    }
+
+    [Test]
+    public void Retry_After_on_429_lengthens_the_wait_to_a_delay_level() =>
+        Assert.That(AttemptDecision.Decide(1, 4, Answer(429, TimeSpan.FromSeconds(5)), Now).NextRetryAt, Is.EqualTo(Now + TimeSpan.FromSeconds(8)));
+
+    [Test]
+    public void Transient_redeliveries_wait_2_4_8_seconds_then_hourly()
+    {
+        var intervals = BrokerDelayRedeliveryExtensions.TransientIntervals(20);
+        Assert.Multiple(() =>
+        {
+            Assert.That(intervals, Has.Length.EqualTo(20));
+            Assert.That(intervals.Take(3), Is.EqualTo(new[] { 2, 4, 8 }.Select(s => TimeSpan.FromSeconds(s))));
+            Assert.That(intervals[10], Is.EqualTo(TimeSpan.FromSeconds(2048)));
+            Assert.That(intervals.Skip(11), Has.All.EqualTo(TimeSpan.FromHours(1)));
+            Assert.That(intervals.Aggregate(TimeSpan.Zero, (a, b) => a + b), Is.GreaterThan(TimeSpan.FromHours(10)), "rides out a 10-hour outage");
+            Assert.That(intervals, Has.All.Matches<TimeSpan>(i => DelayLevels.All.Contains(i)), "each is a delay queue's TTL");
+        });
+    }
+}
