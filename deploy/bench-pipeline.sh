@@ -8,6 +8,7 @@
 #
 #   deploy/bench-pipeline.sh                          all scenarios, one dispatcher
 #   deploy/bench-pipeline.sh --scenarios warmup,1to1 --events 20000 --replicas 2 --out results.jsonl
+#   WEBHOOKS_KEEP_DB=1 deploy/bench-pipeline.sh …   keep the database and vhost afterwards, to inspect them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 infra_env=$(deploy/infra.sh start)  # not inside eval: its failure must stop the script
@@ -18,6 +19,7 @@ DB="webhooks_load_$RUN_ID"
 VHOST="webhooks-load-$RUN_ID"
 PG_PORT=${WEBHOOKS_PG_PORT:-55432}
 cleanup() {
+  [ -n "${WEBHOOKS_KEEP_DB:-}" ] && { echo "kept database $DB and vhost $VHOST" >&2; return; }
   runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   deploy/infra.sh rabbitmqctl delete_vhost "$VHOST" >/dev/null 2>&1 || true
 }

@@ -38,6 +38,13 @@ public static class DataExtensions
             // The service keeps no session state on its connections (no SET, temp tables or
             // advisory locks), so returning one to the pool need not cost a reset round trip.
             dataSource.ConnectionStringBuilder.NoResetOnClose = true;
+            // Plan each execution for the table as it is now. A prepared statement's generic plan
+            // is made once, from the statistics of that moment: made while the deliveries table
+            // was still small, it kept scanning a whole index for every claim of 500 ids once the
+            // table had grown (10 ms a claim instead of 0.4 ms). Statements here are set-based,
+            // so planning costs microseconds per row; parsing is still saved by preparing.
+            if (string.IsNullOrEmpty(dataSource.ConnectionStringBuilder.Options))
+                dataSource.ConnectionStringBuilder.Options = "-c plan_cache_mode=force_custom_plan";
             return dataSource.Build();
         });
         builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));
