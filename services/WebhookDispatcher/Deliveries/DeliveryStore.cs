@@ -53,6 +53,9 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     /// <summary>How early, in seconds, a redelivered message may arrive and still be attempted (clock skew).</summary>
     public const double EarlyToleranceSeconds = 1;
 
+    /// <summary>Days back the fan-out looks for an event's existing deliveries (a redelivered or re-published event).</summary>
+    public const int DedupDays = 2;
+
     /// <summary>
     /// Creates one pending delivery per (event, active subscription of the event's user that
     /// includes its type), skipping those that exist (unique (subscription_id, event_id)), and
@@ -66,8 +69,10 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     public async Task<IReadOnlyList<DeliveryWork>> FanOutAsync(IReadOnlyList<FanOutEvent> events, DateTimeOffset now,
         CancellationToken cancellationToken)
     {
-        // The last SELECT reads the snapshot from before the INSERT, so it sees only deliveries
-        // that existed already.
+        // The pair (subscription, event) is unique within each day partition; across partitions
+        // the statement looks for it in the last DedupDays days, where any redelivery of an event
+        // lands (a redelivery comes seconds or minutes later). `existing` reads the snapshot from
+        // before the INSERT, so it sees only deliveries that existed already.
         await using var cmd = db.CreateCommand("""
             WITH e AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload)),
@@ -75,24 +80,27 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
                 SELECT e.event_id, e.event_type, e.payload, s.id AS subscription_id, s.retry_count
                 FROM e JOIN webhook_subscriptions s
                   ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
+            existing AS (
+                SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
+                FROM m JOIN webhook_deliveries d ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $6),
             ins AS (
                 INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
                                                 created_at, next_retry_at)
                 SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, $5, $5
                 FROM m
-                ON CONFLICT (subscription_id, event_id) DO NOTHING
+                WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)
+                ON CONFLICT DO NOTHING
                 RETURNING id, subscription_id)
             SELECT id, subscription_id FROM ins
             UNION ALL
-            SELECT d.id, d.subscription_id
-            FROM m JOIN webhook_deliveries d ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id
-            WHERE d.status = 'pending' AND d.attempt_count = 0
+            SELECT id, subscription_id FROM existing WHERE status = 'pending' AND attempt_count = 0
             """);
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventId).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.UserId).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventType).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.Payload).ToArray() });
         cmd.Parameters.Add(new() { Value = now });
+        cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now - TimeSpan.FromDays(DedupDays)) });
         var work = new List<DeliveryWork>(events.Count);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -174,7 +182,8 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
             attempt AS (
                 INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, status_code, outcome,
                                                        error_message, response_excerpt)
-                SELECT id, attempt_number, started_at, duration_ms, status_code, outcome, error_message, excerpt FROM claimed),
+                SELECT id, attempt_number, started_at, duration_ms, status_code, outcome, error_message, excerpt FROM claimed
+                ON CONFLICT DO NOTHING),
             delivery AS (
                 UPDATE webhook_deliveries d
                 SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,

@@ -1,11 +1,11 @@
 namespace WebhookDispatcher.Deliveries;
 
-/// <summary>One HTTP attempt of a delivery (table <c>webhook_delivery_attempts</c>).</summary>
+/// <summary>
+/// One HTTP attempt of a delivery (table <c>webhook_delivery_attempts</c>, primary key
+/// (<see cref="DeliveryId"/>, <see cref="AttemptNumber"/>), partitioned like the deliveries).
+/// </summary>
 public sealed class WebhookDeliveryAttempt
 {
-    /// <summary>Primary key.</summary>
-    public long Id { get; set; }
-
     /// <summary>The delivery attempted.</summary>
     public Guid DeliveryId { get; set; }
 

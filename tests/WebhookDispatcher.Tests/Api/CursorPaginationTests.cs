@@ -22,7 +22,7 @@ public sealed class CursorPaginationTests
         var start = DateTimeOffset.UtcNow.AddHours(-1);
         var older = Enumerable.Range(0, 250).Select(i => new WebhookDelivery
         {
-            Id = Guid.NewGuid(),
+            Id = Guid.CreateVersion7(), // deliveries live in the day partition of their id's time
             SubscriptionId = subscription.Id,
             EventType = "email.received",
             EventId = Guid.NewGuid(),

@@ -12,7 +12,7 @@ public sealed class ReconcilerTests
     {
         var delivery = new WebhookDelivery
         {
-            Id = Guid.NewGuid(),
+            Id = Guid.CreateVersion7(), // deliveries live in the day partition of their id's time
             SubscriptionId = subscriptionId,
             EventId = Guid.NewGuid(),
             EventType = "email.received",

@@ -9,6 +9,10 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
 {
     public void Configure(EntityTypeBuilder<WebhookDelivery> b)
     {
+        // Partitioned by RANGE (id), one partition per UTC day of the ids' UUID version 7 time, so
+        // retention drops whole days (see the PartitionedHistory migration and HistoryRetention).
+        // Each partition also has a unique index on (subscription_id, event_id), which the model
+        // cannot show: a unique index on the parent would have to include id.
         b.ToTable("webhook_deliveries", t => t.HasCheckConstraint("ck_webhook_deliveries_status",
             $"status IN ({string.Join(", ", DeliveryStatus.All.Select(s => $"'{s}'"))})"));
         b.HasKey(d => d.Id);
@@ -24,9 +28,10 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.Property(d => d.CreatedAt).HasDefaultValueSql("now()");
 
         b.HasOne<WebhookSubscription>().WithMany().HasForeignKey(d => d.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
+        // The model keeps the relationship for Include(); the database has no foreign key between
+        // the two partitioned tables (retention drops a day of both together).
         b.HasMany(d => d.Attempts).WithOne().HasForeignKey(a => a.DeliveryId).OnDelete(DeleteBehavior.Cascade);
 
-        b.HasIndex(d => new { d.SubscriptionId, d.EventId }).IsUnique();
         b.HasIndex(d => new { d.SubscriptionId, d.CreatedAt }).IsDescending(false, true);
         // The reconciler's scan: only unfinished deliveries, by due time.
         b.HasIndex(d => d.NextRetryAt)

@@ -115,10 +115,6 @@ namespace WebhookDispatcher.Data.Migrations
                         .IsDescending(false, true)
                         .HasDatabaseName("ix_webhook_deliveries_subscription_id_created_at");
 
-                    b.HasIndex("SubscriptionId", "EventId")
-                        .IsUnique()
-                        .HasDatabaseName("ix_webhook_deliveries_subscription_id_event_id");
-
                     b.HasIndex("SubscriptionId", "Id")
                         .HasDatabaseName("ix_webhook_deliveries_backlog")
                         .HasFilter("status IN ('pending', 'retrying') AND next_retry_at IS NULL");
@@ -131,12 +127,9 @@ namespace WebhookDispatcher.Data.Migrations
 
             modelBuilder.Entity("WebhookDispatcher.Deliveries.WebhookDeliveryAttempt", b =>
                 {
-                    b.Property<long>("Id")
-                        .ValueGeneratedOnAdd()
-                        .HasColumnType("bigint")
-                        .HasColumnName("id");
-
-                    NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Id"));
+                    b.Property<Guid>("DeliveryId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("delivery_id");
 
                     b.Property<int>("AttemptNumber")
                         .HasColumnType("integer")
@@ -145,10 +138,6 @@ namespace WebhookDispatcher.Data.Migrations
                     b.Property<DateTimeOffset>("AttemptedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("attempted_at");
-
-                    b.Property<Guid>("DeliveryId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("delivery_id");
 
                     b.Property<int>("DurationMs")
                         .HasColumnType("integer")
@@ -174,11 +163,8 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("status_code");
 
-                    b.HasKey("Id")
+                    b.HasKey("DeliveryId", "AttemptNumber")
                         .HasName("pk_webhook_delivery_attempts");
-
-                    b.HasIndex("DeliveryId", "AttemptNumber")
-                        .HasDatabaseName("ix_webhook_delivery_attempts_delivery_id_attempt_number");
 
                     b.ToTable("webhook_delivery_attempts", (string)null);
                 });
