@@ -8,6 +8,7 @@ using WebhookDispatcher.Subscriptions;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddObservability();
+builder.AddHealth();
 builder.AddData();
 builder.AddDeliveries();
 builder.AddMessaging();
@@ -42,7 +43,7 @@ app.UseStatusCodePages();
 app.UseAuthentication();
 app.UseAuthorization();
 app.MapOpenApi();
-app.MapGet("/health", () => TypedResults.Ok(new { status = "ok" })).ExcludeFromDescription();
+app.MapHealthEndpoints();
 app.MapSubscriptionsApi();
 app.Run();
 
