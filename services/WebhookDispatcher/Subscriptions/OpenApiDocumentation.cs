@@ -141,6 +141,19 @@ internal static class OpenApiDocumentation
                 p.Description = known.Description;
                 p.Schema = known.Schema();
             }
+            if (operation.Responses?.TryGetValue("429", out var tooMany) == true && tooMany is OpenApiResponse limited)
+            {
+                limited.Description = "Too many requests: past the per-user rate limit. Retry after the Retry-After header's seconds.";
+                limited.Headers = new Dictionary<string, IOpenApiHeader>
+                {
+                    ["Retry-After"] = new OpenApiHeader
+                    {
+                        Description = "Seconds until the next request is allowed (RFC 9110 §10.2.3).",
+                        Required = true,
+                        Schema = Range(new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" }, 1, 60),
+                    },
+                };
+            }
             return Task.CompletedTask;
         });
     }
