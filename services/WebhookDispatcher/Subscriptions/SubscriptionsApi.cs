@@ -81,6 +81,7 @@ public static class SubscriptionsApi
             .ProducesProblem(StatusCodes.Status404NotFound);
         WithJsonBody(group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
             .WithSummary("Create a subscription; the answer carries its secret, this once");
+        group.MapDeliveryStats();
         group.MapGet("", List).WithName("ListWebhooks")
             .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
         var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
