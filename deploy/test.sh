@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # The number of tests this repository holds, less a little room; raise it as tests are added.
 # A filter (`deploy/test.sh --filter …`) runs a subset on purpose, so it disables the floor.
-MIN_TESTS=${WEBHOOKS_MIN_TESTS:-385}
+MIN_TESTS=${WEBHOOKS_MIN_TESTS:-410}
 for arg in "$@"; do case "$arg" in --filter|--filter=*) MIN_TESTS=1 ;; esac; done
 
 # What the tests run besides .NET: the Python and Node examples under docs/examples (pika from
@@ -48,6 +48,11 @@ VHOST="webhooks-tests-$RUN_ID"
 PG_PORT=${WEBHOOKS_PG_PORT:-55432}
 cleanup() {
   runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  # Tests that need a database of their own name it "${DB}_…" and drop it; a killed run leaves them.
+  { runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc \
+      "SELECT datname FROM pg_database WHERE starts_with(datname, '${DB}_')" 2>/dev/null || true; } | while read -r extra; do
+    runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS \"$extra\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   deploy/infra.sh rabbitmqctl delete_vhost "$VHOST" >/dev/null 2>&1 || true
   # Tests that run a dispatcher of their own give it "$VHOST-…" and remove it; a killed run leaves them.
   { deploy/infra.sh rabbitmqctl -q list_vhosts name 2>/dev/null | grep -F -- "$VHOST-" || true; } | while read -r extra; do
@@ -62,6 +67,9 @@ export ConnectionStrings__RabbitMq="${ConnectionStrings__RabbitMq%/}/$VHOST"
 # The management API of the same broker, for tests that act as an operator in the console.
 export WEBHOOKS_RABBIT_MGMT_URL="http://127.0.0.1:${WEBHOOKS_RABBIT_MGMT_PORT:-55673}"
 export WEBHOOKS_RABBIT_VHOST="$VHOST"
+# The data directory of that PostgreSQL, for the tests that stop it and start it again (as the
+# postgres user, with pg_ctl); the broker's they stop and start through deploy/infra.sh.
+export WEBHOOKS_PG_DATA="${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}/pg/data"
 
 log=$(mktemp)
 set +e

@@ -8,6 +8,7 @@ using WebhookDispatcher.Subscriptions;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddObservability();
+builder.AddHealth();
 builder.AddData();
 builder.AddDeliveries();
 builder.AddMessaging();
@@ -41,8 +42,9 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseRateLimiter();
 app.MapOpenApi();
-app.MapGet("/health", () => TypedResults.Ok(new { status = "ok" })).ExcludeFromDescription();
+app.MapHealthEndpoints();
 app.MapSubscriptionsApi();
 app.Run();
 

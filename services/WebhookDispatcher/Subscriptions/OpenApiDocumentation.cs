@@ -65,6 +65,14 @@ internal static class OpenApiDocumentation
         ["name"] = s => Enum(s, EventTypeNames),
         ["category"] = s => Enum(s, [.. EventCatalog.All.Select(t => t.Category).Distinct()]),
         ["user_id"] = s => s.MaxLength = 256,
+        ["window"] = s => { s.Pattern = DeliveryStatsApi.WindowPattern; s.MaxLength = 7; },
+        ["succeeded"] = s => Range(s, 0, null),
+        ["failed"] = s => Range(s, 0, null),
+        ["cancelled"] = s => Range(s, 0, null),
+        ["in_progress"] = s => Range(s, 0, null),
+        ["pending"] = s => Range(s, 0, null),
+        ["retrying"] = s => Range(s, 0, null),
+        ["average_delivery_time_ms"] = s => Range(s, 0, null),
     };
 
     /// <summary>The query and path parameters of the API, by name.</summary>
@@ -83,6 +91,10 @@ internal static class OpenApiDocumentation
         ["id"] = ("The webhook subscription's id.", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
         ["deliveryId"] = ("The delivery's id.", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
         ["name"] = ("An event type name.", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, EventTypeNames)),
+        ["window"] = ("How far back to count deliveries, by creation time: a whole number followed by m (minutes), h (hours) or d (days), from 1m to 30d.",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, Pattern = DeliveryStatsApi.WindowPattern, MaxLength = 7, Default = JsonValue.Create(DeliveryStatsApi.DefaultWindow) }),
+        ["top"] = ("How many of the most-failing subscriptions to list.",
+            () => Range(new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" }, 1, DeliveryStatsApi.MaxTop, DeliveryStatsApi.DefaultTop)),
     };
 
     /// <summary>Request bodies: the fields they require (the others are optional), and no unknown ones.</summary>
@@ -140,6 +152,19 @@ internal static class OpenApiDocumentation
                 if (parameter is not OpenApiParameter p || p.Name is null || !Parameters.TryGetValue(p.Name, out var known)) continue;
                 p.Description = known.Description;
                 p.Schema = known.Schema();
+            }
+            if (operation.Responses?.TryGetValue("429", out var tooMany) == true && tooMany is OpenApiResponse limited)
+            {
+                limited.Description = "Too many requests: past the per-user rate limit. Retry after the Retry-After header's seconds.";
+                limited.Headers = new Dictionary<string, IOpenApiHeader>
+                {
+                    ["Retry-After"] = new OpenApiHeader
+                    {
+                        Description = "Seconds until the next request is allowed (RFC 9110 §10.2.3).",
+                        Required = true,
+                        Schema = Range(new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" }, 1, 60),
+                    },
+                };
             }
             return Task.CompletedTask;
         });

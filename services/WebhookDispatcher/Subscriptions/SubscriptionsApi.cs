@@ -28,6 +28,14 @@ public sealed class SubscriptionOptions
     /// <summary>Hours the previous secret keeps signing after a rotation (0–720).</summary>
     [Range(0, 720)]
     public int SecretRotationGraceHours { get; set; } = 24;
+
+    /// <summary>
+    /// Test sends (<c>POST /api/webhooks/{id}/test</c>) a user may make per minute, over all their
+    /// subscriptions (1–600): a burst of this many, then one every 60/N seconds. Counted per
+    /// process, so N replicas of the API allow up to N times this.
+    /// </summary>
+    [Range(1, 600)]
+    public int TestRequestsPerMinute { get; set; } = 10;
 }
 
 /// <summary>
@@ -57,6 +65,7 @@ public static class SubscriptionsApi
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi(OpenApiDocumentation.Configure);
+        TestRateLimit.Add(builder.Services);
         return builder;
     }
 
@@ -72,6 +81,7 @@ public static class SubscriptionsApi
             .ProducesProblem(StatusCodes.Status404NotFound);
         WithJsonBody(group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
             .WithSummary("Create a subscription; the answer carries its secret, this once");
+        group.MapDeliveryStats();
         group.MapGet("", List).WithName("ListWebhooks")
             .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
         var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
@@ -81,7 +91,8 @@ public static class SubscriptionsApi
         one.MapDelete("", Delete).WithName("DeleteWebhook")
             .WithSummary("Delete a subscription; its waiting deliveries are cancelled");
         one.MapPost("/test", Test).WithName("TestWebhook")
-            .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)");
+            .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)")
+            .RequireRateLimiting(TestRateLimit.Policy).ProducesProblem(StatusCodes.Status429TooManyRequests);
         one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
             .WithSummary("The subscription's deliveries, newest first, by cursor or offset");
         one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
@@ -221,8 +232,17 @@ public static class SubscriptionsApi
         return TypedResults.NoContent();
     }
 
+    /// <summary>
+    /// What <c>/test</c> answers when no connection was attempted because the host name did not
+    /// resolve or resolved only to addresses webhooks may not reach. One message for both, and no
+    /// timing, so the endpoint cannot be used to learn which internal names exist.
+    /// </summary>
+    public const string TestUnreachableMessage =
+        "No connection was made: the URL's host does not lead to an address webhooks can be sent to.";
+
     private static async Task<Results<Ok<TestResponse>, ProblemHttpResult>> Test(
-        Guid id, ClaimsPrincipal user, WebhookDbContext db, WebhookSender sender, TimeProvider time, CancellationToken cancellationToken)
+        Guid id, ClaimsPrincipal user, WebhookDbContext db, WebhookSender sender, TimeProvider time, ILoggerFactory logs,
+        CancellationToken cancellationToken)
     {
         var s = await Owned(db, user).FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
         if (s is null) return NotFound(id);
@@ -233,6 +253,14 @@ public static class SubscriptionsApi
         var request = SignedWebhook.Create(s.Url, payload, "webhook.test", Guid.NewGuid(), eventId,
             SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now);
         var response = await sender.SendAsync(request, cancellationToken);
+        if (response.Outcome is AttemptOutcome.BlockedAddress or AttemptOutcome.DnsFailure)
+        {
+            // The real reason is for the server's log only: told to the caller, it would say whether
+            // an internal name exists (private address) or not (no such name).
+            logs.CreateLogger(typeof(SubscriptionsApi)).LogInformation(
+                "Test send of webhook {SubscriptionId} made no connection ({Outcome}): {Reason}", s.Id, response.Outcome, response.ErrorMessage);
+            return TypedResults.Ok(new TestResponse(false, null, 0, TestUnreachableMessage));
+        }
         return TypedResults.Ok(new TestResponse(response.IsSuccess, response.StatusCode, (long)response.Duration.TotalMilliseconds,
             response.ErrorMessage));
     }

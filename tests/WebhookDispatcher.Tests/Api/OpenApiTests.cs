@@ -49,7 +49,8 @@ public sealed class OpenApiTests
             [("get", "/api/webhooks/{id}")] = ["200", "401", "404"],
             [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "404", "413", "415"],
             [("delete", "/api/webhooks/{id}")] = ["204", "401", "404"],
-            [("post", "/api/webhooks/{id}/test")] = ["200", "401", "404"],
+            [("post", "/api/webhooks/{id}/test")] = ["200", "401", "404", "429"],
+            [("get", "/api/webhooks/stats")] = ["200", "400", "401"],
             [("get", "/api/webhooks/{id}/deliveries")] = ["200", "400", "401", "404"],
             [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "404", "409"],
             [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "404", "409"],
@@ -63,6 +64,25 @@ public sealed class OpenApiTests
         {
             foreach (var (route, codes) in expected)
                 Assert.That(actual.GetValueOrDefault(route), Is.EqualTo(codes), $"{route.Method.ToUpperInvariant()} {route.Path}");
+        });
+    }
+
+    [Test]
+    public async Task The_429_of_the_test_endpoint_documents_its_Retry_After_header_and_stats_document_their_window()
+    {
+        var (doc, _) = await DocumentAsync();
+
+        var tooMany = doc["paths"]!["/api/webhooks/{id}/test"]!["post"]!["responses"]!["429"]!;
+        var window = doc["paths"]!["/api/webhooks/stats"]!["get"]!["parameters"]!.AsArray().Single(p => p!["name"]!.GetValue<string>() == "window")!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(tooMany["headers"]!["Retry-After"]!["schema"]!["type"]!.GetValue<string>(), Is.EqualTo("integer"));
+            Assert.That(tooMany["headers"]!["Retry-After"]!["required"]!.GetValue<bool>(), Is.True);
+            Assert.That(tooMany["content"]!["application/problem+json"], Is.Not.Null);
+            Assert.That(window["schema"]!["pattern"]!.GetValue<string>(), Is.EqualTo(WebhookDispatcher.Subscriptions.DeliveryStatsApi.WindowPattern));
+            Assert.That(window["schema"]!["default"]!.GetValue<string>(), Is.EqualTo("24h"));
+            Assert.That(doc["components"]!["schemas"]!["DeliveryStatsResponse"]!["properties"]!["average_delivery_time_ms"]!["description"]!
+                .GetValue<string>(), Does.Contain("creation"));
         });
     }
 

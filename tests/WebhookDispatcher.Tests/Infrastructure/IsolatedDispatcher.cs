@@ -22,6 +22,7 @@ namespace WebhookDispatcher.Tests.Infrastructure;
 /// </summary>
 public sealed class IsolatedDispatcher : IAsyncDisposable
 {
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<IsolatedDispatcher, bool> Live = new();
     private readonly WebApplicationFactory<Program> _factory;
     private readonly string? _vhost;
 
@@ -37,6 +38,9 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
 
     /// <summary>The instance's services.</summary>
     public IServiceProvider Services => _factory.Services;
+
+    /// <summary>The instances started and not disposed yet (for tests that restart a server under all of them).</summary>
+    public static IReadOnlyList<IsolatedDispatcher> Running => [.. Live.Keys];
 
     /// <summary>
     /// Starts an instance. <paramref name="settings"/> override the production configuration;
@@ -70,7 +74,9 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
             factory.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
             factory.StartServer();
             var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-            return new IsolatedDispatcher(factory, vhost, new Uri(address));
+            var instance = new IsolatedDispatcher(factory, vhost, new Uri(address));
+            Live[instance] = true;
+            return instance;
         }
         catch
         {
@@ -98,6 +104,7 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
     /// <summary>Stops the instance and removes its virtual host (not the shared one).</summary>
     public async ValueTask DisposeAsync()
     {
+        Live.TryRemove(this, out _);
         await _factory.DisposeAsync();
         if (_vhost is not null) await Broker.DeleteVirtualHostAsync(_vhost);
     }

@@ -1,0 +1,36 @@
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace WebhookDispatcher.Observability;
+
+/// <summary>
+/// The PostgreSQL data source of health probes and metric samples: the service's connection
+/// string with short timeouts (<see cref="HealthOptions.TimeoutSeconds"/>) and no pooling. Not
+/// pooled so that each probe opens a fresh connection, which is what "reachable" means, and never
+/// reports a pooled connection that the server closed while it was down; separate so that a busy
+/// delivery pool (every connection in use) does not make the service look unready, and a hung
+/// server holds a probe or a metrics export for seconds, not Npgsql's 15 s/30 s defaults.
+/// </summary>
+public sealed class MonitoringDatabase : IAsyncDisposable
+{
+    /// <summary>Builds the data source from <c>ConnectionStrings:Postgres</c>.</summary>
+    public MonitoringDatabase(IConfiguration configuration, IOptions<HealthOptions> options)
+    {
+        var builder = new NpgsqlDataSourceBuilder(configuration.GetConnectionString("Postgres"));
+        var seconds = options.Value.TimeoutSeconds;
+        builder.ConnectionStringBuilder.Pooling = false;
+        builder.ConnectionStringBuilder.Timeout = seconds;
+        builder.ConnectionStringBuilder.CommandTimeout = seconds;
+        // After a command timeout Npgsql asks the server to cancel and waits this long (ms) for
+        // the answer before it breaks the connection; a hung server would otherwise hold the check.
+        builder.ConnectionStringBuilder.CancellationTimeout = 500;
+        builder.ConnectionStringBuilder.ApplicationName = "webhook-dispatcher-health";
+        DataSource = builder.Build();
+    }
+
+    /// <summary>The unpooled, short-timeout data source.</summary>
+    public NpgsqlDataSource DataSource { get; }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => DataSource.DisposeAsync();
+}

@@ -1,0 +1,65 @@
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace WebhookDispatcher.Tests.Infrastructure;
+
+/// <summary>
+/// Takes the run's PostgreSQL and RabbitMQ away and brings them back, as an outage would, for
+/// tests that show what the service does meanwhile. Only from <c>[NonParallelizable]</c> tests:
+/// every other test loses its servers too. The servers are the ones deploy/infra.sh runs:
+/// PostgreSQL through <c>pg_ctl</c> on <c>WEBHOOKS_PG_DATA</c> as the postgres user, RabbitMQ's
+/// application through <c>deploy/infra.sh rabbitmqctl</c> (both set up by deploy/test.sh).
+/// </summary>
+public static class Servers
+{
+    private const string PgCtl = "/usr/lib/postgresql/15/bin/pg_ctl";
+    private static readonly TimeSpan CommandPatience = TimeSpan.FromSeconds(90);
+
+    private static string PgData => Environment.GetEnvironmentVariable("WEBHOOKS_PG_DATA") is { Length: > 0 } dir
+        ? dir
+        : throw new InvalidOperationException("WEBHOOKS_PG_DATA is not set: run the tests with deploy/test.sh, which stops and starts its own servers.");
+
+    /// <summary>Stops PostgreSQL (fast shutdown: open sessions are ended) and waits until it is down.</summary>
+    public static Task StopPostgresAsync() =>
+        RunAsync("runuser", ["-u", "postgres", "--", PgCtl, "-D", PgData, "-m", "fast", "-w", "stop"]);
+
+    /// <summary>Starts PostgreSQL if it is not running and waits until it accepts connections; then drops the pooled connections the restart broke.</summary>
+    public static async Task StartPostgresAsync()
+    {
+        if (!await IsRunningAsync())
+            await RunAsync("runuser", ["-u", "postgres", "--", PgCtl, "-D", PgData, "-l", Path.Combine(Path.GetDirectoryName(PgData)!, "postgres.log"), "-w", "start"]);
+        // Npgsql notices that the server closed a pooled connection only when the connection is
+        // next used, and that use fails: clear the pools of the dispatchers this run hosts, so the
+        // tests after this one do not meet those failures.
+        NpgsqlConnection.ClearAllPools();
+        Dispatcher.Services.GetRequiredService<NpgsqlDataSource>().Clear();
+        foreach (var instance in IsolatedDispatcher.Running)
+            instance.Services.GetRequiredService<NpgsqlDataSource>().Clear();
+    }
+
+    /// <summary>Stops RabbitMQ's application (the node stays up; every connection is closed).</summary>
+    public static Task StopBrokerAsync() => RunAsync(Repo.Path("deploy/infra.sh"), ["rabbitmqctl", "stop_app"]);
+
+    /// <summary>Starts RabbitMQ's application and waits until it serves.</summary>
+    public static async Task StartBrokerAsync()
+    {
+        await RunAsync(Repo.Path("deploy/infra.sh"), ["rabbitmqctl", "start_app"]);
+        await RunAsync(Repo.Path("deploy/infra.sh"), ["rabbitmqctl", "await_startup"]);
+    }
+
+    private static async Task<bool> IsRunningAsync()
+    {
+        await using var status = ChildProcess.Start("runuser", ["-u", "postgres", "--", PgCtl, "-D", PgData, "status"], Repo.Root);
+        Assert.That(await status.WaitForExitAsync(CommandPatience), Is.True, "pg_ctl status did not answer");
+        return status.ExitCode == 0;
+    }
+
+    private static async Task RunAsync(string fileName, string[] arguments)
+    {
+        await using var process = ChildProcess.Start(fileName, arguments, Repo.Root);
+        if (!await process.WaitForExitAsync(CommandPatience))
+            throw new TimeoutException($"{fileName} {string.Join(' ', arguments)} did not finish:\n{process.Output}");
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{fileName} {string.Join(' ', arguments)} exited {process.ExitCode}:\n{process.Output}");
+    }
+}
