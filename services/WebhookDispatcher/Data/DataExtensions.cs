@@ -61,8 +61,15 @@ public static class DataExtensions
         await scope.ServiceProvider.GetRequiredService<WebhookDbContext>().Database.MigrateAsync(cancellationToken);
     }
 
+    /// <remarks>
+    /// A statement that fails on a broken connection clears the pool (<see cref="BrokenConnections"/>)
+    /// and is retried (EF Core's execution strategy, up to 3 times), so the first request after a
+    /// database restart succeeds instead of failing once per pooled connection.
+    /// </remarks>
     internal static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, NpgsqlDataSource dataSource) =>
-        options.UseNpgsql(dataSource).UseSnakeCaseNamingConvention();
+        options.UseNpgsql(dataSource, npgsql => npgsql.EnableRetryOnFailure(3))
+            .AddInterceptors(new BrokenConnections.Interceptor(dataSource))
+            .UseSnakeCaseNamingConvention();
 
     private sealed class MigrateOnStartup(IServiceProvider services, Microsoft.Extensions.Options.IOptions<DatabaseOptions> options) : IHostedService
     {

@@ -193,6 +193,7 @@ public sealed partial class DeliveryEngine(
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Left to the reconciler: the rows say when they are due.
+            store.OnFailure(ex);
             LogResolveFailed(logger, ex, ids.Count);
         }
     }
@@ -228,6 +229,7 @@ public sealed partial class DeliveryEngine(
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Their rows are due and not held: the reconciler re-publishes them.
+            store.OnFailure(ex);
             LogHoldFailed(logger, ex, overflow.Count);
         }
     }
@@ -248,6 +250,7 @@ public sealed partial class DeliveryEngine(
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
+                store.OnFailure(ex);
                 LogHoldFailed(logger, ex, limit);
                 return;
             }
@@ -301,6 +304,7 @@ public sealed partial class DeliveryEngine(
             foreach (var group in plan.GroupBy(p => p.Lane))
                 group.Key.PutBack(group.Select(p => p.Waiting).ToList());
             _claimPausedUntil = now + TimeSpan.FromSeconds(2);
+            store.OnFailure(ex);
             LogClaimFailed(logger, ex, plan.Count);
             return false;
         }
@@ -382,6 +386,7 @@ public sealed partial class DeliveryEngine(
             }
             catch (Exception ex)
             {
+                store.OnFailure(ex);
                 LogRecordFailed(logger, ex, batch.Count, wait.TotalSeconds);
                 await Task.Delay(wait, time, CancellationToken.None);
                 wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
@@ -410,6 +415,7 @@ public sealed partial class DeliveryEngine(
             }
             catch (Exception ex)
             {
+                store.OnFailure(ex);
                 foreach (var p in batch) p.Done.TrySetException(ex);
             }
         }
@@ -434,6 +440,7 @@ public sealed partial class DeliveryEngine(
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
+                    store.OnFailure(ex);
                     LogHoldFailed(logger, ex, backlogged.Count);
                 }
             }
@@ -468,6 +475,7 @@ public sealed partial class DeliveryEngine(
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            store.OnFailure(ex);
             LogHoldFailed(logger, ex, due.Count);
         }
     }
@@ -486,6 +494,7 @@ public sealed partial class DeliveryEngine(
         }
         catch (Exception ex)
         {
+            store.OnFailure(ex);
             LogHoldFailed(logger, ex, waiting.Count);
         }
     }

@@ -37,7 +37,7 @@ public sealed class ReconcilerOptions
 /// never recorded (a process killed mid-attempt), so they are made again.
 /// </summary>
 public sealed class DeliveryReconciler(
-    IServiceScopeFactory scopes, IOptions<ReconcilerOptions> options, TimeProvider time, ILogger<DeliveryReconciler> logger)
+    IServiceScopeFactory scopes, DeliveryStore store, IOptions<ReconcilerOptions> options, TimeProvider time, ILogger<DeliveryReconciler> logger)
     : BackgroundService
 {
     /// <summary>Runs one pass; returns how many deliveries were re-published.</summary>
@@ -45,7 +45,6 @@ public sealed class DeliveryReconciler(
     {
         var o = options.Value;
         await using var scope = scopes.CreateAsyncScope();
-        var store = scope.ServiceProvider.GetRequiredService<DeliveryStore>();
         var publish = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
         var work = await store.ReclaimOverdueAsync(time.GetUtcNow(), TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize, cancellationToken);
         if (work.Count > 0)
@@ -68,6 +67,7 @@ public sealed class DeliveryReconciler(
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
+                store.OnFailure(ex);
                 logger.LogError(ex, "Reconciler pass failed; retrying in {IntervalSeconds} s", options.Value.IntervalSeconds);
             }
         }

@@ -57,6 +57,13 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     public const int DedupDays = 2;
 
     /// <summary>
+    /// Tells the store a statement failed: when the failure shows a broken connection (the
+    /// database restarted), the pool is cleared so the next statement opens a fresh one instead
+    /// of failing on the next dead pooled connection.
+    /// </summary>
+    public void OnFailure(Exception exception) => Data.BrokenConnections.ClearIfBroken(db, exception);
+
+    /// <summary>
     /// Creates one pending delivery per (event, active subscription of the event's user that
     /// includes its type), skipping those that exist (unique (subscription_id, event_id)), and
     /// returns the work to attempt: the new deliveries, and those of these events that exist but

@@ -219,16 +219,21 @@ public static class SubscriptionsApi
     {
         var now = time.GetUtcNow();
         var userId = user.UserId();
-        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
-        var deleted = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId)
-            .ExecuteUpdateAsync(u => u.SetProperty(s => s.DeletedAt, now).SetProperty(s => s.IsActive, false).SetProperty(s => s.UpdatedAt, now),
-                cancellationToken);
-        if (deleted == 0) return NotFound(id);
-        // Waiting deliveries stop here; the delivery consumer's claim also refuses inactive subscriptions.
-        await db.Deliveries.Where(d => d.SubscriptionId == id && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying))
-            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.CompletedAt, now)
-                .SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null).SetProperty(d => d.ErrorMessage, "Subscription deleted"), cancellationToken);
-        await tx.CommitAsync(cancellationToken);
+        // The execution strategy retries the whole transaction on a broken connection.
+        var deleted = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var count = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId)
+                .ExecuteUpdateAsync(u => u.SetProperty(s => s.DeletedAt, now).SetProperty(s => s.IsActive, false).SetProperty(s => s.UpdatedAt, now), ct);
+            if (count == 0) return false;
+            // Waiting deliveries stop here; the delivery engine's claim also refuses inactive subscriptions.
+            await db.Deliveries.Where(d => d.SubscriptionId == id && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying))
+                .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.CompletedAt, now)
+                    .SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null).SetProperty(d => d.ErrorMessage, "Subscription deleted"), ct);
+            await tx.CommitAsync(ct);
+            return true;
+        }, cancellationToken);
+        if (!deleted) return NotFound(id);
         return TypedResults.NoContent();
     }
 
