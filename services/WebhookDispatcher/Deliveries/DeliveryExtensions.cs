@@ -26,6 +26,7 @@ public static class DeliveryExtensions
     {
         builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<AutoDisableOptions>().BindConfiguration(AutoDisableOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<DeliveryStore>();
         builder.Services.AddSingleton<WebhookSender>();
         builder.Services.AddTransient<BoundedResponseBodyHandler>();

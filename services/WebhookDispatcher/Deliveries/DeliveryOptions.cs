@@ -67,3 +67,23 @@ public sealed class DeliveryOptions
     [Required]
     public string UserAgent { get; set; } = "Notely-Webhooks/1.0";
 }
+
+/// <summary>
+/// When the dispatcher turns a failing subscription off by itself, as Svix and Stripe do
+/// (section <c>AutoDisable</c>): every delivery failed for <see cref="AfterDays"/>, at least
+/// <see cref="MinFailures"/> of them. A 410 Gone answer turns it off at once, whatever these say.
+/// </summary>
+public sealed class AutoDisableOptions
+{
+    /// <summary>Configuration section name.</summary>
+    public const string Section = "AutoDisable";
+
+    /// <summary>Days of failures with no success in between (0–365). Default 5.</summary>
+    [Range(0, 365)]
+    public double AfterDays { get; set; } = 5;
+
+    /// <summary>Failed deliveries since the last success, at least (1–1000000). Default 10.</summary>
+    [Range(1, 1_000_000)]
+    public int MinFailures { get; set; } = 10;
+}
+

@@ -31,7 +31,8 @@ public sealed class ReconcilerOptions
 }
 
 /// <summary>
-/// The safety net of at-least-once delivery: re-publishes <see cref="DeliverWebhook"/> for
+/// The safety net of at-least-once delivery (and the announcer of automatically disabled
+/// subscriptions, <c>WebhookSubscriptionDisabled</c>): re-publishes <see cref="DeliverWebhook"/> for
 /// deliveries whose next attempt is overdue (a publish lost in a crash between commit and
 /// publish, a message dropped by an operator), and gives back attempts that were claimed but
 /// never recorded (a process killed mid-attempt), so they are made again.
@@ -52,6 +53,9 @@ public sealed class DeliveryReconciler(
             await publish.PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)), cancellationToken);
             logger.LogWarning("Reconciler re-published {Count} overdue delivery(ies)", work.Count);
         }
+        var announced = await store.AnnounceDisabledAsync(notices => publish.PublishBatch(notices, cancellationToken), cancellationToken);
+        if (announced > 0)
+            logger.LogWarning("Announced {Count} automatically disabled subscription(s) on the bus", announced);
         return work.Count;
     }
 

@@ -45,7 +45,7 @@ public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset St
 /// change is a conditional UPDATE, so duplicate messages, concurrent replicas and a reconciler
 /// re-publish cannot cause a second attempt of the same number.
 /// </summary>
-public sealed class DeliveryStore(NpgsqlDataSource db)
+public sealed class DeliveryStore(NpgsqlDataSource db, Microsoft.Extensions.Options.IOptions<AutoDisableOptions> autoDisable)
 {
     /// <summary>How long past its timeout an attempt in flight keeps its claim, in seconds.</summary>
     public const int LeaseMarginSeconds = 30;
@@ -170,8 +170,10 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
     /// also when a DELETE cancelled the delivery meanwhile; not when the reconciler gave the
     /// attempt back after its lease ran out); the delivery's state moves
     /// only if it is still unfinished. Deliveries reaching a final state add to their
-    /// subscription's counters, one increment per subscription for the batch; a 410 Gone
-    /// disables the subscription. Returns the ids whose state moved; for the others no retry
+    /// subscription's counters, one increment per subscription for the batch, and extend or end
+    /// its failure streak; a 410 Gone, or a streak as long as <see cref="AutoDisableOptions"/>
+    /// says, disables the subscription with its reason and leaves a notice to publish
+    /// (<see cref="AnnounceDisabledAsync"/>). Returns the ids whose state moved; for the others no retry
     /// must follow.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
@@ -198,26 +200,48 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
                 FROM claimed c
                 WHERE d.id = c.id AND d.status IN ('pending', 'retrying')
                 RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),
+            g AS (
+                SELECT subscription_id,
+                       count(*) AS total,
+                       count(*) FILTER (WHERE status = 'success') AS succeeded,
+                       count(*) FILTER (WHERE status = 'failed') AS failed,
+                       max(finished_at) AS last_final,
+                       max(finished_at) FILTER (WHERE status = 'success') AS last_success,
+                       max(finished_at) FILTER (WHERE status = 'failed') AS last_failure,
+                       min(finished_at) FILTER (WHERE status = 'failed') AS first_failure,
+                       bool_or(disable) AS gone
+                FROM delivery WHERE status IN ('success', 'failed') GROUP BY subscription_id),
+            -- A failure streak: no success in the batch extends it, one ends it. It disables the
+            -- subscription once it is AfterDays old and MinFailures long (the last two parameters).
+            streak AS (
+                SELECT g.*, s.is_active,
+                       CASE WHEN g.succeeded > 0 THEN NULL ELSE COALESCE(s.failing_since, g.first_failure) END AS failing_since,
+                       CASE WHEN g.succeeded > 0 THEN 0 ELSE s.failures_since_success + g.failed END AS failures
+                FROM g JOIN webhook_subscriptions s ON s.id = g.subscription_id),
+            verdict AS (
+                SELECT streak.*,
+                       CASE WHEN NOT is_active THEN NULL
+                            WHEN gone THEN 'endpoint_gone'
+                            WHEN failing_since <= last_final - make_interval(secs => $15 * 86400) AND failures >= $16 THEN 'failing'
+                       END AS disabled_reason
+                FROM streak),
             counters AS (
                 UPDATE webhook_subscriptions s
-                SET total_deliveries = s.total_deliveries + g.total,
-                    successful_deliveries = s.successful_deliveries + g.succeeded,
-                    failed_deliveries = s.failed_deliveries + g.failed,
-                    last_delivery_at = GREATEST(s.last_delivery_at, g.last_final),
-                    last_success_at = GREATEST(s.last_success_at, g.last_success),
-                    last_failure_at = GREATEST(s.last_failure_at, g.last_failure),
-                    is_active = s.is_active AND NOT g.disable,
-                    updated_at = CASE WHEN g.disable THEN g.last_final ELSE s.updated_at END
-                FROM (SELECT subscription_id,
-                             count(*) AS total,
-                             count(*) FILTER (WHERE status = 'success') AS succeeded,
-                             count(*) FILTER (WHERE status = 'failed') AS failed,
-                             max(finished_at) AS last_final,
-                             max(finished_at) FILTER (WHERE status = 'success') AS last_success,
-                             max(finished_at) FILTER (WHERE status = 'failed') AS last_failure,
-                             bool_or(disable) AS disable
-                      FROM delivery WHERE status IN ('success', 'failed') GROUP BY subscription_id) g
-                WHERE s.id = g.subscription_id)
+                SET total_deliveries = s.total_deliveries + v.total,
+                    successful_deliveries = s.successful_deliveries + v.succeeded,
+                    failed_deliveries = s.failed_deliveries + v.failed,
+                    last_delivery_at = GREATEST(s.last_delivery_at, v.last_final),
+                    last_success_at = GREATEST(s.last_success_at, v.last_success),
+                    last_failure_at = GREATEST(s.last_failure_at, v.last_failure),
+                    failing_since = v.failing_since,
+                    failures_since_success = v.failures,
+                    is_active = s.is_active AND v.disabled_reason IS NULL,
+                    disabled_reason = COALESCE(v.disabled_reason, s.disabled_reason),
+                    disabled_at = CASE WHEN v.disabled_reason IS NOT NULL THEN v.last_final ELSE s.disabled_at END,
+                    disabled_notice_pending = s.disabled_notice_pending OR v.disabled_reason IS NOT NULL,
+                    updated_at = CASE WHEN v.disabled_reason IS NOT NULL THEN v.last_final ELSE s.updated_at END
+                FROM verdict v
+                WHERE s.id = v.subscription_id)
             SELECT id FROM delivery
             """);
         cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Delivery.Id).ToArray() });
@@ -238,11 +262,56 @@ public sealed class DeliveryStore(NpgsqlDataSource db)
         cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Decision.DisableSubscription).ToArray() });
         cmd.Parameters.Add(new() { Value = attempts.Select(a => a.FinishedAt).ToArray() });
         cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Delivery.ClaimedAt).ToArray() });
+        cmd.Parameters.Add(new() { Value = autoDisable.Value.AfterDays });
+        cmd.Parameters.Add(new() { Value = autoDisable.Value.MinFailures });
         var moved = new HashSet<Guid>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
             moved.Add(reader.GetGuid(0));
         return moved;
+    }
+
+    /// <summary>
+    /// Publishes, through <paramref name="publish"/>, a <see cref="Notely.Events.WebhookSubscriptionDisabled"/>
+    /// for each subscription disabled automatically and not yet announced (at most 100 a call),
+    /// then marks them announced, in one transaction: a crash between the two announces again
+    /// (at least once). Safe in several replicas at once (SKIP LOCKED). Returns how many it announced.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed; nothing was marked.</exception>
+    public async Task<int> AnnounceDisabledAsync(Func<IReadOnlyList<Notely.Events.WebhookSubscriptionDisabled>, Task> publish,
+        CancellationToken cancellationToken)
+    {
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+        var notices = new List<Notely.Events.WebhookSubscriptionDisabled>();
+        await using (var select = new NpgsqlCommand("""
+            SELECT id, user_id, url, disabled_reason, disabled_at, failing_since, failures_since_success FROM webhook_subscriptions
+            WHERE disabled_notice_pending AND deleted_at IS NULL AND disabled_reason IS NOT NULL AND disabled_at IS NOT NULL
+            LIMIT 100 FOR UPDATE SKIP LOCKED
+            """, connection, tx))
+        await using (var r = await select.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await r.ReadAsync(cancellationToken))
+                notices.Add(new Notely.Events.WebhookSubscriptionDisabled
+                {
+                    SubscriptionId = r.GetGuid(0),
+                    UserId = r.GetString(1),
+                    Url = r.GetString(2),
+                    Reason = r.GetString(3),
+                    DisabledAt = r.GetFieldValue<DateTimeOffset>(4),
+                    FailingSince = r.IsDBNull(5) ? null : r.GetFieldValue<DateTimeOffset>(5),
+                    FailuresSinceSuccess = r.GetInt32(6),
+                });
+        }
+        if (notices.Count == 0) return 0;
+        await publish(notices);
+        await using (var done = new NpgsqlCommand("UPDATE webhook_subscriptions SET disabled_notice_pending = false WHERE id = ANY ($1)", connection, tx))
+        {
+            done.Parameters.Add(new() { Value = notices.Select(n => n.SubscriptionId).ToArray() });
+            await done.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await tx.CommitAsync(cancellationToken);
+        return notices.Count;
     }
 
     /// <summary>

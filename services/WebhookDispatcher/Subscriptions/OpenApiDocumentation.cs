@@ -61,6 +61,11 @@ internal static class OpenApiDocumentation
         ["limit"] = s => Range(s, 1, SubscriptionsApi.MaxLimit),
         ["offset"] = s => Range(s, 0, int.MaxValue),
         ["next_cursor"] = s => { s.MaxLength = 64; s.Pattern = "^[A-Za-z0-9_-]+$"; },
+        ["disabled_reason"] = s =>
+        {
+            Enum(s, DisabledReasons.All);
+            s.Description = "Why the subscription is inactive: endpoint_gone (it answered 410 Gone), failing (every delivery failed for days), owner (turned off through the API); null while active.";
+        },
         ["secret"] = s => { s.Pattern = "^whsec_[A-Za-z0-9+/]{43}=$"; s.Description = "Signing secret in the Standard Webhooks form (whsec_ and 32 random bytes in base64), shown only in this answer."; },
         ["name"] = s => Enum(s, EventTypeNames),
         ["category"] = s => Enum(s, [.. EventCatalog.All.Select(t => t.Category).Distinct()]),

@@ -38,6 +38,11 @@ public sealed record SubscriptionStatistics(
     DateTimeOffset? LastFailureAt);
 
 /// <summary>A subscription as the API shows it: never its secret.</summary>
+/// <remarks>
+/// <c>disabled_reason</c> says why an inactive subscription is off: <c>endpoint_gone</c> (it
+/// answered 410 Gone), <c>failing</c> (every delivery failed for days) or <c>owner</c> (turned
+/// off through the API); null while active. <c>disabled_at</c> is when.
+/// </remarks>
 public sealed record SubscriptionResponse(
     Guid Id,
     string Url,
@@ -47,13 +52,15 @@ public sealed record SubscriptionResponse(
     int RetryCount,
     int TimeoutSeconds,
     int? RateLimitPerSecond,
+    string? DisabledReason,
+    DateTimeOffset? DisabledAt,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
     SubscriptionStatistics Statistics)
 {
     /// <summary>Maps the entity, leaving the secret out.</summary>
     public static SubscriptionResponse From(WebhookSubscription s) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
-        s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, new SubscriptionStatistics(s.TotalDeliveries, s.SuccessfulDeliveries, s.FailedDeliveries,
+        s.TimeoutSeconds, s.RateLimitPerSecond, s.DisabledReason, s.DisabledAt, s.CreatedAt, s.UpdatedAt, new SubscriptionStatistics(s.TotalDeliveries, s.SuccessfulDeliveries, s.FailedDeliveries,
             s.TotalDeliveries == 0 ? null : Math.Round((double)s.SuccessfulDeliveries / s.TotalDeliveries, 4),
             s.LastDeliveryAt, s.LastSuccessAt, s.LastFailureAt));
 }

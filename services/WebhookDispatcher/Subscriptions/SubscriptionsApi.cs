@@ -203,7 +203,18 @@ public static class SubscriptionsApi
                 if (fields.HasDescription) u.SetProperty(s => s.Description, fields.Description);
                 if (fields.RetryCount is { } retryCount) u.SetProperty(s => s.RetryCount, retryCount);
                 if (fields.TimeoutSeconds is { } timeout) u.SetProperty(s => s.TimeoutSeconds, timeout);
-                if (fields.IsActive is { } active) u.SetProperty(s => s.IsActive, active);
+                if (fields.IsActive is { } active)
+                {
+                    u.SetProperty(s => s.IsActive, active);
+                    // Turning it back on starts a new failure streak; turning it off says who did.
+                    u.SetProperty(s => s.DisabledReason, active ? null : DisabledReasons.Owner);
+                    u.SetProperty(s => s.DisabledAt, active ? null : now);
+                    if (active)
+                    {
+                        u.SetProperty(s => s.FailingSince, (DateTimeOffset?)null);
+                        u.SetProperty(s => s.FailuresSinceSuccess, 0);
+                    }
+                }
                 if (fields.HasRateLimit) u.SetProperty(s => s.RateLimitPerSecond, fields.RateLimitPerSecond);
                 u.SetProperty(s => s.UpdatedAt, now);
             }, cancellationToken);

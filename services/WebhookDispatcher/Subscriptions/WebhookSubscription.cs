@@ -93,6 +93,40 @@ public sealed class WebhookSubscription
     /// <summary>Last change by its owner or by the dispatcher (UTC).</summary>
     public DateTimeOffset UpdatedAt { get; set; }
 
+    /// <summary>
+    /// Why it is inactive: <see cref="DisabledReasons.EndpointGone"/>, <see cref="DisabledReasons.Failing"/>
+    /// or <see cref="DisabledReasons.Owner"/>; null while active.
+    /// </summary>
+    public string? DisabledReason { get; set; }
+
+    /// <summary>When it was last disabled (UTC); null while active.</summary>
+    public DateTimeOffset? DisabledAt { get; set; }
+
+    /// <summary>When its deliveries started failing with no success since (UTC); null after a success.</summary>
+    public DateTimeOffset? FailingSince { get; set; }
+
+    /// <summary>Deliveries that ended failed since the last one that succeeded.</summary>
+    public int FailuresSinceSuccess { get; set; }
+
+    /// <summary>Whether a <c>WebhookSubscriptionDisabled</c> message is still to be published for the last automatic disable.</summary>
+    public bool DisabledNoticePending { get; set; }
+
     /// <summary>When its owner deleted it (UTC). Deleted subscriptions are inactive, invisible to the API, and keep their delivery history.</summary>
     public DateTimeOffset? DeletedAt { get; set; }
+}
+
+/// <summary>The values of <see cref="WebhookSubscription.DisabledReason"/>.</summary>
+public static class DisabledReasons
+{
+    /// <summary>The endpoint answered 410 Gone.</summary>
+    public const string EndpointGone = "endpoint_gone";
+
+    /// <summary>Every delivery failed for <c>AutoDisable:AfterDays</c>, at least <c>AutoDisable:MinFailures</c> times.</summary>
+    public const string Failing = "failing";
+
+    /// <summary>Its owner turned it off (<c>PATCH is_active: false</c>).</summary>
+    public const string Owner = "owner";
+
+    /// <summary>All reasons.</summary>
+    public static readonly IReadOnlyList<string> All = [EndpointGone, Failing, Owner];
 }

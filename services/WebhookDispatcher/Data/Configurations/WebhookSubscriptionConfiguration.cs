@@ -25,6 +25,8 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(s => s.Secret).HasMaxLength(256);
         b.Property(s => s.PreviousSecret).HasMaxLength(256);
         b.Property(s => s.Description).HasMaxLength(1024);
+        b.Property(s => s.DisabledReason).HasMaxLength(32);
+        b.Property(s => s.FailuresSinceSuccess).HasDefaultValue(0);
         // No database defaults for is_active, retry_count and timeout_seconds: EF omits a property
         // whose value is the CLR default (false, 0) when the column has one, which turned
         // retry_count 0 into 3. The entity's initialisers are the defaults.
@@ -38,5 +40,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.HasIndex(s => new { s.UserId, s.IsActive });
         b.HasIndex(s => s.EventTypes).HasMethod("gin");
         b.HasIndex(s => s.CreatedAt);
+        // The disable notices still to publish: almost always empty.
+        b.HasIndex(s => s.DisabledNoticePending).HasFilter("disabled_notice_pending").HasDatabaseName("ix_webhook_subscriptions_disabled_notice");
     }
 }

@@ -192,6 +192,19 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("character varying(1024)")
                         .HasColumnName("description");
 
+                    b.Property<DateTimeOffset?>("DisabledAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("disabled_at");
+
+                    b.Property<bool>("DisabledNoticePending")
+                        .HasColumnType("boolean")
+                        .HasColumnName("disabled_notice_pending");
+
+                    b.Property<string>("DisabledReason")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("disabled_reason");
+
                     b.PrimitiveCollection<List<string>>("EventTypes")
                         .IsRequired()
                         .HasColumnType("text[]")
@@ -202,6 +215,16 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("bigint")
                         .HasDefaultValue(0L)
                         .HasColumnName("failed_deliveries");
+
+                    b.Property<DateTimeOffset?>("FailingSince")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("failing_since");
+
+                    b.Property<int>("FailuresSinceSuccess")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer")
+                        .HasDefaultValue(0)
+                        .HasColumnName("failures_since_success");
 
                     b.Property<bool>("IsActive")
                         .HasColumnType("boolean")
@@ -281,6 +304,10 @@ namespace WebhookDispatcher.Data.Migrations
 
                     b.HasIndex("CreatedAt")
                         .HasDatabaseName("ix_webhook_subscriptions_created_at");
+
+                    b.HasIndex("DisabledNoticePending")
+                        .HasDatabaseName("ix_webhook_subscriptions_disabled_notice")
+                        .HasFilter("disabled_notice_pending");
 
                     b.HasIndex("EventTypes")
                         .HasDatabaseName("ix_webhook_subscriptions_event_types");
