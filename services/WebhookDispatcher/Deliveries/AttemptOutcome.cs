@@ -29,4 +29,10 @@ public static class AttemptOutcome
 
     /// <summary>The URL resolved to a loopback, private or link-local address and private networks are not allowed.</summary>
     public const string BlockedAddress = "blocked_address";
+
+    /// <summary>
+    /// The dispatcher stopped (was killed) during this attempt <c>Delivery:MaxLostAttempts</c>
+    /// times in a row: the delivery is failed rather than tried again forever. No answer is known.
+    /// </summary>
+    public const string Lost = "lost";
 }

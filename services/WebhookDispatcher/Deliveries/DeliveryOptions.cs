@@ -63,6 +63,14 @@ public sealed class DeliveryOptions
     [Range(0, 100)]
     public int TransientRedeliveries { get; set; } = 20;
 
+    /// <summary>
+    /// Times an attempt may be lost to the process dying before a delivery is failed with outcome
+    /// <c>lost</c> (1–100). Default 3: an attempt that kills the dispatcher every time does not
+    /// loop forever.
+    /// </summary>
+    [Range(1, 100)]
+    public int MaxLostAttempts { get; set; } = 3;
+
     /// <summary>The User-Agent header of webhook requests.</summary>
     [Required]
     public string UserAgent { get; set; } = "Notely-Webhooks/1.0";

@@ -45,7 +45,8 @@ public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset St
 /// change is a conditional UPDATE, so duplicate messages, concurrent replicas and a reconciler
 /// re-publish cannot cause a second attempt of the same number.
 /// </summary>
-public sealed class DeliveryStore(NpgsqlDataSource db, Microsoft.Extensions.Options.IOptions<AutoDisableOptions> autoDisable)
+public sealed class DeliveryStore(
+    NpgsqlDataSource db, Microsoft.Extensions.Options.IOptions<AutoDisableOptions> autoDisable, Microsoft.Extensions.Options.IOptions<DeliveryOptions> options)
 {
     /// <summary>How long past its timeout an attempt in flight keeps its claim, in seconds.</summary>
     public const int LeaseMarginSeconds = 30;
@@ -196,7 +197,7 @@ public sealed class DeliveryStore(NpgsqlDataSource db, Microsoft.Extensions.Opti
             delivery AS (
                 UPDATE webhook_deliveries d
                 SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,
-                    completed_at = c.completed_at, next_retry_at = c.next_retry_at
+                    completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0
                 FROM claimed c
                 WHERE d.id = c.id AND d.status IN ('pending', 'retrying')
                 RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),
@@ -456,7 +457,8 @@ public sealed class DeliveryStore(NpgsqlDataSource db, Microsoft.Extensions.Opti
     /// The reconciler's pass over unfinished deliveries due more than <paramref name="grace"/> ago
     /// and not held by a replica's lane. First, attempts that were claimed but never recorded (the
     /// process was killed, or lost the database, halfway through) stop counting, so they are made
-    /// again rather than silently using up the delivery's attempts. Then the deliveries with
+    /// again rather than silently using up the delivery's attempts — unless the same delivery
+    /// lost <see cref="DeliveryOptions.MaxLostAttempts"/> attempts in a row: then it fails. Then the deliveries with
     /// attempts left (their message was lost, purged, or never sent) and the backlogs whose hold
     /// ran out (see <see cref="DeferToBacklogAsync"/>) are made due now and returned, to be
     /// re-published: at most <paramref name="batchSize"/> of each. Safe to run in several
@@ -467,12 +469,41 @@ public sealed class DeliveryStore(NpgsqlDataSource db, Microsoft.Extensions.Opti
         CancellationToken cancellationToken)
     {
         await using var batch = db.CreateBatch();
+        // A claimed attempt never recorded is given back (made again, not counted), unless it was
+        // lost MaxLostAttempts times in a row: then the delivery fails with a recorded "lost"
+        // attempt and counts as failed, so an attempt that kills the process cannot loop forever.
         batch.BatchCommands.Add(Command("""
-            UPDATE webhook_deliveries d
-            SET attempt_count = (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
-            WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
-              AND d.attempt_count > (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
-            """, now - grace));
+            WITH lost AS (
+                SELECT d.id, d.subscription_id, d.lost_attempts + 1 AS times,
+                       (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)::int AS recorded
+                FROM webhook_deliveries d
+                WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
+                  AND d.attempt_count > (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+                FOR UPDATE SKIP LOCKED),
+            poisoned AS (
+                INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, outcome, error_message)
+                SELECT id, recorded + 1, $2, 0, 'lost', format('The dispatcher stopped during this attempt %s times in a row; not tried again', times)
+                FROM lost WHERE times >= $3
+                ON CONFLICT DO NOTHING),
+            given AS (
+                UPDATE webhook_deliveries d
+                SET attempt_count = CASE WHEN l.times >= $3 THEN l.recorded + 1 ELSE l.recorded END,
+                    lost_attempts = l.times,
+                    status = CASE WHEN l.times >= $3 THEN 'failed' ELSE d.status END,
+                    completed_at = CASE WHEN l.times >= $3 THEN $2 ELSE d.completed_at END,
+                    next_retry_at = CASE WHEN l.times >= $3 THEN NULL ELSE d.next_retry_at END,
+                    response_status_code = CASE WHEN l.times >= $3 THEN NULL ELSE d.response_status_code END,
+                    error_message = CASE WHEN l.times >= $3
+                                         THEN format('The dispatcher stopped during this attempt %s times in a row; not tried again', l.times)
+                                         ELSE d.error_message END
+                FROM lost l WHERE d.id = l.id
+                RETURNING d.subscription_id, l.times >= $3 AS failed)
+            UPDATE webhook_subscriptions s
+            SET total_deliveries = s.total_deliveries + g.n, failed_deliveries = s.failed_deliveries + g.n,
+                last_delivery_at = GREATEST(s.last_delivery_at, $2), last_failure_at = GREATEST(s.last_failure_at, $2)
+            FROM (SELECT subscription_id, count(*) AS n FROM given WHERE failed GROUP BY subscription_id) g
+            WHERE s.id = g.subscription_id
+            """, now - grace, now, options.Value.MaxLostAttempts));
         batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries SET next_retry_at = $1
             WHERE id IN (SELECT id FROM webhook_deliveries

@@ -61,6 +61,9 @@ public sealed class WebhookDelivery
     /// </summary>
     public DateTimeOffset? NextRetryAt { get; set; }
 
+    /// <summary>Attempts of this delivery that were claimed and never recorded (the process died mid-attempt) in a row.</summary>
+    public int LostAttempts { get; set; }
+
     /// <summary>
     /// Until when a replica holds this unfinished delivery in its lanes, waiting for capacity
     /// (UTC); the reconciler leaves it alone meanwhile. Null when no replica holds it.

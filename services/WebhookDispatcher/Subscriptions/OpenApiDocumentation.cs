@@ -19,7 +19,7 @@ internal static class OpenApiDocumentation
     [
         AttemptOutcome.Success, AttemptOutcome.HttpStatus, AttemptOutcome.Redirect, AttemptOutcome.Timeout,
         AttemptOutcome.ConnectionRefused, AttemptOutcome.DnsFailure, AttemptOutcome.TlsError, AttemptOutcome.ConnectionError,
-        AttemptOutcome.BlockedAddress,
+        AttemptOutcome.BlockedAddress, AttemptOutcome.Lost,
     ];
 
     /// <summary>Constraints of a property, by its JSON name; applied wherever the name appears in the API's own schemas.</summary>

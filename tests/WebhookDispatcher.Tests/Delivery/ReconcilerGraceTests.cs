@@ -14,7 +14,8 @@ public sealed class ReconcilerGraceTests
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
-    private static async Task<Guid> StoreAsync(Guid subscriptionId, DateTimeOffset? nextRetryAt, DateTimeOffset? heldUntil)
+    private static async Task<Guid> StoreAsync(Guid subscriptionId, DateTimeOffset? nextRetryAt, DateTimeOffset? heldUntil,
+        int attemptCount = 0, int lostAttempts = 0)
     {
         var delivery = new WebhookDelivery
         {
@@ -28,6 +29,8 @@ public sealed class ReconcilerGraceTests
             CreatedAt = DateTimeOffset.UtcNow.AddMinutes(-5),
             NextRetryAt = nextRetryAt,
             HeldUntil = heldUntil,
+            AttemptCount = attemptCount,
+            LostAttempts = lostAttempts,
         };
         await Dispatcher.QueryAsync(async db =>
         {
@@ -101,5 +104,33 @@ public sealed class ReconcilerGraceTests
             (await Dispatcher.DeliveriesAsync(abandonedSubscription)).All(d => d.Status == DeliveryStatus.Success), Patience), Is.True);
         Assert.That(held.Requests, Is.Empty);
         await CancelAsync(heldId);
+    }
+
+    [Test]
+    public async Task An_attempt_lost_a_third_time_fails_the_delivery_instead_of_looping_while_a_first_loss_is_made_again()
+    {
+        var (again, againSubscription) = await EndpointAsync();
+        var (poison, poisonSubscription) = await EndpointAsync();
+        await using var _ = again;
+        await using var __ = poison;
+        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-10);
+        // Each was claimed (attempt 1) and never recorded: the process died mid-attempt.
+        await StoreAsync(againSubscription, longAgo, null, attemptCount: 1, lostAttempts: 0);
+        var poisoned = await StoreAsync(poisonSubscription, longAgo, null, attemptCount: 1, lostAttempts: 2);
+
+        await Dispatcher.Services.GetRequiredService<DeliveryReconciler>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await again.WaitForAsync(1, Patience), Is.True, "control: a first loss is given back and made again");
+        var failed = (await Dispatcher.DeliveriesAsync(poisonSubscription)).Single(d => d.Id == poisoned);
+        var stats = await Dispatcher.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync(s => s.Id == poisonSubscription));
+        Assert.Multiple(() =>
+        {
+            Assert.That(failed.Status, Is.EqualTo(DeliveryStatus.Failed));
+            Assert.That(failed.LostAttempts, Is.EqualTo(3));
+            Assert.That(failed.ErrorMessage, Does.Contain("3 times"));
+            Assert.That(failed.Attempts.Select(a => (a.AttemptNumber, a.Outcome)), Is.EqualTo(new[] { (1, AttemptOutcome.Lost) }));
+            Assert.That(stats.FailedDeliveries, Is.EqualTo(1));
+            Assert.That(poison.Requests, Is.Empty, "never tried a fourth time");
+        });
     }
 }
