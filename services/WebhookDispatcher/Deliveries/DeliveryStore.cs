@@ -188,7 +188,9 @@ public sealed class DeliveryStore(
                          status, completed_at, next_retry_at, disable, finished_at, claimed_at)),
             claimed AS (
                 SELECT r.*, d.subscription_id FROM r JOIN webhook_deliveries d
-                  ON d.id = r.id AND d.attempt_count = r.attempt_number AND d.last_attempt_at = r.claimed_at),
+                  ON d.id = r.id AND d.attempt_count = r.attempt_number AND d.last_attempt_at = r.claimed_at
+                -- Repeats the ids as a plain condition so the planner keeps only their day partitions.
+                WHERE d.id = ANY ($1)),
             attempt AS (
                 INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, status_code, outcome,
                                                        error_message, response_excerpt)
@@ -199,7 +201,7 @@ public sealed class DeliveryStore(
                 SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,
                     completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0
                 FROM claimed c
-                WHERE d.id = c.id AND d.status IN ('pending', 'retrying')
+                WHERE d.id = c.id AND d.id = ANY ($1) AND d.status IN ('pending', 'retrying')
                 RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),
             g AS (
                 SELECT subscription_id,
