@@ -140,7 +140,7 @@ public sealed partial class DeliveryEngine(
                 await DrainIncomingAsync(now, stop);
                 await RefillFromBacklogsAsync(now, stop);
                 DrainCompletions(now);
-                var more = await StartWhatMayStartAsync(now, stop);
+                var more = await StartWhatMayStartAsync(now);
                 await HousekeepingAsync(now, stop);
                 if (!more) await WaitAsync(NextWake(now) - now, stop);
             }
@@ -273,7 +273,7 @@ public sealed partial class DeliveryEngine(
     }
 
     /// <summary>Claims and starts what the lanes allow, round robin; true when more could start at once.</summary>
-    private async Task<bool> StartWhatMayStartAsync(DateTimeOffset now, CancellationToken stop)
+    private async Task<bool> StartWhatMayStartAsync(DateTimeOffset now)
     {
         if (now < _claimPausedUntil || _order.Count == 0) return false;
         var o = options.Value;
@@ -297,7 +297,9 @@ public sealed partial class DeliveryEngine(
         var claimedAt = now.ToDatabasePrecision();
         try
         {
-            claimed = await store.ClaimAsync(plan.Select(p => p.Waiting.DeliveryId).ToList(), claimedAt, stop);
+            // Not cancelled by a stop: a claim that committed must start its attempts, which the
+            // stop then waits for, rather than leave leases for the reconciler to give back.
+            claimed = await store.ClaimAsync(plan.Select(p => p.Waiting.DeliveryId).ToList(), claimedAt, CancellationToken.None);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
