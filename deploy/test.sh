@@ -62,6 +62,9 @@ export ConnectionStrings__RabbitMq="${ConnectionStrings__RabbitMq%/}/$VHOST"
 # The management API of the same broker, for tests that act as an operator in the console.
 export WEBHOOKS_RABBIT_MGMT_URL="http://127.0.0.1:${WEBHOOKS_RABBIT_MGMT_PORT:-55673}"
 export WEBHOOKS_RABBIT_VHOST="$VHOST"
+# Where infra.sh keeps the servers: the database outage tests stop and start this PostgreSQL (and
+# check first that it is the one the connection string names).
+export WEBHOOKS_INFRA_DIR="${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}"
 
 log=$(mktemp)
 set +e

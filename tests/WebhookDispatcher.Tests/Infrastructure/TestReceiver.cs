@@ -55,6 +55,9 @@ public sealed class TestReceiver : IAsyncDisposable
         });
     }
 
+    /// <summary>The receiver's clock now, on the scale of <see cref="ReceivedRequest.ArrivedAt"/>.</summary>
+    public TimeSpan Now => _clock.Elapsed;
+
     /// <summary>Requests being answered right now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
