@@ -88,8 +88,11 @@ public sealed class ShutdownTests
             Assert.That((attempt.AttemptNumber, attempt.StatusCode, attempt.ResponseExcerpt), Is.EqualTo((1, (int?)503, "answer 503")));
             Assert.That(delivery.Status, Is.EqualTo(DeliveryStatus.Retrying));
             Assert.That(delivery.AttemptCount, Is.EqualTo(1));
-            Assert.That(delivery.NextRetryAt, Is.EqualTo(attempt.AttemptedAt.AddMilliseconds(attempt.DurationMs) + TimeSpan.FromSeconds(2))
-                .Within(TimeSpan.FromSeconds(1)), "due 2 s after the answer");
+            // Due 2 s after the answer (the attempt's start plus its duration, to the millisecond);
+            // the next schedule step would be 4 s.
+            var answered = attempt.AttemptedAt.AddMilliseconds(attempt.DurationMs);
+            Assert.That(delivery.NextRetryAt, Is.GreaterThanOrEqualTo(answered + TimeSpan.FromSeconds(2) - TimeSpan.FromMilliseconds(1))
+                .And.LessThan(answered + TimeSpan.FromSeconds(4)), "due 2 s after the answer");
             Assert.That(delivery.HeldUntil, Is.Null, "not held by the stopped process");
         });
         // The retry left for the broker before the bus stopped: it waits in the delay queue, or
