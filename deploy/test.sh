@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # The number of tests this repository holds, less a little room; raise it as tests are added.
 # A filter (`deploy/test.sh --filter …`) runs a subset on purpose, so it disables the floor.
-MIN_TESTS=${WEBHOOKS_MIN_TESTS:-420}
+MIN_TESTS=${WEBHOOKS_MIN_TESTS:-440}
 for arg in "$@"; do case "$arg" in --filter|--filter=*) MIN_TESTS=1 ;; esac; done
 
 # What the tests run besides .NET: the Python and Node examples under docs/examples (pika from
@@ -67,9 +67,11 @@ export ConnectionStrings__RabbitMq="${ConnectionStrings__RabbitMq%/}/$VHOST"
 # The management API of the same broker, for tests that act as an operator in the console.
 export WEBHOOKS_RABBIT_MGMT_URL="http://127.0.0.1:${WEBHOOKS_RABBIT_MGMT_PORT:-55673}"
 export WEBHOOKS_RABBIT_VHOST="$VHOST"
-# The data directory of that PostgreSQL, for the tests that stop it and start it again (as the
-# postgres user, with pg_ctl); the broker's they stop and start through deploy/infra.sh.
-export WEBHOOKS_PG_DATA="${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}/pg/data"
+# Where infra.sh keeps the servers: the outage tests stop and start this PostgreSQL (as the
+# postgres user, with pg_ctl, after checking that its port is the one in the connection string)
+# and the broker's application (through deploy/infra.sh).
+export WEBHOOKS_INFRA_DIR="${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}"
+export WEBHOOKS_PG_DATA="$WEBHOOKS_INFRA_DIR/pg/data"
 
 log=$(mktemp)
 set +e

@@ -101,18 +101,24 @@ public sealed class DeliveryApiTests
         await using var receiver = await TestReceiver.AnsweringAsync(500);
         var user = Events.NewUser();
         using var client = TestTokens.Client(user);
-        var created = await client.CreateAsync(receiver.Url, ["email.received"], retryCount: 3);
+        var created = await client.CreateAsync(receiver.Url + "/deleted", ["email.received"], retryCount: 3);
+        // Control: a subscription that stays, failing the same event on the same schedule.
+        await client.CreateAsync(receiver.Url + "/kept", ["email.received"], retryCount: 3);
         await Dispatcher.PublishAsync(Events.EmailReceived(user));
-        Assert.That(await receiver.WaitForAsync(2, Patience), Is.True);
+        Assert.That(await receiver.WaitForAsync(2, Patience, "/deleted"), Is.True);
 
         // Attempt 3 now waits 4 s in the broker.
         Assert.That((await client.DeleteAsync($"/api/webhooks/{created.Id()}")).StatusCode, Is.EqualTo(HttpStatusCode.NoContent));
 
-        await Task.Delay(TimeSpan.FromSeconds(8));
+        // Once the kept subscription's attempt 3 came, the deleted one's would have (allowing for
+        // how much later its attempt 2 came).
+        Assert.That(await receiver.WaitForAsync(3, Patience, "/kept"), Is.True, "control: attempt 3 of the kept subscription");
+        var lag = receiver.To("/deleted")[1].ArrivedAt - receiver.To("/kept")[1].ArrivedAt;
+        await receiver.WaitUntilAsync(receiver.To("/kept")[2].ArrivedAt + (lag > TimeSpan.Zero ? lag : TimeSpan.Zero) + TimeSpan.FromSeconds(1));
         var delivery = (await Dispatcher.DeliveriesAsync(created.Id())).Single();
         Assert.Multiple(() =>
         {
-            Assert.That(receiver.Requests, Has.Count.EqualTo(2));
+            Assert.That(receiver.To("/deleted"), Has.Count.EqualTo(2));
             Assert.That(delivery.Status, Is.EqualTo(DeliveryStatus.Cancelled));
             Assert.That(delivery.Attempts, Has.Count.EqualTo(2));
         });

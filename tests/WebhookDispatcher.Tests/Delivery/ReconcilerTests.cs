@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Infrastructure;
@@ -80,12 +81,18 @@ public sealed class ReconcilerTests
     public async Task A_delivery_that_is_not_overdue_is_left_to_the_broker()
     {
         await using var receiver = await TestReceiver.AnsweringAsync(200);
-        var subscription = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url, ["email.received"]);
-        await StoreDeliveryAsync(subscription.Id, 1, 4, DeliveryStatus.Retrying, DateTimeOffset.UtcNow.AddSeconds(30));
+        var subscription = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url + "/due-later", ["email.received"]);
+        var control = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url + "/overdue", ["email.received"]);
+        var notDue = await StoreDeliveryAsync(subscription.Id, 1, 4, DeliveryStatus.Retrying, DateTimeOffset.UtcNow.AddSeconds(30));
+        await StoreDeliveryAsync(control.Id, 1, 4, DeliveryStatus.Retrying, DateTimeOffset.UtcNow.AddMinutes(-10));
 
         await Dispatcher.Services.GetRequiredService<DeliveryReconciler>().RunOnceAsync(CancellationToken.None);
 
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        Assert.That(receiver.Requests, Is.Empty);
+        // Control: the overdue delivery, re-published by the same pass, has been delivered.
+        Assert.That(await Dispatcher.DeliveryReachesAsync(control.Id, DeliveryStatus.Success, TimeSpan.FromSeconds(30)), Is.True);
+        Assert.That(receiver.To("/due-later"), Is.Empty);
+        // Not for a later pass of another test either (its receiver is gone by then).
+        await Dispatcher.QueryAsync(db => db.Deliveries.Where(d => d.Id == notDue.Id)
+            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null)));
     }
 }

@@ -24,14 +24,27 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
 {
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<IsolatedDispatcher, bool> Live = new();
     private readonly WebApplicationFactory<Program> _factory;
-    private readonly string? _vhost;
+    private readonly string? _vhost; // created for this instance, removed with it
+    private bool _stopped;
 
-    private IsolatedDispatcher(WebApplicationFactory<Program> factory, string? vhost, Uri baseAddress)
+    private IsolatedDispatcher(WebApplicationFactory<Program> factory, string? vhost, string virtualHost, Uri baseAddress, Task stopping)
     {
         _factory = factory;
         _vhost = vhost;
+        VirtualHost = virtualHost;
         BaseAddress = baseAddress;
+        Stopping = stopping;
     }
+
+    /// <summary>
+    /// Completes when the host begins to stop: before any of the service's own stopping work
+    /// (the delivery engine's <c>StoppingAsync</c> waits for attempts in flight, and
+    /// <c>ApplicationStopping</c> fires only after it).
+    /// </summary>
+    public Task Stopping { get; }
+
+    /// <summary>The RabbitMQ virtual host the instance uses.</summary>
+    public string VirtualHost { get; }
 
     /// <summary>Where the instance's Kestrel listens, e.g. <c>http://127.0.0.1:41234</c>.</summary>
     public Uri BaseAddress { get; }
@@ -46,15 +59,18 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
     /// Starts an instance. <paramref name="settings"/> override the production configuration;
     /// <paramref name="network"/>, when given, replaces DNS and sockets behind the SSRF guard;
     /// <paramref name="sharedBroker"/> puts it on the shared instance's virtual host instead of one
-    /// of its own (a second replica of the same deployment).
+    /// of its own (a second replica of the same deployment); <paramref name="virtualHost"/> on the
+    /// virtual host of an instance that stopped (its successor), which it leaves in place.
     /// </summary>
     public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null,
-        bool sharedBroker = false)
+        bool sharedBroker = false, string? virtualHost = null)
     {
-        var vhost = sharedBroker ? null : await Broker.CreateVirtualHostAsync("isolated");
-        var rabbit = vhost is null
+        var vhost = sharedBroker || virtualHost is not null ? null : await Broker.CreateVirtualHostAsync("isolated");
+        var used = vhost ?? virtualHost;
+        var rabbit = used is null
             ? TestInfrastructure.RabbitMq
-            : new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(vhost) }.Uri.ToString();
+            : new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(used) }.Uri.ToString();
+        var stopSignal = new StopSignal();
         var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(builder =>
         {
             builder.UseEnvironment("Production");
@@ -66,15 +82,20 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
             builder.UseSetting("Auth:SigningKey", TestTokens.SigningKey);
             foreach (var (key, value) in settings)
                 builder.UseSetting(key, value);
-            if (network is not null)
-                builder.ConfigureTestServices(services => services.AddSingleton(network));
+            builder.ConfigureTestServices(services =>
+            {
+                if (network is not null) services.AddSingleton(network);
+                // Registered after the app's services, so the host calls it first when it stops.
+                services.AddSingleton(stopSignal);
+                services.AddHostedService(sp => sp.GetRequiredService<StopSignal>());
+            });
         });
         try
         {
             factory.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
             factory.StartServer();
             var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-            var instance = new IsolatedDispatcher(factory, vhost, new Uri(address));
+            var instance = new IsolatedDispatcher(factory, vhost, used ?? RabbitManagement.VirtualHost, new Uri(address), stopSignal.Begun.Task);
             Live[instance] = true;
             return instance;
         }
@@ -101,11 +122,23 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
         await scope.ServiceProvider.GetRequiredService<IPublishEndpoint>().Publish(evt, evt.GetType());
     }
 
-    /// <summary>Stops the instance and removes its virtual host (not the shared one).</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// Stops the instance as its host stops in production (attempts in flight finish and are
+    /// recorded, retries are handed to the broker), and leaves its virtual host and what waits
+    /// there in place.
+    /// </summary>
+    public async Task StopAsync()
     {
+        if (_stopped) return;
+        _stopped = true;
         Live.TryRemove(this, out _);
         await _factory.DisposeAsync();
+    }
+
+    /// <summary>Stops the instance and removes the virtual host it created (not the shared one, nor one it was given).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
         if (_vhost is not null) await Broker.DeleteVirtualHostAsync(_vhost);
     }
 }
@@ -146,4 +179,22 @@ public static class Broker
         var response = await client.DeleteAsync($"api/vhosts/{Uri.EscapeDataString(name)}");
         if (response.StatusCode != HttpStatusCode.NotFound) response.EnsureSuccessStatusCode();
     }
+}
+
+/// <summary>The first of the host's lifecycle services to hear that it stops.</summary>
+internal sealed class StopSignal : Microsoft.Extensions.Hosting.IHostedLifecycleService
+{
+    public TaskCompletionSource Begun { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        Begun.TrySetResult();
+        return Task.CompletedTask;
+    }
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -16,8 +16,10 @@ namespace WebhookDispatcher.Tests;
 [SetUpFixture]
 public sealed class TestInfrastructure
 {
-    private PostgreSqlContainer? _postgres;
     private RabbitMqContainer? _rabbit;
+
+    /// <summary>The PostgreSQL container when Testcontainers provides the server; null for a local server.</summary>
+    internal static PostgreSqlContainer? PostgresContainer { get; private set; }
 
     /// <summary>Connection string of the test database.</summary>
     public static string Postgres { get; private set; } = "";
@@ -43,10 +45,10 @@ public sealed class TestInfrastructure
         }
         else if (TestcontainersSettings.OS.DockerEndpointAuthConfig is not null)
         {
-            _postgres = new PostgreSqlBuilder("postgres:15").Build();
+            PostgresContainer = new PostgreSqlBuilder("postgres:15").Build();
             _rabbit = new RabbitMqBuilder("rabbitmq:3.13-management").WithPortBinding(15672, true).Build();
-            await Task.WhenAll(_postgres.StartAsync(), _rabbit.StartAsync());
-            (Postgres, RabbitMq) = (_postgres.GetConnectionString(), _rabbit.GetConnectionString());
+            await Task.WhenAll(PostgresContainer.StartAsync(), _rabbit.StartAsync());
+            (Postgres, RabbitMq) = (PostgresContainer.GetConnectionString(), _rabbit.GetConnectionString());
             RabbitManagement = $"http://{_rabbit.Hostname}:{_rabbit.GetMappedPublicPort(15672)}";
         }
         else
@@ -61,7 +63,7 @@ public sealed class TestInfrastructure
     public async Task StopAsync()
     {
         await Dispatcher.StopAsync();
-        if (_postgres is not null) await _postgres.DisposeAsync();
+        if (PostgresContainer is not null) await PostgresContainer.DisposeAsync();
         if (_rabbit is not null) await _rabbit.DisposeAsync();
     }
 }

@@ -55,6 +55,9 @@ public sealed class TestReceiver : IAsyncDisposable
         });
     }
 
+    /// <summary>The receiver's clock now, on the scale of <see cref="ReceivedRequest.ArrivedAt"/>.</summary>
+    public TimeSpan Now => _clock.Elapsed;
+
     /// <summary>Requests being answered right now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -81,6 +84,13 @@ public sealed class TestReceiver : IAsyncDisposable
         return receiver;
     }
 
+    /// <summary>Starts a receiver whose answer depends on the request's path and its 1-based number on that path.</summary>
+    public static Task<TestReceiver> PerPathAsync(Func<string, int, HttpContext, Task> respond)
+    {
+        var counts = new ConcurrentDictionary<string, int>();
+        return StartAsync((_, c) => respond(c.Request.Path, counts.AddOrUpdate(c.Request.Path.Value ?? "", 1, (_, n) => n + 1), c));
+    }
+
     /// <summary>Starts a receiver that always answers <paramref name="status"/>.</summary>
     public static Task<TestReceiver> AnsweringAsync(int status) => StartAsync((_, c) =>
     {
@@ -95,9 +105,18 @@ public sealed class TestReceiver : IAsyncDisposable
         return Task.CompletedTask;
     });
 
-    /// <summary>Waits until at least <paramref name="count"/> requests arrived; false on timeout.</summary>
-    public Task<bool> WaitForAsync(int count, TimeSpan timeout) =>
-        Dispatcher.EventuallyAsync(() => Task.FromResult(_requests.Count >= count), timeout);
+    /// <summary>Waits until at least <paramref name="count"/> requests arrived (to <paramref name="path"/> only, when given); false on timeout.</summary>
+    public Task<bool> WaitForAsync(int count, TimeSpan timeout, string? path = null) =>
+        Dispatcher.EventuallyAsync(() => Task.FromResult(To(path).Count >= count), timeout);
+
+    /// <summary>Requests received so far to <paramref name="path"/> (all when null), in arrival order.</summary>
+    public IReadOnlyList<ReceivedRequest> To(string? path) => [.. _requests.Where(r => path is null || r.Path == path)];
+
+    /// <summary>Waits until the receiver's clock reads <paramref name="time"/>.</summary>
+    public async Task WaitUntilAsync(TimeSpan time)
+    {
+        if (time > Now) await Task.Delay(time - Now);
+    }
 
     public async ValueTask DisposeAsync() => await _app.DisposeAsync();
 }

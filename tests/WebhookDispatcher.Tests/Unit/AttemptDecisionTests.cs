@@ -70,4 +70,33 @@ public sealed class AttemptDecisionTests
             Assert.That(intervals, Has.All.Matches<TimeSpan>(i => DelayLevels.All.Contains(i)), "each is a delay queue's TTL");
         });
     }
+
+    [TestCase(0)]
+    [TestCase(1)]
+    [TestCase(11)]
+    [TestCase(12)]
+    [TestCase(100)]
+    public void The_transient_budget_is_as_many_redeliveries_as_configured_each_no_shorter_than_the_one_before(int count)
+    {
+        var intervals = BrokerDelayRedeliveryExtensions.TransientIntervals(count);
+        Assert.Multiple(() =>
+        {
+            Assert.That(intervals, Has.Length.EqualTo(count), "then the message is parked in _error");
+            Assert.That(intervals, Is.Ordered);
+            Assert.That(intervals, Has.All.InRange(TimeSpan.FromSeconds(2), TimeSpan.FromHours(1)));
+        });
+    }
+
+    [Test]
+    public void The_default_transient_budget_rides_out_an_outage_of_ten_hours_and_a_little_more()
+    {
+        var budget = new DeliveryOptions().TransientRedeliveries;
+        var total = BrokerDelayRedeliveryExtensions.TransientIntervals(budget).Aggregate(TimeSpan.Zero, (a, b) => a + b);
+        Assert.Multiple(() =>
+        {
+            Assert.That(budget, Is.EqualTo(20));
+            // 2 + 4 + … + 2048 s, then nine hours: the 21st failure comes 36,494 s after the first.
+            Assert.That(total, Is.EqualTo(TimeSpan.FromSeconds(4094 + 9 * 3600)));
+        });
+    }
 }

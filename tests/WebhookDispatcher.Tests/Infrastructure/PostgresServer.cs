@@ -1,0 +1,86 @@
+using Npgsql;
+
+namespace WebhookDispatcher.Tests.Infrastructure;
+
+/// <summary>
+/// Stops and starts the run's PostgreSQL server, for tests of a database outage. Only from
+/// <c>[NonParallelizable]</c> tests, which must start it again whatever happens
+/// (<see cref="OutageAsync"/> does, when disposed).
+/// </summary>
+/// <remarks>
+/// The server of deploy/infra.sh is stopped with <c>pg_ctl -m fast</c> (connections are cut and
+/// new ones refused, as in a restart) in <c>$WEBHOOKS_INFRA_DIR/pg/data</c> (deploy/test.sh
+/// exports it; default <c>/tmp/webhook-dispatcher-infra</c>), but only after checking that the
+/// server there is the one the run's connection string points at: another engineer's server on
+/// the same machine is never touched. A Testcontainers server is paused instead (its mapped port
+/// would change on a restart).
+/// </remarks>
+public static class PostgresServer
+{
+    private const string Binaries = "/usr/lib/postgresql/15/bin";
+
+    private static string DataDirectory => Path.Combine(
+        Environment.GetEnvironmentVariable("WEBHOOKS_INFRA_DIR") is { Length: > 0 } dir ? dir : "/tmp/webhook-dispatcher-infra", "pg", "data");
+
+    /// <summary>Stops the server; returns once it refuses connections. Dispose the result to start it again.</summary>
+    public static async Task<IAsyncDisposable> OutageAsync()
+    {
+        await StopAsync();
+        return new Restart();
+    }
+
+    /// <summary>Stops the server (waits until it is down).</summary>
+    public static async Task StopAsync()
+    {
+        if (TestInfrastructure.PostgresContainer is { } container)
+        {
+            await container.PauseAsync();
+            return;
+        }
+        CheckIsTheRunsServer();
+        if (await PgCtlAsync("-m", "fast", "-w", "stop") is not 0 and var code)
+            throw new InvalidOperationException($"pg_ctl stop exited with {code}");
+    }
+
+    /// <summary>Starts the server if it is down (waits until it accepts connections).</summary>
+    public static async Task StartAsync()
+    {
+        if (TestInfrastructure.PostgresContainer is { } container)
+        {
+            if (container.State == DotNet.Testcontainers.Containers.TestcontainersStates.Paused) await container.UnpauseAsync();
+            return;
+        }
+        if (await PgCtlAsync("status") == 0) return;
+        if (await PgCtlAsync("-l", Path.GetFullPath(Path.Combine(DataDirectory, "..", "postgres.log")), "-w", "start") is not 0 and var code)
+            throw new InvalidOperationException($"pg_ctl start exited with {code}: see {DataDirectory}/../postgres.log");
+    }
+
+    /// <summary>The run's connection string must name the port the server in <see cref="DataDirectory"/> listens on.</summary>
+    private static void CheckIsTheRunsServer()
+    {
+        var pidFile = Path.Combine(DataDirectory, "postmaster.pid");
+        if (!File.Exists(pidFile))
+            Assert.Fail($"No running PostgreSQL in {DataDirectory}: set WEBHOOKS_INFRA_DIR to the directory deploy/infra.sh started the run's server in.");
+        // postmaster.pid: pid, data directory, start time, port, socket directory, listen address, …
+        var lines = File.ReadAllLines(pidFile);
+        var expected = new NpgsqlConnectionStringBuilder(TestInfrastructure.Postgres);
+        if (lines.Length < 4 || lines[3].Trim() != expected.Port.ToString() || expected.Host is not ("127.0.0.1" or "localhost"))
+            Assert.Fail($"The PostgreSQL server in {DataDirectory} (port {lines.ElementAtOrDefault(3)}) is not the run's ({expected.Host}:{expected.Port}); " +
+                        "not stopping it. Set WEBHOOKS_INFRA_DIR to the run's infrastructure directory.");
+    }
+
+    /// <summary>Runs pg_ctl as the postgres user; returns its exit code (<c>status</c>: 0 running, 3 not running).</summary>
+    private static async Task<int> PgCtlAsync(params string[] arguments)
+    {
+        await using var process = ChildProcess.Start("runuser", ["-u", "postgres", "--", Path.Combine(Binaries, "pg_ctl"), "-D", DataDirectory, .. arguments],
+            "/");
+        if (!await process.WaitForExitAsync(TimeSpan.FromSeconds(60)))
+            throw new InvalidOperationException($"pg_ctl {string.Join(' ', arguments)} did not finish within 60 s: {process.Output}");
+        return process.ExitCode;
+    }
+
+    private sealed class Restart : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await StartAsync();
+    }
+}
