@@ -391,7 +391,9 @@ public sealed partial class DeliveryEngine(
                 store.OnFailure(ex);
                 LogRecordFailed(logger, ex, batch.Count, wait.TotalSeconds);
                 await Task.Delay(wait, time, CancellationToken.None);
-                wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+                // At most 2 s apart: once the database is back the answer must be stored before the
+                // reconciler may give the attempt back (Reconciler:SettleSeconds).
+                wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
             }
         }
     }

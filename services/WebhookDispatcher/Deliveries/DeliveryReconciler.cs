@@ -25,6 +25,15 @@ public sealed class ReconcilerOptions
     [Range(10, 86400)]
     public int GraceSeconds { get; set; } = 10;
 
+    /// <summary>
+    /// Seconds the reconcilers must have run without a gap (after a database outage, or with no
+    /// dispatcher running) before an attempt claimed and never recorded is given back and made
+    /// again (0–600). Default 30: a live process that kept the answer in memory through the outage
+    /// records it within seconds of the database's return, and wins.
+    /// </summary>
+    [Range(0, 600)]
+    public int SettleSeconds { get; set; } = 30;
+
     /// <summary>Deliveries re-published per pass at most (1–10000).</summary>
     [Range(1, 10000)]
     public int BatchSize { get; set; } = 500;
@@ -47,7 +56,8 @@ public sealed class DeliveryReconciler(
         var o = options.Value;
         await using var scope = scopes.CreateAsyncScope();
         var publish = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
-        var work = await store.ReclaimOverdueAsync(time.GetUtcNow(), TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize, cancellationToken);
+        var work = await store.ReclaimOverdueAsync(time.GetUtcNow(), TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize,
+            TimeSpan.FromSeconds(Math.Max(15, 3 * o.IntervalSeconds)), TimeSpan.FromSeconds(o.SettleSeconds), cancellationToken);
         if (work.Count > 0)
         {
             await publish.PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)), cancellationToken);

@@ -120,7 +120,8 @@ public sealed class DeliveryStore(
     /// Starts the next attempt of each delivery that is unfinished, due, has attempts left and
     /// whose subscription is active: increments <c>attempt_count</c> and leases the delivery until
     /// the attempt's timeout plus <see cref="LeaseMarginSeconds"/> (so no second claim can start
-    /// meanwhile). <paramref name="now"/> becomes the claim's token (<c>last_attempt_at</c>), so
+    /// meanwhile), and only when no earlier claim is still unrecorded (that ends only by the
+    /// reconciler's give-back). <paramref name="now"/> becomes the claim's token (<c>last_attempt_at</c>), so
     /// pass it at the database's precision (whole microseconds). Deliveries whose subscription is inactive or deleted are cancelled. Returns the
     /// claimed ones; the others must not be attempted (final, duplicate message, early, cancelled).
     /// </summary>
@@ -150,6 +151,9 @@ public sealed class DeliveryStore(
               AND d.status IN ('pending', 'retrying')
               AND d.attempt_count < d.max_attempts
               AND (d.next_retry_at IS NULL OR d.next_retry_at <= $2 + make_interval(secs => $4))
+              -- No earlier claim still unrecorded: its answer may be in some process's memory (a
+              -- database outage); only the reconciler's give-back ends such a claim.
+              AND d.attempt_count = (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second
             """, ids, now, (double)LeaseMarginSeconds, EarlyToleranceSeconds));
@@ -467,10 +471,26 @@ public sealed class DeliveryStore(
     /// processes at once (SKIP LOCKED).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
-    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize,
+    /// <param name="now">The time of the pass.</param>
+    /// <param name="grace">How long past due a delivery may be before it counts as lost.</param>
+    /// <param name="batchSize">Deliveries re-published per pass at most, of each kind.</param>
+    /// <param name="gap">Passes further apart than this mean the database (or every dispatcher) was away.</param>
+    /// <param name="settle">How long passes must have run again since such a gap before attempts are given back.</param>
+    /// <param name="cancellationToken">Cancels the pass.</param>
+    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize, TimeSpan gap, TimeSpan settle,
         CancellationToken cancellationToken)
     {
         await using var batch = db.CreateBatch();
+        // Passes leave their time in one shared row. After a gap (the database was down, or no
+        // dispatcher ran), lost attempts are given back only once passes have run again for
+        // `settle`: a process that kept an answer in memory through the outage records it within
+        // seconds of the database's return, and must win against the give-back.
+        batch.BatchCommands.Add(Command("""
+            INSERT INTO webhook_reconciler_state AS r (id, last_pass_at, up_since) VALUES (1, $1, $1)
+            ON CONFLICT (id) DO UPDATE
+            SET up_since = CASE WHEN r.last_pass_at < $1 - $2 * interval '1 second' THEN $1 ELSE r.up_since END,
+                last_pass_at = GREATEST(r.last_pass_at, $1)
+            """, now, gap.TotalSeconds));
         // A claimed attempt never recorded is given back (made again, not counted), unless it was
         // lost MaxLostAttempts times in a row: then the delivery fails with a recorded "lost"
         // attempt and counts as failed, so an attempt that kills the process cannot loop forever.
@@ -481,6 +501,7 @@ public sealed class DeliveryStore(
                 FROM webhook_deliveries d
                 WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
                   AND d.attempt_count > (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+                  AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= $2 - $4 * interval '1 second'
                 FOR UPDATE SKIP LOCKED),
             poisoned AS (
                 INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, outcome, error_message)
@@ -505,13 +526,14 @@ public sealed class DeliveryStore(
                 last_delivery_at = GREATEST(s.last_delivery_at, $2), last_failure_at = GREATEST(s.last_failure_at, $2)
             FROM (SELECT subscription_id, count(*) AS n FROM given WHERE failed GROUP BY subscription_id) g
             WHERE s.id = g.subscription_id
-            """, now - grace, now, options.Value.MaxLostAttempts));
+            """, now - grace, now, options.Value.MaxLostAttempts, settle.TotalSeconds));
         batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries SET next_retry_at = $1
-            WHERE id IN (SELECT id FROM webhook_deliveries
-                         WHERE status IN ('pending', 'retrying') AND next_retry_at < $2 AND attempt_count < max_attempts
-                           AND (held_until IS NULL OR held_until < $1)
-                         ORDER BY next_retry_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+            WHERE id IN (SELECT d.id FROM webhook_deliveries d
+                         WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $2 AND d.attempt_count < d.max_attempts
+                           AND (d.held_until IS NULL OR d.held_until < $1)
+                           AND d.attempt_count = (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+                         ORDER BY d.next_retry_at LIMIT $3 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
             """, now, now - grace, batchSize));
         // A backlog whose hold ran out: the replica that held it has stopped.

@@ -145,4 +145,44 @@ public sealed class DatabaseOutageTests
         Assert.That(seen, Is.True, $"a message with {text} in {queue}");
         return found!;
     }
+
+    [Test]
+    public async Task An_answer_kept_in_memory_through_an_outage_longer_than_the_lease_is_recorded_not_made_again()
+    {
+        // A dispatcher of its own with the production reconciler (every second here, 10 s grace,
+        // 30 s settle), so a give-back could race the recorder the moment PostgreSQL returns.
+        await using var dispatcher = await IsolatedDispatcher.StartAsync(new Dictionary<string, string?>
+        {
+            ["Delivery:AllowPrivateNetworks"] = "true",
+            ["Reconciler:IntervalSeconds"] = "1",
+        });
+        var gate = new SemaphoreSlim(0);
+        await using var receiver = await TestReceiver.StartAsync(async (_, c) =>
+        {
+            await gate.WaitAsync(c.RequestAborted);
+            c.Response.StatusCode = 200;
+        });
+        var user = Events.NewUser();
+        var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], timeoutSeconds: 10);
+        await dispatcher.PublishAsync(Events.EmailReceived(user));
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True);
+        var claimedAt = receiver.Now;
+
+        await using (await PostgresServer.OutageAsync())
+        {
+            gate.Release(10); // the answer arrives while the database is away
+            // Down past the claim's lease (timeout 10 s + 30 s) and the grace (10 s).
+            var until = claimedAt + TimeSpan.FromSeconds(10 + 30 + 10 + 5);
+            if (until > receiver.Now) await Task.Delay(until - receiver.Now);
+        }
+
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, DeliveryStatus.Success, Patience), Is.True);
+        var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(receiver.Requests, Has.Count.EqualTo(1), "the answer kept through the outage was stored; nothing POSTed twice");
+            Assert.That(delivery.Attempts.Select(a => (a.AttemptNumber, a.StatusCode)), Is.EqualTo(new (int, int?)[] { (1, 200) }));
+            Assert.That(delivery.AttemptCount, Is.EqualTo(1));
+        });
+    }
 }

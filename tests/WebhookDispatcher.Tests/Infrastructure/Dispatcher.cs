@@ -23,6 +23,8 @@ public sealed class DispatcherFactory : WebApplicationFactory<Program>
         // Test receivers listen on 127.0.0.1.
         builder.UseSetting("Delivery:AllowPrivateNetworks", "true");
         builder.UseSetting("Reconciler:IntervalSeconds", "3600");
+        // Tests run reconciler passes by hand, right away; the settle rule has a test of its own.
+        builder.UseSetting("Reconciler:SettleSeconds", "0");
         builder.UseSetting("Auth:SigningKey", TestTokens.SigningKey);
     }
 }
