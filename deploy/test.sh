@@ -71,7 +71,6 @@ export WEBHOOKS_RABBIT_VHOST="$VHOST"
 # postgres user, with pg_ctl, after checking that its port is the one in the connection string)
 # and the broker's application (through deploy/infra.sh).
 export WEBHOOKS_INFRA_DIR="${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}"
-export WEBHOOKS_PG_DATA="$WEBHOOKS_INFRA_DIR/pg/data"
 
 log=$(mktemp)
 set +e

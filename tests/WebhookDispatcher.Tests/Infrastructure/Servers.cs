@@ -7,21 +7,15 @@ namespace WebhookDispatcher.Tests.Infrastructure;
 /// Takes the run's PostgreSQL and RabbitMQ away and brings them back, as an outage would, for
 /// tests that show what the service does meanwhile. Only from <c>[NonParallelizable]</c> tests:
 /// every other test loses its servers too. The servers are the ones deploy/infra.sh runs:
-/// PostgreSQL through <c>pg_ctl</c> on <c>WEBHOOKS_PG_DATA</c> as the postgres user, RabbitMQ's
-/// application through <c>deploy/infra.sh rabbitmqctl</c> (both set up by deploy/test.sh).
+/// PostgreSQL through <see cref="PostgresServer"/>, RabbitMQ's application through
+/// <c>deploy/infra.sh rabbitmqctl</c> (both set up by deploy/test.sh).
 /// </summary>
 public static class Servers
 {
-    private const string PgCtl = "/usr/lib/postgresql/15/bin/pg_ctl";
     private static readonly TimeSpan CommandPatience = TimeSpan.FromSeconds(90);
 
-    private static string PgData => Environment.GetEnvironmentVariable("WEBHOOKS_PG_DATA") is { Length: > 0 } dir
-        ? dir
-        : throw new InvalidOperationException("WEBHOOKS_PG_DATA is not set: run the tests with deploy/test.sh, which stops and starts its own servers.");
-
-    /// <summary>Stops PostgreSQL (fast shutdown: open sessions are ended) and waits until it is down.</summary>
-    public static Task StopPostgresAsync() =>
-        RunAsync("runuser", ["-u", "postgres", "--", PgCtl, "-D", PgData, "-m", "fast", "-w", "stop"]);
+    /// <summary>Stops PostgreSQL (fast shutdown: open sessions are ended) and waits until it is down (<see cref="PostgresServer"/>).</summary>
+    public static Task StopPostgresAsync() => PostgresServer.StopAsync();
 
     /// <summary>
     /// Starts PostgreSQL if it is not running and waits until it accepts connections. The
@@ -30,8 +24,7 @@ public static class Servers
     /// </summary>
     public static async Task StartPostgresAsync()
     {
-        if (!await IsRunningAsync())
-            await RunAsync("runuser", ["-u", "postgres", "--", PgCtl, "-D", PgData, "-l", Path.Combine(Path.GetDirectoryName(PgData)!, "postgres.log"), "-w", "start"]);
+        await PostgresServer.StartAsync();
         NpgsqlConnection.ClearAllPools();
     }
 
@@ -43,13 +36,6 @@ public static class Servers
     {
         await RunAsync(Repo.Path("deploy/infra.sh"), ["rabbitmqctl", "start_app"]);
         await RunAsync(Repo.Path("deploy/infra.sh"), ["rabbitmqctl", "await_startup"]);
-    }
-
-    private static async Task<bool> IsRunningAsync()
-    {
-        await using var status = ChildProcess.Start("runuser", ["-u", "postgres", "--", PgCtl, "-D", PgData, "status"], Repo.Root);
-        Assert.That(await status.WaitForExitAsync(CommandPatience), Is.True, "pg_ctl status did not answer");
-        return status.ExitCode == 0;
     }
 
     private static async Task RunAsync(string fileName, string[] arguments)
