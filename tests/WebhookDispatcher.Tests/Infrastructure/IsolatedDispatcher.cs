@@ -46,12 +46,16 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
     /// Starts an instance. <paramref name="settings"/> override the production configuration;
     /// <paramref name="network"/>, when given, replaces DNS and sockets behind the SSRF guard;
     /// <paramref name="sharedBroker"/> puts it on the shared instance's virtual host instead of one
-    /// of its own (a second replica of the same deployment).
+    /// of its own (a second replica of the same deployment); <paramref name="virtualHost"/> puts it
+    /// on an existing virtual host the caller created and removes (a dispatcher started where the
+    /// topology command ran, or a second start of the same deployment).
     /// </summary>
     public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null,
-        bool sharedBroker = false)
+        bool sharedBroker = false, string? virtualHost = null)
     {
-        var vhost = sharedBroker ? null : await Broker.CreateVirtualHostAsync("isolated");
+        if (sharedBroker && virtualHost is not null) throw new ArgumentException("Either the shared virtual host or a given one, not both.");
+        var owned = sharedBroker || virtualHost is not null ? null : await Broker.CreateVirtualHostAsync("isolated");
+        var vhost = owned ?? virtualHost;
         var rabbit = vhost is null
             ? TestInfrastructure.RabbitMq
             : new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(vhost) }.Uri.ToString();
@@ -74,14 +78,14 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
             factory.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
             factory.StartServer();
             var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-            var instance = new IsolatedDispatcher(factory, vhost, new Uri(address));
+            var instance = new IsolatedDispatcher(factory, owned, new Uri(address));
             Live[instance] = true;
             return instance;
         }
         catch
         {
             await factory.DisposeAsync();
-            if (vhost is not null) await Broker.DeleteVirtualHostAsync(vhost);
+            if (owned is not null) await Broker.DeleteVirtualHostAsync(owned);
             throw;
         }
     }
@@ -101,7 +105,7 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
         await scope.ServiceProvider.GetRequiredService<IPublishEndpoint>().Publish(evt, evt.GetType());
     }
 
-    /// <summary>Stops the instance and removes its virtual host (not the shared one).</summary>
+    /// <summary>Stops the instance and removes its virtual host (not the shared one, nor one given to <see cref="StartAsync"/>).</summary>
     public async ValueTask DisposeAsync()
     {
         Live.TryRemove(this, out _);

@@ -86,8 +86,11 @@ public static class BrokerDelayRedeliveryExtensions
     /// <see cref="DelayLevels.All"/>.
     /// </summary>
     public static void UseBrokerDelayedRedelivery(this IReceiveEndpointConfigurator endpoint, RabbitMqTopology topology,
-        Action<IRedeliveryConfigurator> configure) =>
+        Action<IRedeliveryConfigurator> configure)
+    {
+        topology.AddDelayedEndpoint(endpoint.InputAddress.AbsolutePath.TrimEnd('/').Split('/')[^1]);
         _ = new BrokerDelayRedeliveryConfigurationObserver(endpoint, topology, configure);
+    }
 
     /// <summary>
     /// The redeliveries of a message that failed for a reason of our own (database or broker
