@@ -91,7 +91,8 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = $MGMT_PORT
 loopback_users = none
 CONF
-  echo '[rabbitmq_management].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+  # The shovel plugins serve the console's "Move messages" (moving _error messages back).
+  echo '[rabbitmq_management,rabbitmq_shovel,rabbitmq_shovel_management].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
   rm -f "$RABBITMQ_PID_FILE"  # left behind by a node that was killed
   nohup "$RABBIT_BIN/rabbitmq-server" >"$RABBITMQ_LOG_BASE/stdout.log" 2>&1 &
   local server=$!
