@@ -55,6 +55,9 @@ public sealed class TestReceiver : IAsyncDisposable
         });
     }
 
+    /// <summary>Now, on the clock that <see cref="ReceivedRequest.ArrivedAt"/> is read from.</summary>
+    public TimeSpan Clock => _clock.Elapsed;
+
     /// <summary>Requests being answered right now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -94,6 +97,20 @@ public sealed class TestReceiver : IAsyncDisposable
         c.Response.StatusCode = n <= failures ? status : 200;
         return Task.CompletedTask;
     });
+
+    /// <summary>
+    /// Starts a receiver that answers by the attempt number of each delivery (1-based, counted
+    /// by its <c>X-Webhook-Delivery</c> header), so several deliveries can follow one script.
+    /// </summary>
+    public static Task<TestReceiver> PerDeliveryAsync(Func<int, HttpContext, Task> respond)
+    {
+        var attempts = new ConcurrentDictionary<string, int>();
+        return StartAsync((_, c) => respond(attempts.AddOrUpdate(c.Request.Headers["X-Webhook-Delivery"].ToString(), 1, (_, n) => n + 1), c));
+    }
+
+    /// <summary>The requests of each delivery (by its <c>X-Webhook-Delivery</c> header), in arrival order.</summary>
+    public IReadOnlyDictionary<Guid, List<ReceivedRequest>> ByDelivery =>
+        Requests.GroupBy(r => Guid.Parse(r.Headers["x-webhook-delivery"])).ToDictionary(g => g.Key, g => g.ToList());
 
     /// <summary>Waits until at least <paramref name="count"/> requests arrived; false on timeout.</summary>
     public Task<bool> WaitForAsync(int count, TimeSpan timeout) =>
