@@ -201,6 +201,8 @@ public sealed class ConsoleActionTests
         var evt = Events.EmailReceived(user);
         await deployment.Dispatcher!.PublishAsync(evt);
         Assert.That(await deployment.QueueHoldsAsync(errorQueue, 1, Patience), Is.True, "control: the event is parked in webhook-fan-out_error");
+        var parked = (await RabbitManagement.PeekAsync(errorQueue, virtualHost: deployment.VirtualHost)).Single()["properties"]!["headers"]!;
+        Assert.That(parked["MT-Fault-Message"]?.GetValue<string>(), Does.Contain("deliveries refused for the test"), "parked for the database's refusal");
         Assert.That(await deployment.DeliveriesAsync(subscription), Is.Empty);
         await deployment.ExecuteAsync("DROP TRIGGER refuse_deliveries ON webhook_deliveries");
 
