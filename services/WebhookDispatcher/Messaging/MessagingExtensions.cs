@@ -50,6 +50,7 @@ public static class MessagingExtensions
                                 ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)."));
         builder.Services.AddOptions<DispatcherOptions>().BindConfiguration(DispatcherOptions.Section);
         var deployTopologyOnly = MessagingOptions.DeployTopologyOnlyIn(builder.Configuration);
+        if (deployTopologyOnly) builder.Services.AddHostedService<TopologyCommand.RefuseToServe>();
         builder.Services.AddSingleton(new RabbitMqTopology(brokerUri));
         var contributors = builder.Services.Where(d => d.ServiceType == typeof(IBusContributor))
             .Select(d => (IBusContributor)d.ImplementationInstance!).ToList();

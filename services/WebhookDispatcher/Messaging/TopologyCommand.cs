@@ -78,6 +78,19 @@ public static class TopologyCommand
         return 0;
     }
 
+    /// <summary>
+    /// Stops a host started with <see cref="MessagingOptions.DeployTopologyOnly"/> on (the setting
+    /// left in a service's configuration): its bus would consume nothing while it looked healthy.
+    /// The command itself never starts the host.
+    /// </summary>
+    internal sealed class RefuseToServe : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => throw new InvalidOperationException(
+            $"{MessagingOptions.DeployTopologyOnlyKey} is on: it is for the '{Name}' command only; a service started with it would consume nothing.");
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
     /// <summary>Host, port and virtual host of an amqp:// URI, without its credentials.</summary>
     private static string Describe(Uri uri)
     {

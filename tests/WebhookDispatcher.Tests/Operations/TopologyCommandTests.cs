@@ -66,6 +66,22 @@ public sealed class TopologyCommandTests
     }
 
     [Test]
+    public async Task A_service_started_with_the_topology_only_setting_left_on_refuses_to_start()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Messaging:DeployTopologyOnly"] = "true",
+        });
+
+        var exitCode = await service.WaitForExitAsync(CommandPatience);
+
+        Assert.That(exitCode, Is.Not.Null, $"the service is still running:\n{service.Output}");
+        Assert.That(exitCode, Is.Not.Zero);
+        Assert.That(service.Output, Does.Contain("Messaging:DeployTopologyOnly is on: it is for the 'topology' command only"));
+    }
+
+    [Test]
     public async Task The_topology_command_exits_non_zero_with_a_clear_message_when_the_broker_is_unreachable()
     {
         // A port nothing listens on: RabbitMQ's host is down.
