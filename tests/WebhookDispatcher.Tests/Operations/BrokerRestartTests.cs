@@ -78,7 +78,10 @@ public sealed class BrokerRestartTests
         Assert.Multiple(() =>
         {
             Assert.That(gap, Is.InRange(TimeSpan.FromSeconds(16), TimeSpan.FromSeconds(16) + Slack), "the waiting retry keeps its schedule");
-            Assert.That(handedOverLate, Is.LessThanOrEqualTo(Slack), "the retry handed over during the outage goes out once the broker is back");
+            // It is sent within seconds of the broker's return, then waits in webhook-delivery until the
+            // workers' consumers reconnect, on MassTransit's schedule (3 s, then longer, up to 30 s).
+            Assert.That(handedOverLate, Is.LessThanOrEqualTo(PrivateDeployment.ReconcilerBound + Slack),
+                "the retry handed over during the outage is made once the broker is back");
             Assert.That(deliveries.Select(d => (d.Status, d.Attempts.Count)), Is.EqualTo(new[] { (DeliveryStatus.Success, 2), (DeliveryStatus.Success, 2) }));
             Assert.That(busesBack, Is.True, "every dispatcher of the run reconnected its bus");
         });
