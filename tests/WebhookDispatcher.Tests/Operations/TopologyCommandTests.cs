@@ -58,6 +58,17 @@ public sealed class TopologyCommandTests
 
             Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30)), Is.True, "the event kept by the broker is delivered");
             Assert.That(JsonNode.Parse(receiver.Requests[0].Body)!["id"]!.GetValue<Guid>(), Is.EqualTo(eventId));
+
+            // Run again while the dispatcher consumes (a later release, or a repair): nothing changes for it.
+            var again = await ServiceProcess.RunCommandAsync(["topology"],
+                new Dictionary<string, string> { ["ConnectionStrings:RabbitMq"] = RabbitManagement.AmqpUri(vhost) }, CommandPatience);
+            await dispatcher.PublishAsync(Events.EmailReceived(user));
+            Assert.Multiple(async () =>
+            {
+                Assert.That(again.ExitCode, Is.EqualTo(0), again.Output);
+                Assert.That(await receiver.WaitForAsync(2, TimeSpan.FromSeconds(30)), Is.True, "the next event is delivered as before");
+                Assert.That((await RabbitManagement.CountAsync(DeliveryExtensions.FanOutQueue, vhost))?.Consumers, Is.EqualTo(1), "still consumed");
+            });
         }
         finally
         {
