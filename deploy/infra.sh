@@ -81,8 +81,16 @@ CONF
 
 rabbit_running() { rabbit_env; "$RABBIT_BIN/rabbitmqctl" -q ping >/dev/null 2>&1; }
 
+PLUGINS="rabbitmq_management rabbitmq_shovel rabbitmq_shovel_management"
+
 start_rabbit() {
-  if rabbit_running; then log "RabbitMQ already running on 127.0.0.1:$AMQP_PORT"; return; fi
+  if rabbit_running; then
+    # A node started by an older version of this script may lack a plugin: enable it in place (idempotent).
+    grep -q rabbitmq_shovel_management "$RABBITMQ_ENABLED_PLUGINS_FILE" 2>/dev/null ||
+      "$RABBIT_BIN/rabbitmq-plugins" -q enable $PLUGINS >/dev/null
+    log "RabbitMQ already running on 127.0.0.1:$AMQP_PORT"
+    return
+  fi
   rabbit_env
   mkdir -p "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
   cat >"$RABBITMQ_CONFIG_FILE" <<CONF
@@ -91,7 +99,8 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = $MGMT_PORT
 loopback_users = none
 CONF
-  echo '[rabbitmq_management].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+  # The shovel plugins serve the console's "Move messages" (moving _error messages back).
+  echo "[${PLUGINS// /,}]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
   rm -f "$RABBITMQ_PID_FILE"  # left behind by a node that was killed
   nohup "$RABBIT_BIN/rabbitmq-server" >"$RABBITMQ_LOG_BASE/stdout.log" 2>&1 &
   local server=$!

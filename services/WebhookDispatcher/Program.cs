@@ -7,6 +7,7 @@ using WebhookDispatcher.Security;
 using WebhookDispatcher.Subscriptions;
 
 var builder = WebApplication.CreateBuilder(args);
+if (args.FirstOrDefault() == TopologyCommand.Name) builder.Configuration[MessagingOptions.DeployTopologyOnlyKey] = "true";
 builder.AddObservability();
 builder.AddHealth();
 builder.AddData();
@@ -22,6 +23,9 @@ switch (args.FirstOrDefault())
 {
     case "migrate": // apply migrations and exit (production deploys)
         await app.Services.MigrateDatabaseAsync();
+        return;
+    case TopologyCommand.Name: // declare the broker's exchanges, queues and bindings and exit (production deploys)
+        Environment.ExitCode = await app.Services.DeployTopologyAsync(Console.Out, Console.Error);
         return;
     case "token": // print a development token: token <user-id> [hours]
         var userId = args.ElementAtOrDefault(1) ?? "dev-user";

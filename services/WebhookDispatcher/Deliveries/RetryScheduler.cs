@@ -43,7 +43,8 @@ public sealed partial class RetryScheduler(IBus bus, RabbitMqTopology topology, 
     {
         var batch = new List<(DeliverWebhook Message, DateTimeOffset Due)>();
         var wait = TimeSpan.FromMilliseconds(250);
-        while (await _queue.Reader.WaitToReadAsync())
+        // A batch kept after a failed send is tried again at once, without waiting for new work.
+        while (batch.Count > 0 || await _queue.Reader.WaitToReadAsync())
         {
             while (batch.Count < 1000 && _queue.Reader.TryRead(out var item)) batch.Add(item);
             try
@@ -56,7 +57,8 @@ public sealed partial class RetryScheduler(IBus bus, RabbitMqTopology topology, 
             catch (Exception ex)
             {
                 // Keep the batch and try again: the rows say they are due, so a message lost
-                // here would only come back through the reconciler, much later.
+                // here would only come back through the reconciler, much later. A returned
+                // message means a queue is missing: declare again before resending.
                 LogSendFailed(logger, ex, batch.Count, wait.TotalSeconds);
                 topology.ForgetDeclarations();
                 await Task.Delay(wait, time);
@@ -74,9 +76,20 @@ public sealed partial class RetryScheduler(IBus bus, RabbitMqTopology topology, 
                 ? await topology.EnsureDelayAsync(DeliveryEngine.DeliveryQueue, group.Key, CancellationToken.None)
                 : DeliveryEngine.DeliveryQueue;
             var endpoint = await bus.GetSendEndpoint(new Uri($"exchange:{exchange}"));
-            await endpoint.SendBatch(group.Select(m => m.Message));
+            await endpoint.SendBatch(group.Select(m => m.Message), Mandatory);
         }
     }
+
+    /// <summary>
+    /// Sends with RabbitMQ's <c>mandatory</c> flag: an exchange whose queue an operator deleted
+    /// would drop the message silently; mandatory makes the broker return it, MassTransit then
+    /// throws (<c>MessageReturnedException</c>), and the send loop declares the queue again and
+    /// resends.
+    /// </summary>
+    private static readonly IPipe<SendContext<DeliverWebhook>> Mandatory = Pipe.Execute<SendContext<DeliverWebhook>>(context =>
+    {
+        if (context.TryGetPayload(out RabbitMqSendContext? rabbit)) rabbit.Mandatory = true;
+    });
 
     [LoggerMessage(LogLevel.Warning, "Could not hand {Count} retry(ies) to the broker; trying again in {Seconds} s")]
     private static partial void LogSendFailed(ILogger logger, Exception ex, int count, double seconds);

@@ -12,9 +12,13 @@ public sealed class DispatcherOptions
     /// <summary>Run the consumers (fan-out, delivery) and the reconciler. Default true.</summary>
     public bool Workers { get; set; } = true;
 
-    /// <summary>Whether <paramref name="configuration"/> turns the workers on (the default).</summary>
+    /// <summary>
+    /// Whether <paramref name="configuration"/> turns the workers on (the default). Always on for
+    /// the <c>topology</c> command (<see cref="MessagingOptions.DeployTopologyOnly"/>), which
+    /// declares what the workers use.
+    /// </summary>
     public static bool WorkersEnabled(IConfiguration configuration) =>
-        configuration.GetSection(Section).Get<DispatcherOptions>()?.Workers ?? true;
+        (configuration.GetSection(Section).Get<DispatcherOptions>()?.Workers ?? true) || MessagingOptions.DeployTopologyOnlyIn(configuration);
 }
 
 /// <summary>
@@ -45,6 +49,8 @@ public static class MessagingExtensions
         var brokerUri = new Uri(builder.Configuration.GetConnectionString("RabbitMq")
                                 ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)."));
         builder.Services.AddOptions<DispatcherOptions>().BindConfiguration(DispatcherOptions.Section);
+        var deployTopologyOnly = MessagingOptions.DeployTopologyOnlyIn(builder.Configuration);
+        if (deployTopologyOnly) builder.Services.AddHostedService<TopologyCommand.RefuseToServe>();
         builder.Services.AddSingleton(new RabbitMqTopology(brokerUri));
         var contributors = builder.Services.Where(d => d.ServiceType == typeof(IBusContributor))
             .Select(d => (IBusContributor)d.ImplementationInstance!).ToList();
@@ -67,6 +73,8 @@ public static class MessagingExtensions
                 contributor.AddConsumers(x);
             x.UsingRabbitMq((context, cfg) =>
             {
+                // The topology command: receive endpoints declare their queues and bindings and consume nothing.
+                cfg.DeployTopologyOnly = deployTopologyOnly;
                 var userInfo = brokerUri.UserInfo.Split(':', 2);
                 var virtualHost = Uri.UnescapeDataString(brokerUri.AbsolutePath.TrimStart('/')) is { Length: > 0 } vhost ? vhost : "/";
                 cfg.Host(brokerUri.Host, (ushort)(brokerUri.IsDefaultPort ? 5672 : brokerUri.Port), virtualHost, h =>
@@ -95,7 +103,9 @@ public static class MessagingExtensions
     {
         endpoint.SetQuorumQueue();
         endpoint.ConfigureDeadLetter(d => d.UseFilter(new UnknownMessageTypeFilter()));
-        endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(),
-            r => r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries)));
+        // None configured: a failed message goes to _error at once (MassTransit wants at least one interval).
+        if (transientRedeliveries > 0)
+            endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(),
+                r => r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries)));
     }
 }

@@ -59,14 +59,16 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
     /// Starts an instance. <paramref name="settings"/> override the production configuration;
     /// <paramref name="network"/>, when given, replaces DNS and sockets behind the SSRF guard;
     /// <paramref name="sharedBroker"/> puts it on the shared instance's virtual host instead of one
-    /// of its own (a second replica of the same deployment); <paramref name="virtualHost"/> on the
-    /// virtual host of an instance that stopped (its successor), which it leaves in place.
+    /// of its own (a second replica of the same deployment); <paramref name="virtualHost"/> puts it
+    /// on an existing virtual host, which it leaves in place (the successor of an instance that
+    /// stopped, or a dispatcher started where the topology command ran).
     /// </summary>
     public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null,
         bool sharedBroker = false, string? virtualHost = null)
     {
-        var vhost = sharedBroker || virtualHost is not null ? null : await Broker.CreateVirtualHostAsync("isolated");
-        var used = vhost ?? virtualHost;
+        if (sharedBroker && virtualHost is not null) throw new ArgumentException("Either the shared virtual host or a given one, not both.");
+        var owned = sharedBroker || virtualHost is not null ? null : await Broker.CreateVirtualHostAsync("isolated");
+        var used = owned ?? virtualHost;
         var rabbit = used is null
             ? TestInfrastructure.RabbitMq
             : new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(used) }.Uri.ToString();
@@ -95,14 +97,14 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
             factory.UseKestrel(options => options.Listen(IPAddress.Loopback, 0));
             factory.StartServer();
             var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-            var instance = new IsolatedDispatcher(factory, vhost, used ?? RabbitManagement.VirtualHost, new Uri(address), stopSignal.Begun.Task);
+            var instance = new IsolatedDispatcher(factory, owned, used ?? RabbitManagement.VirtualHost, new Uri(address), stopSignal.Begun.Task);
             Live[instance] = true;
             return instance;
         }
         catch
         {
             await factory.DisposeAsync();
-            if (vhost is not null) await Broker.DeleteVirtualHostAsync(vhost);
+            if (owned is not null) await Broker.DeleteVirtualHostAsync(owned);
             throw;
         }
     }

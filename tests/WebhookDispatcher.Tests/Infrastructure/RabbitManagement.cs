@@ -77,6 +77,92 @@ public static class RabbitManagement
         return [.. (await response.Content.ReadFromJsonAsync<JsonArray>())!.Select(n => n!)];
     }
 
+    /// <summary>Removes every ready message of a queue, as the console's "Purge Messages" does.</summary>
+    public static async Task PurgeAsync(string queue, string? virtualHost = null) =>
+        (await Http.Value.DeleteAsync($"api/queues/{Uri.EscapeDataString(virtualHost ?? VirtualHost)}/{Uri.EscapeDataString(queue)}/contents"))
+        .EnsureSuccessStatusCode();
+
+    /// <summary>Deletes a queue with its messages (its consumers are cancelled), as the console's "Delete Queue" does.</summary>
+    public static async Task DeleteQueueAsync(string queue, string? virtualHost = null) =>
+        (await Http.Value.DeleteAsync($"api/queues/{Uri.EscapeDataString(virtualHost ?? VirtualHost)}/{Uri.EscapeDataString(queue)}"))
+        .EnsureSuccessStatusCode();
+
+    /// <summary>The arguments a queue was declared with (<c>x-message-ttl</c> …); null when it does not exist.</summary>
+    public static async Task<JsonObject?> QueueArgumentsAsync(string queue, string? virtualHost = null)
+    {
+        var response = await Http.Value.GetAsync($"api/queues/{Uri.EscapeDataString(virtualHost ?? VirtualHost)}/{Uri.EscapeDataString(queue)}");
+        if (response.StatusCode == System.Net.HttpStatusCode.NotFound) return null;
+        response.EnsureSuccessStatusCode();
+        return (await response.Content.ReadFromJsonAsync<JsonNode>())!["arguments"]!.AsObject();
+    }
+
+    /// <summary>
+    /// The console's "Move messages" (a queue's page, with the shovel plugins on): a dynamic shovel
+    /// named <c>Move from {queue}</c> with exactly the parameters the console's form sends, which
+    /// moves the messages the queue holds when it starts to <paramref name="destination"/> and
+    /// then deletes itself.
+    /// </summary>
+    public static async Task MoveMessagesAsync(string queue, string destination, string? virtualHost = null)
+    {
+        var vhost = virtualHost ?? VirtualHost;
+        var uri = "amqp:///" + Uri.EscapeDataString(vhost);
+        var response = await Http.Value.PutAsJsonAsync(
+            $"api/parameters/shovel/{Uri.EscapeDataString(vhost)}/{Uri.EscapeDataString(MoveShovelName(queue))}",
+            new JsonObject
+            {
+                ["component"] = "shovel",
+                ["vhost"] = vhost,
+                ["name"] = MoveShovelName(queue),
+                ["value"] = new JsonObject
+                {
+                    ["src-uri"] = uri,
+                    ["src-queue"] = queue,
+                    ["src-protocol"] = "amqp091",
+                    ["src-prefetch-count"] = 1000,
+                    ["src-delete-after"] = "queue-length",
+                    ["dest-protocol"] = "amqp091",
+                    ["dest-uri"] = uri,
+                    ["dest-add-forward-headers"] = false,
+                    ["ack-mode"] = "on-confirm",
+                    ["src-consumer-args"] = new JsonObject(),
+                    ["dest-queue"] = destination,
+                },
+            });
+        response.EnsureSuccessStatusCode();
+    }
+
+    /// <summary>The name the console gives the shovel that moves a queue's messages.</summary>
+    public static string MoveShovelName(string queue) => $"Move from {queue}";
+
+    /// <summary>Whether a dynamic shovel of that name exists (a move shovel deletes itself when done).</summary>
+    public static async Task<bool> ShovelExistsAsync(string name, string? virtualHost = null)
+    {
+        var response = await Http.Value.GetAsync($"api/parameters/shovel/{Uri.EscapeDataString(virtualHost ?? VirtualHost)}/{Uri.EscapeDataString(name)}");
+        if (response.StatusCode == System.Net.HttpStatusCode.NotFound) return false;
+        response.EnsureSuccessStatusCode();
+        return true;
+    }
+
+    /// <summary>
+    /// The ready messages and consumers of a queue as the broker counts them now (over AMQP: the
+    /// management API's figures lag by its statistics interval, 5 s); null when the queue does not exist.
+    /// </summary>
+    public static async Task<(uint Messages, uint Consumers)?> CountAsync(string queue, string? virtualHost = null)
+    {
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(AmqpUri(virtualHost ?? VirtualHost)) };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        try
+        {
+            var ok = await channel.QueueDeclarePassiveAsync(queue);
+            return (ok.MessageCount, ok.ConsumerCount);
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException e) when (e.ShutdownReason?.ReplyCode == 404)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Whether <paramref name="queue"/> has at least one consumer.</summary>
     public static async Task<bool> HasConsumerAsync(string queue, string? virtualHost = null)
     {

@@ -67,6 +67,33 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         return service;
     }
 
+    /// <summary>
+    /// Runs a one-off command of the service (<c>dotnet WebhookDispatcher.dll topology</c>) as a
+    /// release step would: the <c>Production</c> environment, the run's database and broker, and
+    /// <paramref name="settings"/> over them (<c>ConnectionStrings:RabbitMq</c> names the virtual
+    /// host). Returns its exit code and output.
+    /// </summary>
+    /// <exception cref="TimeoutException">The command did not end within <paramref name="timeout"/> (it is killed).</exception>
+    public static async Task<(int ExitCode, string Output)> RunCommandAsync(IReadOnlyList<string> arguments,
+        IReadOnlyDictionary<string, string> settings, TimeSpan timeout)
+    {
+        var directory = Path.GetDirectoryName(typeof(Program).Assembly.Location)!;
+        var environment = new Dictionary<string, string>
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["DOTNET_ENVIRONMENT"] = "Production",
+            ["ConnectionStrings:Postgres"] = TestInfrastructure.Postgres,
+            ["ConnectionStrings:RabbitMq"] = TestInfrastructure.RabbitMq,
+            ["Logging:Console:FormatterName"] = "simple",
+        };
+        foreach (var (key, value) in settings) environment[key] = value;
+        await using var command = ChildProcess.Start("dotnet", [Path.Combine(directory, "WebhookDispatcher.dll"), .. arguments], directory,
+            environment.ToDictionary(e => e.Key.Replace(":", "__"), e => e.Value));
+        if (!await command.WaitForExitAsync(timeout))
+            throw new TimeoutException($"{string.Join(' ', arguments)} did not end within {timeout.TotalSeconds} s:\n{command.Output}");
+        return (command.ExitCode, command.Output);
+    }
+
     private void Append(string? line)
     {
         if (line is null) return;

@@ -105,6 +105,20 @@ public sealed class TestReceiver : IAsyncDisposable
         return Task.CompletedTask;
     });
 
+    /// <summary>
+    /// Starts a receiver that answers by the attempt number of each delivery (1-based, counted
+    /// by its <c>X-Webhook-Delivery</c> header), so several deliveries can follow one script.
+    /// </summary>
+    public static Task<TestReceiver> PerDeliveryAsync(Func<int, HttpContext, Task> respond)
+    {
+        var attempts = new ConcurrentDictionary<string, int>();
+        return StartAsync((_, c) => respond(attempts.AddOrUpdate(c.Request.Headers["X-Webhook-Delivery"].ToString(), 1, (_, n) => n + 1), c));
+    }
+
+    /// <summary>The requests of each delivery (by its <c>X-Webhook-Delivery</c> header), in arrival order.</summary>
+    public IReadOnlyDictionary<Guid, List<ReceivedRequest>> ByDelivery =>
+        Requests.GroupBy(r => Guid.Parse(r.Headers["x-webhook-delivery"])).ToDictionary(g => g.Key, g => g.ToList());
+
     /// <summary>Waits until at least <paramref name="count"/> requests arrived (to <paramref name="path"/> only, when given); false on timeout.</summary>
     public Task<bool> WaitForAsync(int count, TimeSpan timeout, string? path = null) =>
         Dispatcher.EventuallyAsync(() => Task.FromResult(To(path).Count >= count), timeout);

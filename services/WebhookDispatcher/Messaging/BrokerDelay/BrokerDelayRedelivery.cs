@@ -18,6 +18,20 @@ internal sealed class BrokerDelayRedeliveryContext<TMessage>(
 {
     public async Task ScheduleRedelivery(TimeSpan delay, Action<ConsumeContext, SendContext>? callback = null)
     {
+        try
+        {
+            await SendAsync(delay, callback);
+        }
+        catch (MessageReturnedException)
+        {
+            // The delay queue is gone (an operator deleted it): declare it again and send once more.
+            topology.ForgetDeclarations();
+            await SendAsync(delay, callback);
+        }
+    }
+
+    private async Task SendAsync(TimeSpan delay, Action<ConsumeContext, SendContext>? callback)
+    {
         var inputAddress = context.ReceiveContext.InputAddress;
         var destination = inputAddress;
         if (delay > TimeSpan.Zero)
@@ -30,6 +44,9 @@ internal sealed class BrokerDelayRedeliveryContext<TMessage>(
         var pipe = Pipe.Execute<SendContext<TMessage>>(sendContext =>
         {
             sendContext.ApplyRedeliveryOptions(context, options);
+            // Mandatory: a delay exchange whose queue was deleted would drop the message silently;
+            // the broker returns it instead, and MassTransit throws MessageReturnedException.
+            if (sendContext.TryGetPayload(out RabbitMqSendContext? rabbit)) rabbit.Mandatory = true;
             callback?.Invoke(context, sendContext);
         });
         var endpoint = await context.GetSendEndpoint(destination);
@@ -86,8 +103,11 @@ public static class BrokerDelayRedeliveryExtensions
     /// <see cref="DelayLevels.All"/>.
     /// </summary>
     public static void UseBrokerDelayedRedelivery(this IReceiveEndpointConfigurator endpoint, RabbitMqTopology topology,
-        Action<IRedeliveryConfigurator> configure) =>
+        Action<IRedeliveryConfigurator> configure)
+    {
+        topology.AddDelayedEndpoint(endpoint.InputAddress.AbsolutePath.TrimEnd('/').Split('/')[^1]);
         _ = new BrokerDelayRedeliveryConfigurationObserver(endpoint, topology, configure);
+    }
 
     /// <summary>
     /// The redeliveries of a message that failed for a reason of our own (database or broker

@@ -19,6 +19,7 @@ namespace WebhookDispatcher.Messaging.BrokerDelay;
 public sealed class RabbitMqTopology(Uri brokerUri) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task> _declared = new();
+    private readonly ConcurrentDictionary<string, byte> _delayedEndpoints = new();
     private readonly SemaphoreSlim _connect = new(1, 1);
     private IConnection? _connection;
 
@@ -51,6 +52,25 @@ public sealed class RabbitMqTopology(Uri brokerUri) : IAsyncDisposable
 
     /// <summary>Forgets what was declared, so the next use declares again (after an operator deleted a queue).</summary>
     public void ForgetDeclarations() => _declared.Clear();
+
+    /// <summary>Notes that the receive endpoint <paramref name="inputQueue"/> uses broker-held delays, so
+    /// <see cref="DeclareAllDelaysAsync"/> declares its levels.</summary>
+    public void AddDelayedEndpoint(string inputQueue) => _delayedEndpoints.TryAdd(inputQueue, 0);
+
+    /// <summary>
+    /// Declares every level of <see cref="DelayLevels.All"/> for every endpoint noted with
+    /// <see cref="AddDelayedEndpoint"/> (the <c>topology</c> command), and returns their names.
+    /// </summary>
+    /// <exception cref="RabbitMQ.Client.Exceptions.OperationInterruptedException">The broker refused a declaration.</exception>
+    /// <exception cref="RabbitMQ.Client.Exceptions.BrokerUnreachableException">No connection to the broker.</exception>
+    public async Task<IReadOnlyList<string>> DeclareAllDelaysAsync(CancellationToken cancellationToken)
+    {
+        var names = new List<string>();
+        foreach (var inputQueue in _delayedEndpoints.Keys.Order(StringComparer.Ordinal))
+            foreach (var level in DelayLevels.All)
+                names.Add(await EnsureDelayAsync(inputQueue, level, cancellationToken).ConfigureAwait(false));
+        return names;
+    }
 
     /// <summary>The number of consumers of <paramref name="queue"/>, or null when the queue does not exist.</summary>
     /// <exception cref="RabbitMQ.Client.Exceptions.BrokerUnreachableException">No connection to the broker.</exception>

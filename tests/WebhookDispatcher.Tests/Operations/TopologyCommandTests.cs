@@ -1,0 +1,116 @@
+using System.Text.Json.Nodes;
+using Notely.Events;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Messaging.BrokerDelay;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Operations;
+
+/// <summary>
+/// <c>dotnet WebhookDispatcher.dll topology</c>, run as a release step runs it (a process of its
+/// own, the Production environment) on a virtual host where no dispatcher has ever started.
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class TopologyCommandTests
+{
+    private static readonly TimeSpan CommandPatience = TimeSpan.FromSeconds(60);
+
+    [Test]
+    public async Task An_event_published_after_the_topology_command_and_before_any_dispatcher_started_is_delivered()
+    {
+        var vhost = await Broker.CreateVirtualHostAsync("topology");
+        try
+        {
+            await using var receiver = await TestReceiver.AnsweringAsync(200);
+            var user = Events.NewUser();
+            await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"]);
+            var type = EventCatalog.For<EmailReceived>();
+            var eventId = Guid.NewGuid();
+            Assert.That(await RabbitManagement.CountAsync(DeliveryExtensions.FanOutQueue, vhost), Is.Null, "control: a fresh virtual host");
+
+            var (exitCode, output) = await ServiceProcess.RunCommandAsync(["topology"],
+                new Dictionary<string, string> { ["ConnectionStrings:RabbitMq"] = RabbitManagement.AmqpUri(vhost) }, CommandPatience);
+
+            Assert.That(exitCode, Is.EqualTo(0), output);
+            // As a publisher that starts first would: the broker keeps the event for the dispatcher.
+            var routed = await RabbitManagement.PublishAsync(RawEvents.Exchange(type),
+                RawEvents.Envelope(type, EventSchemas.ExampleMessage(type, user, eventId)), virtualHost: vhost);
+            var waiting = await RabbitManagement.CountAsync(DeliveryExtensions.FanOutQueue, vhost);
+            var missingDelays = new List<string>();
+            foreach (var queue in new[] { DeliveryExtensions.FanOutQueue, DeliveryEngine.DeliveryQueue })
+                foreach (var level in DelayLevels.All)
+                    if (await RabbitManagement.QueueArgumentsAsync(RabbitMqTopology.DelayExchangeName(queue, level), vhost) is not { } arguments
+                        || arguments["x-message-ttl"]?.GetValue<long>() != (long)level.TotalMilliseconds)
+                        missingDelays.Add(RabbitMqTopology.DelayExchangeName(queue, level));
+            Assert.Multiple(async () =>
+            {
+                Assert.That(routed, Is.True, "the event exchange exists and is bound to a queue");
+                Assert.That(waiting, Is.EqualTo(((uint, uint)?)(1u, 0u)), "the event waits in webhook-fan-out; the command consumed nothing");
+                Assert.That(await RabbitManagement.CountAsync(DeliveryEngine.DeliveryQueue, vhost), Is.Not.Null, "webhook-delivery declared");
+                Assert.That(missingDelays, Is.Empty, "every delay queue of both endpoints declared with its TTL");
+                Assert.That(receiver.Requests, Is.Empty);
+            });
+
+            await using var dispatcher = await IsolatedDispatcher.StartAsync(new Dictionary<string, string?>
+            {
+                ["Delivery:AllowPrivateNetworks"] = "true",
+            }, virtualHost: vhost);
+
+            Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30)), Is.True, "the event kept by the broker is delivered");
+            Assert.That(JsonNode.Parse(receiver.Requests[0].Body)!["id"]!.GetValue<Guid>(), Is.EqualTo(eventId));
+
+            // Run again while the dispatcher consumes (a later release, or a repair): nothing changes for it.
+            var again = await ServiceProcess.RunCommandAsync(["topology"],
+                new Dictionary<string, string> { ["ConnectionStrings:RabbitMq"] = RabbitManagement.AmqpUri(vhost) }, CommandPatience);
+            await dispatcher.PublishAsync(Events.EmailReceived(user));
+            Assert.Multiple(async () =>
+            {
+                Assert.That(again.ExitCode, Is.EqualTo(0), again.Output);
+                Assert.That(await receiver.WaitForAsync(2, TimeSpan.FromSeconds(30)), Is.True, "the next event is delivered as before");
+                Assert.That((await RabbitManagement.CountAsync(DeliveryExtensions.FanOutQueue, vhost))?.Consumers, Is.EqualTo(1), "still consumed");
+            });
+        }
+        finally
+        {
+            await Broker.DeleteVirtualHostAsync(vhost);
+        }
+    }
+
+    [Test]
+    public async Task A_service_started_with_the_topology_only_setting_left_on_refuses_to_start()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Messaging:DeployTopologyOnly"] = "true",
+        });
+
+        var exitCode = await service.WaitForExitAsync(CommandPatience);
+
+        Assert.That(exitCode, Is.Not.Null, $"the service is still running:\n{service.Output}");
+        Assert.That(exitCode, Is.Not.Zero);
+        Assert.That(service.Output, Does.Contain("Messaging:DeployTopologyOnly is on: it is for the 'topology' command only"));
+    }
+
+    [Test]
+    public async Task The_topology_command_exits_non_zero_with_a_clear_message_when_the_broker_is_unreachable()
+    {
+        // A port nothing listens on: RabbitMQ's host is down.
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+
+        var (exitCode, output) = await ServiceProcess.RunCommandAsync(["topology"],
+            new Dictionary<string, string> { ["ConnectionStrings:RabbitMq"] = $"amqp://guest:secret-password@127.0.0.1:{port}/some-vhost" },
+            CommandPatience);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(exitCode, Is.EqualTo(1), output);
+            Assert.That(output, Does.Contain($"topology: could not declare the delay queues on RabbitMQ at 127.0.0.1:{port} (virtual host some-vhost)"));
+            Assert.That(output, Does.Contain("Connection refused"), "the reason");
+            Assert.That(output, Does.Not.Contain("secret-password"), "credentials stay out of the output");
+        });
+    }
+}
