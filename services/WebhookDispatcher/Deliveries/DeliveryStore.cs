@@ -90,7 +90,7 @@ public sealed class DeliveryStore(
                   ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
             existing AS (
                 SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
-                FROM m JOIN webhook_deliveries d ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $6),
+                FROM m JOIN webhook_deliveries d ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $6 AND d.id < $7),
             ins AS (
                 INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
                                                 created_at, next_retry_at)
@@ -109,6 +109,8 @@ public sealed class DeliveryStore(
         cmd.Parameters.Add(new() { Value = events.Select(e => e.Payload).ToArray() });
         cmd.Parameters.Add(new() { Value = now });
         cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now - TimeSpan.FromDays(DedupDays)) });
+        // Bounded above too, so the (empty) partitions made ahead for the coming days are not planned.
+        cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now + TimeSpan.FromDays(1)) });
         var work = new List<DeliveryWork>(events.Count);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -145,7 +147,8 @@ public sealed class DeliveryStore(
                 first_attempt_at = COALESCE(d.first_attempt_at, $2),
                 last_attempt_at = $2,
                 next_retry_at = $2 + make_interval(secs => s.timeout_seconds + $3),
-                held_until = NULL
+                held_until = NULL,
+                in_flight = true
             FROM webhook_subscriptions s
             WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND s.is_active AND s.deleted_at IS NULL
               AND d.status IN ('pending', 'retrying')
@@ -153,7 +156,7 @@ public sealed class DeliveryStore(
               AND (d.next_retry_at IS NULL OR d.next_retry_at <= $2 + make_interval(secs => $4))
               -- No earlier claim still unrecorded: its answer may be in some process's memory (a
               -- database outage); only the reconciler's give-back ends such a claim.
-              AND d.attempt_count = (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+              AND NOT d.in_flight
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second
             """, ids, now, (double)LeaseMarginSeconds, EarlyToleranceSeconds));
@@ -203,7 +206,7 @@ public sealed class DeliveryStore(
             delivery AS (
                 UPDATE webhook_deliveries d
                 SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,
-                    completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0
+                    completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0, in_flight = false
                 FROM claimed c
                 WHERE d.id = c.id AND d.id = ANY ($1) AND d.status IN ('pending', 'retrying')
                 RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),
@@ -499,8 +502,7 @@ public sealed class DeliveryStore(
                 SELECT d.id, d.subscription_id, d.lost_attempts + 1 AS times,
                        (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)::int AS recorded
                 FROM webhook_deliveries d
-                WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
-                  AND d.attempt_count > (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+                WHERE d.in_flight AND d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
                   AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= $2 - $4 * interval '1 second'
                 FOR UPDATE SKIP LOCKED),
             poisoned AS (
@@ -512,6 +514,7 @@ public sealed class DeliveryStore(
                 UPDATE webhook_deliveries d
                 SET attempt_count = CASE WHEN l.times >= $3 THEN l.recorded + 1 ELSE l.recorded END,
                     lost_attempts = l.times,
+                    in_flight = false,
                     status = CASE WHEN l.times >= $3 THEN 'failed' ELSE d.status END,
                     completed_at = CASE WHEN l.times >= $3 THEN $2 ELSE d.completed_at END,
                     next_retry_at = CASE WHEN l.times >= $3 THEN NULL ELSE d.next_retry_at END,
@@ -532,7 +535,7 @@ public sealed class DeliveryStore(
             WHERE id IN (SELECT d.id FROM webhook_deliveries d
                          WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $2 AND d.attempt_count < d.max_attempts
                            AND (d.held_until IS NULL OR d.held_until < $1)
-                           AND d.attempt_count = (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)
+                           AND NOT d.in_flight
                          ORDER BY d.next_retry_at LIMIT $3 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
             """, now, now - grace, batchSize));

@@ -61,6 +61,13 @@ public sealed class WebhookDelivery
     /// </summary>
     public DateTimeOffset? NextRetryAt { get; set; }
 
+    /// <summary>
+    /// Whether an attempt is claimed and not recorded yet: in flight, or its answer waits in a
+    /// process's memory for the database. No new attempt is claimed meanwhile; the reconciler
+    /// gives such a claim back once its lease is long past.
+    /// </summary>
+    public bool InFlight { get; set; }
+
     /// <summary>Attempts of this delivery that were claimed and never recorded (the process died mid-attempt) in a row.</summary>
     public int LostAttempts { get; set; }
 

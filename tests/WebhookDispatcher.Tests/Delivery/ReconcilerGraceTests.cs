@@ -31,6 +31,7 @@ public sealed class ReconcilerGraceTests
             HeldUntil = heldUntil,
             AttemptCount = attemptCount,
             LostAttempts = lostAttempts,
+            InFlight = attemptCount > 0, // claimed and never recorded: the process died mid-attempt
         };
         await Dispatcher.QueryAsync(async db =>
         {

@@ -9,7 +9,7 @@ namespace WebhookDispatcher.Tests.Delivery;
 public sealed class ReconcilerTests
 {
     private static async Task<WebhookDelivery> StoreDeliveryAsync(Guid subscriptionId, int attemptCount, int maxAttempts, string status,
-        DateTimeOffset nextRetryAt)
+        DateTimeOffset nextRetryAt, bool inFlight = false)
     {
         var delivery = new WebhookDelivery
         {
@@ -23,6 +23,7 @@ public sealed class ReconcilerTests
             MaxAttempts = maxAttempts,
             CreatedAt = DateTimeOffset.UtcNow.AddMinutes(-30),
             NextRetryAt = nextRetryAt,
+            InFlight = inFlight,
         };
         await Dispatcher.QueryAsync(async db =>
         {
@@ -54,7 +55,7 @@ public sealed class ReconcilerTests
         var subscription = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url, ["email.received"], retryCount: 1);
         // Attempt 1 failed and was recorded; attempt 2 of 2 was claimed, then the process was
         // killed before recording it, and its lease ran out long ago.
-        var delivery = await StoreDeliveryAsync(subscription.Id, 2, 2, DeliveryStatus.Retrying, DateTimeOffset.UtcNow.AddMinutes(-10));
+        var delivery = await StoreDeliveryAsync(subscription.Id, 2, 2, DeliveryStatus.Retrying, DateTimeOffset.UtcNow.AddMinutes(-10), inFlight: true);
         await Dispatcher.QueryAsync(async db =>
         {
             db.DeliveryAttempts.Add(new WebhookDeliveryAttempt

@@ -68,6 +68,12 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("held_until");
 
+                    b.Property<bool>("InFlight")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("boolean")
+                        .HasDefaultValue(false)
+                        .HasColumnName("in_flight");
+
                     b.Property<DateTimeOffset?>("LastAttemptAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_attempt_at");
