@@ -18,7 +18,10 @@ public sealed class FanOutConsumer<TEvent>(DeliveryEngine engine) : IConsumer<TE
     public async Task Consume(ConsumeContext<TEvent> context)
     {
         var evt = context.Message;
-        await engine.FanOutAsync(new FanOutEvent(evt.EventId, evt.UserId, EventType, WebhookPayload.Build(evt)));
+        // The broker's redelivered flag (a consumer died or lost its channel holding it) or a
+        // redelivery after our own fault: it may have been fanned out already.
+        var maybeSeen = context.ReceiveContext.Redelivered || context.GetRedeliveryCount() > 0 || context.GetRetryAttempt() > 0;
+        await engine.FanOutAsync(new FanOutEvent(evt.EventId, evt.UserId, EventType, WebhookPayload.Build(evt), maybeSeen));
         WebhookTelemetry.EventsFannedOut.Add(1, new KeyValuePair<string, object?>("event_type", EventType));
     }
 }
