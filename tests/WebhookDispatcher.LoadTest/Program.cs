@@ -132,7 +132,7 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
 
     private async Task<Result> Solo()
     {
-        var r = await Throughput("solo", subscriptions: 1, events: options.Events / 2);
+        var r = await Throughput("solo", subscriptions: 1, events: options.Events);
         _soloPerSecond = r.PerSecond;
         return r;
     }
@@ -262,10 +262,12 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
 
     /// <summary>
     /// A fast subscription beside <paramref name="slowCount"/> slow or hanging ones: the events
-    /// are interleaved; the fast one's throughput is compared with the solo run's.
+    /// are interleaved; the fast one's throughput is compared with a solo run of the same size
+    /// made just before, in the same conditions.
     /// </summary>
     private async Task<Result> Isolation(string name, string kind, int slowCount, int eventsPerSlow, int timeoutSeconds)
     {
+        await Solo();
         var (fastUser, fastPaths) = await SubscribeAsync("fast", 1);
         var slow = new List<(string User, string Path)>();
         for (var i = 0; i < slowCount; i++)
@@ -274,7 +276,7 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
             slow.Add((u, p[0]));
         }
         await QuietAsync();
-        var fastEvents = options.Events / 2;
+        var fastEvents = options.Events;
         var slowEvents = slowCount * eventsPerSlow;
         var order = new List<string>(fastEvents + slowEvents);
         var every = Math.Max(1, fastEvents / slowEvents);

@@ -39,6 +39,7 @@ public sealed partial class DeliveryEngine(
     private const int MaxClaimBatch = 500;
     private const int MaxRecordBatch = 500;
     private const int MaxBacklogTake = 5000;
+    private static readonly TimeSpan RecordLinger = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan BacklogHold = TimeSpan.FromSeconds(60);
 
     private readonly Channel<DeliveryWork> _incoming = Channel.CreateUnbounded<DeliveryWork>(new() { SingleReader = true });
@@ -362,6 +363,10 @@ public sealed partial class DeliveryEngine(
         while (await _finished.Reader.WaitToReadAsync())
         {
             batch.Clear();
+            // A few milliseconds more gather the answers arriving meanwhile into the same
+            // statement: at moderate rates batches stay small otherwise, and every statement costs
+            // its planning. Nothing waits on a record but statistics and retry messages.
+            if (_finished.Reader.Count < 32) await Task.Delay(RecordLinger, CancellationToken.None);
             while (batch.Count < MaxRecordBatch && _finished.Reader.TryRead(out var a)) batch.Add(a);
             var moved = await RecordWithRetryAsync(batch);
             foreach (var a in batch)
