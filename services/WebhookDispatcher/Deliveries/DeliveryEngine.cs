@@ -39,7 +39,9 @@ public sealed partial class DeliveryEngine(
     private const int MaxClaimBatch = 500;
     private const int MaxRecordBatch = 500;
     private const int MaxBacklogTake = 5000;
-    private static readonly TimeSpan RecordLinger = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan RecordLinger = TimeSpan.FromMilliseconds(20);
+    private static readonly TimeSpan FanOutLinger = TimeSpan.FromMilliseconds(5);
+    private const int LingerBelow = 16; // a batch this small waits a linger for more
     private static readonly TimeSpan BacklogHold = TimeSpan.FromSeconds(60);
 
     private readonly Channel<DeliveryWork> _incoming = Channel.CreateUnbounded<DeliveryWork>(new() { SingleReader = true });
@@ -363,11 +365,16 @@ public sealed partial class DeliveryEngine(
         while (await _finished.Reader.WaitToReadAsync())
         {
             batch.Clear();
+            while (batch.Count < MaxRecordBatch && _finished.Reader.TryRead(out var a)) batch.Add(a);
             // A few milliseconds more gather the answers arriving meanwhile into the same
             // statement: at moderate rates batches stay small otherwise, and every statement costs
-            // its planning. Nothing waits on a record but statistics and retry messages.
-            if (_finished.Reader.Count < 32) await Task.Delay(RecordLinger, CancellationToken.None);
-            while (batch.Count < MaxRecordBatch && _finished.Reader.TryRead(out var a)) batch.Add(a);
+            // its round trip and planning. Nothing waits on a record but statistics and retry
+            // messages.
+            if (batch.Count < LingerBelow)
+            {
+                await Task.Delay(RecordLinger, CancellationToken.None);
+                while (batch.Count < MaxRecordBatch && _finished.Reader.TryRead(out var a)) batch.Add(a);
+            }
             var moved = await RecordWithRetryAsync(batch);
             foreach (var a in batch)
             {
@@ -409,13 +416,19 @@ public sealed partial class DeliveryEngine(
         while (await _fanOut.Reader.WaitToReadAsync())
         {
             batch.Clear();
+            var max = options.Value.FanOutBatchSize;
+            while (batch.Count < max && _fanOut.Reader.TryRead(out var p)) batch.Add(p);
+            // As for records: a few milliseconds gather the events arriving meanwhile into one
+            // insert and one claim. The event waits for its commit, so this adds to its latency.
+            if (batch.Count < LingerBelow)
+            {
+                await Task.Delay(FanOutLinger, CancellationToken.None);
+                while (batch.Count < max && _fanOut.Reader.TryRead(out var p)) batch.Add(p);
+            }
             var seen = new HashSet<Guid>();
             var events = new List<FanOutEvent>();
-            while (batch.Count < options.Value.FanOutBatchSize && _fanOut.Reader.TryRead(out var p))
-            {
-                batch.Add(p);
+            foreach (var p in batch)
                 if (seen.Add(p.Event.EventId)) events.Add(p.Event);
-            }
             try
             {
                 var work = await store.FanOutAsync(events, time.GetUtcNow().ToUniversalTime(), CancellationToken.None);
