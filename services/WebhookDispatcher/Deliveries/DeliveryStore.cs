@@ -98,7 +98,8 @@ public sealed class DeliveryStore(
         // (`existing` reads the snapshot from before the INSERT). A first delivery of an event,
         // almost all of them, skips that look: it costs the planner a second pass over the
         // partitions.
-        await using var cmd = db.CreateCommand(events.Any(e => e.MaybeSeen)
+        var maybeSeen = events.Any(e => e.MaybeSeen);
+        await using var cmd = db.CreateCommand(maybeSeen
             ? """
               WITH e AS (
                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload)),
@@ -138,7 +139,7 @@ public sealed class DeliveryStore(
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventType).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.Payload).ToArray() });
         cmd.Parameters.Add(new() { Value = now });
-        if (events.Any(e => e.MaybeSeen))
+        if (maybeSeen)
         {
             cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now - TimeSpan.FromDays(DedupDays)) });
             // Bounded above too, so the (empty) partitions made ahead for the coming days are not planned.
