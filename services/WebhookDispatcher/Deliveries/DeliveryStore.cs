@@ -71,6 +71,22 @@ public sealed class DeliveryStore(
     public const int DedupDays = 2;
 
     /// <summary>
+    /// Within this long either side of midnight UTC every event is looked for across the last
+    /// <see cref="DedupDays"/> days, as a redelivered one is: a publisher's retry of an event whose
+    /// first copy landed in the day before would otherwise find no conflict in the new day's
+    /// partition. Either side, because delivery ids take the database's clock and this the
+    /// process's.
+    /// </summary>
+    public static readonly TimeSpan MidnightMargin = TimeSpan.FromHours(1);
+
+    /// <summary>Whether <paramref name="now"/> is within <see cref="MidnightMargin"/> of a midnight UTC.</summary>
+    public static bool NearMidnightUtc(DateTimeOffset now)
+    {
+        var timeOfDay = now.UtcDateTime.TimeOfDay;
+        return timeOfDay < MidnightMargin || timeOfDay > TimeSpan.FromDays(1) - MidnightMargin;
+    }
+
+    /// <summary>
     /// Tells the store a statement failed: when the failure shows a broken connection (the
     /// database restarted), the pool is cleared so the next statement opens a fresh one instead
     /// of failing on the next dead pooled connection.
@@ -93,12 +109,12 @@ public sealed class DeliveryStore(
         CancellationToken cancellationToken)
     {
         // The pair (subscription, event) is unique within each day partition (ON CONFLICT). An
-        // event that may have been fanned out before is also looked for in the last DedupDays
-        // days, where any redelivery lands, and its deliveries never attempted are returned again
-        // (`existing` reads the snapshot from before the INSERT). A first delivery of an event,
-        // almost all of them, skips that look: it costs the planner a second pass over the
-        // partitions.
-        var maybeSeen = events.Any(e => e.MaybeSeen);
+        // event that may have been fanned out before, and near midnight UTC every event, is also
+        // looked for in the last DedupDays days, where any redelivery lands, and its deliveries
+        // never attempted are returned again (`existing` reads the snapshot from before the
+        // INSERT). A first delivery of an event during the day, almost all of them, skips that
+        // look: it costs the planner a second pass over the partitions.
+        var maybeSeen = events.Any(e => e.MaybeSeen) || NearMidnightUtc(now);
         await using var cmd = db.CreateCommand(maybeSeen
             ? """
               WITH e AS (

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Notely.WebhookDemo;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Infrastructure;
@@ -99,5 +100,39 @@ public sealed class FanOutTests
         var requests = receiver.Requests;
         Assert.That(requests[1].Body, Is.EqualTo(requests[0].Body));
         Assert.That(requests[1].Headers["webhook-id"], Is.EqualTo(requests[0].Headers["webhook-id"]));
+    }
+
+    [Test]
+    public async Task A_copy_published_just_after_midnight_UTC_finds_the_delivery_made_just_before()
+    {
+        // Deliveries live in day partitions, and (subscription, event) is unique only within one.
+        // The first copy of an event landed at 23:55 UTC (its id carries that time, so its row is
+        // in the day before); a publisher's retry of it is fanned out at 00:10. Nothing about the
+        // second copy says it may be a repeat (not redelivered by the broker), so only the time of
+        // day can send it to the look across two days.
+        var user = Events.NewUser();
+        var subscription = await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/never-called", ["email.received"]);
+        var evt = Events.EmailReceived(user);
+        var midnight = new DateTimeOffset(DateTime.UtcNow.Date, TimeSpan.Zero);
+        var firstCopy = DeliveryIds.Floor(midnight - TimeSpan.FromMinutes(5) - TimeSpan.FromMilliseconds(Random.Shared.Next(1, 60_000)));
+        var createdAt = DeliveryIds.CreatedAt(firstCopy);
+        const string payload = "{}";
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlInterpolatedAsync($"""
+            INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
+                                            created_at, next_retry_at)
+            VALUES ({firstCopy}, {subscription.Id}, 'email.received', {evt.EventId}, {payload}, {DeliveryStatus.Success}, 1, 8,
+                    {createdAt}, {createdAt})
+            """));
+        var store = Dispatcher.Services.GetRequiredService<DeliveryStore>();
+
+        var work = await store.FanOutAsync([new FanOutEvent(evt.EventId, user, "email.received", payload)],
+            midnight + TimeSpan.FromMinutes(10), CancellationToken.None);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(work, Is.Empty, "nothing new to attempt");
+            Assert.That(await Dispatcher.QueryAsync(db => db.Deliveries.Where(d => d.EventId == evt.EventId).Select(d => d.Id).ToListAsync()),
+                Is.EqualTo(new[] { firstCopy }), "no second delivery");
+        });
     }
 }
