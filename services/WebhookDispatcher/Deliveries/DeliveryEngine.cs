@@ -55,6 +55,7 @@ public sealed partial class DeliveryEngine(
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
     private int _signaled;
+    private int _completionWanted; // 1 while something waits for capacity that a finishing attempt frees
     private int _running; // attempts started and not finished (all threads)
     private int _inFlight; // scheduler's view
     private int _replicas = 1;
@@ -84,7 +85,9 @@ public sealed partial class DeliveryEngine(
     /// <exception cref="Npgsql.NpgsqlException">The database failed; nothing was stored for this event.</exception>
     public Task FanOutAsync(FanOutEvent evt)
     {
-        var pending = new PendingFanOut(evt, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        // Continuations run synchronously, in the one work item that completes the whole batch
+        // (CompleteBatch): one thread wake-up per batch instead of one per event.
+        var pending = new PendingFanOut(evt, new TaskCompletionSource());
         if (_fanOut.Writer.TryWrite(pending))
             return pending.Done.Task;
         // The batch writer has stopped (the host is stopping, consumers still run): store this
@@ -278,21 +281,28 @@ public sealed partial class DeliveryEngine(
     /// <summary>Claims and starts what the lanes allow, round robin; true when more could start at once.</summary>
     private async Task<bool> StartWhatMayStartAsync(DateTimeOffset now)
     {
+        Volatile.Write(ref _completionWanted, 0);
         if (now < _claimPausedUntil || _order.Count == 0) return false;
         var o = options.Value;
         var cap = (o.MaxInFlightPerSubscription + _replicas - 1) / _replicas;
         var budget = Math.Min(o.MaxInFlight - _inFlight, MaxClaimBatch);
         var plan = new List<(EndpointLane Lane, EndpointLane.Waiting Waiting)>();
         var start = _roundRobin++ % _order.Count;
+        var leftWaiting = budget <= 0;
         for (var i = 0; i < _order.Count && budget > 0; i++)
         {
             var lane = _order[(start + i) % _order.Count];
             var n = Math.Min(lane.Startable(now, cap, _replicas), budget);
-            if (n <= 0) continue;
-            foreach (var w in lane.Take(n)) plan.Add((lane, w));
-            budget -= n;
+            if (n > 0)
+            {
+                foreach (var w in lane.Take(n)) plan.Add((lane, w));
+                budget -= n;
+            }
+            leftWaiting |= lane.Queued > 0 || budget <= 0;
         }
-        if (plan.Count == 0) return false;
+        // An attempt that finished before the request was seen: pass again to count it.
+        var finishedMeanwhile = leftWaiting && WantCompletions();
+        if (plan.Count == 0) return finishedMeanwhile;
 
         IReadOnlyList<ClaimedDelivery> claimed;
         // The claim time is also the claim's token: the record stores an attempt only while the
@@ -327,7 +337,21 @@ public sealed partial class DeliveryEngine(
             Interlocked.Increment(ref _running);
             _ = AttemptAsync(lane, delivery, claimedAt);
         }
-        return plan.Count >= MaxClaimBatch || (plan.Count > 0 && claimed.Count < plan.Count);
+        return finishedMeanwhile || plan.Count >= MaxClaimBatch || claimed.Count < plan.Count;
+    }
+
+    /// <summary>
+    /// Asks finishing attempts to wake the scheduler: deliveries wait that the capacity they free
+    /// may start. Without that, a finish is taken into account at the next pass, and an attempt
+    /// that ends wakes no thread (at moderate rates most end with nothing waiting). True when a
+    /// finish arrived before the request was visible, so the caller makes another pass.
+    /// </summary>
+    private bool WantCompletions()
+    {
+        // A full fence on each side (this exchange; the decrement in AttemptAsync): either the
+        // attempt sees the request, or this sees its completion.
+        Interlocked.Exchange(ref _completionWanted, 1);
+        return _completions.Reader.TryPeek(out _);
     }
 
     /// <param name="lane">The delivery's lane, told when the attempt ends.</param>
@@ -355,8 +379,9 @@ public sealed partial class DeliveryEngine(
         var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt);
         _finished.Writer.TryWrite(new FinishedAttempt(delivery, startedAt, response, decision, finishedAt));
         _completions.Writer.TryWrite(new Completion(lane, delivery.Id, response.Outcome == AttemptOutcome.Timeout));
+        // The decrement is a full fence between writing the completion and reading the request (see WantCompletions).
         Interlocked.Decrement(ref _running);
-        Signal();
+        if (Volatile.Read(ref _completionWanted) != 0 || _stopping.IsCancellationRequested) Signal();
     }
 
     private async Task RecordLoopAsync()
@@ -433,15 +458,27 @@ public sealed partial class DeliveryEngine(
             {
                 var work = await store.FanOutAsync(events, time.GetUtcNow().ToUniversalTime(), CancellationToken.None);
                 Enqueue(work);
-                foreach (var p in batch) p.Done.TrySetResult();
+                CompleteBatch([.. batch], null);
             }
             catch (Exception ex)
             {
                 store.OnFailure(ex);
-                foreach (var p in batch) p.Done.TrySetException(ex);
+                CompleteBatch([.. batch], ex);
             }
         }
     }
+
+    /// <summary>
+    /// Completes the consumers waiting on a fan-out batch (each then acknowledges its event) on a
+    /// thread-pool thread, off this loop, which goes on gathering the next batch meanwhile.
+    /// </summary>
+    private static void CompleteBatch(PendingFanOut[] batch, Exception? failure) =>
+        ThreadPool.UnsafeQueueUserWorkItem(static state =>
+        {
+            foreach (var p in state.Batch)
+                if (state.Failure is null) p.Done.TrySetResult();
+                else p.Done.TrySetException(state.Failure);
+        }, (Batch: batch, Failure: failure), preferLocal: false);
 
     private async Task HousekeepingAsync(DateTimeOffset now, CancellationToken stop)
     {
