@@ -142,10 +142,12 @@ public sealed partial class DeliveryEngine(
                 while (_wake.Wait(0)) { }
                 Volatile.Write(ref _signaled, 0);
                 var now = time.GetUtcNow();
+                // Finished attempts first: a delivery whose attempt ended (a manual retry of it, its
+                // next attempt) must not be taken for one still in flight.
+                DrainCompletions(now);
                 await ResolveAsync(stop);
                 await DrainIncomingAsync(now, stop);
                 await RefillFromBacklogsAsync(now, stop);
-                DrainCompletions(now);
                 var more = await StartWhatMayStartAsync(now);
                 await HousekeepingAsync(now, stop);
                 if (!more) await WaitAsync(NextWake(now) - now, stop);
@@ -377,8 +379,9 @@ public sealed partial class DeliveryEngine(
         }
         var finishedAt = time.GetUtcNow();
         var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt);
-        _finished.Writer.TryWrite(new FinishedAttempt(delivery, startedAt, response, decision, finishedAt));
+        // The lane learns of the end before the record can make a retry of this delivery possible.
         _completions.Writer.TryWrite(new Completion(lane, delivery.Id, response.Outcome == AttemptOutcome.Timeout));
+        _finished.Writer.TryWrite(new FinishedAttempt(delivery, startedAt, response, decision, finishedAt));
         // The decrement is a full fence between writing the completion and reading the request (see WantCompletions).
         Interlocked.Decrement(ref _running);
         if (Volatile.Read(ref _completionWanted) != 0 || _stopping.IsCancellationRequested) Signal();
