@@ -53,7 +53,7 @@ public sealed class DeliveryOptions
     /// batch's commit before they are acknowledged), so below about 50 the insert statements get
     /// small. Above a few hundred it costs CPU: the RabbitMQ client runs one dispatch loop per
     /// message consumed at once and wakes every idle loop for each message that arrives. On 2
-    /// cores, 100 instead of 1000 took the dispatcher from about 420 to 330 CPU-µs per delivery at
+    /// cores, 100 instead of 1000 took the dispatcher from about 420 to 350 CPU-µs per delivery at
     /// 500 events/s, and 1 → 1 from 3,530 to 4,268 deliveries/s (docs/benchmarks/pipeline.md).
     /// </summary>
     [Range(1, 10_000)]
