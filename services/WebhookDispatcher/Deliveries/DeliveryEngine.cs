@@ -300,7 +300,7 @@ public sealed partial class DeliveryEngine(
                 foreach (var w in lane.Take(n)) plan.Add((lane, w));
                 budget -= n;
             }
-            leftWaiting |= lane.Queued > 0 || budget <= 0;
+            leftWaiting |= lane.Queued > 0 || lane.Backlogged || budget <= 0;
         }
         // An attempt that finished before the request was seen: pass again to count it.
         var finishedMeanwhile = leftWaiting && WantCompletions();
