@@ -392,17 +392,8 @@ public sealed partial class DeliveryEngine(
         var batch = new List<FinishedAttempt>(MaxRecordBatch);
         while (await _finished.Reader.WaitToReadAsync())
         {
-            batch.Clear();
-            while (batch.Count < MaxRecordBatch && _finished.Reader.TryRead(out var a)) batch.Add(a);
-            // A few milliseconds more gather the answers arriving meanwhile into the same
-            // statement: at moderate rates batches stay small otherwise, and every statement costs
-            // its round trip and planning. Nothing waits on a record but statistics and retry
-            // messages.
-            if (batch.Count < LingerBelow)
-            {
-                await Task.Delay(RecordLinger, CancellationToken.None);
-                while (batch.Count < MaxRecordBatch && _finished.Reader.TryRead(out var a)) batch.Add(a);
-            }
+            // Nothing waits on a record but statistics and retry messages, so it lingers longer.
+            await GatherAsync(_finished.Reader, batch, MaxRecordBatch, RecordLinger);
             var moved = await RecordWithRetryAsync(batch);
             foreach (var a in batch)
             {
@@ -443,16 +434,8 @@ public sealed partial class DeliveryEngine(
         var batch = new List<PendingFanOut>();
         while (await _fanOut.Reader.WaitToReadAsync())
         {
-            batch.Clear();
-            var max = options.Value.FanOutBatchSize;
-            while (batch.Count < max && _fanOut.Reader.TryRead(out var p)) batch.Add(p);
-            // As for records: a few milliseconds gather the events arriving meanwhile into one
-            // insert and one claim. The event waits for its commit, so this adds to its latency.
-            if (batch.Count < LingerBelow)
-            {
-                await Task.Delay(FanOutLinger, CancellationToken.None);
-                while (batch.Count < max && _fanOut.Reader.TryRead(out var p)) batch.Add(p);
-            }
+            // The event waits for its commit (one insert and one claim per batch), so the linger adds to its latency.
+            await GatherAsync(_fanOut.Reader, batch, options.Value.FanOutBatchSize, FanOutLinger);
             var seen = new HashSet<Guid>();
             var events = new List<FanOutEvent>();
             foreach (var p in batch)
@@ -469,6 +452,21 @@ public sealed partial class DeliveryEngine(
                 CompleteBatch([.. batch], ex);
             }
         }
+    }
+
+    /// <summary>
+    /// Fills <paramref name="batch"/> (cleared first) with up to <paramref name="max"/> items
+    /// already queued; when fewer than <see cref="LingerBelow"/> were, waits <paramref name="linger"/>
+    /// and takes those that arrived meanwhile. At moderate rates batches stay small otherwise, and
+    /// every statement costs its round trip and planning.
+    /// </summary>
+    private static async Task GatherAsync<T>(ChannelReader<T> reader, List<T> batch, int max, TimeSpan linger)
+    {
+        batch.Clear();
+        while (batch.Count < max && reader.TryRead(out var item)) batch.Add(item);
+        if (batch.Count >= LingerBelow) return;
+        await Task.Delay(linger, CancellationToken.None);
+        while (batch.Count < max && reader.TryRead(out var item)) batch.Add(item);
     }
 
     /// <summary>
