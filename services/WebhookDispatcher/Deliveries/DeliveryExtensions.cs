@@ -5,6 +5,7 @@ using Notely.Events;
 using Polly;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Messaging;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Security;
 using WebhookDispatcher.Subscriptions;
 
@@ -13,30 +14,40 @@ namespace WebhookDispatcher.Deliveries;
 /// <summary>Registers the delivery feature: the outbound HttpClient, the store, and for workers the engine, its consumers and the reconciler.</summary>
 public static class DeliveryExtensions
 {
-    /// <summary>The queue every Notely event type is bound to.</summary>
-    public const string FanOutQueue = "webhook-fan-out";
-
     /// <summary>
-    /// Adds <see cref="WebhookSender"/> with its <c>webhooks</c> HttpClient and <see cref="DeliveryStore"/>;
-    /// when <see cref="DispatcherOptions.Workers"/> is on, also the <see cref="DeliveryEngine"/>, the
-    /// <see cref="RetryScheduler"/>, the <see cref="DeliveryReconciler"/>, the <see cref="HistoryRetention"/> and the two receive endpoints
-    /// (<c>webhook-fan-out</c>, <c>webhook-delivery</c>). Call before <c>AddMessaging</c>.
+    /// Adds <see cref="WebhookSender"/> with its <c>webhooks</c> HttpClient and the stores the API
+    /// uses too; when <see cref="DispatcherOptions.Workers"/> is on, also the stages of the wing
+    /// (intake: <see cref="FanOutBatcher"/>; scheduling: <see cref="DeliveryScheduler"/>; attempts:
+    /// <see cref="AttemptRunner"/>, <see cref="AttemptRecorder"/>, <see cref="RetryPublisher"/>;
+    /// recovery: <see cref="DeliveryReconciler"/>), the <see cref="HistoryRetention"/> and the two
+    /// receive endpoints (<c>webhook-fan-out</c>, <c>webhook-delivery</c>). Call before <c>AddMessaging</c>.
     /// </summary>
     public static IHostApplicationBuilder AddDeliveries(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<DeliveryOptions>().BindConfiguration(DeliveryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<AutoDisableOptions>().BindConfiguration(AutoDisableOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.AddSingleton<DeliveryStore>();
+        builder.Services.AddSingleton<RecoveryStore>();
         builder.Services.AddSingleton<WebhookSender>();
         builder.Services.AddTransient<BoundedResponseBodyHandler>();
         AddWebhookClient(builder.Services);
 
         if (DispatcherOptions.WorkersEnabled(builder.Configuration))
         {
-            builder.Services.AddSingleton<RetryScheduler>();
-            builder.Services.AddSingleton<DeliveryEngine>();
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryEngine>());
+            builder.Services.AddSingleton<FanOutStore>();
+            builder.Services.AddSingleton<LaneStore>();
+            builder.Services.AddSingleton<AttemptStore>();
+            builder.Services.AddSingleton<RetryPublisher>();
+            builder.Services.AddSingleton<AttemptRunner>();
+            builder.Services.AddSingleton<AttemptRecorder>();
+            builder.Services.AddSingleton<LaneHolds>();
+            builder.Services.AddSingleton<ReplicaCounter>();
+            builder.Services.AddSingleton<DeliveryScheduler>();
+            builder.Services.AddSingleton<FanOutBatcher>();
+            // Stopped in reverse order: the scheduler first (its StoppingAsync already drained the
+            // attempts), then the batcher, which flushes the events handed in until the bus stopped.
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<FanOutBatcher>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryScheduler>());
             builder.Services.AddSingleton<DeliveryReconciler>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryReconciler>());
             builder.Services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
@@ -100,7 +111,7 @@ public static class DeliveryExtensions
             bus.ConfigureJsonSerializerOptions(IncomingEventJson.Configure);
             // Consumers only wait for a batched insert (fan-out) or hand over in memory (delivery),
             // so a message in progress costs no thread: let as many run as the broker sends ahead.
-            bus.ReceiveEndpoint(FanOutQueue, e =>
+            bus.ReceiveEndpoint(DeliveryQueues.FanOut, e =>
             {
                 e.UseDispatcherDefaults(context, o.TransientRedeliveries);
                 e.PrefetchCount = o.PrefetchCount;
@@ -108,7 +119,7 @@ public static class DeliveryExtensions
                 foreach (var consumer in FanOutConsumers)
                     e.ConfigureConsumer(context, consumer);
             });
-            bus.ReceiveEndpoint(DeliveryEngine.DeliveryQueue, e =>
+            bus.ReceiveEndpoint(DeliveryQueues.Delivery, e =>
             {
                 e.UseDispatcherDefaults(context, o.TransientRedeliveries);
                 e.PrefetchCount = o.PrefetchCount;

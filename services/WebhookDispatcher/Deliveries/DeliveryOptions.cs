@@ -2,6 +2,8 @@ using System.ComponentModel.DataAnnotations;
 
 namespace WebhookDispatcher.Deliveries;
 
+// The delivery wing's settings, one class per configuration section, all in this file.
+
 /// <summary>Settings of the outbound webhook requests and the delivery engine (section <c>Delivery</c>).</summary>
 public sealed class DeliveryOptions
 {
@@ -103,3 +105,36 @@ public sealed class AutoDisableOptions
     public int MinFailures { get; set; } = 10;
 }
 
+/// <summary>Settings of the <see cref="DeliveryReconciler"/> (section <c>Reconciler</c>).</summary>
+public sealed class ReconcilerOptions
+{
+    /// <summary>Configuration section name.</summary>
+    public const string Section = "Reconciler";
+
+    /// <summary>Seconds between two passes (1–3600). Default 5.</summary>
+    [Range(1, 3600)]
+    public int IntervalSeconds { get; set; } = 5;
+
+    /// <summary>
+    /// Seconds a delivery may be overdue before it is re-published (10–86400). Default 10.
+    /// Deliveries waiting in a replica's lanes for capacity are held meanwhile (the hold is
+    /// renewed every half grace), and an attempt in flight is leased for its timeout plus 30 s, so
+    /// this only has to cover a message's trip through the broker. A duplicate is harmless: the
+    /// claim lets only one of them attempt.
+    /// </summary>
+    [Range(10, 86400)]
+    public int GraceSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// Seconds the reconcilers must have run without a gap (after a database outage, or with no
+    /// dispatcher running) before an attempt claimed and never recorded is given back and made
+    /// again (0–600). Default 30: a live process that kept the answer in memory through the outage
+    /// records it within seconds of the database's return, and wins.
+    /// </summary>
+    [Range(0, 600)]
+    public int SettleSeconds { get; set; } = 30;
+
+    /// <summary>Deliveries re-published per pass at most (1–10000).</summary>
+    [Range(1, 10000)]
+    public int BatchSize { get; set; } = 500;
+}

@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Text.Json.Nodes;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Subscriptions;
 

@@ -1,8 +1,8 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using System.Text.Json;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
@@ -12,6 +12,7 @@ using Notely.Events;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Subscriptions;
@@ -328,7 +329,7 @@ public static class SubscriptionsApi
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(
-        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, DeliveryStore store, IPublishEndpoint publish,
+        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, RecoveryStore store, IPublishEndpoint publish,
         TimeProvider time, CancellationToken cancellationToken)
     {
         var subscription = await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken);

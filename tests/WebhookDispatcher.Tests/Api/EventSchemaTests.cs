@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Api;

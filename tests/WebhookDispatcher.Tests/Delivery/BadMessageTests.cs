@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Delivery;

@@ -123,7 +123,7 @@ public sealed class FanOutTests
             VALUES ({firstCopy}, {subscription.Id}, 'email.received', {evt.EventId}, {payload}, {DeliveryStatus.Success}, 1, 8,
                     {createdAt}, {createdAt})
             """));
-        var store = Dispatcher.Services.GetRequiredService<DeliveryStore>();
+        var store = Dispatcher.Services.GetRequiredService<FanOutStore>();
 
         var work = await store.FanOutAsync([new FanOutEvent(evt.EventId, user, "email.received", payload)],
             midnight + TimeSpan.FromMinutes(10), CancellationToken.None);

@@ -99,7 +99,7 @@ public sealed class ShutdownTests
         // (past its 2 s) in the stopped instance's input queue.
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
         {
-            foreach (var queue in new[] { "webhook-delivery-delay-2s", DeliveryEngine.DeliveryQueue })
+            foreach (var queue in new[] { "webhook-delivery-delay-2s", DeliveryQueues.Delivery })
                 if ((await RabbitManagement.PeekAsync(queue, virtualHost: dispatcher.VirtualHost))
                     .Any(m => m["payload"]?.GetValue<string>().Contains(delivery.Id.ToString()) == true))
                     return true;

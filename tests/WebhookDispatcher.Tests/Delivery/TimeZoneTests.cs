@@ -1,7 +1,8 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 using WebhookDispatcher.Tests.Unit;
 

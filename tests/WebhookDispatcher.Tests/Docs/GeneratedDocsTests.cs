@@ -1,9 +1,10 @@
-using System.Text;
 using System.Text.Encodings.Web;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
+using System.Text;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Docs;

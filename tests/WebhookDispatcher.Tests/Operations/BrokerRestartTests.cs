@@ -45,7 +45,7 @@ public sealed class BrokerRestartTests
         var user = Events.NewUser();
         var waitingSubscription = await deployment.SubscribeAsync(user, waiting.Url);
         var inFlightSubscription = await deployment.SubscribeAsync(user, inFlight.Url, timeoutSeconds: 60);
-        var delay32 = RabbitMqTopology.DelayExchangeName(DeliveryEngine.DeliveryQueue, TimeSpan.FromSeconds(32));
+        var delay32 = RabbitMqTopology.DelayExchangeName(DeliveryQueues.Delivery, TimeSpan.FromSeconds(32));
 
         await deployment.Dispatcher!.PublishAsync(Events.EmailReceived(user));
         Assert.That(await waiting.WaitForAsync(1, Patience), Is.True);

@@ -22,7 +22,7 @@ public sealed class ConsoleActionTests
 
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(45);
 
-    private static readonly string Delay8 = RabbitMqTopology.DelayExchangeName(DeliveryEngine.DeliveryQueue, TimeSpan.FromSeconds(8));
+    private static readonly string Delay8 = RabbitMqTopology.DelayExchangeName(DeliveryQueues.Delivery, TimeSpan.FromSeconds(8));
 
     /// <summary>The first attempt of each delivery answers 503 with <c>Retry-After: 8</c> (its retry waits in the 8 s delay queue), the next 200.</summary>
     private static Task<TestReceiver> RetryIn8SecondsThenOkAsync() => TestReceiver.PerDeliveryAsync((attempt, c) =>
@@ -115,12 +115,12 @@ public sealed class ConsoleActionTests
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
             (await deployment.DeliveriesAsync(subscription)).Count(d => d.Status == DeliveryStatus.Retrying) == events, Patience), Is.True);
         await deployment.StopAsync();
-        Assert.That(await deployment.QueueHoldsAsync(DeliveryEngine.DeliveryQueue, events, TimeSpan.FromSeconds(15)), Is.True,
+        Assert.That(await deployment.QueueHoldsAsync(DeliveryQueues.Delivery, events, TimeSpan.FromSeconds(15)), Is.True,
             "control: the retries wait in webhook-delivery");
 
-        await RabbitManagement.PurgeAsync(DeliveryEngine.DeliveryQueue, deployment.VirtualHost);
+        await RabbitManagement.PurgeAsync(DeliveryQueues.Delivery, deployment.VirtualHost);
         var purgedAt = DateTimeOffset.UtcNow;
-        Assert.That((await RabbitManagement.CountAsync(DeliveryEngine.DeliveryQueue, deployment.VirtualHost))?.Messages, Is.EqualTo(0), "purged");
+        Assert.That((await RabbitManagement.CountAsync(DeliveryQueues.Delivery, deployment.VirtualHost))?.Messages, Is.EqualTo(0), "purged");
         await deployment.StartDispatcherAsync();
 
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
@@ -153,14 +153,14 @@ public sealed class ConsoleActionTests
         var user = Events.NewUser();
         var subscription = await deployment.SubscribeAsync(user, receiver.Url);
         const int events = 3;
-        Assert.That((await RabbitManagement.CountAsync(DeliveryEngine.DeliveryQueue, deployment.VirtualHost))?.Consumers, Is.EqualTo(1), "control: consumed");
+        Assert.That((await RabbitManagement.CountAsync(DeliveryQueues.Delivery, deployment.VirtualHost))?.Consumers, Is.EqualTo(1), "control: consumed");
         for (var i = 0; i < events; i++) await deployment.Dispatcher!.PublishAsync(Events.EmailReceived(user));
         Assert.That(await receiver.WaitForAsync(events, Patience), Is.True);
 
-        await RabbitManagement.DeleteQueueAsync(DeliveryEngine.DeliveryQueue, deployment.VirtualHost);
+        await RabbitManagement.DeleteQueueAsync(DeliveryQueues.Delivery, deployment.VirtualHost);
         var deletedAt = DateTimeOffset.UtcNow;
         var back = await Dispatcher.EventuallyAsync(async () =>
-            (await RabbitManagement.CountAsync(DeliveryEngine.DeliveryQueue, deployment.VirtualHost))?.Consumers > 0, TimeSpan.FromSeconds(30));
+            (await RabbitManagement.CountAsync(DeliveryQueues.Delivery, deployment.VirtualHost))?.Consumers > 0, TimeSpan.FromSeconds(30));
         var backAfter = DateTimeOffset.UtcNow - deletedAt;
 
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
@@ -192,7 +192,7 @@ public sealed class ConsoleActionTests
         await using var receiver = await TestReceiver.AnsweringAsync(200);
         var user = Events.NewUser();
         var subscription = await deployment.SubscribeAsync(user, receiver.Url);
-        const string errorQueue = DeliveryExtensions.FanOutQueue + "_error";
+        const string errorQueue = DeliveryQueues.FanOut + "_error";
         // The database refuses new deliveries for a while, longer than the redeliveries last.
         await deployment.ExecuteAsync("""
             CREATE FUNCTION refuse_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'deliveries refused for the test'; END $$;
@@ -206,7 +206,7 @@ public sealed class ConsoleActionTests
         Assert.That(await deployment.DeliveriesAsync(subscription), Is.Empty);
         await deployment.ExecuteAsync("DROP TRIGGER refuse_deliveries ON webhook_deliveries");
 
-        await RabbitManagement.MoveMessagesAsync(errorQueue, DeliveryExtensions.FanOutQueue, deployment.VirtualHost);
+        await RabbitManagement.MoveMessagesAsync(errorQueue, DeliveryQueues.FanOut, deployment.VirtualHost);
         var movedAt = DateTimeOffset.UtcNow;
 
         Assert.That(await receiver.WaitForAsync(1, Patience), Is.True, "the moved event is delivered");

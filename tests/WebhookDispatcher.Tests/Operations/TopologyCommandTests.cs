@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging.BrokerDelay;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Operations;
@@ -26,7 +27,7 @@ public sealed class TopologyCommandTests
             await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"]);
             var type = EventCatalog.For<EmailReceived>();
             var eventId = Guid.NewGuid();
-            Assert.That(await RabbitManagement.CountAsync(DeliveryExtensions.FanOutQueue, vhost), Is.Null, "control: a fresh virtual host");
+            Assert.That(await RabbitManagement.CountAsync(DeliveryQueues.FanOut, vhost), Is.Null, "control: a fresh virtual host");
 
             var (exitCode, output) = await ServiceProcess.RunCommandAsync(["topology"],
                 new Dictionary<string, string> { ["ConnectionStrings:RabbitMq"] = RabbitManagement.AmqpUri(vhost) }, CommandPatience);
@@ -35,9 +36,9 @@ public sealed class TopologyCommandTests
             // As a publisher that starts first would: the broker keeps the event for the dispatcher.
             var routed = await RabbitManagement.PublishAsync(RawEvents.Exchange(type),
                 RawEvents.Envelope(type, EventSchemas.ExampleMessage(type, user, eventId)), virtualHost: vhost);
-            var waiting = await RabbitManagement.CountAsync(DeliveryExtensions.FanOutQueue, vhost);
+            var waiting = await RabbitManagement.CountAsync(DeliveryQueues.FanOut, vhost);
             var missingDelays = new List<string>();
-            foreach (var queue in new[] { DeliveryExtensions.FanOutQueue, DeliveryEngine.DeliveryQueue })
+            foreach (var queue in new[] { DeliveryQueues.FanOut, DeliveryQueues.Delivery })
                 foreach (var level in DelayLevels.All)
                     if (await RabbitManagement.QueueArgumentsAsync(RabbitMqTopology.DelayExchangeName(queue, level), vhost) is not { } arguments
                         || arguments["x-message-ttl"]?.GetValue<long>() != (long)level.TotalMilliseconds)
@@ -46,7 +47,7 @@ public sealed class TopologyCommandTests
             {
                 Assert.That(routed, Is.True, "the event exchange exists and is bound to a queue");
                 Assert.That(waiting, Is.EqualTo(((uint, uint)?)(1u, 0u)), "the event waits in webhook-fan-out; the command consumed nothing");
-                Assert.That(await RabbitManagement.CountAsync(DeliveryEngine.DeliveryQueue, vhost), Is.Not.Null, "webhook-delivery declared");
+                Assert.That(await RabbitManagement.CountAsync(DeliveryQueues.Delivery, vhost), Is.Not.Null, "webhook-delivery declared");
                 Assert.That(missingDelays, Is.Empty, "every delay queue of both endpoints declared with its TTL");
                 Assert.That(receiver.Requests, Is.Empty);
             });
@@ -67,7 +68,7 @@ public sealed class TopologyCommandTests
             {
                 Assert.That(again.ExitCode, Is.EqualTo(0), again.Output);
                 Assert.That(await receiver.WaitForAsync(2, TimeSpan.FromSeconds(30)), Is.True, "the next event is delivered as before");
-                Assert.That((await RabbitManagement.CountAsync(DeliveryExtensions.FanOutQueue, vhost))?.Consumers, Is.EqualTo(1), "still consumed");
+                Assert.That((await RabbitManagement.CountAsync(DeliveryQueues.FanOut, vhost))?.Consumers, Is.EqualTo(1), "still consumed");
             });
         }
         finally

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Unit;

@@ -1,10 +1,11 @@
 using System.Reflection;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using MassTransit.Serialization;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Tests.Unit;
 

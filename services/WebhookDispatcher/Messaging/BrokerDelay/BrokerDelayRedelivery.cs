@@ -115,5 +115,5 @@ public static class BrokerDelayRedeliveryExtensions
     /// 10 hours), after which the message is parked in the endpoint's <c>_error</c> queue.
     /// </summary>
     public static TimeSpan[] TransientIntervals(int count) =>
-        [.. Enumerable.Range(1, count).Select(n => n >= 12 ? DelayLevels.Max : TimeSpan.FromSeconds(1 << n))];
+        [.. Enumerable.Range(1, count).Select(DelayLevels.Exponential)];
 }

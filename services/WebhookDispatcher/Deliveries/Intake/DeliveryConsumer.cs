@@ -4,19 +4,19 @@ namespace WebhookDispatcher.Deliveries;
 
 /// <summary>
 /// Hands a <see cref="DeliverWebhook"/> (a retry back from its delay queue, or a re-publish) to
-/// the <see cref="DeliveryEngine"/>. The delivery's row says whether and when it is due, so the
+/// the <see cref="DeliveryScheduler"/>. The delivery's row says whether and when it is due, so the
 /// message is acknowledged at once: a slow endpoint never holds messages of the shared queue.
 /// </summary>
-public sealed class DeliveryConsumer(DeliveryEngine engine) : IConsumer<DeliverWebhook>
+public sealed class DeliveryConsumer(DeliveryScheduler scheduler) : IConsumer<DeliverWebhook>
 {
     /// <inheritdoc />
     public Task Consume(ConsumeContext<DeliverWebhook> context)
     {
         var message = context.Message;
         if (message.SubscriptionId is { } subscriptionId)
-            engine.Enqueue([new DeliveryWork(message.DeliveryId, subscriptionId)]);
+            scheduler.Enqueue([new DeliveryWork(message.DeliveryId, subscriptionId)]);
         else
-            engine.EnqueueUnresolved(message.DeliveryId);
+            scheduler.EnqueueUnresolved(message.DeliveryId);
         return Task.CompletedTask;
     }
 }

@@ -8,7 +8,7 @@ using System.Text.Json.Schema;
 using System.Xml.Linq;
 using Notely.Events;
 
-namespace WebhookDispatcher.Deliveries;
+namespace WebhookDispatcher.Payloads;
 
 /// <summary>
 /// JSON Schemas (draft 2020-12) and examples generated from the contracts in

@@ -1,43 +1,8 @@
-using System.ComponentModel.DataAnnotations;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using WebhookDispatcher.Messaging;
 
 namespace WebhookDispatcher.Deliveries;
-
-/// <summary>Settings of the <see cref="DeliveryReconciler"/> (section <c>Reconciler</c>).</summary>
-public sealed class ReconcilerOptions
-{
-    /// <summary>Configuration section name.</summary>
-    public const string Section = "Reconciler";
-
-    /// <summary>Seconds between two passes (1–3600). Default 5.</summary>
-    [Range(1, 3600)]
-    public int IntervalSeconds { get; set; } = 5;
-
-    /// <summary>
-    /// Seconds a delivery may be overdue before it is re-published (10–86400). Default 10.
-    /// Deliveries waiting in a replica's lanes for capacity are held meanwhile (the hold is
-    /// renewed every half grace), and an attempt in flight is leased for its timeout plus 30 s, so
-    /// this only has to cover a message's trip through the broker. A duplicate is harmless: the
-    /// claim lets only one of them attempt.
-    /// </summary>
-    [Range(10, 86400)]
-    public int GraceSeconds { get; set; } = 10;
-
-    /// <summary>
-    /// Seconds the reconcilers must have run without a gap (after a database outage, or with no
-    /// dispatcher running) before an attempt claimed and never recorded is given back and made
-    /// again (0–600). Default 30: a live process that kept the answer in memory through the outage
-    /// records it within seconds of the database's return, and wins.
-    /// </summary>
-    [Range(0, 600)]
-    public int SettleSeconds { get; set; } = 30;
-
-    /// <summary>Deliveries re-published per pass at most (1–10000).</summary>
-    [Range(1, 10000)]
-    public int BatchSize { get; set; } = 500;
-}
 
 /// <summary>
 /// The safety net of at-least-once delivery (and the announcer of automatically disabled
@@ -47,7 +12,7 @@ public sealed class ReconcilerOptions
 /// never recorded (a process killed mid-attempt), so they are made again.
 /// </summary>
 public sealed class DeliveryReconciler(
-    IServiceScopeFactory scopes, DeliveryStore store, IOptions<ReconcilerOptions> options, TimeProvider time, ILogger<DeliveryReconciler> logger)
+    IServiceScopeFactory scopes, RecoveryStore store, IOptions<ReconcilerOptions> options, TimeProvider time, ILogger<DeliveryReconciler> logger)
     : BackgroundService
 {
     /// <summary>Runs one pass; returns how many deliveries were re-published.</summary>

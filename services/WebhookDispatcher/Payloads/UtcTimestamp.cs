@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace WebhookDispatcher.Deliveries;
+namespace WebhookDispatcher.Payloads;
 
 /// <summary>
 /// The one timestamp format of webhook payloads, and the rule for reading timestamps in incoming

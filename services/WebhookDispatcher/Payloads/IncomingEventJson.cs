@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Notely.Events;
 
-namespace WebhookDispatcher.Deliveries;
+namespace WebhookDispatcher.Payloads;
 
 /// <summary>
 /// How events published on RabbitMQ are read (the rules docs/publishing.md states): timestamps by

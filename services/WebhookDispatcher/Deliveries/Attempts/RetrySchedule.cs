@@ -20,7 +20,7 @@ public static class RetrySchedule
     public static TimeSpan DelayAfter(int failedAttempt, TimeSpan? retryAfter = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(failedAttempt, 1);
-        var scheduled = failedAttempt >= 12 ? MaxDelay : TimeSpan.FromSeconds(Math.Min(1 << failedAttempt, MaxDelay.TotalSeconds));
+        var scheduled = DelayLevels.Exponential(failedAttempt);
         if (retryAfter > scheduled) scheduled = retryAfter.Value < MaxDelay ? retryAfter.Value : MaxDelay;
         return DelayLevels.RoundUp(scheduled);
     }

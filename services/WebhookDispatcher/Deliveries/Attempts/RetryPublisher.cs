@@ -12,7 +12,7 @@ namespace WebhookDispatcher.Deliveries;
 /// (broker down, connection dropped) are tried again within seconds, with the delay recomputed
 /// so the schedule holds; the reconciler covers a process that dies first.
 /// </summary>
-public sealed partial class RetryScheduler(IBus bus, RabbitMqTopology topology, TimeProvider time, ILogger<RetryScheduler> logger)
+public sealed partial class RetryPublisher(IBus bus, RabbitMqTopology topology, TimeProvider time, ILogger<RetryPublisher> logger)
 {
     private readonly Channel<(DeliverWebhook Message, DateTimeOffset Due)> _queue =
         Channel.CreateUnbounded<(DeliverWebhook, DateTimeOffset)>(new() { SingleReader = true });
@@ -73,8 +73,8 @@ public sealed partial class RetryScheduler(IBus bus, RabbitMqTopology topology, 
         foreach (var group in batch.GroupBy(m => m.Due - now is var left && left > TimeSpan.Zero ? DelayLevels.RoundUp(left) : TimeSpan.Zero))
         {
             var exchange = group.Key > TimeSpan.Zero
-                ? await topology.EnsureDelayAsync(DeliveryEngine.DeliveryQueue, group.Key, CancellationToken.None)
-                : DeliveryEngine.DeliveryQueue;
+                ? await topology.EnsureDelayAsync(DeliveryQueues.Delivery, group.Key, CancellationToken.None)
+                : DeliveryQueues.Delivery;
             var endpoint = await bus.GetSendEndpoint(new Uri($"exchange:{exchange}"));
             await endpoint.SendBatch(group.Select(m => m.Message), Mandatory);
         }

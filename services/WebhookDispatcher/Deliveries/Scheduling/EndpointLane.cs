@@ -17,7 +17,7 @@ public enum CircuitState
 /// The deliveries of one subscription in one process, and the decision of how many may start
 /// now: at most a concurrency cap in flight, at most a rate per second, nothing while the
 /// circuit is open. Waiting here never spends an attempt (a delivery is claimed only when it
-/// starts). Pure bookkeeping without I/O or locks: the <see cref="DeliveryEngine"/>'s scheduler
+/// starts). Pure bookkeeping without I/O or locks: the <see cref="DeliveryScheduler"/>
 /// is its only user, and passes the time in.
 /// </summary>
 public sealed class EndpointLane(Guid subscriptionId)

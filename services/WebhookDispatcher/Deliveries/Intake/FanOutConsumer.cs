@@ -1,6 +1,7 @@
 using MassTransit;
 using Notely.Events;
 using WebhookDispatcher.Observability;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Deliveries;
 
@@ -10,7 +11,7 @@ namespace WebhookDispatcher.Deliveries;
 /// (one statement per batch), and the event is acknowledged only once they are committed. A
 /// redelivered event inserts nothing new but queues what is still unattempted.
 /// </summary>
-public sealed class FanOutConsumer<TEvent>(DeliveryEngine engine) : IConsumer<TEvent> where TEvent : class, INotelyEvent
+public sealed class FanOutConsumer<TEvent>(FanOutBatcher batcher) : IConsumer<TEvent> where TEvent : class, INotelyEvent
 {
     private static readonly string EventType = EventCatalog.For<TEvent>().Name;
 
@@ -21,7 +22,7 @@ public sealed class FanOutConsumer<TEvent>(DeliveryEngine engine) : IConsumer<TE
         // The broker's redelivered flag (a consumer died or lost its channel holding it) or a
         // redelivery after our own fault: it may have been fanned out already.
         var maybeSeen = context.ReceiveContext.Redelivered || context.GetRedeliveryCount() > 0 || context.GetRetryAttempt() > 0;
-        await engine.FanOutAsync(new FanOutEvent(evt.EventId, evt.UserId, EventType, WebhookPayload.Build(evt), maybeSeen));
+        await batcher.FanOutAsync(new FanOutEvent(evt.EventId, evt.UserId, EventType, WebhookPayload.Build(evt), maybeSeen));
         WebhookTelemetry.EventsFannedOut.Add(1, new KeyValuePair<string, object?>("event_type", EventType));
     }
 }

@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Notely.Events;
 
-namespace WebhookDispatcher.Deliveries;
+namespace WebhookDispatcher.Payloads;
 
 /// <summary>
 /// Builds the JSON body subscribers receive: <c>{"id", "event_type", "created_at", "data"}</c>,

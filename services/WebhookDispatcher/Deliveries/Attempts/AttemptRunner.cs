@@ -1,0 +1,35 @@
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>
+/// One attempt of a claimed delivery: sign → send → decide. Never throws: a request that could
+/// not be made is an outcome like any other.
+/// </summary>
+public sealed class AttemptRunner(WebhookSender sender, TimeProvider time)
+{
+    /// <summary>Makes the attempt and returns it, decided and ready to be recorded.</summary>
+    /// <param name="delivery">The claimed delivery.</param>
+    /// <param name="startedAt">The attempt's start as the lane counted it (its rate limit), stored as <c>attempted_at</c>;
+    /// also the signature's timestamp and the moment that picks the active secrets.</param>
+    public async Task<FinishedAttempt> RunAsync(ClaimedDelivery delivery, DateTimeOffset startedAt)
+    {
+        WebhookResponse response;
+        try
+        {
+            var request = SignedWebhook.Create(delivery.Url, delivery.Payload, delivery.EventType, delivery.Id, delivery.EventId,
+                SignedWebhook.ActiveSecrets(delivery.Secret, delivery.PreviousSecret, delivery.PreviousSecretExpiresAt, startedAt),
+                delivery.TimeoutSeconds, startedAt);
+            // Once claimed, the attempt runs to its own deadline and is recorded even if the host
+            // is stopping: cancelling it halfway would leave a POST the receiver may have handled
+            // with no record.
+            response = await sender.SendAsync(request, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            response = new WebhookResponse(AttemptOutcome.ConnectionError, null, null,
+                WebhookSender.Storable("The request could not be made: " + ex.Message, WebhookSender.MaxErrorChars), TimeSpan.Zero, null);
+        }
+        var finishedAt = time.GetUtcNow();
+        var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt);
+        return new FinishedAttempt(delivery, startedAt, response, decision, finishedAt);
+    }
+}

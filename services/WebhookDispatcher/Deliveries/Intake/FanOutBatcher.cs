@@ -1,0 +1,87 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Options;
+
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>
+/// The fan-out's group commit: events handed in by the <see cref="FanOutConsumer{TEvent}"/>s while
+/// one statement runs go into the next, so one insert and one commit serve up to
+/// <see cref="DeliveryOptions.FanOutBatchSize"/> events (a batch of fewer than
+/// <see cref="ChannelBatches.LingerBelow"/> waits <see cref="Linger"/> for more). The new
+/// deliveries go straight to the <see cref="DeliveryScheduler"/>, with no broker hop.
+/// </summary>
+public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler, IOptions<DeliveryOptions> options, TimeProvider time)
+    : BackgroundService
+{
+    /// <summary>How long a small batch waits for more events; the event waits for its commit, so this adds to its latency.</summary>
+    public static readonly TimeSpan Linger = TimeSpan.FromMilliseconds(5);
+
+    private readonly Channel<PendingFanOut> _fanOut = Channel.CreateUnbounded<PendingFanOut>(new() { SingleReader = true });
+
+    private sealed record PendingFanOut(FanOutEvent Event, TaskCompletionSource Done);
+
+    /// <summary>
+    /// Stores one delivery per matching subscription of <paramref name="evt"/> (batched with
+    /// other events arriving meanwhile: one statement per batch) and queues them for attempts.
+    /// Completes once the rows are committed, so the caller may acknowledge the event.
+    /// </summary>
+    /// <exception cref="Npgsql.NpgsqlException">The database failed; nothing was stored for this event.</exception>
+    public Task FanOutAsync(FanOutEvent evt)
+    {
+        // Continuations run synchronously, in the one work item that completes the whole batch
+        // (CompleteBatch): one thread wake-up per batch instead of one per event.
+        var pending = new PendingFanOut(evt, new TaskCompletionSource());
+        if (_fanOut.Writer.TryWrite(pending))
+            return pending.Done.Task;
+        // The batch writer has stopped (the host is stopping, consumers still run): store this
+        // event alone; its deliveries wait in the database for a running replica.
+        return store.FanOutAsync([evt], time.GetUtcNow(), CancellationToken.None);
+    }
+
+    /// <inheritdoc />
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // Runs until the channel is completed (StopAsync), not until the token: every event
+        // handed in before the stop gets its statement.
+        await Task.Yield();
+        var batch = new List<PendingFanOut>();
+        while (await _fanOut.Reader.WaitToReadAsync(CancellationToken.None))
+        {
+            await ChannelBatches.GatherAsync(_fanOut.Reader, batch, options.Value.FanOutBatchSize, Linger);
+            var seen = new HashSet<Guid>();
+            var events = new List<FanOutEvent>();
+            foreach (var p in batch)
+                if (seen.Add(p.Event.EventId)) events.Add(p.Event);
+            try
+            {
+                var work = await store.FanOutAsync(events, time.GetUtcNow().ToUniversalTime(), CancellationToken.None);
+                scheduler.Enqueue(work);
+                CompleteBatch([.. batch], null);
+            }
+            catch (Exception ex)
+            {
+                store.OnFailure(ex);
+                CompleteBatch([.. batch], ex);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _fanOut.Writer.TryComplete();
+        await base.StopAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Completes the consumers waiting on a fan-out batch (each then acknowledges its event) on a
+    /// thread-pool thread, off this loop, which goes on gathering the next batch meanwhile.
+    /// </summary>
+    private static void CompleteBatch(PendingFanOut[] batch, Exception? failure) =>
+        ThreadPool.UnsafeQueueUserWorkItem(static state =>
+        {
+            foreach (var p in state.Batch)
+                if (state.Failure is null) p.Done.TrySetResult();
+                else p.Done.TrySetException(state.Failure);
+        }, (Batch: batch, Failure: failure), preferLocal: false);
+}

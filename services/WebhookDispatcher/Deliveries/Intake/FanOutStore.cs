@@ -1,0 +1,100 @@
+using Npgsql;
+
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>The fan-out's SQL: one insert-or-skip statement for a batch of events.</summary>
+public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
+{
+    /// <summary>Days back the fan-out looks for an event's existing deliveries (a redelivered or re-published event).</summary>
+    public const int DedupDays = 2;
+
+    /// <summary>
+    /// Within this long either side of midnight UTC every event is looked for across the last
+    /// <see cref="DedupDays"/> days, as a redelivered one is: a publisher's retry of an event whose
+    /// first copy landed in the day before would otherwise find no conflict in the new day's
+    /// partition. Either side, because delivery ids take the database's clock and this the
+    /// process's.
+    /// </summary>
+    public static readonly TimeSpan MidnightMargin = TimeSpan.FromHours(1);
+
+    /// <summary>Whether <paramref name="now"/> is within <see cref="MidnightMargin"/> of a midnight UTC.</summary>
+    public static bool NearMidnightUtc(DateTimeOffset now)
+    {
+        var timeOfDay = now.UtcDateTime.TimeOfDay;
+        return timeOfDay < MidnightMargin || timeOfDay > TimeSpan.FromDays(1) - MidnightMargin;
+    }
+    /// <summary>
+    /// Creates one pending delivery per (event, active subscription of the event's user that
+    /// includes its type), skipping those that exist (unique (subscription_id, event_id)), and
+    /// returns the work to attempt: the new deliveries, and, for events that may have been seen
+    /// before (<see cref="FanOutEvent.MaybeSeen"/>), those that exist but were never attempted (a
+    /// redelivered event after a crash between commit and attempt; otherwise the reconciler
+    /// re-publishes them).
+    /// </summary>
+    /// <param name="events">Events with distinct ids.</param>
+    /// <param name="now">Creation time and due time of the new deliveries.</param>
+    /// <param name="cancellationToken">Cancels the statement.</param>
+    /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
+    public async Task<IReadOnlyList<DeliveryWork>> FanOutAsync(IReadOnlyList<FanOutEvent> events, DateTimeOffset now,
+        CancellationToken cancellationToken)
+    {
+        // The pair (subscription, event) is unique within each day partition (ON CONFLICT). An
+        // event that may have been fanned out before, and near midnight UTC every event, is also
+        // looked for in the last DedupDays days, where any redelivery lands, and its deliveries
+        // never attempted are returned again (`existing` reads the snapshot from before the
+        // INSERT). A first delivery of an event during the day, almost all of them, skips that
+        // look: it costs the planner a second pass over the partitions.
+        var maybeSeen = events.Any(e => e.MaybeSeen) || NearMidnightUtc(now);
+        await using var cmd = Db.CreateCommand(maybeSeen
+            ? """
+              WITH e AS (
+                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload)),
+              m AS (
+                  SELECT e.event_id, e.event_type, e.payload, s.id AS subscription_id, s.retry_count
+                  FROM e JOIN webhook_subscriptions s
+                    ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
+              existing AS (
+                  SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
+                  FROM m JOIN webhook_deliveries d
+                    ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $6 AND d.id < $7),
+              ins AS (
+                  INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
+                                                  created_at, next_retry_at)
+                  SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, $5, $5
+                  FROM m
+                  WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)
+                  ON CONFLICT DO NOTHING
+                  RETURNING id, subscription_id)
+              SELECT id, subscription_id FROM ins
+              UNION ALL
+              SELECT id, subscription_id FROM existing WHERE status = 'pending' AND attempt_count = 0
+              """
+            : """
+              WITH e AS (
+                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload))
+              INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
+                                              created_at, next_retry_at)
+              SELECT webhook_uuid_v7(), s.id, e.event_type, e.event_id, e.payload, 'pending', 0, 1 + s.retry_count, $5, $5
+              FROM e JOIN webhook_subscriptions s
+                ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
+              ON CONFLICT DO NOTHING
+              RETURNING id, subscription_id
+              """);
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.EventId).ToArray() });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.UserId).ToArray() });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.EventType).ToArray() });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.Payload).ToArray() });
+        cmd.Parameters.Add(new() { Value = now });
+        if (maybeSeen)
+        {
+            cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now - TimeSpan.FromDays(DedupDays)) });
+            // Bounded above too, so the (empty) partitions made ahead for the coming days are not planned.
+            cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now + TimeSpan.FromDays(1)) });
+        }
+        var work = new List<DeliveryWork>(events.Count);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
+        return work;
+    }
+}

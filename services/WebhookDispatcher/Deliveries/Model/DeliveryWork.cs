@@ -1,0 +1,42 @@
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>One event to fan out: its id, owner, type and the payload built once for every subscription.</summary>
+/// <param name="EventId">The event's id: with the subscription, the delivery's idempotency key.</param>
+/// <param name="UserId">Its owner.</param>
+/// <param name="EventType">Its type name.</param>
+/// <param name="Payload">The body every delivery of it sends.</param>
+/// <param name="MaybeSeen">Whether it may have been fanned out before (the broker redelivered it,
+/// or it was redelivered after a fault): then existing deliveries are looked for across days.</param>
+public sealed record FanOutEvent(Guid EventId, string UserId, string EventType, string Payload, bool MaybeSeen = false);
+
+/// <summary>A delivery to attempt when its endpoint lane allows, with the subscription that picks the lane.</summary>
+/// <param name="DeliveryId">The delivery.</param>
+/// <param name="SubscriptionId">Its subscription.</param>
+public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId);
+
+/// <summary>A delivery claimed for one attempt, with what the attempt needs from its subscription.</summary>
+/// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.</remarks>
+public sealed record ClaimedDelivery(
+    Guid Id,
+    DateTimeOffset ClaimedAt,
+    Guid SubscriptionId,
+    Guid EventId,
+    string EventType,
+    string Payload,
+    int AttemptNumber,
+    int MaxAttempts,
+    string Url,
+    string Secret,
+    string? PreviousSecret,
+    DateTimeOffset? PreviousSecretExpiresAt,
+    int TimeoutSeconds,
+    int? RateLimitPerSecond);
+
+/// <summary>One finished attempt, ready to be stored.</summary>
+/// <param name="Delivery">The claim the attempt was made under.</param>
+/// <param name="StartedAt">When the request started (UTC).</param>
+/// <param name="Response">What the receiver answered, or how the request failed.</param>
+/// <param name="Decision">The delivery's next state.</param>
+/// <param name="FinishedAt">When the answer was complete or the request failed (UTC).</param>
+public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset StartedAt, WebhookResponse Response, AttemptDecision Decision,
+    DateTimeOffset FinishedAt);

@@ -1,0 +1,195 @@
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace WebhookDispatcher.Deliveries;
+
+/// <summary>
+/// The SQL of recovery: the reconciler's pass (lost attempts given back, overdue deliveries and
+/// orphaned backlogs re-published), the announcement of disabled subscriptions, and the manual
+/// retry of a finished delivery.
+/// </summary>
+public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions> options) : StageStore(db)
+{
+    /// <summary>
+    /// Publishes, through <paramref name="publish"/>, a <see cref="Notely.Events.WebhookSubscriptionDisabled"/>
+    /// for each subscription disabled automatically and not yet announced (at most 100 a call),
+    /// then marks them announced, in one transaction: a crash between the two announces again
+    /// (at least once). Safe in several replicas at once (SKIP LOCKED). Returns how many it announced.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed; nothing was marked.</exception>
+    public async Task<int> AnnounceDisabledAsync(Func<IReadOnlyList<Notely.Events.WebhookSubscriptionDisabled>, Task> publish,
+        CancellationToken cancellationToken)
+    {
+        await using var connection = await Db.OpenConnectionAsync(cancellationToken);
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+        var notices = new List<Notely.Events.WebhookSubscriptionDisabled>();
+        await using (var select = new NpgsqlCommand("""
+            SELECT id, user_id, url, disabled_reason, disabled_at, failing_since, failures_since_success FROM webhook_subscriptions
+            WHERE disabled_notice_pending AND deleted_at IS NULL AND disabled_reason IS NOT NULL AND disabled_at IS NOT NULL
+            LIMIT 100 FOR UPDATE SKIP LOCKED
+            """, connection, tx))
+        await using (var r = await select.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await r.ReadAsync(cancellationToken))
+                notices.Add(new Notely.Events.WebhookSubscriptionDisabled
+                {
+                    SubscriptionId = r.GetGuid(0),
+                    UserId = r.GetString(1),
+                    Url = r.GetString(2),
+                    Reason = r.GetString(3),
+                    DisabledAt = r.GetFieldValue<DateTimeOffset>(4),
+                    FailingSince = r.IsDBNull(5) ? null : r.GetFieldValue<DateTimeOffset>(5),
+                    FailuresSinceSuccess = r.GetInt32(6),
+                });
+        }
+        if (notices.Count == 0) return 0;
+        await publish(notices);
+        await using (var done = new NpgsqlCommand("UPDATE webhook_subscriptions SET disabled_notice_pending = false WHERE id = ANY ($1)", connection, tx))
+        {
+            done.Parameters.Add(new() { Value = notices.Select(n => n.SubscriptionId).ToArray() });
+            await done.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await tx.CommitAsync(cancellationToken);
+        return notices.Count;
+    }
+    /// <summary>
+    /// Starts a new round of attempts for a failed or cancelled delivery: pending, due now, with
+    /// <paramref name="retryCount"/> + 1 more attempts. A failed delivery leaves the subscription's
+    /// final-state counters (it will be counted again when the new round ends). Returns the status
+    /// the delivery had, or null when it does not belong to the subscription; the delivery was
+    /// restarted only if that status was failed or cancelled.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
+    public async Task<string?> RestartAsync(Guid deliveryId, Guid subscriptionId, int retryCount, DateTimeOffset now,
+        CancellationToken cancellationToken)
+    {
+        await using var connection = await Db.OpenConnectionAsync(cancellationToken);
+        await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+        string? status;
+        await using (var select = new NpgsqlCommand(
+            "SELECT status FROM webhook_deliveries WHERE id = $1 AND subscription_id = $2 FOR UPDATE", connection, tx))
+        {
+            AddParameters(select, deliveryId, subscriptionId);
+            status = (string?)await select.ExecuteScalarAsync(cancellationToken);
+        }
+        if (status is not (DeliveryStatus.Failed or DeliveryStatus.Cancelled))
+            return status;
+
+        await using (var restart = new NpgsqlCommand("""
+            UPDATE webhook_deliveries
+            SET status = 'pending', max_attempts = attempt_count + 1 + $2, next_retry_at = $3, completed_at = NULL
+            WHERE id = $1
+            """, connection, tx))
+        {
+            AddParameters(restart, deliveryId, retryCount, now);
+            await restart.ExecuteNonQueryAsync(cancellationToken);
+        }
+        if (status == DeliveryStatus.Failed)
+        {
+            await using var uncount = new NpgsqlCommand("""
+                UPDATE webhook_subscriptions
+                SET total_deliveries = total_deliveries - 1, failed_deliveries = failed_deliveries - 1
+                WHERE id = $1
+                """, connection, tx);
+            AddParameters(uncount, subscriptionId);
+            await uncount.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await tx.CommitAsync(cancellationToken);
+        return status;
+    }
+
+    /// <summary>
+    /// The reconciler's pass over unfinished deliveries due more than <paramref name="grace"/> ago
+    /// and not held by a replica's lane. First, attempts that were claimed but never recorded (the
+    /// process was killed, or lost the database, halfway through) stop counting, so they are made
+    /// again rather than silently using up the delivery's attempts — unless the same delivery
+    /// lost <see cref="DeliveryOptions.MaxLostAttempts"/> attempts in a row: then it fails. Then the deliveries with
+    /// attempts left (their message was lost, purged, or never sent) and the backlogs whose hold
+    /// ran out (see <see cref="LaneStore.DeferToBacklogAsync"/>) are made due now and returned, to be
+    /// re-published: at most <paramref name="batchSize"/> of each. Safe to run in several
+    /// processes at once (SKIP LOCKED).
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
+    /// <param name="now">The time of the pass.</param>
+    /// <param name="grace">How long past due a delivery may be before it counts as lost.</param>
+    /// <param name="batchSize">Deliveries re-published per pass at most, of each kind.</param>
+    /// <param name="gap">Passes further apart than this mean the database (or every dispatcher) was away.</param>
+    /// <param name="settle">How long passes must have run again since such a gap before attempts are given back.</param>
+    /// <param name="cancellationToken">Cancels the pass.</param>
+    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize, TimeSpan gap, TimeSpan settle,
+        CancellationToken cancellationToken)
+    {
+        await using var batch = Db.CreateBatch();
+        // Passes leave their time in one shared row. After a gap (the database was down, or no
+        // dispatcher ran), lost attempts are given back only once passes have run again for
+        // `settle`: a process that kept an answer in memory through the outage records it within
+        // seconds of the database's return, and must win against the give-back.
+        batch.BatchCommands.Add(Command("""
+            INSERT INTO webhook_reconciler_state AS r (id, last_pass_at, up_since) VALUES (1, $1, $1)
+            ON CONFLICT (id) DO UPDATE
+            SET up_since = CASE WHEN r.last_pass_at < $1 - $2 * interval '1 second' THEN $1 ELSE r.up_since END,
+                last_pass_at = GREATEST(r.last_pass_at, $1)
+            """, now, gap.TotalSeconds));
+        // A claimed attempt never recorded is given back (made again, not counted), unless it was
+        // lost MaxLostAttempts times in a row: then the delivery fails with a recorded "lost"
+        // attempt and counts as failed, so an attempt that kills the process cannot loop forever.
+        batch.BatchCommands.Add(Command("""
+            WITH lost AS (
+                SELECT d.id, d.subscription_id, d.lost_attempts + 1 AS times,
+                       (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)::int AS recorded
+                FROM webhook_deliveries d
+                WHERE d.in_flight AND d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
+                  AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= $2 - $4 * interval '1 second'
+                FOR UPDATE SKIP LOCKED),
+            poisoned AS (
+                INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, outcome, error_message)
+                SELECT id, recorded + 1, $2, 0, 'lost', format('The dispatcher stopped during this attempt %s times in a row; not tried again', times)
+                FROM lost WHERE times >= $3
+                ON CONFLICT DO NOTHING),
+            given AS (
+                UPDATE webhook_deliveries d
+                SET attempt_count = CASE WHEN l.times >= $3 THEN l.recorded + 1 ELSE l.recorded END,
+                    lost_attempts = l.times,
+                    in_flight = false,
+                    status = CASE WHEN l.times >= $3 THEN 'failed' ELSE d.status END,
+                    completed_at = CASE WHEN l.times >= $3 THEN $2 ELSE d.completed_at END,
+                    next_retry_at = CASE WHEN l.times >= $3 THEN NULL ELSE d.next_retry_at END,
+                    response_status_code = CASE WHEN l.times >= $3 THEN NULL ELSE d.response_status_code END,
+                    error_message = CASE WHEN l.times >= $3
+                                         THEN format('The dispatcher stopped during this attempt %s times in a row; not tried again', l.times)
+                                         ELSE d.error_message END
+                FROM lost l WHERE d.id = l.id
+                RETURNING d.subscription_id, l.times >= $3 AS failed)
+            UPDATE webhook_subscriptions s
+            SET total_deliveries = s.total_deliveries + g.n, failed_deliveries = s.failed_deliveries + g.n,
+                last_delivery_at = GREATEST(s.last_delivery_at, $2), last_failure_at = GREATEST(s.last_failure_at, $2)
+            FROM (SELECT subscription_id, count(*) AS n FROM given WHERE failed GROUP BY subscription_id) g
+            WHERE s.id = g.subscription_id
+            """, now - grace, now, options.Value.MaxLostAttempts, settle.TotalSeconds));
+        batch.BatchCommands.Add(Command("""
+            UPDATE webhook_deliveries SET next_retry_at = $1
+            WHERE id IN (SELECT d.id FROM webhook_deliveries d
+                         WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $2 AND d.attempt_count < d.max_attempts
+                           AND (d.held_until IS NULL OR d.held_until < $1)
+                           AND NOT d.in_flight
+                         ORDER BY d.next_retry_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+            RETURNING id, subscription_id
+            """, now, now - grace, batchSize));
+        // A backlog whose hold ran out: the replica that held it has stopped.
+        batch.BatchCommands.Add(Command("""
+            UPDATE webhook_deliveries SET next_retry_at = $1
+            WHERE id IN (SELECT id FROM webhook_deliveries
+                         WHERE status IN ('pending', 'retrying') AND next_retry_at IS NULL AND (held_until IS NULL OR held_until < $1)
+                         LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING id, subscription_id
+            """, now, batchSize));
+        var work = new List<DeliveryWork>();
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        do
+        {
+            while (await reader.ReadAsync(cancellationToken))
+                work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
+        } while (await reader.NextResultAsync(cancellationToken));
+        return work;
+    }
+}
