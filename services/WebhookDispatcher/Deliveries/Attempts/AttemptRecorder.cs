@@ -66,7 +66,7 @@ public sealed partial class AttemptRecorder(AttemptStore store, RetryPublisher r
         {
             try
             {
-                return await store.RecordAsync(batch, CancellationToken.None);
+                return await store.RecordAsync(batch, time.GetUtcNow(), CancellationToken.None);
             }
             catch (Exception ex)
             {

@@ -12,30 +12,46 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
 {
     /// <summary>
     /// Records finished attempts and the deliveries' new states in one statement. An attempt is
-    /// stored only while its claim stands (the delivery still carries its number and claim time,
-    /// also when a DELETE cancelled the delivery meanwhile; not when the reconciler gave the
-    /// attempt back after its lease ran out); the delivery's state moves
-    /// only if it is still unfinished. Deliveries reaching a final state add to their
+    /// stored only while its claim stands: the delivery still carries its claim time (the token)
+    /// and its number, also when a DELETE cancelled the delivery meanwhile, and also when the
+    /// reconciler gave the attempt back but no new claim was made since (the attempt's number is
+    /// then restored, so the answer counts and no second POST follows). The rows are locked for
+    /// the statement, so a give-back running at the same moment either comes first (and the
+    /// record still lands) or skips them. The delivery's state moves only if it is still unfinished. Deliveries reaching a final state add to their
     /// subscription's counters, one increment per subscription for the batch, and extend or end
     /// its failure streak; a 410 Gone, or a streak as long as <see cref="AutoDisableOptions"/>
     /// says, disables the subscription with its reason and leaves a notice to publish
     /// (<see cref="RecoveryStore.AnnounceDisabledAsync"/>). Returns the ids whose state moved; for the others no retry
     /// must follow.
     /// </summary>
+    /// <param name="attempts">The finished attempts; their times are the process's clock.</param>
+    /// <param name="processNow">The process's clock now. Every time stored is moved onto the
+    /// database's clock by the difference (<c>now() - processNow</c>), so due times, completions and
+    /// failure streaks agree across replicas whose clocks disagree; durations are kept.</param>
+    /// <param name="cancellationToken">Cancels the statement.</param>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
-    public async Task<IReadOnlySet<Guid>> RecordAsync(IReadOnlyList<FinishedAttempt> attempts, CancellationToken cancellationToken)
+    public async Task<IReadOnlySet<Guid>> RecordAsync(IReadOnlyList<FinishedAttempt> attempts, DateTimeOffset processNow,
+        CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            WITH r AS (
+            WITH raw AS (
                 SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[],
                                      $9::text[], $10::timestamptz[], $11::timestamptz[], $12::bool[], $13::timestamptz[], $14::timestamptz[])
                     AS r(id, attempt_number, started_at, duration_ms, status_code, outcome, error_message, excerpt,
                          status, completed_at, next_retry_at, disable, finished_at, claimed_at)),
+            -- The process's times on the database's clock.
+            r AS (
+                SELECT id, attempt_number, started_at + (now() - $17) AS started_at, duration_ms, status_code, outcome, error_message, excerpt,
+                       status, completed_at + (now() - $17) AS completed_at, next_retry_at + (now() - $17) AS next_retry_at, disable,
+                       finished_at + (now() - $17) AS finished_at, claimed_at
+                FROM raw),
             claimed AS (
                 SELECT r.*, d.subscription_id FROM r JOIN webhook_deliveries d
-                  ON d.id = r.id AND d.attempt_count = r.attempt_number AND d.last_attempt_at = r.claimed_at
+                  ON d.id = r.id AND d.last_attempt_at = r.claimed_at
+                 AND (d.attempt_count = r.attempt_number OR (NOT d.in_flight AND d.attempt_count = r.attempt_number - 1))
                 -- Repeats the ids as a plain condition so the planner keeps only their day partitions.
-                WHERE d.id = ANY ($1)),
+                WHERE d.id = ANY ($1)
+                FOR UPDATE OF d),
             attempt AS (
                 INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, status_code, outcome,
                                                        error_message, response_excerpt)
@@ -44,7 +60,7 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
             delivery AS (
                 UPDATE webhook_deliveries d
                 SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,
-                    completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0, in_flight = false
+                    attempt_count = c.attempt_number, completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0, in_flight = false
                 FROM claimed c
                 WHERE d.id = c.id AND d.id = ANY ($1) AND d.status NOT IN ('success', 'failed', 'cancelled')
                 RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),
@@ -112,6 +128,7 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
         cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Delivery.ClaimedAt).ToArray() });
         cmd.Parameters.Add(new() { Value = autoDisable.Value.AfterDays });
         cmd.Parameters.Add(new() { Value = autoDisable.Value.MinFailures });
+        cmd.Parameters.Add(new() { Value = processNow });
         var moved = new HashSet<Guid>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

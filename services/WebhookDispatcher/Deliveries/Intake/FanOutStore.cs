@@ -32,7 +32,9 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
     /// re-publishes them).
     /// </summary>
     /// <param name="events">Events with distinct ids.</param>
-    /// <param name="now">Creation time and due time of the new deliveries.</param>
+    /// <param name="now">The process's clock, used only to bound the look-back for events seen before
+    /// (days, with an hour's margin either side of midnight UTC); the new deliveries are created
+    /// and due at the database's <c>now()</c>, the clock of every due time.</param>
     /// <param name="cancellationToken">Cancels the statement.</param>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
     public async Task<IReadOnlyList<DeliveryWork>> FanOutAsync(IReadOnlyList<FanOutEvent> events, DateTimeOffset now,
@@ -56,11 +58,11 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
               existing AS (
                   SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
                   FROM m JOIN webhook_deliveries d
-                    ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $6 AND d.id < $7),
+                    ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $5 AND d.id < $6),
               ins AS (
                   INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
                                                   created_at, next_retry_at)
-                  SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, $5, $5
+                  SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, now(), now()
                   FROM m
                   WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)
                   ON CONFLICT DO NOTHING
@@ -74,7 +76,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload))
               INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
                                               created_at, next_retry_at)
-              SELECT webhook_uuid_v7(), s.id, e.event_type, e.event_id, e.payload, 'pending', 0, 1 + s.retry_count, $5, $5
+              SELECT webhook_uuid_v7(), s.id, e.event_type, e.event_id, e.payload, 'pending', 0, 1 + s.retry_count, now(), now()
               FROM e JOIN webhook_subscriptions s
                 ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
               ON CONFLICT DO NOTHING
@@ -84,7 +86,6 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         cmd.Parameters.Add(new() { Value = events.Select(e => e.UserId).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventType).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.Payload).ToArray() });
-        cmd.Parameters.Add(new() { Value = now });
         if (maybeSeen)
         {
             cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now - TimeSpan.FromDays(DedupDays)) });

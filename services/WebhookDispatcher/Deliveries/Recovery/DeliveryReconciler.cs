@@ -21,14 +21,14 @@ public sealed class DeliveryReconciler(
         var o = options.Value;
         await using var scope = scopes.CreateAsyncScope();
         var publish = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
-        var work = await store.ReclaimOverdueAsync(time.GetUtcNow(), TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize,
+        var work = await store.ReclaimOverdueAsync(TimeSpan.FromSeconds(o.GraceSeconds), o.BatchSize,
             TimeSpan.FromSeconds(Math.Max(15, 3 * o.IntervalSeconds)), TimeSpan.FromSeconds(o.SettleSeconds), cancellationToken);
         if (work.Count > 0)
         {
             await publish.PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)), cancellationToken);
             logger.LogWarning("Reconciler re-published {Count} overdue delivery(ies)", work.Count);
         }
-        var announced = await store.AnnounceDisabledAsync(notices => publish.PublishBatch(notices, cancellationToken), cancellationToken);
+        var announced = await store.AnnounceDisabledAsync((notices, ct) => publish.PublishBatch(notices, ct), cancellationToken);
         if (announced > 0)
             logger.LogWarning("Announced {Count} automatically disabled subscription(s) on the bus", announced);
         return work.Count;

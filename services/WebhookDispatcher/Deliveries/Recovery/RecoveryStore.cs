@@ -10,23 +10,39 @@ namespace WebhookDispatcher.Deliveries;
 /// </summary>
 public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions> options) : StageStore(db)
 {
+    /// <summary>An advisory lock key: one announcer at a time across replicas.</summary>
+    private const long AnnounceLockKey = 0x5745_4248_4E4F_5449; // "WEBHNOTI"
+
+    /// <summary>How long the publish of one batch of notices may take before the pass gives up (and tries again at the next).</summary>
+    public static readonly TimeSpan AnnounceTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>
     /// Publishes, through <paramref name="publish"/>, a <see cref="Notely.Events.WebhookSubscriptionDisabled"/>
     /// for each subscription disabled automatically and not yet announced (at most 100 a call),
-    /// then marks them announced, in one transaction: a crash between the two announces again
-    /// (at least once). Safe in several replicas at once (SKIP LOCKED). Returns how many it announced.
+    /// then marks those announced whose <c>disabled_at</c> is still the one announced: a crash or a
+    /// failed publish between the two announces again (at least once). No row is locked while it
+    /// publishes (the recorder updates the same rows), and the publish is bounded by
+    /// <see cref="AnnounceTimeout"/>; one replica announces at a time (a transaction's advisory
+    /// lock, the only lock its transaction holds until the final update), the others skip.
+    /// Returns how many it announced.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing was marked.</exception>
-    public async Task<int> AnnounceDisabledAsync(Func<IReadOnlyList<Notely.Events.WebhookSubscriptionDisabled>, Task> publish,
+    /// <exception cref="OperationCanceledException">The publish took longer than <see cref="AnnounceTimeout"/>; nothing was marked.</exception>
+    public async Task<int> AnnounceDisabledAsync(Func<IReadOnlyList<Notely.Events.WebhookSubscriptionDisabled>, CancellationToken, Task> publish,
         CancellationToken cancellationToken)
     {
         await using var connection = await Db.OpenConnectionAsync(cancellationToken);
         await using var tx = await connection.BeginTransactionAsync(cancellationToken);
+        await using (var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_xact_lock($1)", connection, tx))
+        {
+            tryLock.Parameters.Add(new() { Value = AnnounceLockKey });
+            if (await tryLock.ExecuteScalarAsync(cancellationToken) is not true) return 0;
+        }
         var notices = new List<Notely.Events.WebhookSubscriptionDisabled>();
         await using (var select = new NpgsqlCommand("""
             SELECT id, user_id, url, disabled_reason, disabled_at, failing_since, failures_since_success FROM webhook_subscriptions
             WHERE disabled_notice_pending AND deleted_at IS NULL AND disabled_reason IS NOT NULL AND disabled_at IS NOT NULL
-            LIMIT 100 FOR UPDATE SKIP LOCKED
+            LIMIT 100
             """, connection, tx))
         await using (var r = await select.ExecuteReaderAsync(cancellationToken))
         {
@@ -43,10 +59,19 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                 });
         }
         if (notices.Count == 0) return 0;
-        await publish(notices);
-        await using (var done = new NpgsqlCommand("UPDATE webhook_subscriptions SET disabled_notice_pending = false WHERE id = ANY ($1)", connection, tx))
+        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            deadline.CancelAfter(AnnounceTimeout);
+            await publish(notices, deadline.Token).WaitAsync(deadline.Token);
+        }
+        await using (var done = new NpgsqlCommand("""
+            UPDATE webhook_subscriptions s SET disabled_notice_pending = false
+            FROM unnest($1::uuid[], $2::timestamptz[]) AS n(id, disabled_at)
+            WHERE s.id = n.id AND s.disabled_at = n.disabled_at
+            """, connection, tx))
         {
             done.Parameters.Add(new() { Value = notices.Select(n => n.SubscriptionId).ToArray() });
+            done.Parameters.Add(new() { Value = notices.Select(n => n.DisabledAt).ToArray() });
             await done.ExecuteNonQueryAsync(cancellationToken);
         }
         await tx.CommitAsync(cancellationToken);
@@ -110,13 +135,12 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
     /// processes at once (SKIP LOCKED).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
-    /// <param name="now">The time of the pass.</param>
     /// <param name="grace">How long past due a delivery may be before it counts as lost.</param>
     /// <param name="batchSize">Deliveries re-published per pass at most, of each kind.</param>
     /// <param name="gap">Passes further apart than this mean the database (or every dispatcher) was away.</param>
     /// <param name="settle">How long passes must have run again since such a gap before attempts are given back.</param>
     /// <param name="cancellationToken">Cancels the pass.</param>
-    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(DateTimeOffset now, TimeSpan grace, int batchSize, TimeSpan gap, TimeSpan settle,
+    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(TimeSpan grace, int batchSize, TimeSpan gap, TimeSpan settle,
         CancellationToken cancellationToken)
     {
         await using var batch = Db.CreateBatch();
@@ -125,11 +149,11 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
         // `settle`: a process that kept an answer in memory through the outage records it within
         // seconds of the database's return, and must win against the give-back.
         batch.BatchCommands.Add(Command("""
-            INSERT INTO webhook_reconciler_state AS r (id, last_pass_at, up_since) VALUES (1, $1, $1)
+            INSERT INTO webhook_reconciler_state AS r (id, last_pass_at, up_since) VALUES (1, now(), now())
             ON CONFLICT (id) DO UPDATE
-            SET up_since = CASE WHEN r.last_pass_at < $1 - $2 * interval '1 second' THEN $1 ELSE r.up_since END,
-                last_pass_at = GREATEST(r.last_pass_at, $1)
-            """, now, gap.TotalSeconds));
+            SET up_since = CASE WHEN r.last_pass_at < now() - $1 * interval '1 second' THEN now() ELSE r.up_since END,
+                last_pass_at = GREATEST(r.last_pass_at, now())
+            """, gap.TotalSeconds));
         // A claimed attempt never recorded is given back (made again, not counted), unless it was
         // lost MaxLostAttempts times in a row: then the delivery fails with a recorded "lost"
         // attempt and counts as failed, so an attempt that kills the process cannot loop forever.
@@ -138,51 +162,52 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                 SELECT d.id, d.subscription_id, d.lost_attempts + 1 AS times,
                        (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)::int AS recorded
                 FROM webhook_deliveries d
-                WHERE d.in_flight AND d.status IN ('pending', 'retrying') AND d.next_retry_at < $1
-                  AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= $2 - $4 * interval '1 second'
+                WHERE d.in_flight AND d.status IN ('pending', 'retrying') AND d.next_retry_at < now() - make_interval(secs => $1)
+                  AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - $3 * interval '1 second'
                 FOR UPDATE SKIP LOCKED),
             poisoned AS (
                 INSERT INTO webhook_delivery_attempts (delivery_id, attempt_number, attempted_at, duration_ms, outcome, error_message)
-                SELECT id, recorded + 1, $2, 0, 'lost', format('The dispatcher stopped during this attempt %s times in a row; not tried again', times)
-                FROM lost WHERE times >= $3
+                SELECT id, recorded + 1, now(), 0, 'lost', format('The dispatcher stopped during this attempt %s times in a row; not tried again', times)
+                FROM lost WHERE times >= $2
                 ON CONFLICT DO NOTHING),
             given AS (
                 UPDATE webhook_deliveries d
-                SET attempt_count = CASE WHEN l.times >= $3 THEN l.recorded + 1 ELSE l.recorded END,
+                SET attempt_count = CASE WHEN l.times >= $2 THEN l.recorded + 1 ELSE l.recorded END,
                     lost_attempts = l.times,
                     in_flight = false,
-                    status = CASE WHEN l.times >= $3 THEN 'failed' ELSE d.status END,
-                    completed_at = CASE WHEN l.times >= $3 THEN $2 ELSE d.completed_at END,
-                    next_retry_at = CASE WHEN l.times >= $3 THEN NULL ELSE d.next_retry_at END,
-                    response_status_code = CASE WHEN l.times >= $3 THEN NULL ELSE d.response_status_code END,
-                    error_message = CASE WHEN l.times >= $3
+                    status = CASE WHEN l.times >= $2 THEN 'failed' ELSE d.status END,
+                    completed_at = CASE WHEN l.times >= $2 THEN now() ELSE d.completed_at END,
+                    next_retry_at = CASE WHEN l.times >= $2 THEN NULL ELSE d.next_retry_at END,
+                    response_status_code = CASE WHEN l.times >= $2 THEN NULL ELSE d.response_status_code END,
+                    error_message = CASE WHEN l.times >= $2
                                          THEN format('The dispatcher stopped during this attempt %s times in a row; not tried again', l.times)
                                          ELSE d.error_message END
                 FROM lost l WHERE d.id = l.id
-                RETURNING d.subscription_id, l.times >= $3 AS failed)
+                RETURNING d.subscription_id, l.times >= $2 AS failed)
             UPDATE webhook_subscriptions s
             SET total_deliveries = s.total_deliveries + g.n, failed_deliveries = s.failed_deliveries + g.n,
-                last_delivery_at = GREATEST(s.last_delivery_at, $2), last_failure_at = GREATEST(s.last_failure_at, $2)
+                last_delivery_at = GREATEST(s.last_delivery_at, now()), last_failure_at = GREATEST(s.last_failure_at, now())
             FROM (SELECT subscription_id, count(*) AS n FROM given WHERE failed GROUP BY subscription_id) g
             WHERE s.id = g.subscription_id
-            """, now - grace, now, options.Value.MaxLostAttempts, settle.TotalSeconds));
+            """, grace.TotalSeconds, options.Value.MaxLostAttempts, settle.TotalSeconds));
         batch.BatchCommands.Add(Command("""
-            UPDATE webhook_deliveries SET next_retry_at = $1
+            UPDATE webhook_deliveries SET next_retry_at = now()
             WHERE id IN (SELECT d.id FROM webhook_deliveries d
-                         WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < $2 AND d.attempt_count < d.max_attempts
-                           AND (d.held_until IS NULL OR d.held_until < $1)
+                         WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < now() - make_interval(secs => $1)
+                           AND d.attempt_count < d.max_attempts
+                           AND (d.held_until IS NULL OR d.held_until < now())
                            AND NOT d.in_flight
-                         ORDER BY d.next_retry_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                         ORDER BY d.next_retry_at LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
-            """, now, now - grace, batchSize));
+            """, grace.TotalSeconds, batchSize));
         // A backlog whose hold ran out: the replica that held it has stopped.
         batch.BatchCommands.Add(Command("""
-            UPDATE webhook_deliveries SET next_retry_at = $1
+            UPDATE webhook_deliveries SET next_retry_at = now()
             WHERE id IN (SELECT id FROM webhook_deliveries
-                         WHERE status IN ('pending', 'retrying') AND next_retry_at IS NULL AND (held_until IS NULL OR held_until < $1)
-                         LIMIT $2 FOR UPDATE SKIP LOCKED)
+                         WHERE status IN ('pending', 'retrying') AND next_retry_at IS NULL AND (held_until IS NULL OR held_until < now())
+                         LIMIT $1 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
-            """, now, batchSize));
+            """, batchSize));
         var work = new List<DeliveryWork>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         do

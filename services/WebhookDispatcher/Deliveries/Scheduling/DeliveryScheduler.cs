@@ -1,6 +1,5 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
-using WebhookDispatcher.Data;
 
 namespace WebhookDispatcher.Deliveries;
 
@@ -180,7 +179,7 @@ public sealed partial class DeliveryScheduler(
                 (overflow ??= []).Add((lane, work.DeliveryId));
         }
         // Awaited here, so a refill never overtakes it.
-        if (overflow is not null) await holds.DeferAsync(overflow, now, stop);
+        if (overflow is not null) await holds.DeferAsync(overflow, stop);
     }
 
     private void DrainCompletions(DateTimeOffset now)
@@ -227,14 +226,11 @@ public sealed partial class DeliveryScheduler(
         if (plan.Count == 0) return finishedMeanwhile;
 
         IReadOnlyList<ClaimedDelivery> claimed;
-        // The claim time is also the claim's token: the record stores an attempt only while the
-        // delivery still carries it, so it is cut to what the database stores.
-        var claimedAt = now.ToDatabasePrecision();
         try
         {
             // Not cancelled by a stop: a claim that committed must start its attempts, which the
             // stop then waits for, rather than leave leases for the reconciler to give back.
-            claimed = await store.ClaimAsync(plan.Select(p => p.Waiting.DeliveryId).ToList(), claimedAt, CancellationToken.None);
+            claimed = await store.ClaimAsync(plan.Select(p => p.Waiting.DeliveryId).ToList(), CancellationToken.None);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -257,7 +253,7 @@ public sealed partial class DeliveryScheduler(
             lane.Started(now, delivery.RateLimitPerSecond);
             _inFlight++;
             Interlocked.Increment(ref _running);
-            _ = AttemptAsync(lane, delivery, claimedAt);
+            _ = AttemptAsync(lane, delivery, now);
         }
         return finishedMeanwhile || plan.Count >= MaxClaimBatch || claimed.Count < plan.Count;
     }

@@ -7,10 +7,11 @@ namespace WebhookDispatcher.Deliveries;
 /// bounds the lanes' memory: deliveries that wait longer than half the reconciler's grace get a
 /// hold (<c>held_until</c>); deliveries beyond <see cref="DeliveryOptions.MaxQueuedPerSubscription"/>
 /// go to their subscription's backlog in the database and come back, oldest first, as the lane
-/// drains; a graceful stop gives everything back at once.
+/// drains; a graceful stop gives everything back at once. Holds are durations from the
+/// database's clock, as the reconcilers read them; the times kept here only decide when to renew.
 /// </summary>
 public sealed partial class LaneHolds(
-    LaneStore store, IOptions<DeliveryOptions> options, IOptions<ReconcilerOptions> reconciler, TimeProvider time, ILogger<LaneHolds> logger)
+    LaneStore store, IOptions<DeliveryOptions> options, IOptions<ReconcilerOptions> reconciler, ILogger<LaneHolds> logger)
 {
     private const int MaxBacklogTake = 5000;
 
@@ -28,11 +29,11 @@ public sealed partial class LaneHolds(
     /// process) and marks those lanes backlogged. On failure their rows stay due and unheld: the
     /// reconciler re-publishes them.
     /// </summary>
-    public async Task DeferAsync(IReadOnlyList<(EndpointLane Lane, Guid Id)> overflow, DateTimeOffset now, CancellationToken stop)
+    public async Task DeferAsync(IReadOnlyList<(EndpointLane Lane, Guid Id)> overflow, CancellationToken stop)
     {
         try
         {
-            await store.DeferToBacklogAsync(overflow.Select(o => o.Id).ToList(), now, now + BacklogHold, stop);
+            await store.DeferToBacklogAsync(overflow.Select(o => o.Id).ToList(), BacklogHold, stop);
             foreach (var lane in overflow.Select(o => o.Lane).Distinct().Where(l => !l.Backlogged))
             {
                 lane.Backlogged = true;
@@ -56,7 +57,7 @@ public sealed partial class LaneHolds(
             var limit = Math.Min(MaxBacklogTake, Math.Max(1, max - lane.Queued));
             try
             {
-                var ids = await store.TakeBacklogAsync(lane.SubscriptionId, limit, now, now + Grace, stop);
+                var ids = await store.TakeBacklogAsync(lane.SubscriptionId, limit, Grace, stop);
                 foreach (var id in ids) lane.TryEnqueue(id, now + Grace, max, now, fromBacklog: true);
                 if (ids.Count < limit) lane.Backlogged = false;
             }
@@ -88,7 +89,7 @@ public sealed partial class LaneHolds(
             {
                 try
                 {
-                    await store.HoldBacklogsAsync(backlogged, now + BacklogHold, stop);
+                    await store.HoldBacklogsAsync(backlogged, BacklogHold, stop);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
@@ -107,7 +108,7 @@ public sealed partial class LaneHolds(
         try
         {
             foreach (var chunk in due.Chunk(5000))
-                await store.HoldAsync(chunk.Select(w => w.DeliveryId).ToList(), until, stop);
+                await store.HoldAsync(chunk.Select(w => w.DeliveryId).ToList(), Grace, stop);
             foreach (var w in due) w.HeldUntil = until;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -127,7 +128,7 @@ public sealed partial class LaneHolds(
             foreach (var chunk in waiting.Chunk(5000))
                 await store.HoldAsync(chunk, null, CancellationToken.None);
             if (backlogged.Count > 0)
-                await store.HoldBacklogsAsync(backlogged, time.GetUtcNow(), CancellationToken.None);
+                await store.HoldBacklogsAsync(backlogged, TimeSpan.Zero, CancellationToken.None);
         }
         catch (Exception ex)
         {

@@ -12,48 +12,51 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
     /// <summary>How long past its timeout an attempt in flight keeps its claim, in seconds.</summary>
     public const int LeaseMarginSeconds = 30;
 
-    /// <summary>How early, in seconds, a redelivered message may arrive and still be attempted (clock skew).</summary>
+    /// <summary>How early, in seconds, a redelivered message may arrive and still be attempted (the broker's TTL is not exact).</summary>
     public const double EarlyToleranceSeconds = 1;
+
     /// <summary>
     /// Starts the next attempt of each delivery that is unfinished, due, has attempts left and
     /// whose subscription is active: increments <c>attempt_count</c> and leases the delivery until
     /// the attempt's timeout plus <see cref="LeaseMarginSeconds"/> (so no second claim can start
     /// meanwhile), and only when no earlier claim is still unrecorded (that ends only by the
-    /// reconciler's give-back). <paramref name="now"/> becomes the claim's token (<c>last_attempt_at</c>), so
-    /// pass it at the database's precision (whole microseconds). Deliveries whose subscription is inactive or deleted are cancelled. Returns the
-    /// claimed ones; the others must not be attempted (final, duplicate message, early, cancelled).
+    /// reconciler's give-back). Every time here is the database's (<c>now()</c>), so replicas whose
+    /// clocks disagree agree on what is due and when a lease ends; the claim time, stored as
+    /// <c>last_attempt_at</c>, is also the claim's token (<see cref="ClaimedDelivery.ClaimedAt"/>).
+    /// Deliveries whose subscription is inactive or deleted are cancelled. Returns the claimed
+    /// ones; the others must not be attempted (final, duplicate message, early, cancelled).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing was claimed.</exception>
-    public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(IReadOnlyCollection<Guid> deliveryIds, DateTimeOffset now,
-        CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
     {
         var ids = deliveryIds.ToArray();
         var claimed = new List<ClaimedDelivery>(ids.Length);
         await using (var claim = Db.CreateCommand("""
             UPDATE webhook_deliveries d
             SET attempt_count = d.attempt_count + 1,
-                first_attempt_at = COALESCE(d.first_attempt_at, $2),
-                last_attempt_at = $2,
-                next_retry_at = $2 + make_interval(secs => s.timeout_seconds + $3),
+                first_attempt_at = COALESCE(d.first_attempt_at, now()),
+                last_attempt_at = now(),
+                next_retry_at = now() + make_interval(secs => s.timeout_seconds + $2),
                 held_until = NULL,
                 in_flight = true
             FROM webhook_subscriptions s
             WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND s.is_active AND s.deleted_at IS NULL
               AND d.status NOT IN ('success', 'failed', 'cancelled')
               AND d.attempt_count < d.max_attempts
-              AND (d.next_retry_at IS NULL OR d.next_retry_at <= $2 + make_interval(secs => $4))
+              AND (d.next_retry_at IS NULL OR d.next_retry_at <= now() + make_interval(secs => $3))
               -- No earlier claim still unrecorded: its answer may be in some process's memory (a
               -- database outage); only the reconciler's give-back ends such a claim.
               AND NOT d.in_flight
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
-                      s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second
+                      s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
+                      d.last_attempt_at
             """))
         {
-            AddParameters(claim, ids, now, (double)LeaseMarginSeconds, EarlyToleranceSeconds);
+            AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds);
             await using var r = await claim.ExecuteReaderAsync(cancellationToken);
             while (await r.ReadAsync(cancellationToken))
             {
-                claimed.Add(new ClaimedDelivery(r.GetGuid(0), now, r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
+                claimed.Add(new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(13), r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
                     r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
                     r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12)));
             }
@@ -65,65 +68,64 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
         var rest = ids.Except(claimed.Select(c => c.Id)).ToArray();
         await using var cancel = Db.CreateCommand("""
             UPDATE webhook_deliveries d
-            SET status = 'cancelled', completed_at = $2, next_retry_at = NULL, held_until = NULL, in_flight = false,
+            SET status = 'cancelled', completed_at = now(), next_retry_at = NULL, held_until = NULL, in_flight = false,
                 error_message = COALESCE(d.error_message, 'Subscription disabled')
             FROM webhook_subscriptions s
             WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND (NOT s.is_active OR s.deleted_at IS NOT NULL)
               AND d.status NOT IN ('success', 'failed', 'cancelled') AND NOT d.in_flight
             """);
-        AddParameters(cancel, rest, now);
+        AddParameters(cancel, rest);
         await cancel.ExecuteNonQueryAsync(cancellationToken);
         return claimed;
     }
+
     /// <summary>
-    /// Marks deliveries waiting in this process's lanes as held until <paramref name="until"/>, so
-    /// the reconciler of any replica leaves them alone while they wait for capacity; null gives
-    /// them back (shutdown). Touches only unfinished deliveries and no indexed column.
+    /// Marks deliveries waiting in this process's lanes as held for <paramref name="holdFor"/> from
+    /// the database's now, so the reconciler of any replica leaves them alone while they wait for
+    /// capacity; null gives them back (shutdown). Touches only unfinished deliveries and no indexed column.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed.</exception>
-    public async Task HoldAsync(IReadOnlyCollection<Guid> deliveryIds, DateTimeOffset? until, CancellationToken cancellationToken)
+    public async Task HoldAsync(IReadOnlyCollection<Guid> deliveryIds, TimeSpan? holdFor, CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET held_until = $2 WHERE id = ANY ($1) AND status NOT IN ('success', 'failed', 'cancelled')
+            UPDATE webhook_deliveries SET held_until = now() + make_interval(secs => $2)
+            WHERE id = ANY ($1) AND status NOT IN ('success', 'failed', 'cancelled')
             """);
         cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
-        cmd.Parameters.Add(Parameter(until, NpgsqlDbType.TimestampTz));
+        cmd.Parameters.Add(Parameter(holdFor?.TotalSeconds, NpgsqlDbType.Double));
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>
     /// Moves due deliveries that do not fit in their lane to the subscription's backlog in the
     /// database: due whenever capacity allows (<c>next_retry_at</c> null, which also keeps them
-    /// out of the reconciler's scan), held by this process until <paramref name="heldUntil"/>.
-    /// Deliveries not due yet or finished are left alone.
+    /// out of the reconciler's scan), held by this process for <paramref name="holdFor"/> from the
+    /// database's now. Deliveries not due yet or finished are left alone.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
-    public async Task DeferToBacklogAsync(IReadOnlyCollection<Guid> deliveryIds, DateTimeOffset now, DateTimeOffset heldUntil,
-        CancellationToken cancellationToken)
+    public async Task DeferToBacklogAsync(IReadOnlyCollection<Guid> deliveryIds, TimeSpan holdFor, CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET next_retry_at = NULL, held_until = $3
+            UPDATE webhook_deliveries SET next_retry_at = NULL, held_until = now() + make_interval(secs => $2)
             WHERE id = ANY ($1) AND status NOT IN ('success', 'failed', 'cancelled') AND attempt_count < max_attempts
-              AND (next_retry_at IS NULL OR next_retry_at <= $2 + make_interval(secs => $4))
+              AND (next_retry_at IS NULL OR next_retry_at <= now() + make_interval(secs => $3))
             """);
         cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
-        cmd.Parameters.Add(new() { Value = now });
-        cmd.Parameters.Add(new() { Value = heldUntil });
+        cmd.Parameters.Add(new() { Value = holdFor.TotalSeconds });
         cmd.Parameters.Add(new() { Value = EarlyToleranceSeconds });
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>
     /// Takes up to <paramref name="limit"/> deliveries from a subscription's backlog, oldest
-    /// first: due now again and held until <paramref name="heldUntil"/>. Returns their ids; fewer
-    /// than asked means the backlog is empty (or another replica took the rest).
+    /// first: due now again and held for <paramref name="holdFor"/> (the database's clock).
+    /// Returns their ids; fewer than asked means the backlog is empty (or another replica took the rest).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
-    public async Task<IReadOnlyList<Guid>> TakeBacklogAsync(Guid subscriptionId, int limit, DateTimeOffset now, DateTimeOffset heldUntil,
-        CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<Guid>> TakeBacklogAsync(Guid subscriptionId, int limit, TimeSpan holdFor, CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET next_retry_at = $3, held_until = $4
+            UPDATE webhook_deliveries SET next_retry_at = now(), held_until = now() + make_interval(secs => $3)
             WHERE id IN (SELECT id FROM webhook_deliveries
                          WHERE subscription_id = $1 AND status IN ('pending', 'retrying') AND next_retry_at IS NULL
                          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -131,8 +133,7 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
             """);
         cmd.Parameters.Add(new() { Value = subscriptionId });
         cmd.Parameters.Add(new() { Value = limit });
-        cmd.Parameters.Add(new() { Value = now });
-        cmd.Parameters.Add(new() { Value = heldUntil });
+        cmd.Parameters.Add(new() { Value = holdFor.TotalSeconds });
         var ids = new List<Guid>(limit);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -141,16 +142,19 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
         return ids;
     }
 
-    /// <summary>Renews this process's hold on the backlogs of <paramref name="subscriptionIds"/> (no indexed column changes).</summary>
+    /// <summary>
+    /// Renews this process's hold on the backlogs of <paramref name="subscriptionIds"/> for
+    /// <paramref name="holdFor"/> from the database's now; zero gives them back (no indexed column changes).
+    /// </summary>
     /// <exception cref="NpgsqlException">The database failed.</exception>
-    public async Task HoldBacklogsAsync(IReadOnlyCollection<Guid> subscriptionIds, DateTimeOffset until, CancellationToken cancellationToken)
+    public async Task HoldBacklogsAsync(IReadOnlyCollection<Guid> subscriptionIds, TimeSpan holdFor, CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET held_until = $2
+            UPDATE webhook_deliveries SET held_until = now() + make_interval(secs => $2)
             WHERE subscription_id = ANY ($1) AND status IN ('pending', 'retrying') AND next_retry_at IS NULL
             """);
         cmd.Parameters.Add(new() { Value = subscriptionIds.ToArray() });
-        cmd.Parameters.Add(new() { Value = until });
+        cmd.Parameters.Add(new() { Value = holdFor.TotalSeconds });
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 

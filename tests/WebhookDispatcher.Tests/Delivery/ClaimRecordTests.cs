@@ -1,0 +1,194 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using WebhookDispatcher.Data;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Subscriptions;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Delivery;
+
+/// <summary>
+/// The claim, the record and the reconciler's give-back against each other, on a database of the
+/// test's own (no dispatcher claims its rows meanwhile), and the one clock they share: the database's.
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class ClaimRecordTests
+{
+    private sealed class Stores : IAsyncDisposable
+    {
+        private Stores(ScratchDatabase database, NpgsqlDataSource dataSource)
+        {
+            Database = database;
+            DataSource = dataSource;
+            Lanes = new LaneStore(dataSource);
+            Attempts = new AttemptStore(dataSource, Options.Create(new AutoDisableOptions()));
+            Recovery = new RecoveryStore(dataSource, Options.Create(new DeliveryOptions()));
+        }
+
+        public ScratchDatabase Database { get; }
+        public NpgsqlDataSource DataSource { get; }
+        public LaneStore Lanes { get; }
+        public AttemptStore Attempts { get; }
+        public RecoveryStore Recovery { get; }
+
+        public static async Task<Stores> CreateAsync()
+        {
+            var database = await ScratchDatabase.CreateAsync("claims", migrate: true);
+            return new Stores(database, NpgsqlDataSource.Create(database.ConnectionString));
+        }
+
+        public async Task<T> QueryAsync<T>(Func<WebhookDbContext, Task<T>> query)
+        {
+            var options = new DbContextOptionsBuilder<WebhookDbContext>();
+            DataExtensions.Configure(options, DataSource);
+            await using var db = new WebhookDbContext(options.Options);
+            return await query(db);
+        }
+
+        /// <summary>A subscription with one pending delivery, due now.</summary>
+        public async Task<Guid> AddDeliveryAsync(int retryCount = 3)
+        {
+            var subscription = new WebhookSubscription
+            {
+                UserId = "user-" + Guid.NewGuid().ToString("N")[..8],
+                Url = "http://127.0.0.1:9/never-called",
+                EventTypes = ["email.received"],
+                Secret = "whsec_test",
+                RetryCount = retryCount,
+                CreatedAt = DateTimeOffset.UtcNow,
+                UpdatedAt = DateTimeOffset.UtcNow,
+            };
+            var delivery = new WebhookDelivery
+            {
+                Id = Guid.CreateVersion7(),
+                EventId = Guid.NewGuid(),
+                EventType = "email.received",
+                Payload = "{}",
+                Status = DeliveryStatus.Pending,
+                MaxAttempts = 1 + retryCount,
+                CreatedAt = DateTimeOffset.UtcNow,
+                NextRetryAt = DateTimeOffset.UtcNow.AddSeconds(-1),
+            };
+            await QueryAsync(async db =>
+            {
+                db.Subscriptions.Add(subscription);
+                await db.SaveChangesAsync();
+                delivery.SubscriptionId = subscription.Id;
+                db.Deliveries.Add(delivery);
+                return await db.SaveChangesAsync();
+            });
+            return delivery.Id;
+        }
+
+        /// <summary>The lease of a claimed attempt ran out (as if its process had stopped answering for its timeout + 30 s + the grace).</summary>
+        public Task ExpireLeaseAsync(Guid deliveryId) =>
+            Database.ExecuteInAsync("UPDATE webhook_deliveries SET next_retry_at = now() - interval '1 hour' WHERE id = @id", ("id", deliveryId));
+
+        public Task<IReadOnlyList<DeliveryWork>> GiveBackAsync() =>
+            Recovery.ReclaimOverdueAsync(TimeSpan.Zero, 100, TimeSpan.FromHours(1), TimeSpan.Zero, CancellationToken.None);
+
+        public async ValueTask DisposeAsync()
+        {
+            await DataSource.DisposeAsync();
+            await Database.DisposeAsync();
+        }
+    }
+
+    private static FinishedAttempt Answered(ClaimedDelivery claim, int status, DateTimeOffset processNow, TimeSpan? retryAfter = null)
+    {
+        var response = new WebhookResponse(status is >= 200 and < 300 ? AttemptOutcome.Success : AttemptOutcome.HttpStatus, status, "ok", null,
+            TimeSpan.FromMilliseconds(5), retryAfter);
+        return new FinishedAttempt(claim, processNow - TimeSpan.FromMilliseconds(5), response,
+            AttemptDecision.Decide(claim.AttemptNumber, claim.MaxAttempts, response, processNow), processNow);
+    }
+
+    [Test]
+    public async Task A_record_that_lands_after_the_reconciler_gave_its_attempt_back_is_kept_and_no_second_attempt_is_claimed()
+    {
+        await using var stores = await Stores.CreateAsync();
+        var id = await stores.AddDeliveryAsync();
+        var claim = (await stores.Lanes.ClaimAsync([id], CancellationToken.None)).Single();
+        await stores.ExpireLeaseAsync(id);
+
+        var republished = await stores.GiveBackAsync();
+        Assert.That(republished.Select(w => w.DeliveryId), Does.Contain(id), "control: the attempt was given back and re-published");
+
+        var moved = await stores.Attempts.RecordAsync([Answered(claim, 200, DateTimeOffset.UtcNow)], DateTimeOffset.UtcNow, CancellationToken.None);
+        var again = await stores.Lanes.ClaimAsync([id], CancellationToken.None);
+
+        var delivery = await stores.QueryAsync(db => db.Deliveries.Include(d => d.Attempts).SingleAsync(d => d.Id == id));
+        Assert.Multiple(() =>
+        {
+            Assert.That(moved, Does.Contain(id), "the late answer counts");
+            Assert.That(again, Is.Empty, "no second attempt (no second POST)");
+            Assert.That(delivery.Status, Is.EqualTo(DeliveryStatus.Success));
+            Assert.That(delivery.AttemptCount, Is.EqualTo(1));
+            Assert.That(delivery.Attempts.Select(a => (a.AttemptNumber, a.StatusCode)), Is.EqualTo(new (int, int?)[] { (1, 200) }));
+        });
+    }
+
+    [Test]
+    public async Task A_record_racing_the_give_back_keeps_every_attempt_row_and_never_allows_more_than_max_attempts()
+    {
+        await using var stores = await Stores.CreateAsync();
+        for (var round = 0; round < 20; round++)
+        {
+            var id = await stores.AddDeliveryAsync(retryCount: 0);
+            var claim = (await stores.Lanes.ClaimAsync([id], CancellationToken.None)).Single();
+            await stores.ExpireLeaseAsync(id);
+
+            // Both at once: whichever locks the row first, the answer must count.
+            var record = Task.Run(() => stores.Attempts.RecordAsync([Answered(claim, 500, DateTimeOffset.UtcNow)], DateTimeOffset.UtcNow,
+                CancellationToken.None));
+            var giveBack = Task.Run(stores.GiveBackAsync);
+            await Task.WhenAll(record, giveBack);
+            var again = await stores.Lanes.ClaimAsync([id], CancellationToken.None);
+
+            var delivery = await stores.QueryAsync(db => db.Deliveries.Include(d => d.Attempts).SingleAsync(d => d.Id == id));
+            Assert.Multiple(() =>
+            {
+                Assert.That(again, Is.Empty, $"round {round}: no attempt beyond max_attempts (1)");
+                Assert.That(delivery.Status, Is.EqualTo(DeliveryStatus.Failed), $"round {round}");
+                Assert.That(delivery.AttemptCount, Is.EqualTo(1), $"round {round}");
+                Assert.That(delivery.Attempts.Select(a => (a.AttemptNumber, a.StatusCode)), Is.EqualTo(new (int, int?)[] { (1, 500) }),
+                    $"round {round}: the attempt row is kept");
+            });
+        }
+    }
+
+    [TestCase(45.0)]
+    [TestCase(-2.0)]
+    public async Task A_process_clock_off_by_seconds_stores_the_next_retry_on_the_database_clock(double skewSeconds)
+    {
+        await using var stores = await Stores.CreateAsync();
+        var id = await stores.AddDeliveryAsync();
+        var claim = (await stores.Lanes.ClaimAsync([id], CancellationToken.None)).Single();
+        var skewed = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(skewSeconds);
+
+        // 503 with Retry-After: 30 s, so the retry waits 32 s (the delay queue's level).
+        await stores.Attempts.RecordAsync([Answered(claim, 503, skewed, TimeSpan.FromSeconds(30))], skewed, CancellationToken.None);
+
+        // Read with the database's clock: the retry is due 32 s after the answer, whatever the process's clock said.
+        var (dueIn, claimedAgo) = await stores.QueryAsync(async db =>
+        {
+            await using var connection = new NpgsqlConnection(stores.Database.ConnectionString);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("""
+                SELECT extract(epoch FROM next_retry_at - now())::float8, extract(epoch FROM now() - last_attempt_at)::float8
+                FROM webhook_deliveries WHERE id = $1
+                """, connection);
+            command.Parameters.Add(new() { Value = id });
+            await using var reader = await command.ExecuteReaderAsync();
+            await reader.ReadAsync();
+            return (reader.GetDouble(0), reader.GetDouble(1));
+        });
+        Assert.Multiple(() =>
+        {
+            Assert.That(claimedAgo, Is.GreaterThanOrEqualTo(0), "the claim's time is the database's");
+            Assert.That(dueIn, Is.InRange(20.0, 32.0), "due 32 s after the answer on the database's clock, less the time since");
+        });
+        var early = await stores.Lanes.ClaimAsync([id], CancellationToken.None);
+        Assert.That(early, Is.Empty, "not due yet for any replica, whatever its clock");
+    }
+}
