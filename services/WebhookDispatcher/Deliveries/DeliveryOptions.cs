@@ -32,6 +32,16 @@ public sealed class DeliveryOptions
     public int MaxInFlightPerSubscription { get; set; } = 32;
 
     /// <summary>
+    /// Attempts in flight at once from one user's subscriptions to one destination host (host
+    /// and port of their URLs), across all replicas (1–10000). Default 64. Many subscriptions of
+    /// one tenant to one host share this, so they cannot add up to a flood; other tenants' and
+    /// other hosts' deliveries are not held by it. Each replica takes its share, as for
+    /// <see cref="MaxInFlightPerSubscription"/>.
+    /// </summary>
+    [Range(1, 10_000)]
+    public int MaxInFlightPerHost { get; set; } = 64;
+
+    /// <summary>
     /// Deliveries of one subscription waiting in one process for capacity (1–1000000). Default
     /// 10000. Beyond it, deliveries wait in the database and come back through the reconciler.
     /// </summary>

@@ -30,7 +30,8 @@ public sealed record ClaimedDelivery(
     string? PreviousSecret,
     DateTimeOffset? PreviousSecretExpiresAt,
     int TimeoutSeconds,
-    int? RateLimitPerSecond);
+    int? RateLimitPerSecond,
+    string UserId);
 
 /// <summary>One finished attempt, ready to be stored.</summary>
 /// <param name="Delivery">The claim the attempt was made under.</param>

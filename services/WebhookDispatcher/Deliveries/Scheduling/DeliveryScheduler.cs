@@ -38,6 +38,8 @@ public sealed partial class DeliveryScheduler(
     private readonly Channel<Guid> _unresolved = Channel.CreateUnbounded<Guid>(new() { SingleReader = true });
     private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new() { SingleReader = true });
     private readonly LaneTable _lanes = new();
+    private readonly DestinationLimits _destinations = new();
+    private readonly List<EndpointLane> _newLanes = [];
     private readonly SemaphoreSlim _wake = new(0, 1);
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
@@ -49,7 +51,7 @@ public sealed partial class DeliveryScheduler(
     private DateTimeOffset _claimPausedUntil;
     private DateTimeOffset _nextCleanup;
 
-    private readonly record struct Completion(EndpointLane Lane, Guid DeliveryId, bool TimedOut);
+    private readonly record struct Completion(EndpointLane Lane, Guid DeliveryId, bool TimedOut, string? Destination);
 
     /// <summary>Replicas sharing each subscription's limits, as last counted on the broker (1 or more).</summary>
     public int Replicas => replicas.Current;
@@ -105,6 +107,7 @@ public sealed partial class DeliveryScheduler(
                 DrainCompletions(now);
                 await ResolveAsync(stop);
                 await DrainIncomingAsync(now, stop);
+                await LoadNewLaneSettingsAsync(stop);
                 await holds.RefillAsync(_lanes.All, now, stop);
                 var more = await StartWhatMayStartAsync(now);
                 await holds.RenewIfDueAsync(_lanes.All, now, stop);
@@ -174,12 +177,37 @@ public sealed partial class DeliveryScheduler(
         var max = options.Value.MaxQueuedPerSubscription;
         while (_incoming.Reader.TryRead(out var work))
         {
-            var lane = _lanes.GetOrAdd(work.SubscriptionId);
+            var lane = _lanes.GetOrAdd(work.SubscriptionId, out var added);
+            if (added) _newLanes.Add(lane);
             if (!lane.TryEnqueue(work.DeliveryId, now + holds.Grace, max, now))
                 (overflow ??= []).Add((lane, work.DeliveryId));
         }
         // Awaited here, so a refill never overtakes it.
         if (overflow is not null) await holds.DeferAsync(overflow, stop);
+    }
+
+    /// <summary>
+    /// New lanes learn their subscription's destination and rate limit before they start
+    /// anything (one statement for all of them), so the per-destination limit holds from a new
+    /// subscription's first delivery and its lane need not wait for a first claim to learn them.
+    /// On failure they learn at their first claim, one attempt at a time meanwhile.
+    /// </summary>
+    private async Task LoadNewLaneSettingsAsync(CancellationToken stop)
+    {
+        if (_newLanes.Count == 0) return;
+        var lanes = _newLanes.ToDictionary(l => l.SubscriptionId);
+        _newLanes.Clear();
+        try
+        {
+            foreach (var chunk in lanes.Keys.Chunk(1000))
+                foreach (var (id, userId, url, rate) in await store.LoadLaneSettingsAsync(chunk, stop))
+                    lanes[id].Learn(EndpointLane.DestinationKey(userId, url), rate);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            store.OnFailure(ex);
+            LogSettingsFailed(logger, ex, lanes.Count);
+        }
     }
 
     private void DrainCompletions(DateTimeOffset now)
@@ -188,6 +216,7 @@ public sealed partial class DeliveryScheduler(
         while (_completions.Reader.TryRead(out var c))
         {
             _inFlight--;
+            if (c.Destination is not null) _destinations.Release(c.Destination);
             var wasOpen = c.Lane.Circuit;
             c.Lane.Finished(c.DeliveryId, c.TimedOut, now, o.CircuitBreakerTimeouts, TimeSpan.FromSeconds(o.CircuitBreakSeconds));
             if (wasOpen != CircuitState.Open && c.Lane.Circuit == CircuitState.Open)
@@ -206,17 +235,23 @@ public sealed partial class DeliveryScheduler(
         var o = options.Value;
         var replicaCount = Replicas;
         var cap = (o.MaxInFlightPerSubscription + replicaCount - 1) / replicaCount;
+        var destinationCap = (o.MaxInFlightPerHost + replicaCount - 1) / replicaCount;
         var budget = Math.Min(o.MaxInFlight - _inFlight, MaxClaimBatch);
-        var plan = new List<(EndpointLane Lane, EndpointLane.Waiting Waiting)>();
+        var plan = new List<(EndpointLane Lane, EndpointLane.Waiting Waiting, string? Destination)>();
         var start = _roundRobin++ % lanes.Count;
         var leftWaiting = budget <= 0;
         for (var i = 0; i < lanes.Count && budget > 0; i++)
         {
             var lane = lanes[(start + i) % lanes.Count];
             var n = Math.Min(lane.Startable(now, cap, replicaCount), budget);
+            if (n > 0 && lane.Destination is { } destination)
+            {
+                n = Math.Min(n, _destinations.Room(destination, destinationCap));
+                _destinations.Add(destination, n);
+            }
             if (n > 0)
             {
-                foreach (var w in lane.Take(n)) plan.Add((lane, w));
+                foreach (var w in lane.Take(n)) plan.Add((lane, w, lane.Destination));
                 budget -= n;
             }
             leftWaiting |= lane.Queued > 0 || lane.Backlogged || budget <= 0;
@@ -236,6 +271,8 @@ public sealed partial class DeliveryScheduler(
         {
             foreach (var group in plan.GroupBy(p => p.Lane))
                 group.Key.PutBack(group.Select(p => p.Waiting).ToList());
+            foreach (var p in plan)
+                if (p.Destination is not null) _destinations.Release(p.Destination);
             _claimPausedUntil = now + TimeSpan.FromSeconds(2);
             store.OnFailure(ex);
             LogClaimFailed(logger, ex, plan.Count);
@@ -243,17 +280,20 @@ public sealed partial class DeliveryScheduler(
         }
 
         var byId = claimed.ToDictionary(c => c.Id);
-        foreach (var (lane, waiting) in plan)
+        foreach (var (lane, waiting, destination) in plan)
         {
             if (!byId.TryGetValue(waiting.DeliveryId, out var delivery))
             {
                 lane.NotClaimed(waiting.DeliveryId);
+                if (destination is not null) _destinations.Release(destination);
                 continue;
             }
+            // The claim carries the subscription as it is now (a PATCH may have changed its URL or limit).
+            lane.Learn(EndpointLane.DestinationKey(delivery.UserId, delivery.Url), delivery.RateLimitPerSecond);
             lane.Started(now, delivery.RateLimitPerSecond);
             _inFlight++;
             Interlocked.Increment(ref _running);
-            _ = AttemptAsync(lane, delivery, now);
+            _ = AttemptAsync(lane, delivery, now, destination);
         }
         return finishedMeanwhile || plan.Count >= MaxClaimBatch || claimed.Count < plan.Count;
     }
@@ -272,11 +312,11 @@ public sealed partial class DeliveryScheduler(
         return _completions.Reader.TryPeek(out _);
     }
 
-    private async Task AttemptAsync(EndpointLane lane, ClaimedDelivery delivery, DateTimeOffset startedAt)
+    private async Task AttemptAsync(EndpointLane lane, ClaimedDelivery delivery, DateTimeOffset startedAt, string? destination)
     {
         var finished = await runner.RunAsync(delivery, startedAt);
         // The lane learns of the end before the record can make a retry of this delivery possible.
-        _completions.Writer.TryWrite(new Completion(lane, delivery.Id, finished.Response.Outcome == AttemptOutcome.Timeout));
+        _completions.Writer.TryWrite(new Completion(lane, delivery.Id, finished.Response.Outcome == AttemptOutcome.Timeout, destination));
         recorder.Add(finished);
         // The decrement is a full fence between writing the completion and reading the request (see WantCompletions).
         Interlocked.Decrement(ref _running);
@@ -317,6 +357,9 @@ public sealed partial class DeliveryScheduler(
 
     [LoggerMessage(LogLevel.Warning, "Could not claim {Count} delivery(ies); trying again in 2 s")]
     private static partial void LogClaimFailed(ILogger logger, Exception ex, int count);
+
+    [LoggerMessage(LogLevel.Warning, "Could not load the settings of {Count} new lane(s); each starts one attempt at a time until its first claim")]
+    private static partial void LogSettingsFailed(ILogger logger, Exception ex, int count);
 
     [LoggerMessage(LogLevel.Warning, "Could not look up the subscription of {Count} delivery(ies); the reconciler will re-publish them")]
     private static partial void LogResolveFailed(ILogger logger, Exception ex, int count);

@@ -49,8 +49,26 @@ public sealed class EndpointLane(Guid subscriptionId)
     /// <summary>The subscription's rate limit (deliveries per second, all replicas together); null for none.</summary>
     public int? RateLimitPerSecond { get; private set; }
 
-    /// <summary>Whether the subscription's settings are known (learned from the first claim).</summary>
+    /// <summary>Whether the subscription's settings are known (loaded when the lane is made, or learned from a claim).</summary>
     public bool SettingsKnown { get; private set; }
+
+    /// <summary>
+    /// The destination this lane shares a concurrency limit with: the subscription's user and its
+    /// URL's host and port (see <see cref="DestinationKey"/>); null while the settings are unknown.
+    /// </summary>
+    public string? Destination { get; private set; }
+
+    /// <summary>The key of a destination: the user and the URL's host and port, lower-case; the URL itself when it does not parse.</summary>
+    public static string DestinationKey(string userId, string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) ? $"{userId}\n{uri.IdnHost.ToLowerInvariant()}:{uri.Port}" : $"{userId}\n{url}";
+
+    /// <summary>Takes the subscription's settings (when the lane is made, and at every claim, so a changed URL or limit applies).</summary>
+    public void Learn(string destination, int? rateLimitPerSecond)
+    {
+        Destination = destination;
+        RateLimitPerSecond = rateLimitPerSecond;
+        SettingsKnown = true;
+    }
 
     /// <summary>The circuit breaker's state.</summary>
     public CircuitState Circuit { get; private set; }

@@ -49,7 +49,7 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
               AND NOT d.in_flight
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
-                      d.last_attempt_at
+                      d.last_attempt_at, s.user_id
             """))
         {
             AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds);
@@ -58,7 +58,7 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
             {
                 claimed.Add(new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(13), r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
                     r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
-                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12)));
+                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12), r.GetString(14)));
             }
         }
         if (claimed.Count == ids.Length) return claimed;
@@ -156,6 +156,23 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
         cmd.Parameters.Add(new() { Value = subscriptionIds.ToArray() });
         cmd.Parameters.Add(new() { Value = holdFor.TotalSeconds });
         await cmd.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>What a new lane needs to know before it starts anything: each active subscription's user, URL and rate limit.</summary>
+    /// <exception cref="NpgsqlException">The database failed.</exception>
+    public async Task<IReadOnlyList<(Guid SubscriptionId, string UserId, string Url, int? RateLimitPerSecond)>> LoadLaneSettingsAsync(
+        IReadOnlyCollection<Guid> subscriptionIds, CancellationToken cancellationToken)
+    {
+        await using var cmd = Db.CreateCommand("""
+            SELECT id, user_id, url, rate_limit_per_second FROM webhook_subscriptions
+            WHERE id = ANY ($1) AND is_active AND deleted_at IS NULL
+            """);
+        cmd.Parameters.Add(new() { Value = subscriptionIds.ToArray() });
+        var settings = new List<(Guid, string, string, int?)>(subscriptionIds.Count);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            settings.Add((reader.GetGuid(0), reader.GetString(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetInt32(3)));
+        return settings;
     }
 
     /// <summary>The subscriptions of deliveries (for messages written before <see cref="DeliverWebhook.SubscriptionId"/> existed).</summary>

@@ -16,10 +16,11 @@ public sealed class LaneTable
     /// <summary>How many lanes there are.</summary>
     public int Count => _lanes.Count;
 
-    /// <summary>The lane of <paramref name="subscriptionId"/>, made if there is none.</summary>
-    public EndpointLane GetOrAdd(Guid subscriptionId)
+    /// <summary>The lane of <paramref name="subscriptionId"/>, made if there is none (<paramref name="added"/>).</summary>
+    public EndpointLane GetOrAdd(Guid subscriptionId, out bool added)
     {
-        if (_index.TryGetValue(subscriptionId, out var i)) return _lanes[i];
+        added = !_index.TryGetValue(subscriptionId, out var i);
+        if (!added) return _lanes[i];
         var lane = new EndpointLane(subscriptionId);
         _index.Add(subscriptionId, _lanes.Count);
         _lanes.Add(lane);
