@@ -35,6 +35,8 @@ public static class DeliveryExtensions
         if (DispatcherOptions.WorkersEnabled(builder.Configuration))
         {
             builder.Services.AddSingleton<FanOutStore>();
+            builder.Services.AddSingleton<DispatcherIdentity>();
+            builder.Services.AddSingleton<DatabaseClock>();
             builder.Services.AddSingleton<LaneStore>();
             builder.Services.AddSingleton<AttemptStore>();
             builder.Services.AddSingleton<RetryPublisher>();

@@ -21,7 +21,7 @@ public sealed class ClaimRecordTests
         {
             Database = database;
             DataSource = dataSource;
-            Lanes = new LaneStore(dataSource);
+            Lanes = new LaneStore(dataSource, new DispatcherIdentity());
             Attempts = new AttemptStore(dataSource, Options.Create(new AutoDisableOptions()));
             Recovery = new RecoveryStore(dataSource, Options.Create(new DeliveryOptions()));
         }
@@ -114,7 +114,7 @@ public sealed class ClaimRecordTests
         var republished = await stores.GiveBackAsync();
         Assert.That(republished.Select(w => w.DeliveryId), Does.Contain(id), "control: the attempt was given back and re-published");
 
-        var moved = await stores.Attempts.RecordAsync([Answered(claim, 200, DateTimeOffset.UtcNow)], DateTimeOffset.UtcNow, CancellationToken.None);
+        var moved = await stores.Attempts.RecordAsync([Answered(claim, 200, DateTimeOffset.UtcNow)], TimeSpan.Zero, CancellationToken.None);
         var again = await stores.Lanes.ClaimAsync([id], CancellationToken.None);
 
         var delivery = await stores.QueryAsync(db => db.Deliveries.Include(d => d.Attempts).SingleAsync(d => d.Id == id));
@@ -139,7 +139,7 @@ public sealed class ClaimRecordTests
             await stores.ExpireLeaseAsync(id);
 
             // Both at once: whichever locks the row first, the answer must count.
-            var record = Task.Run(() => stores.Attempts.RecordAsync([Answered(claim, 500, DateTimeOffset.UtcNow)], DateTimeOffset.UtcNow,
+            var record = Task.Run(() => stores.Attempts.RecordAsync([Answered(claim, 500, DateTimeOffset.UtcNow)], TimeSpan.Zero,
                 CancellationToken.None));
             var giveBack = Task.Run(stores.GiveBackAsync);
             await Task.WhenAll(record, giveBack);
@@ -164,10 +164,13 @@ public sealed class ClaimRecordTests
         await using var stores = await Stores.CreateAsync();
         var id = await stores.AddDeliveryAsync();
         var claim = (await stores.Lanes.ClaimAsync([id], CancellationToken.None)).Single();
+        // The process's clock is off by skewSeconds; what it learned from its claims says so.
         var skewed = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(skewSeconds);
+        var clock = new DatabaseClock(TimeProvider.System);
+        clock.Observe(skewed, claim.ClaimedAt);
 
         // 503 with Retry-After: 30 s, so the retry waits 32 s (the delay queue's level).
-        await stores.Attempts.RecordAsync([Answered(claim, 503, skewed, TimeSpan.FromSeconds(30))], skewed, CancellationToken.None);
+        await stores.Attempts.RecordAsync([Answered(claim, 503, skewed, TimeSpan.FromSeconds(30))], clock.Offset, CancellationToken.None);
 
         // Read with the database's clock: the retry is due 32 s after the answer, whatever the process's clock said.
         var (dueIn, claimedAgo) = await stores.QueryAsync(async db =>

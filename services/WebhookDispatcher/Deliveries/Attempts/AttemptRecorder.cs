@@ -9,7 +9,8 @@ namespace WebhookDispatcher.Deliveries;
 /// left to the <see cref="RetryPublisher"/>. While the database is away a batch is kept in memory
 /// and tried again: a result kept beats one thrown away.
 /// </summary>
-public sealed partial class AttemptRecorder(AttemptStore store, RetryPublisher retries, TimeProvider time, ILogger<AttemptRecorder> logger)
+public sealed partial class AttemptRecorder(
+    AttemptStore store, RetryPublisher retries, DatabaseClock clock, TimeProvider time, ILogger<AttemptRecorder> logger)
 {
     private const int MaxBatch = 500;
 
@@ -66,7 +67,7 @@ public sealed partial class AttemptRecorder(AttemptStore store, RetryPublisher r
         {
             try
             {
-                return await store.RecordAsync(batch, time.GetUtcNow(), CancellationToken.None);
+                return await store.RecordAsync(batch, clock.Offset, CancellationToken.None);
             }
             catch (Exception ex)
             {

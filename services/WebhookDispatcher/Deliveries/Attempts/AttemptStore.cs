@@ -25,12 +25,12 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
     /// must follow.
     /// </summary>
     /// <param name="attempts">The finished attempts; their times are the process's clock.</param>
-    /// <param name="processNow">The process's clock now. Every time stored is moved onto the
-    /// database's clock by the difference (<c>now() - processNow</c>), so due times, completions and
+    /// <param name="clockOffset">The database's clock minus the process's (<see cref="DatabaseClock.Offset"/>).
+    /// Every time stored is moved onto the database's clock by it, so due times, completions and
     /// failure streaks agree across replicas whose clocks disagree; durations are kept.</param>
     /// <param name="cancellationToken">Cancels the statement.</param>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
-    public async Task<IReadOnlySet<Guid>> RecordAsync(IReadOnlyList<FinishedAttempt> attempts, DateTimeOffset processNow,
+    public async Task<IReadOnlySet<Guid>> RecordAsync(IReadOnlyList<FinishedAttempt> attempts, TimeSpan clockOffset,
         CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
@@ -41,9 +41,9 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
                          status, completed_at, next_retry_at, disable, finished_at, claimed_at)),
             -- The process's times on the database's clock.
             r AS (
-                SELECT id, attempt_number, started_at + (now() - $17) AS started_at, duration_ms, status_code, outcome, error_message, excerpt,
-                       status, completed_at + (now() - $17) AS completed_at, next_retry_at + (now() - $17) AS next_retry_at, disable,
-                       finished_at + (now() - $17) AS finished_at, claimed_at
+                SELECT id, attempt_number, started_at + $17 AS started_at, duration_ms, status_code, outcome, error_message, excerpt,
+                       status, completed_at + $17 AS completed_at, next_retry_at + $17 AS next_retry_at, disable,
+                       finished_at + $17 AS finished_at, claimed_at
                 FROM raw),
             claimed AS (
                 SELECT r.*, d.subscription_id FROM r JOIN webhook_deliveries d
@@ -128,7 +128,7 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
         cmd.Parameters.Add(new() { Value = attempts.Select(a => a.Delivery.ClaimedAt).ToArray() });
         cmd.Parameters.Add(new() { Value = autoDisable.Value.AfterDays });
         cmd.Parameters.Add(new() { Value = autoDisable.Value.MinFailures });
-        cmd.Parameters.Add(new() { Value = processNow });
+        cmd.Parameters.Add(new() { Value = clockOffset, NpgsqlDbType = NpgsqlDbType.Interval });
         var moved = new HashSet<Guid>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

@@ -191,20 +191,25 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
             WHERE s.id = g.subscription_id
             """, grace.TotalSeconds, options.Value.MaxLostAttempts, settle.TotalSeconds));
         batch.BatchCommands.Add(Command("""
-            UPDATE webhook_deliveries SET next_retry_at = now()
+            UPDATE webhook_deliveries SET next_retry_at = now(), held_by = NULL
             WHERE id IN (SELECT d.id FROM webhook_deliveries d
                          WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < now() - make_interval(secs => $1)
                            AND d.attempt_count < d.max_attempts
                            AND (d.held_until IS NULL OR d.held_until < now())
+                           AND (d.held_by IS NULL OR NOT EXISTS (
+                                    SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now()))
                            AND NOT d.in_flight
                          ORDER BY d.next_retry_at LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
             """, grace.TotalSeconds, batchSize));
         // A backlog whose hold ran out: the replica that held it has stopped.
         batch.BatchCommands.Add(Command("""
-            UPDATE webhook_deliveries SET next_retry_at = now()
-            WHERE id IN (SELECT id FROM webhook_deliveries
-                         WHERE status IN ('pending', 'retrying') AND next_retry_at IS NULL AND (held_until IS NULL OR held_until < now())
+            UPDATE webhook_deliveries SET next_retry_at = now(), held_by = NULL
+            WHERE id IN (SELECT d.id FROM webhook_deliveries d
+                         WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at IS NULL
+                           AND (d.held_until IS NULL OR d.held_until < now())
+                           AND (d.held_by IS NULL OR NOT EXISTS (
+                                    SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now()))
                          LIMIT $1 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
             """, batchSize));

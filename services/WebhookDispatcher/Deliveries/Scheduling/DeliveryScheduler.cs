@@ -27,6 +27,7 @@ public sealed partial class DeliveryScheduler(
     ReplicaCounter replicas,
     AttemptRunner runner,
     AttemptRecorder recorder,
+    DatabaseClock clock,
     IOptions<DeliveryOptions> options,
     TimeProvider time,
     ILogger<DeliveryScheduler> logger) : BackgroundService, IHostedLifecycleService
@@ -105,12 +106,13 @@ public sealed partial class DeliveryScheduler(
                 // Finished attempts first: a delivery whose attempt ended (a manual retry of it, its
                 // next attempt) must not be taken for one still in flight.
                 DrainCompletions(now);
+                // The heartbeat first: holds written in this pass need it alive.
+                await holds.RenewIfDueAsync(_lanes.All, now, stop);
                 await ResolveAsync(stop);
                 await DrainIncomingAsync(now, stop);
                 await LoadNewLaneSettingsAsync(stop);
-                await holds.RefillAsync(_lanes.All, now, stop);
+                await holds.RefillAsync(_lanes.All, now, Replicas, stop);
                 var more = await StartWhatMayStartAsync(now);
-                await holds.RenewIfDueAsync(_lanes.All, now, stop);
                 replicas.RefreshIfDue(now);
                 if (now >= _nextCleanup)
                 {
@@ -149,9 +151,12 @@ public sealed partial class DeliveryScheduler(
         var next = now + TimeSpan.FromSeconds(1);
         if (_claimPausedUntil > now && _claimPausedUntil < next) next = _claimPausedUntil;
         foreach (var lane in _lanes.All)
-            if (lane.NextWake(now, Replicas) is { } wake && wake < next) next = wake;
+            if (lane.NextWake(now, RateSharers(lane, Replicas)) is { } wake && wake < next) next = wake;
         return next;
     }
+
+    /// <summary>Replicas sharing a lane's rate: those draining its backlog when it has one, else all.</summary>
+    private static int RateSharers(EndpointLane lane, int replicas) => lane is { Backlogged: true, Sharers: > 0 } ? lane.Sharers : replicas;
 
     private async Task ResolveAsync(CancellationToken stop)
     {
@@ -243,7 +248,7 @@ public sealed partial class DeliveryScheduler(
         for (var i = 0; i < lanes.Count && budget > 0; i++)
         {
             var lane = lanes[(start + i) % lanes.Count];
-            var n = Math.Min(lane.Startable(now, cap, replicaCount), budget);
+            var n = Math.Min(lane.Startable(now, cap, RateSharers(lane, replicaCount)), budget);
             if (n > 0 && lane.Destination is { } destination)
             {
                 n = Math.Min(n, _destinations.Room(destination, destinationCap));
@@ -265,7 +270,9 @@ public sealed partial class DeliveryScheduler(
         {
             // Not cancelled by a stop: a claim that committed must start its attempts, which the
             // stop then waits for, rather than leave leases for the reconciler to give back.
+            var sentAt = time.GetUtcNow();
             claimed = await store.ClaimAsync(plan.Select(p => p.Waiting.DeliveryId).ToList(), CancellationToken.None);
+            if (claimed.Count > 0) clock.Observe(sentAt, claimed[0].ClaimedAt);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

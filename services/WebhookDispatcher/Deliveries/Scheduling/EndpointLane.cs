@@ -86,6 +86,13 @@ public sealed class EndpointLane(Guid subscriptionId)
     public IEnumerable<Waiting> WaitingDeliveries => _queue;
 
     /// <summary>
+    /// Dispatchers draining this subscription's backlog, this one included, as the last heartbeat
+    /// counted (0: not counted yet). A backlogged lane's rate is shared among these only, so a
+    /// backlog drains at the subscription's rate however many replicas run.
+    /// </summary>
+    public int Sharers { get; set; }
+
+    /// <summary>
     /// Whether some of this subscription's due deliveries wait in its backlog in the database
     /// because the lane was full. New deliveries then join the backlog too, so they keep their order.
     /// </summary>

@@ -7,7 +7,7 @@ namespace WebhookDispatcher.Deliveries;
 /// The scheduler's SQL: the claim of the attempts that start, the holds on deliveries waiting in
 /// this process's lanes, and the subscriptions' backlogs.
 /// </summary>
-public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
+public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher) : StageStore(db)
 {
     /// <summary>How long past its timeout an attempt in flight keeps its claim, in seconds.</summary>
     public const int LeaseMarginSeconds = 30;
@@ -38,6 +38,7 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
                 last_attempt_at = now(),
                 next_retry_at = now() + make_interval(secs => s.timeout_seconds + $2),
                 held_until = NULL,
+                held_by = NULL,
                 in_flight = true
             FROM webhook_subscriptions s
             WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND s.is_active AND s.deleted_at IS NULL
@@ -65,67 +66,69 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
 
         // Some could not be claimed (final, not due, a duplicate message, or their subscription is
         // off): those of an inactive or deleted subscription end here as cancelled.
+        // The lanes forget the rest; so do this dispatcher's holds on them (a delivery that was not
+        // due comes back through its own message, or through the reconciler if that is lost).
         var rest = ids.Except(claimed.Select(c => c.Id)).ToArray();
-        await using var cancel = Db.CreateCommand("""
+        await using var batch = Db.CreateBatch();
+        batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries d
-            SET status = 'cancelled', completed_at = now(), next_retry_at = NULL, held_until = NULL, in_flight = false,
+            SET status = 'cancelled', completed_at = now(), next_retry_at = NULL, held_until = NULL, held_by = NULL, in_flight = false,
                 error_message = COALESCE(d.error_message, 'Subscription disabled')
             FROM webhook_subscriptions s
             WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND (NOT s.is_active OR s.deleted_at IS NOT NULL)
               AND d.status NOT IN ('success', 'failed', 'cancelled') AND NOT d.in_flight
-            """);
-        AddParameters(cancel, rest);
-        await cancel.ExecuteNonQueryAsync(cancellationToken);
+            """, rest));
+        batch.BatchCommands.Add(Command("UPDATE webhook_deliveries SET held_by = NULL WHERE id = ANY ($1) AND held_by = $2", rest, dispatcher.Id));
+        await batch.ExecuteNonQueryAsync(cancellationToken);
         return claimed;
     }
 
     /// <summary>
-    /// Marks deliveries waiting in this process's lanes as held for <paramref name="holdFor"/> from
-    /// the database's now, so the reconciler of any replica leaves them alone while they wait for
-    /// capacity; null gives them back (shutdown). Touches only unfinished deliveries and no indexed column.
+    /// Marks deliveries waiting in this process's lanes as held by this dispatcher, once: the
+    /// reconciler of any replica leaves them alone while this dispatcher's heartbeat lives
+    /// (<see cref="HeartbeatAsync"/>), so a long wait costs no further writes; false gives them
+    /// back (shutdown). Touches only unfinished deliveries and no indexed column.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed.</exception>
-    public async Task HoldAsync(IReadOnlyCollection<Guid> deliveryIds, TimeSpan? holdFor, CancellationToken cancellationToken)
+    public async Task HoldAsync(IReadOnlyCollection<Guid> deliveryIds, bool hold, CancellationToken cancellationToken)
     {
-        await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET held_until = now() + make_interval(secs => $2)
-            WHERE id = ANY ($1) AND status NOT IN ('success', 'failed', 'cancelled')
-            """);
+        await using var cmd = Db.CreateCommand(hold
+            ? "UPDATE webhook_deliveries SET held_by = $2 WHERE id = ANY ($1) AND status NOT IN ('success', 'failed', 'cancelled')"
+            : "UPDATE webhook_deliveries SET held_by = NULL WHERE id = ANY ($1) AND held_by = $2");
         cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
-        cmd.Parameters.Add(Parameter(holdFor?.TotalSeconds, NpgsqlDbType.Double));
+        cmd.Parameters.Add(new() { Value = dispatcher.Id });
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>
     /// Moves due deliveries that do not fit in their lane to the subscription's backlog in the
     /// database: due whenever capacity allows (<c>next_retry_at</c> null, which also keeps them
-    /// out of the reconciler's scan), held by this process for <paramref name="holdFor"/> from the
-    /// database's now. Deliveries not due yet or finished are left alone.
+    /// out of the reconciler's due scan), held by this dispatcher. Deliveries not due yet or finished are left alone.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
-    public async Task DeferToBacklogAsync(IReadOnlyCollection<Guid> deliveryIds, TimeSpan holdFor, CancellationToken cancellationToken)
+    public async Task DeferToBacklogAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET next_retry_at = NULL, held_until = now() + make_interval(secs => $2)
+            UPDATE webhook_deliveries SET next_retry_at = NULL, held_by = $2
             WHERE id = ANY ($1) AND status NOT IN ('success', 'failed', 'cancelled') AND attempt_count < max_attempts
               AND (next_retry_at IS NULL OR next_retry_at <= now() + make_interval(secs => $3))
             """);
         cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
-        cmd.Parameters.Add(new() { Value = holdFor.TotalSeconds });
+        cmd.Parameters.Add(new() { Value = dispatcher.Id });
         cmd.Parameters.Add(new() { Value = EarlyToleranceSeconds });
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>
     /// Takes up to <paramref name="limit"/> deliveries from a subscription's backlog, oldest
-    /// first: due now again and held for <paramref name="holdFor"/> (the database's clock).
+    /// first, whichever dispatcher deferred them: due now again and held by this dispatcher.
     /// Returns their ids; fewer than asked means the backlog is empty (or another replica took the rest).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
-    public async Task<IReadOnlyList<Guid>> TakeBacklogAsync(Guid subscriptionId, int limit, TimeSpan holdFor, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<Guid>> TakeBacklogAsync(Guid subscriptionId, int limit, CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET next_retry_at = now(), held_until = now() + make_interval(secs => $3)
+            UPDATE webhook_deliveries SET next_retry_at = now(), held_by = $3
             WHERE id IN (SELECT id FROM webhook_deliveries
                          WHERE subscription_id = $1 AND status IN ('pending', 'retrying') AND next_retry_at IS NULL
                          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -133,7 +136,7 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
             """);
         cmd.Parameters.Add(new() { Value = subscriptionId });
         cmd.Parameters.Add(new() { Value = limit });
-        cmd.Parameters.Add(new() { Value = holdFor.TotalSeconds });
+        cmd.Parameters.Add(new() { Value = dispatcher.Id });
         var ids = new List<Guid>(limit);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -143,19 +146,45 @@ public sealed class LaneStore(NpgsqlDataSource db) : StageStore(db)
     }
 
     /// <summary>
-    /// Renews this process's hold on the backlogs of <paramref name="subscriptionIds"/> for
-    /// <paramref name="holdFor"/> from the database's now; zero gives them back (no indexed column changes).
+    /// This dispatcher's heartbeat: keeps every hold it wrote alive for <paramref name="aliveFor"/>
+    /// from the database's now (one row, however many deliveries wait), and says which
+    /// subscriptions' backlogs it drains. Returns, for each of those, how many live dispatchers
+    /// drain it (this one included), so a rate limit is shared among them only.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed.</exception>
-    public async Task HoldBacklogsAsync(IReadOnlyCollection<Guid> subscriptionIds, TimeSpan holdFor, CancellationToken cancellationToken)
+    public async Task<IReadOnlyDictionary<Guid, int>> HeartbeatAsync(TimeSpan aliveFor, IReadOnlyCollection<Guid> backlogged,
+        CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
-            UPDATE webhook_deliveries SET held_until = now() + make_interval(secs => $2)
-            WHERE subscription_id = ANY ($1) AND status IN ('pending', 'retrying') AND next_retry_at IS NULL
+            WITH me AS (
+                INSERT INTO webhook_dispatchers (id, alive_until, backlogged) VALUES ($1, now() + make_interval(secs => $2), $3)
+                ON CONFLICT (id) DO UPDATE SET alive_until = EXCLUDED.alive_until, backlogged = EXCLUDED.backlogged)
+            SELECT b.id, 1 + count(o.id)::int
+            FROM unnest($3::uuid[]) AS b(id)
+            LEFT JOIN webhook_dispatchers o ON o.id <> $1 AND o.alive_until >= now() AND b.id = ANY (o.backlogged)
+            GROUP BY b.id
             """);
-        cmd.Parameters.Add(new() { Value = subscriptionIds.ToArray() });
-        cmd.Parameters.Add(new() { Value = holdFor.TotalSeconds });
-        await cmd.ExecuteNonQueryAsync(cancellationToken);
+        cmd.Parameters.Add(new() { Value = dispatcher.Id });
+        cmd.Parameters.Add(new() { Value = aliveFor.TotalSeconds });
+        cmd.Parameters.Add(new() { Value = backlogged.ToArray() });
+        var sharers = new Dictionary<Guid, int>(backlogged.Count);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            sharers[reader.GetGuid(0)] = reader.GetInt32(1);
+        return sharers;
+    }
+
+    /// <summary>On a graceful stop: gives back every hold of this dispatcher (its waiting deliveries and backlogs) and ends its heartbeat.</summary>
+    /// <exception cref="NpgsqlException">The database failed.</exception>
+    public async Task ReleaseAllAsync(IReadOnlyCollection<Guid> subscriptionIds, CancellationToken cancellationToken)
+    {
+        await using var batch = Db.CreateBatch();
+        batch.BatchCommands.Add(Command("""
+            UPDATE webhook_deliveries SET held_by = NULL
+            WHERE subscription_id = ANY ($1) AND held_by = $2 AND status IN ('pending', 'retrying')
+            """, subscriptionIds.ToArray(), dispatcher.Id));
+        batch.BatchCommands.Add(Command("DELETE FROM webhook_dispatchers WHERE id = $1", dispatcher.Id));
+        await batch.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>What a new lane needs to know before it starts anything: each active subscription's user, URL and rate limit.</summary>
