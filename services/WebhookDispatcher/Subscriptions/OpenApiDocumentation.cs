@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.OpenApi;
+using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
@@ -150,7 +151,7 @@ internal static class OpenApiDocumentation
             }
             return Task.CompletedTask;
         });
-        options.AddOperationTransformer((operation, _, _) =>
+        options.AddOperationTransformer((operation, context, _) =>
         {
             foreach (var parameter in operation.Parameters ?? [])
             {
@@ -171,8 +172,22 @@ internal static class OpenApiDocumentation
                     },
                 };
             }
+            if (operation.OperationId == "CreateWebhook") DescribeCreateLimits(operation, context.ApplicationServices);
             return Task.CompletedTask;
         });
+    }
+
+    /// <summary>The 409 and 429 of <c>POST /api/webhooks</c>, with the limits this deployment is configured with.</summary>
+    private static void DescribeCreateLimits(OpenApiOperation operation, IServiceProvider services)
+    {
+        var limits = services.GetRequiredService<IOptions<SubscriptionOptions>>().Value;
+        if (operation.Responses?.TryGetValue("409", out var conflict) == true && conflict is OpenApiResponse atLimit)
+            atLimit.Description = $"The caller has {limits.MaxPerUser} subscriptions (deleted ones do not count), the most a user may have. "
+                + "Nothing was created; the problem details carry limit and current.";
+        if (operation.Responses?.TryGetValue("429", out var tooMany) == true && tooMany is OpenApiResponse rate)
+            rate.Description = $"The caller created {limits.CreatesPerMinute} subscriptions in the last {SubscriptionLimits.WindowSeconds} seconds "
+                + "(deleted ones included), the most a user may. Nothing was created; retry after the Retry-After header's seconds, "
+                + "when the oldest of them leaves the window. The problem details carry limit, current and retry_after_seconds.";
     }
 
     private static OpenApiSchema Range(OpenApiSchema schema, long minimum, long? maximum, long? fallback = null)

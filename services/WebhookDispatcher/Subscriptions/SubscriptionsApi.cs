@@ -7,7 +7,6 @@ using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 using Notely.Events;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
@@ -37,6 +36,22 @@ public sealed class SubscriptionOptions
     /// </summary>
     [Range(1, 600)]
     public int TestRequestsPerMinute { get; set; } = 10;
+
+    /// <summary>
+    /// Subscriptions a user may have (1–100000; deleted ones do not count). One more is refused
+    /// with 409. Held in the database, so it holds for all replicas of the API together.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int MaxPerUser { get; set; } = 200;
+
+    /// <summary>
+    /// Subscriptions a user may create in any 60 seconds (1–100000), deleted ones included, so
+    /// creating and deleting cannot get round it. One more is refused with 429 and a
+    /// <c>Retry-After</c> saying when the oldest creation leaves the window. Held in the database,
+    /// so it holds for all replicas of the API together.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int CreatesPerMinute { get; set; } = 30;
 }
 
 /// <summary>
@@ -81,7 +96,8 @@ public static class SubscriptionsApi
             .WithSummary("One event type with its payload's JSON Schema and an example payload")
             .ProducesProblem(StatusCodes.Status404NotFound);
         WithJsonBody(group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
-            .WithSummary("Create a subscription; the answer carries its secret, this once");
+            .WithSummary("Create a subscription; the answer carries its secret, this once")
+            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status429TooManyRequests);
         group.MapDeliveryStats();
         group.MapGet("", List).WithName("ListWebhooks")
             .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
@@ -117,22 +133,27 @@ public static class SubscriptionsApi
             : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Event type not found",
                 detail: $"No event type {name}; GET /api/webhooks/event-types lists them.");
 
+    /// <remarks>
+    /// Past <see cref="SubscriptionOptions.MaxPerUser"/> answers 409 and past
+    /// <see cref="SubscriptionOptions.CreatesPerMinute"/> 429 with <c>Retry-After</c>, both counted
+    /// in the inserting transaction (see <see cref="SubscriptionLimits"/>); a refused create stores nothing.
+    /// </remarks>
     private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Create(
-        HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
-        IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
+        HttpRequest request, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
         var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
         if (refused is not null) return refused;
         if (invalid is not null) return invalid;
         using var body = document!;
-        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
+        var options = services.Options.Value;
+        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.RequireHttps, services.Delivery.Value.AllowPrivateNetworks);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var now = time.GetUtcNow().ToDatabasePrecision();
+        var db = services.Db;
         var subscription = new WebhookSubscription
         {
             Id = Guid.CreateVersion7(),
-            UserId = user.UserId(),
+            UserId = services.UserId,
             Url = fields.Url!,
             EventTypes = fields.EventTypes!,
             Description = fields.Description,
@@ -140,29 +161,43 @@ public static class SubscriptionsApi
             RetryCount = fields.RetryCount ?? WebhookSubscription.DefaultRetryCount,
             TimeoutSeconds = fields.TimeoutSeconds ?? WebhookSubscription.DefaultTimeoutSeconds,
             RateLimitPerSecond = fields.RateLimitPerSecond,
-            CreatedAt = now,
-            UpdatedAt = now,
         };
-        db.Subscriptions.Add(subscription);
-        await db.SaveChangesAsync(cancellationToken);
+        // The execution strategy retries the whole transaction on a broken connection; a retry
+        // after a commit whose answer was lost finds the subscription stored and stops there.
+        var count = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var found = await SubscriptionLimits.LockAndCountAsync(db, subscription.UserId, subscription.Id, options.CreatesPerMinute, ct);
+            if (found.AlreadyStored || found.Subscriptions >= options.MaxPerUser || found.WindowFreesAt is not null) return found;
+            subscription.CreatedAt = subscription.UpdatedAt = found.Now;
+            db.Subscriptions.Add(subscription);
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+            return found;
+        }, cancellationToken);
+        if (!count.AlreadyStored)
+        {
+            // The one that lasts first: waiting out the rate would not help at the count limit.
+            if (count.Subscriptions >= options.MaxPerUser) return SubscriptionLimits.TooManySubscriptions(options.MaxPerUser, count.Subscriptions);
+            if (count.WindowFreesAt is { } freesAt)
+                return SubscriptionLimits.TooManyCreations(request.HttpContext.Response, options.CreatesPerMinute, count.CreatedInWindow, count.Now, freesAt);
+        }
         var s = subscription;
         return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
             s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, s.Secret));
     }
 
     private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
-        ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
-        [FromQuery(Name = "is_active")] string? isActiveText = null, [FromQuery(Name = "event_type")] string? eventTypeText = null,
-        [FromQuery(Name = "limit")] string? limitText = null, [FromQuery(Name = "offset")] string? offsetText = null,
-        [FromQuery(Name = "cursor")] string? cursorText = null)
+        [AsParameters] ApiServices services, [FromQuery(Name = "is_active")] string? isActiveText, [FromQuery(Name = "event_type")] string? eventTypeText,
+        [AsParameters] PageQuery page, CancellationToken cancellationToken)
     {
         var q = new ApiInput.Query();
         var isActive = q.Boolean("is_active", isActiveText);
         var eventType = q.OneOf("event_type", eventTypeText, EventCatalog.All.Select(t => t.Name), "Must be a known event type.");
-        var (limit, offset, cursor) = Paging(q, limitText, offsetText, cursorText, PageCursor.Lists.Subscriptions, Guid.Empty);
+        var (limit, offset, cursor) = Paging(q, page, PageCursor.Lists.Subscriptions, Guid.Empty);
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
 
-        var query = Owned(db, user);
+        var query = services.Owned();
         if (isActive is { } active) query = query.Where(s => s.IsActive == active);
         if (eventType is not null) query = query.Where(s => s.EventTypes.Contains(eventType));
         var total = await query.CountAsync(cancellationToken);
@@ -175,29 +210,29 @@ public static class SubscriptionsApi
     }
 
     private static async Task<Results<Ok<SubscriptionResponse>, ProblemHttpResult>> Get(
-        Guid id, ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken) =>
-        await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } s
+        Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken) =>
+        await services.Owned().FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } s
             ? TypedResults.Ok(SubscriptionResponse.From(s))
             : NotFound(id);
 
     private static async Task<Results<Ok<SubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Update(
-        Guid id, HttpRequest request, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options,
-        IOptions<DeliveryOptions> delivery, TimeProvider time, CancellationToken cancellationToken)
+        Guid id, HttpRequest request, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
         var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
         if (refused is not null) return refused;
         if (invalid is not null) return invalid;
         using var body = document!;
-        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: false, options.Value.RequireHttps, delivery.Value.AllowPrivateNetworks);
+        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: false, services.Options.Value.RequireHttps,
+            services.Delivery.Value.AllowPrivateNetworks);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var userId = user.UserId();
+        var userId = services.UserId;
         if (fields.Any)
         {
             // One conditional UPDATE (the query filter adds deleted_at IS NULL): a PATCH racing a
             // DELETE can never bring the subscription back.
-            var now = time.GetUtcNow();
-            var updated = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId).ExecuteUpdateAsync(u =>
+            var now = services.Time.GetUtcNow();
+            var updated = await services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId).ExecuteUpdateAsync(u =>
             {
                 if (fields.Url is not null) u.SetProperty(s => s.Url, fields.Url);
                 if (fields.EventTypes is not null) u.SetProperty(s => s.EventTypes, fields.EventTypes);
@@ -221,16 +256,17 @@ public static class SubscriptionsApi
             }, cancellationToken);
             if (updated == 0) return NotFound(id);
         }
-        return await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } subscription
+        return await services.Owned().FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } subscription
             ? TypedResults.Ok(SubscriptionResponse.From(subscription))
             : NotFound(id);
     }
 
     private static async Task<Results<NoContent, ProblemHttpResult>> Delete(
-        Guid id, ClaimsPrincipal user, WebhookDbContext db, TimeProvider time, CancellationToken cancellationToken)
+        Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
-        var userId = user.UserId();
+        var now = services.Time.GetUtcNow();
+        var userId = services.UserId;
+        var db = services.Db;
         // The execution strategy retries the whole transaction on a broken connection.
         var deleted = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
         {
@@ -258,12 +294,11 @@ public static class SubscriptionsApi
         "No connection was made: the URL's host does not lead to an address webhooks can be sent to.";
 
     private static async Task<Results<Ok<TestResponse>, ProblemHttpResult>> Test(
-        Guid id, ClaimsPrincipal user, WebhookDbContext db, WebhookSender sender, TimeProvider time, ILoggerFactory logs,
-        CancellationToken cancellationToken)
+        Guid id, [AsParameters] ApiServices services, WebhookSender sender, ILoggerFactory logs, CancellationToken cancellationToken)
     {
-        var s = await Owned(db, user).FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        var s = await services.Owned().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
         if (s is null) return NotFound(id);
-        var now = time.GetUtcNow();
+        var now = services.Time.GetUtcNow();
         var eventId = Guid.NewGuid();
         var payload = WebhookPayload.Build(eventId, "webhook.test", now,
             new JsonObject { ["message"] = "Test webhook from Notely", ["subscription_id"] = s.Id });
@@ -283,19 +318,17 @@ public static class SubscriptionsApi
     }
 
     private static async Task<Results<Ok<PageResponse<DeliveryResponse>>, ValidationProblem, ProblemHttpResult>> ListDeliveries(
-        Guid id, ClaimsPrincipal user, WebhookDbContext db, CancellationToken cancellationToken,
-        [FromQuery(Name = "status")] string? statusText = null, [FromQuery(Name = "limit")] string? limitText = null,
-        [FromQuery(Name = "offset")] string? offsetText = null, [FromQuery(Name = "include_attempts")] string? includeAttemptsText = null,
-        [FromQuery(Name = "cursor")] string? cursorText = null)
+        Guid id, [AsParameters] ApiServices services, [FromQuery(Name = "status")] string? statusText,
+        [FromQuery(Name = "include_attempts")] string? includeAttemptsText, [AsParameters] PageQuery page, CancellationToken cancellationToken)
     {
         var q = new ApiInput.Query();
         var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
         var includeAttempts = q.Boolean("include_attempts", includeAttemptsText) ?? false;
-        var (limit, offset, cursor) = Paging(q, limitText, offsetText, cursorText, PageCursor.Lists.Deliveries, id);
+        var (limit, offset, cursor) = Paging(q, page, PageCursor.Lists.Deliveries, id);
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
-        if (!await Owned(db, user).AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
+        if (!await services.Owned().AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
 
-        var query = db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == id);
+        var query = services.Db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == id);
         if (status is not null) query = query.Where(d => d.Status == status);
         var total = await query.CountAsync(cancellationToken);
         if (cursor is not null)
@@ -308,18 +341,17 @@ public static class SubscriptionsApi
     }
 
     private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(
-        Guid id, ClaimsPrincipal user, WebhookDbContext db, IOptions<SubscriptionOptions> options, TimeProvider time,
-        CancellationToken cancellationToken)
+        Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
-        var userId = user.UserId();
-        var current = await Owned(db, user).Where(s => s.Id == id).Select(s => s.Secret).FirstOrDefaultAsync(cancellationToken);
+        var userId = services.UserId;
+        var current = await services.Owned().Where(s => s.Id == id).Select(s => s.Secret).FirstOrDefaultAsync(cancellationToken);
         if (current is null) return NotFound(id);
-        var now = time.GetUtcNow().ToDatabasePrecision();
+        var now = services.Time.GetUtcNow().ToDatabasePrecision();
         var secret = WebhookSigner.NewSecret();
-        var expires = now.AddHours(options.Value.SecretRotationGraceHours);
+        var expires = now.AddHours(services.Options.Value.SecretRotationGraceHours);
         // Compare-and-swap on the secret: of two rotations at once one wins and the other gets 409,
         // so no caller is handed a secret that never signs.
-        var rotated = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId && s.Secret == current)
+        var rotated = await services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId && s.Secret == current)
             .ExecuteUpdateAsync(u => u.SetProperty(s => s.PreviousSecret, current).SetProperty(s => s.PreviousSecretExpiresAt, expires)
                 .SetProperty(s => s.Secret, secret).SetProperty(s => s.UpdatedAt, now), cancellationToken);
         return rotated == 1
@@ -360,14 +392,13 @@ public static class SubscriptionsApi
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
 
     /// <summary>limit, and either offset or a cursor (both at once is an error: they name different positions).</summary>
-    private static (int Limit, int Offset, PageCursor? Cursor) Paging(ApiInput.Query query, string? limit, string? offset, string? cursorText,
-        PageCursor.Lists list, Guid scope)
+    private static (int Limit, int Offset, PageCursor? Cursor) Paging(ApiInput.Query query, PageQuery page, PageCursor.Lists list, Guid scope)
     {
-        var size = query.Integer("limit", limit, DefaultLimit, 1, MaxLimit);
-        var skip = query.Integer("offset", offset, 0, 0, int.MaxValue);
-        if (cursorText is null) return (size, skip, null);
-        if (offset is not null) query.Errors["cursor"] = ["Page by cursor or by offset, not both."];
-        var cursor = PageCursor.Decode(cursorText, list, scope);
+        var size = query.Integer("limit", page.Limit, DefaultLimit, 1, MaxLimit);
+        var skip = query.Integer("offset", page.Offset, 0, 0, int.MaxValue);
+        if (page.Cursor is null) return (size, skip, null);
+        if (page.Offset is not null) query.Errors["cursor"] = ["Page by cursor or by offset, not both."];
+        var cursor = PageCursor.Decode(page.Cursor, list, scope);
         if (cursor is null) query.Errors["cursor"] = ["Not a cursor this list issued; pass next_cursor from the previous page unchanged."];
         return (size, 0, cursor);
     }

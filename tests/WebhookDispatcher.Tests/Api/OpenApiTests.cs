@@ -44,7 +44,7 @@ public sealed class OpenApiTests
         {
             [("get", "/api/webhooks/event-types")] = ["200", "401"],
             [("get", "/api/webhooks/event-types/{name}")] = ["200", "401", "404"],
-            [("post", "/api/webhooks")] = ["201", "400", "401", "413", "415"],
+            [("post", "/api/webhooks")] = ["201", "400", "401", "409", "413", "415", "429"],
             [("get", "/api/webhooks")] = ["200", "400", "401"],
             [("get", "/api/webhooks/{id}")] = ["200", "401", "404"],
             [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "404", "413", "415"],
@@ -83,6 +83,23 @@ public sealed class OpenApiTests
             Assert.That(window["schema"]!["default"]!.GetValue<string>(), Is.EqualTo("24h"));
             Assert.That(doc["components"]!["schemas"]!["DeliveryStatsResponse"]!["properties"]!["average_delivery_time_ms"]!["description"]!
                 .GetValue<string>(), Does.Contain("creation"));
+        });
+    }
+
+    [Test]
+    public async Task Creating_documents_the_subscription_limit_and_the_creation_rate_with_their_values()
+    {
+        var (doc, _) = await DocumentAsync();
+
+        var responses = doc["paths"]!["/api/webhooks"]!["post"]!["responses"]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(responses["409"]!["description"]!.GetValue<string>(), Does.Contain("200 subscriptions"), "the default MaxPerUser");
+            Assert.That(responses["409"]!["content"]!["application/problem+json"], Is.Not.Null);
+            Assert.That(responses["429"]!["description"]!.GetValue<string>(), Does.Contain("30 subscriptions in the last 60 seconds"),
+                "the default CreatesPerMinute");
+            Assert.That(responses["429"]!["headers"]!["Retry-After"]!["required"]!.GetValue<bool>(), Is.True);
+            Assert.That(responses["429"]!["headers"]!["Retry-After"]!["schema"]!["maximum"]!.GetValue<int>(), Is.EqualTo(60));
         });
     }
 
