@@ -46,10 +46,12 @@ public sealed record PartitionPass(DateOnly Today, int PartitionsCreated, IReadO
 /// <see cref="PartitionOptions.IntervalMinutes"/>. It shares no lock with
 /// <see cref="HistoryRetention"/>, so a retention pass stuck behind a long transaction does not
 /// stop it. Each missing day is made in its own short transaction with a <c>lock_timeout</c>
-/// (<see cref="PartitionOptions.LockTimeoutSeconds"/>), under a transaction-scoped advisory lock
-/// of its own that keeps replicas from making the same table at once; making a partition that
-/// exists does nothing (<c>webhook_ensure_history_partitions</c> checks first), so passes of
-/// several replicas, or a retry, are harmless.
+/// (<see cref="PartitionOptions.LockTimeoutSeconds"/>), after taking the lock that attaching a
+/// partition takes anyway (<c>SHARE UPDATE EXCLUSIVE</c> on both parents: reads and writes go
+/// on), which keeps replicas from making the same table at once; making a partition that exists
+/// does nothing (<c>webhook_ensure_history_partitions</c> checks first), and a table another
+/// session made first (an older replica whose retention still makes partitions) only postpones
+/// the day, so passes of several replicas, or a retry, are harmless.
 /// </summary>
 /// <param name="db">The service's data source.</param>
 /// <param name="options">The settings.</param>
@@ -58,9 +60,6 @@ public sealed record PartitionPass(DateOnly Today, int PartitionsCreated, IReadO
 public sealed partial class PartitionMaintenance(
     NpgsqlDataSource db, IOptions<PartitionOptions> options, TimeProvider time, ILogger<PartitionMaintenance> logger) : BackgroundService
 {
-    /// <summary>The transaction-scoped advisory lock held while one day's partitions are made ("WEBHPART").</summary>
-    internal const long LockKey = 0x5745_4248_5041_5254;
-
     /// <summary>Wait after a pass that failed or postponed a day, when shorter than the interval.</summary>
     private static readonly TimeSpan RetryAfter = TimeSpan.FromMinutes(5);
 
@@ -117,7 +116,12 @@ public sealed partial class PartitionMaintenance(
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         // SET LOCAL takes no parameters; the value is an integer from validated settings.
         await HistorySql.ExecuteAsync(connection, $"SET LOCAL lock_timeout = '{lockTimeoutSeconds}s'", cancellationToken);
-        await HistorySql.ExecuteAsync(connection, "SELECT pg_advisory_xact_lock($1)", cancellationToken, LockKey);
+        // The lock ATTACH takes anyway (reads and writes go on), taken first: two passes (two
+        // replicas) make a day one after the other, and taking a table lock makes the function
+        // below see tables another pass committed meanwhile (a wait on a lock of no table, such
+        // as an advisory lock, leaves this session's catalogue cache as it was before the wait).
+        await HistorySql.ExecuteAsync(connection,
+            "LOCK TABLE webhook_deliveries, webhook_delivery_attempts IN SHARE UPDATE EXCLUSIVE MODE", cancellationToken);
         var made = await HistorySql.ScalarAsync<int>(connection, "SELECT webhook_ensure_history_partitions($1, $1)", cancellationToken, day);
         await transaction.CommitAsync(cancellationToken);
         return made;

@@ -54,6 +54,29 @@ public sealed class PartitionTests
     }
 
     [Test]
+    public async Task Passes_of_two_replicas_at_once_make_each_partition_once_and_neither_fails()
+    {
+        await using var history = await HistoryScratch.CreateAsync();
+        var today = await history.TodayAsync();
+        var missing = Enumerable.Range(1, 14).Select(today.AddDays).ToArray();
+        await history.DropDaysAsync(missing);
+        var otherLog = new ListLogger<PartitionMaintenance>();
+        var other = new PartitionMaintenance(history.DataSource, Options.Create(new PartitionOptions { LockTimeoutSeconds = 30 }),
+            TimeProvider.System, otherLog);
+
+        var passes = await Task.WhenAll(history.Partitions.RunOnceAsync(CancellationToken.None), other.RunOnceAsync(CancellationToken.None));
+        var deliveries = await history.AttachedAsync("webhook_deliveries");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(passes.Sum(p => p.PartitionsCreated), Is.EqualTo(2 * missing.Length), "every missing table made by exactly one of them");
+            Assert.That(passes[1].DaysPostponed, Is.Empty, $"the one that may wait 30 s for a lock never gives up a day: {string.Join(" | ", otherLog.At(LogLevel.Warning))}");
+            Assert.That(passes.Max(p => p.DaysAhead), Is.EqualTo(14));
+            Assert.That(missing.Select(d => $"webhook_deliveries_{d:yyyyMMdd}"), Is.SubsetOf(deliveries.Keys));
+        });
+    }
+
+    [Test]
     public async Task Partitions_are_made_while_retention_is_blocked_by_a_long_transaction_and_the_gauge_follows_them()
     {
         await using var history = await HistoryScratch.CreateAsync();
