@@ -19,7 +19,7 @@ public static class DeliveryExtensions
     /// <summary>
     /// Adds <see cref="WebhookSender"/> with its <c>webhooks</c> HttpClient and <see cref="DeliveryStore"/>;
     /// when <see cref="DispatcherOptions.Workers"/> is on, also the <see cref="DeliveryEngine"/>, the
-    /// <see cref="RetryScheduler"/>, the <see cref="DeliveryReconciler"/>, the <see cref="HistoryRetention"/>, the <see cref="PartitionMaintenance"/> and the two receive endpoints
+    /// <see cref="RetryScheduler"/>, the <see cref="DeliveryReconciler"/>, the <see cref="HistoryRetention"/> and the two receive endpoints
     /// (<c>webhook-fan-out</c>, <c>webhook-delivery</c>). Call before <c>AddMessaging</c>.
     /// </summary>
     public static IHostApplicationBuilder AddDeliveries(this IHostApplicationBuilder builder)
@@ -42,9 +42,6 @@ public static class DeliveryExtensions
             builder.Services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             builder.Services.AddSingleton<HistoryRetention>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<HistoryRetention>());
-            builder.Services.AddOptions<PartitionOptions>().BindConfiguration(PartitionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-            builder.Services.AddSingleton<PartitionMaintenance>();
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<PartitionMaintenance>());
             builder.Services.AddSingleton<IBusContributor>(new DeliveryEndpoints());
             // A stop lets attempts in flight (at most 60 s each) finish and be recorded.
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(WebhookSubscription.MaxTimeoutSeconds + 30));

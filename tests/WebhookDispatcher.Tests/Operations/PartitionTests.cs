@@ -54,6 +54,19 @@ public sealed class PartitionTests
     }
 
     [Test]
+    public async Task A_worker_runs_the_partition_step_as_a_hosted_loop_and_its_database_has_the_days_ahead()
+    {
+        var maintenance = Dispatcher.Services.GetRequiredService<PartitionMaintenance>();
+        var pass = await maintenance.RunOnceAsync(CancellationToken.None);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Dispatcher.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>(), Has.Some.SameAs(maintenance));
+            Assert.That(pass.DaysAhead, Is.EqualTo(14));
+            Assert.That(pass.DaysPostponed, Is.Empty);
+        });
+    }
+
+    [Test]
     public async Task Passes_of_two_replicas_at_once_make_each_partition_once_and_neither_fails()
     {
         await using var history = await HistoryScratch.CreateAsync();
