@@ -18,7 +18,11 @@ public sealed class DatabaseOptions
 /// <summary>Registers PostgreSQL: one <see cref="NpgsqlDataSource"/> (one pool) shared by EF Core and the delivery store.</summary>
 public static class DataExtensions
 {
-    /// <summary>Adds the data source (connection string <c>Postgres</c>), <see cref="WebhookDbContext"/> and, if configured, migration at start-up.</summary>
+    /// <summary>
+    /// Adds the data source (connection string <c>Postgres</c>), <see cref="WebhookDbContext"/>,
+    /// if configured, migration at start-up, and when <see cref="Messaging.DispatcherOptions.Workers"/>
+    /// is on, the <see cref="PartitionMaintenance"/> that makes the history's day partitions ahead.
+    /// </summary>
     /// <exception cref="InvalidOperationException">The connection string is missing.</exception>
     public static IHostApplicationBuilder AddData(this IHostApplicationBuilder builder)
     {
@@ -51,6 +55,13 @@ public static class DataExtensions
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
         // Registered before the bus, so consumers never start on a schema that is not there yet.
         builder.Services.AddHostedService<MigrateOnStartup>();
+        if (Messaging.DispatcherOptions.WorkersEnabled(builder.Configuration))
+        {
+            // After the migrations, so its first pass finds the tables.
+            builder.Services.AddOptions<PartitionOptions>().BindConfiguration(PartitionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            builder.Services.AddSingleton<PartitionMaintenance>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<PartitionMaintenance>());
+        }
         return builder;
     }
 

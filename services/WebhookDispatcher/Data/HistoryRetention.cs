@@ -23,27 +23,43 @@ public sealed class RetentionOptions
     [Range(1, 168)]
     public int IntervalHours { get; set; } = 24;
 
-    /// <summary>Days ahead for which day partitions exist before they are needed (2–90). Default 14.</summary>
-    [Range(2, 90)]
-    public int PartitionsAheadDays { get; set; } = 14;
+    /// <summary>
+    /// Seconds a pass waits for each lock it needs (1–300), its <c>lock_timeout</c>. Default 5.
+    /// Detaching a day waits for every transaction that has read or written the history tables
+    /// to finish, and dropping or attaching one waits for transactions that changed
+    /// subscriptions; an idle-in-transaction session would hold such a wait for ever. A day whose
+    /// lock is not granted in time is left for a pass 5 minutes later, and the pass goes on with
+    /// the other days.
+    /// </summary>
+    [Range(1, 300)]
+    public int LockTimeoutSeconds { get; set; } = 5;
 }
 
 /// <summary>What one retention pass did.</summary>
-/// <param name="Ran">False when another replica held the pass's lock, so this one did nothing.</param>
-/// <param name="PartitionsCreated">Day partitions made ahead (deliveries and attempts each count).</param>
+/// <param name="Ran">False when another session held the pass's lock (another replica's pass), so this one did nothing.</param>
 /// <param name="DaysDropped">Expired days whose partitions were dropped whole.</param>
 /// <param name="RowsDeleted">Deliveries and attempts deleted one by one from expired days that still hold unfinished deliveries.</param>
-public sealed record RetentionResult(bool Ran, int PartitionsCreated, int DaysDropped, long RowsDeleted);
+/// <param name="DaysPostponed">Expired days left for a later pass: a lock not granted within <see cref="RetentionOptions.LockTimeoutSeconds"/>, or another day's detach still pending.</param>
+public sealed record RetentionResult(bool Ran, int DaysDropped, long RowsDeleted, IReadOnlyList<DateOnly> DaysPostponed);
 
 /// <summary>
 /// Keeps <see cref="RetentionOptions.Days"/> of delivery history. Deliveries and their attempts
-/// live in day partitions (the PartitionedHistory migration, docs/decisions/0006): a pass makes
-/// the partitions of the coming days, and drops each expired day whole — detached first without
-/// blocking the delivery path (<c>DETACH PARTITION … CONCURRENTLY</c>), then checked: a day that
-/// still holds a pending or retrying delivery (a manual retry of an old one, say) is attached
-/// again, and only its finished deliveries and their attempts are deleted. One pass at a time
-/// across replicas (a PostgreSQL advisory lock); the others skip.
+/// live in day partitions (the PartitionedHistory migration, docs/decisions/0006), made ahead by
+/// <see cref="PartitionMaintenance"/>; a pass drops each expired day whole — detached first
+/// without blocking the delivery path (<c>DETACH PARTITION … CONCURRENTLY</c>), then checked: a
+/// day that still holds a pending or retrying delivery (a manual retry of an old one, say) is
+/// attached again, and only its finished deliveries and their attempts are deleted; a day seen to
+/// hold one before the detach is not detached at all. What is expired is decided by the
+/// database's clock (<c>now()</c>), never the process's. Every statement waits at most
+/// <see cref="RetentionOptions.LockTimeoutSeconds"/> for a lock: a day that cannot be handled
+/// now is logged and left for the next pass, which comes 5 minutes later. One pass at a time
+/// across replicas (a PostgreSQL advisory lock); the others skip, with a warning naming the
+/// session that holds it.
 /// </summary>
+/// <param name="db">The service's data source.</param>
+/// <param name="options">The settings.</param>
+/// <param name="time">Only the waits between passes (tests fake it); what has expired comes from the database's <c>now()</c>.</param>
+/// <param name="logger">Where passes, skipped passes and postponed days are logged.</param>
 public sealed partial class HistoryRetention(
     NpgsqlDataSource db, IOptions<RetentionOptions> options, TimeProvider time, ILogger<HistoryRetention> logger) : BackgroundService
 {
@@ -51,38 +67,53 @@ public sealed partial class HistoryRetention(
     internal const long LockKey = 0x5745_4248_4f4f_4b53; // "WEBHOOKS"
     private const int DeleteBatch = 10_000;
 
+    /// <summary>Wait after a pass that failed or postponed a day, when shorter than the interval.</summary>
+    private static readonly TimeSpan RetryAfter = TimeSpan.FromMinutes(5);
+
     /// <summary>Runs one pass now.</summary>
-    /// <exception cref="NpgsqlException">The database failed; the pass may be repeated safely.</exception>
+    /// <exception cref="NpgsqlException">The database failed for a reason other than a lock; the pass may be repeated safely.</exception>
     public async Task<RetentionResult> RunOnceAsync(CancellationToken cancellationToken)
     {
         var o = options.Value;
-        var now = time.GetUtcNow();
-        var today = DateOnly.FromDateTime(now.UtcDateTime);
         await using var connection = await db.OpenConnectionAsync(cancellationToken);
         if (!await ScalarAsync<bool>(connection, "SELECT pg_try_advisory_lock($1)", cancellationToken, LockKey))
-            return new RetentionResult(false, 0, 0, 0);
+        {
+            LogSkipped(logger, await HistorySql.AdvisoryLockHolderAsync(connection, LockKey, cancellationToken));
+            return new RetentionResult(false, 0, 0, []);
+        }
         try
         {
-            var created = await ScalarAsync<int>(connection, "SELECT webhook_ensure_history_partitions($1, $2)", cancellationToken,
-                today.AddDays(-1), today.AddDays(o.PartitionsAheadDays));
-            // A day is expired once its last moment is more than Days old.
-            var cutoff = now - TimeSpan.FromDays(o.Days);
+            // Session-wide, not SET LOCAL: DETACH … CONCURRENTLY cannot run inside a transaction.
+            // The value is an integer from validated settings (SET takes no parameters).
+            await ExecuteAsync(connection, $"SET lock_timeout = '{o.LockTimeoutSeconds}s'", cancellationToken);
+            // A day is expired once its last moment is more than Days old, by the database's clock.
+            var cutoff = await ScalarAsync<DateTime>(connection, "SELECT now() - make_interval(days => $1)", cancellationToken, o.Days);
             var expired = (await HistoryDaysAsync(connection, cancellationToken))
-                .Where(day => day.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc) <= cutoff.UtcDateTime).ToList();
+                .Where(day => day.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc) <= cutoff).ToList();
             int dropped = 0;
             long deleted = 0;
+            var postponed = new List<DateOnly>();
             foreach (var day in expired)
             {
-                var rows = await RemoveDayAsync(connection, day, cancellationToken);
-                if (rows is null) dropped++;
-                else deleted += rows.Value;
+                try
+                {
+                    var rows = await RemoveDayAsync(connection, day, cancellationToken);
+                    if (rows is null) dropped++;
+                    else deleted += rows.Value;
+                }
+                catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
+                {
+                    postponed.Add(day);
+                    LogPostponed(logger, day, ex.SqlState, ex.MessageText);
+                }
             }
-            if (created > 0 || expired.Count > 0)
-                LogPass(logger, created, dropped, deleted, o.Days);
-            return new RetentionResult(true, created, dropped, deleted);
+            if (expired.Count > 0)
+                LogPass(logger, dropped, deleted, postponed.Count, o.Days);
+            return new RetentionResult(true, dropped, deleted, postponed);
         }
         finally
         {
+            await ExecuteAsync(connection, "RESET lock_timeout", CancellationToken.None);
             await ExecuteAsync(connection, "SELECT pg_advisory_unlock_all()", CancellationToken.None);
         }
     }
@@ -94,32 +125,48 @@ public sealed partial class HistoryRetention(
         var deliveries = "webhook_deliveries_" + suffix;
         var attempts = "webhook_delivery_attempts_" + suffix;
 
+        // Attached and already holding an unfinished delivery: kept, so not detached at all.
+        var attached = await ScalarAsync<bool>(connection, """
+            SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND NOT inhdetachpending)
+            """, cancellationToken, deliveries);
+        if (attached && await HoldsUnfinishedAsync(connection, deliveries, cancellationToken))
+            return await DeleteFinishedDayAsync(connection, day, deliveries, attempts, cancellationToken);
+
         await DetachAsync(connection, "webhook_deliveries", deliveries, cancellationToken);
         // Detached: no statement through webhook_deliveries can touch its rows any more, so what
         // this check sees stays true.
-        if (await ScalarAsync<bool>(connection, $"SELECT EXISTS (SELECT 1 FROM {deliveries} WHERE status IN ('pending', 'retrying'))",
-                cancellationToken))
+        if (await HoldsUnfinishedAsync(connection, deliveries, cancellationToken))
         {
             // DDL takes no parameters: the bounds are read first and written in as literals.
             var from = await ScalarAsync<Guid>(connection, "SELECT webhook_history_bound($1)", cancellationToken, day);
             var to = await ScalarAsync<Guid>(connection, "SELECT webhook_history_bound($1)", cancellationToken, day.AddDays(1));
             await ExecuteAsync(connection,
                 $"ALTER TABLE webhook_deliveries ATTACH PARTITION {deliveries} FOR VALUES FROM ('{from}') TO ('{to}')", cancellationToken);
-            long rows = 0;
-            while (true)
-            {
-                var (gone, attemptsGone) = await DeleteFinishedAsync(connection, deliveries, attempts, cancellationToken);
-                rows += gone + attemptsGone;
-                if (gone == 0) break;
-            }
-            LogKeptDay(logger, day, rows);
-            return rows;
+            return await DeleteFinishedDayAsync(connection, day, deliveries, attempts, cancellationToken);
         }
 
         await DetachAsync(connection, "webhook_delivery_attempts", attempts, cancellationToken);
         await ExecuteAsync(connection, $"DROP TABLE IF EXISTS {attempts}", cancellationToken);
         await ExecuteAsync(connection, $"DROP TABLE {deliveries}", cancellationToken);
         return null;
+    }
+
+    private static Task<bool> HoldsUnfinishedAsync(NpgsqlConnection connection, string deliveries, CancellationToken cancellationToken) =>
+        ScalarAsync<bool>(connection, $"SELECT EXISTS (SELECT 1 FROM {deliveries} WHERE status IN ('pending', 'retrying'))", cancellationToken);
+
+    /// <summary>Deletes a kept day's finished deliveries and their attempts in batches; returns the rows deleted.</summary>
+    private async Task<long> DeleteFinishedDayAsync(NpgsqlConnection connection, DateOnly day, string deliveries, string attempts,
+        CancellationToken cancellationToken)
+    {
+        long rows = 0;
+        while (true)
+        {
+            var (gone, attemptsGone) = await DeleteFinishedAsync(connection, deliveries, attempts, cancellationToken);
+            rows += gone + attemptsGone;
+            if (gone == 0) break;
+        }
+        LogKeptDay(logger, day, rows);
+        return rows;
     }
 
     /// <summary>Deletes up to <see cref="DeleteBatch"/> finished deliveries of a day and their attempts, in one statement.</summary>
@@ -172,20 +219,11 @@ public sealed partial class HistoryRetention(
         return days;
     }
 
-    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, CancellationToken cancellationToken, params object[] values)
-    {
-        await using var cmd = new NpgsqlCommand(sql, connection);
-        foreach (var value in values) cmd.Parameters.Add(new NpgsqlParameter { Value = value });
-        var result = await cmd.ExecuteScalarAsync(cancellationToken);
-        return result is DBNull or null ? default! : (T)result;
-    }
+    private static Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, CancellationToken cancellationToken, params object[] values) =>
+        HistorySql.ScalarAsync<T>(connection, sql, cancellationToken, values);
 
-    private static async Task<int> ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken cancellationToken, params object[] values)
-    {
-        await using var cmd = new NpgsqlCommand(sql, connection) { CommandTimeout = 0 };
-        foreach (var value in values) cmd.Parameters.Add(new NpgsqlParameter { Value = value });
-        return await cmd.ExecuteNonQueryAsync(cancellationToken);
-    }
+    private static Task<int> ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken cancellationToken, params object[] values) =>
+        HistorySql.ExecuteAsync(connection, sql, cancellationToken, values);
 
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -197,8 +235,8 @@ public sealed partial class HistoryRetention(
             try
             {
                 await Task.Delay(wait, time, stoppingToken);
-                await RunOnceAsync(stoppingToken);
-                wait = every;
+                var pass = await RunOnceAsync(stoppingToken);
+                wait = pass.DaysPostponed.Count > 0 ? RetryAfter : every;
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -208,13 +246,19 @@ public sealed partial class HistoryRetention(
             {
                 BrokenConnections.ClearIfBroken(db, ex);
                 LogPassFailed(logger, ex);
-                wait = TimeSpan.FromMinutes(5);
+                wait = RetryAfter;
             }
         }
     }
 
-    [LoggerMessage(LogLevel.Information, "History retention: {Created} partition(s) made ahead, {Dropped} expired day(s) dropped, {Deleted} row(s) deleted; keeping {Days} days")]
-    private static partial void LogPass(ILogger logger, int created, int dropped, long deleted, int days);
+    [LoggerMessage(LogLevel.Information, "History retention: {Dropped} expired day(s) dropped, {Deleted} row(s) deleted, {Postponed} day(s) postponed; keeping {Days} days")]
+    private static partial void LogPass(ILogger logger, int dropped, long deleted, int postponed, int days);
+
+    [LoggerMessage(LogLevel.Warning, "History retention pass skipped: another session holds its lock ({Holder})")]
+    private static partial void LogSkipped(ILogger logger, string holder);
+
+    [LoggerMessage(LogLevel.Warning, "History retention postponed day {Day} ({SqlState}: {Reason}); trying again in 5 minutes")]
+    private static partial void LogPostponed(ILogger logger, DateOnly day, string sqlState, string reason);
 
     [LoggerMessage(LogLevel.Warning, "History retention kept day {Day}: it still holds unfinished deliveries; deleted its {Rows} finished row(s) instead")]
     private static partial void LogKeptDay(ILogger logger, DateOnly day, long rows);

@@ -14,7 +14,8 @@ public static class ObservabilityExtensions
 {
     /// <summary>
     /// Adds traces (ASP.NET Core, HttpClient, Npgsql, MassTransit, the dispatcher) and metrics,
-    /// among them the backlog gauges of <see cref="DeliveryBacklogMetrics"/>, exported over OTLP
+    /// among them the backlog gauges of <see cref="DeliveryBacklogMetrics"/> and the partition gauge of
+    /// <see cref="HistoryPartitionMetrics"/>, exported over OTLP
     /// when an endpoint is configured (<see cref="ExportConfigured"/>). Without one no
     /// OpenTelemetry SDK is started: nothing would read its spans or sums, which MassTransit,
     /// HttpClient and Npgsql would otherwise make for every message, query and POST (a few per
@@ -44,6 +45,8 @@ public static class ObservabilityExtensions
         builder.Services.TryAddSingleton<MonitoringDatabase>();
         builder.Services.AddSingleton<DeliveryBacklogMetrics>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryBacklogMetrics>());
+        builder.Services.AddSingleton<HistoryPartitionMetrics>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<HistoryPartitionMetrics>());
         return builder;
     }
 

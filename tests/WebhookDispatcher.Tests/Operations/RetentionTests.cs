@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Tests.Infrastructure;
@@ -6,9 +7,11 @@ using WebhookDispatcher.Tests.Infrastructure;
 namespace WebhookDispatcher.Tests.Operations;
 
 /// <summary>
-/// History retention on the run's database: expired days of deliveries and attempts go, whole or
-/// row by row, and nothing unfinished or recent is touched. Not parallel: a pass detaches
-/// partitions, which waits for every open transaction on the tables.
+/// History retention: expired days of deliveries and attempts go, whole or row by row, and nothing
+/// unfinished or recent is touched (on the run's database); a pass never waits for ever behind a
+/// long transaction, and what is expired is decided by the database's clock (on databases of
+/// their own). Not parallel: a pass detaches partitions, which waits for every open transaction on
+/// the tables.
 /// </summary>
 [NonParallelizable]
 public sealed class RetentionTests
@@ -140,14 +143,85 @@ public sealed class RetentionTests
     }
 
     [Test]
-    public async Task A_pass_makes_the_partitions_of_the_coming_days()
+    public async Task A_detach_behind_a_long_transaction_gives_up_within_its_lock_timeout_and_a_later_pass_finishes_it()
     {
-        await Retention.RunOnceAsync(CancellationToken.None);
-        var ahead = DateOnly.FromDateTime(DateTime.UtcNow).AddDays(14).ToString("yyyyMMdd");
+        await using var history = await HistoryScratch.CreateAsync();
+        var today = await history.TodayAsync();
+        var subscription = await history.SubscribeAsync();
+        var first = await history.StoreDayAsync(today.AddDays(-46), subscription, "success", "failed");
+        var second = await history.StoreDayAsync(today.AddDays(-45), subscription, "success");
+
+        RetentionResult blocked;
+        // A session idle in a transaction that has read the history: a detach must wait for it to end.
+        await using (var blocker = await history.HoldAsync("SELECT count(*) FROM webhook_deliveries"))
+        {
+            // Without a lock timeout this pass would wait as long as the session stays open.
+            blocked = await history.Retention.RunOnceAsync(CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.That(await history.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'idle in transaction'",
+                blocker.ProcessID), Is.EqualTo(1), "the pass came back while the session was still open");
+        }
+        var after = await history.Retention.RunOnceAsync(CancellationToken.None);
+
         Assert.Multiple(async () =>
         {
-            Assert.That(await TableExistsAsync("webhook_deliveries_" + ahead), Is.EqualTo(1));
-            Assert.That(await TableExistsAsync("webhook_delivery_attempts_" + ahead), Is.EqualTo(1));
+            Assert.That(blocked.Ran, Is.True);
+            Assert.That(blocked.DaysDropped, Is.Zero);
+            Assert.That(blocked.DaysPostponed, Is.EqualTo(new[] { today.AddDays(-46), today.AddDays(-45) }),
+                "the first day's detach timed out waiting; the second cannot start while the first is pending");
+            Assert.That(history.RetentionLog.At(LogLevel.Warning), Has.Some.Contains($"postponed day {today.AddDays(-46)}").And.Contains("55P03"));
+            Assert.That(after.DaysDropped, Is.EqualTo(2), "the next pass finishes the pending detach and drops both days");
+            Assert.That(after.DaysPostponed, Is.Empty);
+            Assert.That(await history.ExistsAsync($"webhook_deliveries_{today.AddDays(-46):yyyyMMdd}"), Is.False);
+            Assert.That(await history.ExistsAsync($"webhook_delivery_attempts_{today.AddDays(-45):yyyyMMdd}"), Is.False);
+            Assert.That(await history.CountAsync([.. first, .. second]), Is.Zero);
+        });
+    }
+
+    [Test]
+    public async Task A_day_that_cannot_get_its_lock_is_postponed_and_the_pass_goes_on_with_the_other_days()
+    {
+        await using var history = await HistoryScratch.CreateAsync();
+        var today = await history.TodayAsync();
+        var subscription = await history.SubscribeAsync();
+        var locked = await history.StoreDayAsync(today.AddDays(-46), subscription, "success");
+        var free = await history.StoreDayAsync(today.AddDays(-45), subscription, "success");
+
+        RetentionResult pass;
+        await using (await history.HoldAsync($"LOCK TABLE webhook_deliveries_{today.AddDays(-46):yyyyMMdd} IN SHARE MODE"))
+            pass = await history.Retention.RunOnceAsync(CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(2));
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(pass.DaysPostponed, Is.EqualTo(new[] { today.AddDays(-46) }));
+            Assert.That(pass.DaysDropped, Is.EqualTo(1));
+            Assert.That(history.RetentionLog.At(LogLevel.Warning), Has.One.Contains($"postponed day {today.AddDays(-46)}").And.Contains("55P03"));
+            Assert.That(await history.CountAsync(locked), Is.EqualTo(1), "the locked day is still there, attached");
+            Assert.That(await history.CountAsync(free), Is.Zero);
+            Assert.That(await history.ExistsAsync($"webhook_deliveries_{today.AddDays(-45):yyyyMMdd}"), Is.False);
+        });
+    }
+
+    [Test]
+    public async Task A_process_clock_far_ahead_drops_no_history()
+    {
+        // 60 days ahead: by the process's clock every stored day would be expired.
+        await using var history = await HistoryScratch.CreateAsync(new PartitionTests.ClockAhead(TimeSpan.FromDays(60)));
+        var today = await history.TodayAsync();
+        var subscription = await history.SubscribeAsync();
+        var recent = await history.StoreDayAsync(today.AddDays(-1), subscription, "success", "failed");
+        var older = await history.StoreDayAsync(today.AddDays(-29), subscription, "success", "cancelled");
+        var expired = await history.StoreDayAsync(today.AddDays(-31), subscription, "success");
+
+        var pass = await history.Retention.RunOnceAsync(CancellationToken.None);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(pass.Ran, Is.True);
+            Assert.That(pass.DaysDropped, Is.EqualTo(1), "only the day expired by the database's clock");
+            Assert.That(await history.CountAsync(recent), Is.EqualTo(2));
+            Assert.That(await history.CountAsync(older), Is.EqualTo(2));
+            Assert.That(await history.CountAsync(expired), Is.Zero);
+            Assert.That(await history.ExistsAsync($"webhook_deliveries_{today:yyyyMMdd}"), Is.True, "today's partitions stay");
         });
     }
 }
