@@ -378,7 +378,7 @@ public sealed partial class DeliveryEngine(
                 WebhookSender.Storable("The request could not be made: " + ex.Message, WebhookSender.MaxErrorChars), TimeSpan.Zero, null);
         }
         var finishedAt = time.GetUtcNow();
-        var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt);
+        var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt, delivery.RoundFirstAttempt);
         // The lane learns of the end before the record can make a retry of this delivery possible.
         _completions.Writer.TryWrite(new Completion(lane, delivery.Id, response.Outcome == AttemptOutcome.Timeout));
         _finished.Writer.TryWrite(new FinishedAttempt(delivery, startedAt, response, decision, finishedAt));

@@ -18,7 +18,8 @@ public sealed record FanOutEvent(Guid EventId, string UserId, string EventType, 
 public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId);
 
 /// <summary>A delivery claimed for one attempt, with what the attempt needs from its subscription.</summary>
-/// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.</remarks>
+/// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.
+/// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).</remarks>
 public sealed record ClaimedDelivery(
     Guid Id,
     DateTimeOffset ClaimedAt,
@@ -33,7 +34,8 @@ public sealed record ClaimedDelivery(
     string? PreviousSecret,
     DateTimeOffset? PreviousSecretExpiresAt,
     int TimeoutSeconds,
-    int? RateLimitPerSecond);
+    int? RateLimitPerSecond,
+    int RoundFirstAttempt = 1);
 
 /// <summary>One finished attempt, ready to be stored.</summary>
 /// <param name="Delivery">The claim the attempt was made under.</param>
@@ -200,7 +202,8 @@ public sealed class DeliveryStore(
               -- database outage); only the reconciler's give-back ends such a claim.
               AND NOT d.in_flight
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
-                      s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second
+                      s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
+                      d.round_first_attempt
             """))
         {
             AddParameters(claim, ids, now, (double)LeaseMarginSeconds, EarlyToleranceSeconds);
@@ -209,7 +212,7 @@ public sealed class DeliveryStore(
             {
                 claimed.Add(new ClaimedDelivery(r.GetGuid(0), now, r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
                     r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
-                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12)));
+                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12), r.GetInt32(13)));
             }
         }
         if (claimed.Count == ids.Length) return claimed;
@@ -476,7 +479,8 @@ public sealed class DeliveryStore(
 
     /// <summary>
     /// Starts a new round of attempts for a failed or cancelled delivery: pending, due now, with
-    /// <paramref name="retryCount"/> + 1 more attempts. A failed delivery leaves the subscription's
+    /// <paramref name="retryCount"/> + 1 more attempts, whose retry schedule starts again at 2 s
+    /// (<c>round_first_attempt</c>). A failed delivery leaves the subscription's
     /// final-state counters (it will be counted again when the new round ends). Returns the status
     /// the delivery had, or null when it does not belong to the subscription; the delivery was
     /// restarted only if that status was failed or cancelled.
@@ -499,7 +503,8 @@ public sealed class DeliveryStore(
 
         await using (var restart = new NpgsqlCommand("""
             UPDATE webhook_deliveries
-            SET status = 'pending', max_attempts = attempt_count + 1 + $2, next_retry_at = $3, completed_at = NULL
+            SET status = 'pending', max_attempts = attempt_count + 1 + $2, round_first_attempt = attempt_count + 1,
+                next_retry_at = $3, completed_at = NULL
             WHERE id = $1
             """, connection, tx))
         {
