@@ -74,11 +74,15 @@ public static class DataExtensions
 
     /// <remarks>
     /// A statement that fails on a broken connection clears the pool (<see cref="BrokenConnections"/>)
-    /// and is retried (EF Core's execution strategy, up to 3 times), so the first request after a
-    /// database restart succeeds instead of failing once per pooled connection.
+    /// and is retried once, at once, on a fresh connection (EF Core's execution strategy; besides
+    /// Npgsql's transient errors it retries the shutdown and connection SQL states of
+    /// <see cref="DatabaseAvailability.TransientSqlStates"/>), so the first request after a database
+    /// restart succeeds instead of failing once per pooled connection. Only once: a database that
+    /// is still away is answered 503 at once rather than after seconds of waiting. Transactions the
+    /// code begins itself must run inside <c>Database.CreateExecutionStrategy().ExecuteAsync</c>.
     /// </remarks>
     internal static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, NpgsqlDataSource dataSource) =>
-        options.UseNpgsql(dataSource, npgsql => npgsql.EnableRetryOnFailure(3))
+        options.UseNpgsql(dataSource, npgsql => npgsql.EnableRetryOnFailure(1, TimeSpan.FromSeconds(1), [.. DatabaseAvailability.TransientSqlStates]))
             .AddInterceptors(new BrokenConnections.Interceptor(dataSource))
             .UseSnakeCaseNamingConvention();
 

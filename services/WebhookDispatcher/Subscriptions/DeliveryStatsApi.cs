@@ -76,12 +76,17 @@ public static partial class DeliveryStatsApi
         var since = until - window!.Value;
         var userId = user.UserId();
 
-        await using var connection = await database.OpenConnectionAsync(cancellationToken);
-        // One snapshot for both statements, so a delivery finishing in between is not counted twice.
-        await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
-        var rows = await WindowRowsAsync(connection, userId, since, until, cancellationToken);
-        var (pending, retrying) = await WaitingAsync(connection, userId, cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
+        // Read-only, so run again on a fresh connection if the first met one a database restart broke.
+        var (rows, pending, retrying) = await DatabaseAvailability.RetryOnceAsync(database, async ct =>
+        {
+            await using var connection = await database.OpenConnectionAsync(ct);
+            // One snapshot for both statements, so a delivery finishing in between is not counted twice.
+            await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
+            var windowRows = await WindowRowsAsync(connection, userId, since, until, ct);
+            var (p, r) = await WaitingAsync(connection, userId, ct);
+            await transaction.CommitAsync(ct);
+            return (windowRows, p, r);
+        }, cancellationToken);
 
         var total = rows.Sum(r => r.Total);
         var succeeded = rows.Sum(r => r.Succeeded);

@@ -46,9 +46,10 @@ internal static class OpenApiDocumentation
         },
         ["status"] = s => Enum(s, DeliveryStatus.All),
         ["outcome"] = s => Enum(s, Outcomes),
-        ["attempt_count"] = s => Range(s, 0, WebhookSubscription.MaxRetryCount + 1),
-        ["max_attempts"] = s => Range(s, 1, WebhookSubscription.MaxRetryCount + 1),
-        ["attempt_number"] = s => Range(s, 1, WebhookSubscription.MaxRetryCount + 1),
+        // A round has at most 1 + MaxRetryCount attempts; a manual retry adds a round, and these count across rounds.
+        ["attempt_count"] = s => Range(s, 0, null),
+        ["max_attempts"] = s => Range(s, 1, null),
+        ["attempt_number"] = s => Range(s, 1, null),
         ["duration_ms"] = s => Range(s, 0, null),
         ["response_time_ms"] = s => Range(s, 0, null),
         ["status_code"] = s => Range(s, 100, 599),

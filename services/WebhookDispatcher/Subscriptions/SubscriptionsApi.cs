@@ -1,13 +1,15 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
-using System.Text.Json;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using Notely.Events;
+using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging;
@@ -52,6 +54,15 @@ public sealed class SubscriptionOptions
     /// </summary>
     [Range(1, 100_000)]
     public int CreatesPerMinute { get; set; } = 30;
+
+    /// <summary>
+    /// Seconds <c>POST …/deliveries/{delivery_id}/retry</c> waits for the broker to take the
+    /// delivery's message (1–60). Default 3. The restarted delivery is stored as due now before
+    /// the publish, so when the broker is slow or down the answer is still 202 and the reconciler
+    /// publishes it once it is <c>Reconciler:GraceSeconds</c> overdue and the broker is back.
+    /// </summary>
+    [Range(1, 60)]
+    public int RetryPublishTimeoutSeconds { get; set; } = 3;
 }
 
 /// <summary>
@@ -79,6 +90,8 @@ public static class SubscriptionsApi
         // them with problem details that say what was wrong (the default is a bare 400).
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
+        // While PostgreSQL is down or restarting: 503 with Retry-After, never 500.
+        builder.Services.AddExceptionHandler<DatabaseUnavailableHandler>();
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi(OpenApiDocumentation.Configure);
         TestRateLimit.Add(builder.Services);
@@ -95,13 +108,15 @@ public static class SubscriptionsApi
         group.MapGet("/event-types/{name}", GetEventType).WithName("GetEventType")
             .WithSummary("One event type with its payload's JSON Schema and an example payload")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        WithJsonBody(group.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
+        // Everything below reads or writes the database: 503 with Retry-After while it is away (DatabaseUnavailableHandler).
+        var stored = group.MapGroup("").ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        WithJsonBody(stored.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
             .WithSummary("Create a subscription; the answer carries its secret, this once")
             .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status429TooManyRequests);
-        group.MapDeliveryStats();
-        group.MapGet("", List).WithName("ListWebhooks")
+        stored.MapDeliveryStats();
+        stored.MapGet("", List).WithName("ListWebhooks")
             .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
-        var one = group.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
+        var one = stored.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
         one.MapGet("", Get).WithName("GetWebhook").WithSummary("One subscription with its delivery statistics");
         WithJsonBody(one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")).WithName("UpdateWebhook")
             .WithSummary("Change some fields of a subscription");
@@ -115,7 +130,10 @@ public static class SubscriptionsApi
         one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
             .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
         one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict).WithName("RetryDelivery")
-            .WithSummary("Give a failed or cancelled delivery a new round of attempts");
+            .WithSummary("Give a failed or cancelled delivery a new round of attempts")
+            .WithDescription("202 once the new round is stored: the attempt starts at once, or, when the message broker is down, " +
+                             "within the reconciler's grace after it is back. 409 when the delivery is already pending or retrying " +
+                             "(e.g. a retry of it was accepted before) or succeeded.");
         return app;
     }
 
@@ -360,24 +378,50 @@ public static class SubscriptionsApi
                 detail: "Another rotation of this webhook's secret finished first; its new secret is the current one.");
     }
 
+    /// <remarks>
+    /// The database row is the queue: once <see cref="RecoveryStore.RestartAsync"/> committed, the
+    /// delivery is pending and due now, and the reconciler publishes any such delivery that stays
+    /// unclaimed past its grace. So the publish here only makes the attempt start at once; it is
+    /// bounded by <see cref="SubscriptionOptions.RetryPublishTimeoutSeconds"/>, and when the broker
+    /// is down or slow the answer is 202 all the same, the attempt starting up to the reconciler's
+    /// grace after the broker is back.
+    /// </remarks>
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(
-        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, RecoveryStore store, IPublishEndpoint publish,
-        TimeProvider time, CancellationToken cancellationToken)
+        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, RecoveryStore store, NpgsqlDataSource database,
+        IPublishEndpoint publish, IOptions<SubscriptionOptions> options, ILoggerFactory logs,
+        CancellationToken cancellationToken)
     {
         var subscription = await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken);
         if (subscription is null) return NotFound(id);
         if (!subscription.IsActive)
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Subscription is disabled",
                 detail: "Enable the subscription (PATCH is_active: true) before retrying its deliveries.");
-        var previous = await store.RestartAsync(deliveryId, id, subscription.RetryCount, time.GetUtcNow(), cancellationToken);
+        // One transaction that rolls back on failure, so it may run again after a broken connection.
+        var previous = await DatabaseAvailability.RetryOnceAsync(database,
+            ct => store.RestartAsync(deliveryId, id, subscription.RetryCount, ct), cancellationToken);
         if (previous is null)
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found",
                 detail: $"No delivery {deliveryId} for webhook {id}.");
+        if (previous is DeliveryStatus.Pending or DeliveryStatus.Retrying)
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery already pending",
+                detail: $"This delivery is {previous}: its attempts are under way or waiting (an earlier retry of it was accepted, " +
+                        "or its first round is not over), and it will be attempted without another request.");
         if (previous is not (DeliveryStatus.Failed or DeliveryStatus.Cancelled))
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery cannot be retried",
                 detail: $"Only failed or cancelled deliveries can be retried; this one is {previous}.");
         var delivery = await db.Deliveries.AsNoTracking().FirstAsync(d => d.Id == deliveryId, cancellationToken);
-        await publish.Publish(new DeliverWebhook(delivery.Id, id), cancellationToken);
+        using var publishing = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        publishing.CancelAfter(TimeSpan.FromSeconds(options.Value.RetryPublishTimeoutSeconds));
+        try
+        {
+            await publish.Publish(new DeliverWebhook(delivery.Id, id), publishing.Token);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            logs.CreateLogger(typeof(SubscriptionsApi)).LogWarning(
+                "Retry of delivery {DeliveryId} accepted, but its message was not published within {Seconds} s ({Error}); " +
+                "the reconciler will publish it once the broker takes messages", delivery.Id, options.Value.RetryPublishTimeoutSeconds, ex.Message);
+        }
         return TypedResults.Accepted($"/api/webhooks/{id}/deliveries", DeliveryResponse.From(delivery, false));
     }
 

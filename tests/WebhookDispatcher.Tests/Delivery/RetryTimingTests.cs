@@ -84,6 +84,38 @@ public sealed class RetryTimingTests
     }
 
     [Test]
+    public async Task A_manual_retry_starts_a_fresh_round_whose_attempts_wait_2_then_4_seconds()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(500);
+        var user = Events.NewUser();
+        // Three attempts a round: the first round's third attempt is number 3, so a schedule that
+        // went on counting would wait 8 and 16 s before the new round's second and third attempts.
+        var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 2);
+        await Dispatcher.PublishAsync(Events.EmailReceived(user));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, DeliveryStatus.Failed, Patience), Is.True);
+        var deliveryId = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single().Id;
+        Assert.That(receiver.Requests, Has.Count.EqualTo(3));
+
+        using var client = TestTokens.Client(user);
+        var retry = await client.PostAsync($"/api/webhooks/{subscription.Id}/deliveries/{deliveryId}/retry", null);
+
+        Assert.That(retry.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Accepted));
+        Assert.That(await receiver.WaitForAsync(6, Patience), Is.True, "the new round's three attempts");
+        Assert.That(await Dispatcher.EventuallyAsync(async () =>
+            (await Dispatcher.DeliveriesAsync(subscription.Id)).Single() is { Status: DeliveryStatus.Failed, Attempts.Count: 6 }, Patience), Is.True);
+        var arrivals = receiver.Requests.Select(r => r.ArrivedAt).ToList();
+        var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
+        Assert.Multiple(() =>
+        {
+            AssertRetryGap(arrivals[4] - arrivals[3], 2, "gap before the new round's second attempt");
+            AssertRetryGap(arrivals[5] - arrivals[4], 4, "gap before the new round's third attempt");
+            Assert.That(delivery.RoundFirstAttempt, Is.EqualTo(4));
+            Assert.That((delivery.AttemptCount, delivery.MaxAttempts), Is.EqualTo((6, 6)));
+            Assert.That(delivery.Attempts.Select(a => a.AttemptNumber), Is.EqualTo(new[] { 1, 2, 3, 4, 5, 6 }));
+        });
+    }
+
+    [Test]
     public async Task A_Retry_After_on_503_lengthens_the_wait()
     {
         await using var receiver = await TestReceiver.StartAsync((n, c) =>

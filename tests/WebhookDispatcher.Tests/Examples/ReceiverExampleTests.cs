@@ -1,13 +1,13 @@
 using System.Globalization;
-using System.Net.Http.Json;
 using System.Net;
-using System.Text.Json.Nodes;
+using System.Net.Http.Json;
 using System.Text;
+using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
 using Notely.Events;
 using Notely.WebhookDemo;
-using StandardWebhooks.Diagnostics;
 using StandardWebhooks;
+using StandardWebhooks.Diagnostics;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Security;

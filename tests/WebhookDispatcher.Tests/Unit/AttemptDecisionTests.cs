@@ -56,6 +56,31 @@ public sealed class AttemptDecisionTests
     public void Retry_After_on_429_lengthens_the_wait_to_a_delay_level() =>
         Assert.That(AttemptDecision.Decide(1, 4, Answer(429, TimeSpan.FromSeconds(5)), Now).NextRetryAt, Is.EqualTo(Now + TimeSpan.FromSeconds(8)));
 
+    [TestCase(6, 2)]
+    [TestCase(7, 4)]
+    [TestCase(8, 8)]
+    public void A_manual_retry_round_waits_2_4_8_seconds_counted_from_its_first_attempt(int attempt, int seconds)
+    {
+        // Five attempts failed, then a manual retry gave attempts 6 to 9.
+        var d = AttemptDecision.Decide(attempt, 9, Answer(500), Now, roundFirstAttempt: 6);
+        Assert.That((d.Status, d.NextRetryAt), Is.EqualTo((DeliveryStatus.Retrying, (DateTimeOffset?)(Now + TimeSpan.FromSeconds(seconds)))));
+    }
+
+    [Test]
+    public void The_first_round_counts_from_attempt_1() =>
+        Assert.That(AttemptDecision.Decide(6, 9, Answer(500), Now).NextRetryAt, Is.EqualTo(Now + TimeSpan.FromSeconds(64)));
+
+    [Test]
+    public void A_round_start_after_the_attempt_counts_as_the_round_s_first_retry() =>
+        Assert.That(AttemptDecision.Decide(3, 9, Answer(500), Now, roundFirstAttempt: 5).NextRetryAt, Is.EqualTo(Now + TimeSpan.FromSeconds(2)));
+
+    [Test]
+    public void A_new_round_ends_at_its_own_last_attempt()
+    {
+        var d = AttemptDecision.Decide(9, 9, Answer(500), Now, roundFirstAttempt: 6);
+        Assert.That((d.Status, d.NextRetryAt), Is.EqualTo((DeliveryStatus.Failed, (DateTimeOffset?)null)));
+    }
+
     [Test]
     public void Transient_redeliveries_wait_2_4_8_seconds_then_hourly()
     {

@@ -28,6 +28,7 @@ internal sealed class WebhookDeliveryConfiguration : IEntityTypeConfiguration<We
         b.Property(d => d.CreatedAt).HasDefaultValueSql("now()");
         b.Property(d => d.LostAttempts).HasDefaultValue(0);
         b.Property(d => d.InFlight).HasDefaultValue(false);
+        b.Property(d => d.RoundFirstAttempt).HasDefaultValue(1);
 
         b.HasOne<WebhookSubscription>().WithMany().HasForeignKey(d => d.SubscriptionId).OnDelete(DeleteBehavior.Cascade);
         // The model keeps the relationship for Include(); the database has no foreign key between

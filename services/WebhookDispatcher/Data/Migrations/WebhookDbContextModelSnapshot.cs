@@ -106,6 +106,12 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("response_status_code");
 
+                    b.Property<int>("RoundFirstAttempt")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer")
+                        .HasDefaultValue(1)
+                        .HasColumnName("round_first_attempt");
+
                     b.Property<string>("Status")
                         .IsRequired()
                         .HasMaxLength(16)

@@ -29,7 +29,7 @@ public sealed class AttemptRunner(WebhookSender sender, TimeProvider time)
                 WebhookSender.Storable("The request could not be made: " + ex.Message, WebhookSender.MaxErrorChars), TimeSpan.Zero, null);
         }
         var finishedAt = time.GetUtcNow();
-        var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt);
+        var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt, delivery.RoundFirstAttempt);
         return new FinishedAttempt(delivery, startedAt, response, decision, finishedAt);
     }
 }

@@ -15,7 +15,8 @@ public sealed record FanOutEvent(Guid EventId, string UserId, string EventType, 
 public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId);
 
 /// <summary>A delivery claimed for one attempt, with what the attempt needs from its subscription.</summary>
-/// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.</remarks>
+/// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.
+/// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).</remarks>
 public sealed record ClaimedDelivery(
     Guid Id,
     DateTimeOffset ClaimedAt,
@@ -31,7 +32,8 @@ public sealed record ClaimedDelivery(
     DateTimeOffset? PreviousSecretExpiresAt,
     int TimeoutSeconds,
     int? RateLimitPerSecond,
-    string UserId);
+    string UserId,
+    int RoundFirstAttempt = 1);
 
 /// <summary>One finished attempt, ready to be stored.</summary>
 /// <param name="Delivery">The claim the attempt was made under.</param>

@@ -31,8 +31,14 @@ public sealed class WebhookDelivery
     /// <summary>Attempts started so far.</summary>
     public int AttemptCount { get; set; }
 
-    /// <summary>1 + the subscription's retry count when the delivery was created.</summary>
+    /// <summary>1 + the subscription's retry count when the delivery was created; a manual retry raises it by a new round's worth.</summary>
     public int MaxAttempts { get; set; }
+
+    /// <summary>
+    /// Number (1-based) of the first attempt of the current round: 1, or the attempt a manual retry
+    /// started. The retry schedule counts from it, so a new round waits 2, 4, 8 s … again.
+    /// </summary>
+    public int RoundFirstAttempt { get; set; } = 1;
 
     /// <summary>HTTP status of the last attempt, if one was received.</summary>
     public int? ResponseStatusCode { get; set; }

@@ -79,14 +79,14 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
     }
     /// <summary>
     /// Starts a new round of attempts for a failed or cancelled delivery: pending, due now, with
-    /// <paramref name="retryCount"/> + 1 more attempts. A failed delivery leaves the subscription's
+    /// <paramref name="retryCount"/> + 1 more attempts, whose retry schedule starts again at 2 s
+    /// (<c>round_first_attempt</c>); due at the database's now. A failed delivery leaves the subscription's
     /// final-state counters (it will be counted again when the new round ends). Returns the status
     /// the delivery had, or null when it does not belong to the subscription; the delivery was
     /// restarted only if that status was failed or cancelled.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
-    public async Task<string?> RestartAsync(Guid deliveryId, Guid subscriptionId, int retryCount, DateTimeOffset now,
-        CancellationToken cancellationToken)
+    public async Task<string?> RestartAsync(Guid deliveryId, Guid subscriptionId, int retryCount, CancellationToken cancellationToken)
     {
         await using var connection = await Db.OpenConnectionAsync(cancellationToken);
         await using var tx = await connection.BeginTransactionAsync(cancellationToken);
@@ -102,11 +102,12 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
 
         await using (var restart = new NpgsqlCommand("""
             UPDATE webhook_deliveries
-            SET status = 'pending', max_attempts = attempt_count + 1 + $2, next_retry_at = $3, completed_at = NULL
+            SET status = 'pending', max_attempts = attempt_count + 1 + $2, round_first_attempt = attempt_count + 1,
+                next_retry_at = now(), completed_at = NULL
             WHERE id = $1
             """, connection, tx))
         {
-            AddParameters(restart, deliveryId, retryCount, now);
+            AddParameters(restart, deliveryId, retryCount);
             await restart.ExecuteNonQueryAsync(cancellationToken);
         }
         if (status == DeliveryStatus.Failed)

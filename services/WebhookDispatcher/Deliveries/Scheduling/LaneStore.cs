@@ -50,7 +50,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
               AND NOT d.in_flight
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
-                      d.last_attempt_at, s.user_id
+                      d.last_attempt_at, s.user_id, d.round_first_attempt
             """))
         {
             AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds);
@@ -59,7 +59,8 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
             {
                 claimed.Add(new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(13), r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
                     r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
-                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12), r.GetString(14)));
+                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12), r.GetString(14),
+                    r.GetInt32(15)));
             }
         }
         if (claimed.Count == ids.Length) return claimed;

@@ -1,0 +1,40 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Diagnostics;
+using WebhookDispatcher.Data;
+
+namespace WebhookDispatcher.Subscriptions;
+
+/// <summary>
+/// Answers a request that failed because PostgreSQL is unreachable or not serving
+/// (<see cref="DatabaseAvailability.IsUnavailable"/>) with 503 Service Unavailable, RFC 9457
+/// problem details and <c>Retry-After</c> (RFC 9110 §10.2.3), instead of 500: the request was
+/// fine, and the same request will work once the database is back. A broken pooled connection
+/// after a restart never gets here: it is retried first (<see cref="DataExtensions"/>,
+/// <see cref="DatabaseAvailability.RetryOnceAsync{T}"/>).
+/// </summary>
+internal sealed class DatabaseUnavailableHandler(IProblemDetailsService problems, ILogger<DatabaseUnavailableHandler> logger) : IExceptionHandler
+{
+    /// <summary>Seconds a client is asked to wait before trying again: 5.</summary>
+    public const int RetryAfterSeconds = 5;
+
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        if (!DatabaseAvailability.IsUnavailable(exception)) return false;
+        // One line, no stack trace: during an outage every request lands here.
+        logger.LogWarning("{Method} {Path} answered 503: the database is unavailable ({Error})",
+            httpContext.Request.Method, httpContext.Request.Path, exception.GetBaseException().Message);
+        httpContext.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        httpContext.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            Exception = exception,
+            ProblemDetails =
+            {
+                Status = StatusCodes.Status503ServiceUnavailable,
+                Title = "Database unavailable",
+                Detail = $"The service cannot reach its database right now. Try again in {RetryAfterSeconds} seconds.",
+            },
+        });
+    }
+}
