@@ -96,7 +96,8 @@ public static class MessagingExtensions
     /// <c>_error</c> with the reason, not in MassTransit's silent <c>_skipped</c> queue; and
     /// broker-held redelivery of messages whose consumer failed for a reason of our own —
     /// <paramref name="transientRedeliveries"/> times (2, 4 … s, then hourly), then the endpoint's
-    /// <c>_error</c> queue.
+    /// <c>_error</c> queue; and an <see cref="UnprocessableMessageException"/> parked in
+    /// <c>_error</c> at once.
     /// </summary>
     public static void UseDispatcherDefaults(this IRabbitMqReceiveEndpointConfigurator endpoint, IRegistrationContext context,
         int transientRedeliveries)
@@ -105,7 +106,21 @@ public static class MessagingExtensions
         endpoint.ConfigureDeadLetter(d => d.UseFilter(new UnknownMessageTypeFilter()));
         // None configured: a failed message goes to _error at once (MassTransit wants at least one interval).
         if (transientRedeliveries > 0)
-            endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(),
-                r => r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries)));
+            endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(), r =>
+            {
+                r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries));
+                // It can never succeed: parked at once (its reason is the exception's message).
+                r.Ignore<UnprocessableMessageException>();
+            });
     }
+
+    /// <summary>
+    /// Parks a message whose body, as received, is longer than <paramref name="maxBytes"/> in the
+    /// endpoint's <c>_error</c> queue at once, before anything reads it (see <see cref="MessageSizeFilter"/>).
+    /// </summary>
+    /// <param name="endpoint">The receive endpoint.</param>
+    /// <param name="maxBytes">The longest body consumed, in bytes.</param>
+    /// <param name="reason">The <c>MT-Fault-Message</c> of a longer message, given its length in bytes.</param>
+    public static void UseMessageSizeLimit(this IReceiveEndpointConfigurator endpoint, long maxBytes, Func<long, string> reason) =>
+        endpoint.ConfigureReceive(r => r.UseFilter(new MessageSizeFilter(maxBytes, reason)));
 }
