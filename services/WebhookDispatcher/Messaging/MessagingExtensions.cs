@@ -38,6 +38,9 @@ public interface IBusContributor
 /// <summary>MassTransit on RabbitMQ: the bus, and the endpoints the features contribute.</summary>
 public static class MessagingExtensions
 {
+    /// <summary>The largest message RabbitMQ can be configured to accept (<c>max_message_size</c>): 536,870,912 bytes (512 MiB).</summary>
+    public const uint MaxBrokerMessageBytes = 512 * 1024 * 1024;
+
     /// <summary>
     /// Adds the bus (connection string <c>RabbitMq</c>, an <c>amqp://user:password@host:port/vhost</c>
     /// URI), <see cref="RabbitMqTopology"/>, and the consumers and endpoints of every registered
@@ -81,6 +84,11 @@ public static class MessagingExtensions
                 {
                     if (userInfo[0].Length > 0) h.Username(Uri.UnescapeDataString(userInfo[0]));
                     if (userInfo.Length > 1) h.Password(Uri.UnescapeDataString(userInfo[1]));
+                    // Receive whatever the broker can deliver (RabbitMQ's max_message_size is at most
+                    // 512 MiB, 128 MiB by default), so the endpoints can park an oversized message.
+                    // The client's own default, 64 MiB, closes the connection instead: the broker hands
+                    // the message back to the next connection, forever, and every consumer stalls.
+                    h.MaxMessageSize(MaxBrokerMessageBytes);
                 });
                 foreach (var contributor in contributors)
                     contributor.ConfigureEndpoints(context, cfg);

@@ -93,7 +93,7 @@ public sealed class BadMessageTests
         JsonNode? parked = null;
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
         {
-            parked = (await RabbitManagement.PeekAsync(ErrorQueue)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
+            parked = (await RabbitManagement.PeekAsync(ErrorQueue, truncate: 1000)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
             return parked is not null;
         }, TimeSpan.FromSeconds(30)), Is.True, $"the bad message is in {ErrorQueue}");
         var headers = parked!["properties"]!["headers"]!;

@@ -96,6 +96,46 @@ public sealed class EventSizeTests
         });
     }
 
+    [Test]
+    public async Task An_event_over_the_RabbitMQ_clients_default_64_MiB_is_parked_and_the_dispatcher_keeps_consuming()
+    {
+        // RabbitMQ accepts 128 MiB by default; its .NET client closes the connection on anything
+        // over 64 MiB unless told otherwise, and the broker would hand the message back forever.
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"]);
+        var message = EventSchemas.ExampleMessage(EmailReceivedType, user, Guid.NewGuid()).AsObject();
+        message["bodyPreview"] = new string('x', 64 * 1024 * 1024 + 1024);
+        var badId = Guid.NewGuid();
+        var body = Encoding.UTF8.GetBytes(RawEvents.Envelope(EmailReceivedType, message, badId));
+        message["bodyPreview"] = null;
+
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(TestInfrastructure.RabbitMq) };
+        await using (var connection = await factory.CreateConnectionAsync())
+        await using (var channel = await connection.CreateChannelAsync(new RabbitMQ.Client.CreateChannelOptions(true, true)))
+        {
+            await channel.BasicPublishAsync(RawEvents.Exchange(EmailReceivedType), "", mandatory: true,
+                new RabbitMQ.Client.BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = badId.ToString(), Persistent = true }, body);
+        }
+        var good = EventSchemas.ExampleMessage(EmailReceivedType, user, Guid.NewGuid());
+        Assert.That(await RabbitManagement.PublishAsync(RawEvents.Exchange(EmailReceivedType), RawEvents.Envelope(EmailReceivedType, good)), Is.True);
+
+        Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(60)), Is.True, "the small event after the large one is delivered");
+        JsonNode? parked = null;
+        Assert.That(await Dispatcher.EventuallyAsync(async () =>
+        {
+            parked = (await RabbitManagement.PeekAsync(ErrorQueue, truncate: 100)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
+            return parked is not null;
+        }, TimeSpan.FromSeconds(60)), Is.True, $"the large event is in {ErrorQueue}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(parked!["payload_bytes"]!.GetValue<long>(), Is.EqualTo(body.LongLength), "parked unchanged");
+            Assert.That(parked["properties"]!["headers"]!["MT-Fault-Message"]?.GetValue<string>(),
+                Does.StartWith($"The event's message is {body.LongLength.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} bytes as received;"));
+            Assert.That(receiver.Requests, Has.Count.EqualTo(1), "nothing was delivered for the large event");
+        });
+    }
+
     /// <summary>
     /// Publishes <paramref name="badMessage"/> raw, then a small event of the same user; asserts
     /// that the small one alone is delivered and returns the bad one as parked in <c>_error</c>.
@@ -113,7 +153,7 @@ public sealed class EventSizeTests
         JsonNode? parked = null;
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
         {
-            parked = (await RabbitManagement.PeekAsync(ErrorQueue)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
+            parked = (await RabbitManagement.PeekAsync(ErrorQueue, truncate: 1000)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
             return parked is not null;
         }, TimeSpan.FromSeconds(30)), Is.True, $"the large event is in {ErrorQueue}");
         Assert.That(receiver.Requests, Has.Count.EqualTo(1), "nothing was delivered for the large event");
