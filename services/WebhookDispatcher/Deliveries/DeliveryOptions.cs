@@ -62,7 +62,7 @@ public sealed class DeliveryOptions
     /// <summary>
     /// The event payload cap, in bytes (1024–4194304, default 262144 = 256 KiB, the order
     /// Standard Webhooks and Svix advise): the most UTF-8 bytes of JSON a subscriber receives for
-    /// one event (the body <see cref="WebhookPayload.Build(Notely.Events.INotelyEvent)"/> makes).
+    /// one event (the body <c>WebhookPayload.Build</c> makes).
     /// A larger event is parked in <c>webhook-fan-out_error</c> at once with a reason naming its
     /// size and this cap, and nothing is delivered for it. The message as received is checked
     /// first, before it is read, against <see cref="MaxReceivedEventBytes"/>. See

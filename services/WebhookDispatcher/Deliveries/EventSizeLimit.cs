@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using WebhookDispatcher.Messaging;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Deliveries;
 

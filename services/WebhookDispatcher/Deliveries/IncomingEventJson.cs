@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Notely.Events;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Deliveries;
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Deliveries;
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Delivery;

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using MassTransit.Serialization;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Tests.Unit;
 

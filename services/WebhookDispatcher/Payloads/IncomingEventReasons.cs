@@ -3,8 +3,9 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
+using WebhookDispatcher.Deliveries;
 
-namespace WebhookDispatcher.Deliveries;
+namespace WebhookDispatcher.Payloads;
 
 /// <summary>
 /// A field of an incoming event that breaks a rule of <see cref="IncomingEventJson"/>, thrown
