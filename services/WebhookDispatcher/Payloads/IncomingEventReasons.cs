@@ -99,18 +99,13 @@ public static class IncomingEventReasons
         if (type == typeof(long)) return $"a whole number from {long.MinValue} to {long.MaxValue}";
         if (type == typeof(double) || type == typeof(float) || type == typeof(decimal)) return "a number";
         if (type == typeof(bool)) return "true or false";
-        if (ElementType(type) is { } element) return $"an array of {Plural(Expected(element))}";
+        if (ElementType(type) is { } element)
+            return element == typeof(string) ? "an array of strings" : $"an array whose items are each {Expected(element)}";
         return "an object";
     }
 
     private static string At(Type contract, string path, string problem) =>
         path == "$" ? $"{contract.Name} message: {problem}" : $"{contract.Name} field {path}: {problem}";
-
-    private static string Plural(string expected) => expected switch
-    {
-        "a string" => "strings",
-        _ => expected,
-    };
 
     /// <summary>System.Text.Json's own message ends in " Path: $.x | LineNumber: …"; the reason names the path already.</summary>
     private static string WithoutPathSuffix(string message) =>
