@@ -103,7 +103,7 @@ public static class DeliveryExtensions
             bus.ReceiveEndpoint(FanOutQueue, e =>
             {
                 // First, before the message is read: an event far over the payload cap is parked unread.
-                e.UseMessageSizeLimit(o.MaxReceivedEventBytes, bytes => EventSizeLimit.ReceivedReason(bytes, o.MaxEventBytes));
+                e.UseMessageSizeLimit(context, o.MaxReceivedEventBytes, bytes => EventSizeLimit.ReceivedReason(bytes, o.MaxEventBytes));
                 e.UseDispatcherDefaults(context, o.TransientRedeliveries);
                 e.PrefetchCount = o.PrefetchCount;
                 e.ConcurrentMessageLimit = o.PrefetchCount;

@@ -13,7 +13,8 @@ namespace WebhookDispatcher.Messaging;
 /// </summary>
 /// <param name="maxBytes">The longest body passed on, in bytes.</param>
 /// <param name="reason">The <c>MT-Fault-Message</c> of a longer one, given its length in bytes.</param>
-internal sealed class MessageSizeFilter(long maxBytes, Func<long, string> reason) : IFilter<ReceiveContext>
+/// <param name="logger">Where a parked message is reported (a warning with its length, never its content).</param>
+internal sealed class MessageSizeFilter(long maxBytes, Func<long, string> reason, ILogger logger) : IFilter<ReceiveContext>
 {
     public async Task Send(ReceiveContext context, IPipe<ReceiveContext> next)
     {
@@ -30,6 +31,8 @@ internal sealed class MessageSizeFilter(long maxBytes, Func<long, string> reason
         if (!context.TryGetPayload(out IErrorTransport? transport))
             throw new TransportException(context.InputAddress, $"The {nameof(IErrorTransport)} was not available on the {nameof(ReceiveContext)}.");
         await transport.Send(new RescueExceptionReceiveContext(context, new UnprocessableMessageException(reason(length)))).ConfigureAwait(false);
+        logger.LogWarning("Parked a message of {Bytes} bytes from {Queue} in its _error queue without reading it (the limit is {MaxBytes} bytes)",
+            length, context.InputAddress.AbsolutePath.TrimStart('/'), maxBytes);
     }
 
     public void Probe(ProbeContext context)

@@ -127,8 +127,12 @@ public static class MessagingExtensions
     /// endpoint's <c>_error</c> queue at once, before anything reads it (see <see cref="MessageSizeFilter"/>).
     /// </summary>
     /// <param name="endpoint">The receive endpoint.</param>
+    /// <param name="context">The bus registration (for the logger).</param>
     /// <param name="maxBytes">The longest body consumed, in bytes.</param>
     /// <param name="reason">The <c>MT-Fault-Message</c> of a longer message, given its length in bytes.</param>
-    public static void UseMessageSizeLimit(this IReceiveEndpointConfigurator endpoint, long maxBytes, Func<long, string> reason) =>
-        endpoint.ConfigureReceive(r => r.UseFilter(new MessageSizeFilter(maxBytes, reason)));
+    public static void UseMessageSizeLimit(this IReceiveEndpointConfigurator endpoint, IRegistrationContext context, long maxBytes, Func<long, string> reason)
+    {
+        var logger = context.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(MessageSizeFilter));
+        endpoint.ConfigureReceive(r => r.UseFilter(new MessageSizeFilter(maxBytes, reason, logger)));
+    }
 }
