@@ -115,6 +115,8 @@ public static class DeliveryExtensions
             // so a message in progress costs no thread: let as many run as the broker sends ahead.
             bus.ReceiveEndpoint(DeliveryQueues.FanOut, e =>
             {
+                // First, before the message is read: an event far over the payload cap is parked unread.
+                e.UseMessageSizeLimit(context, o.MaxReceivedEventBytes, bytes => EventSizeLimit.ReceivedReason(bytes, o.MaxEventBytes));
                 e.UseDispatcherDefaults(context, o.TransientRedeliveries);
                 e.PrefetchCount = o.PrefetchCount;
                 e.ConcurrentMessageLimit = o.PrefetchCount;

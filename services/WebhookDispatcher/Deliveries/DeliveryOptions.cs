@@ -71,6 +71,26 @@ public sealed class DeliveryOptions
     [Range(1, 10_000)]
     public int PrefetchCount { get; set; } = 100;
 
+    /// <summary>
+    /// The event payload cap, in bytes (1024–4194304, default 262144 = 256 KiB, the order
+    /// Standard Webhooks and Svix advise): the most UTF-8 bytes of JSON a subscriber receives for
+    /// one event (the body <c>WebhookPayload.Build</c> makes).
+    /// A larger event is parked in <c>webhook-fan-out_error</c> at once with a reason naming its
+    /// size and this cap, and nothing is delivered for it. The message as received is checked
+    /// first, before it is read, against <see cref="MaxReceivedEventBytes"/>. See
+    /// <see cref="EventSizeLimit"/>.
+    /// </summary>
+    [Range(EventSizeLimit.MinMaxEventBytes, EventSizeLimit.MaxMaxEventBytes)]
+    public int MaxEventBytes { get; set; } = EventSizeLimit.DefaultMaxEventBytes;
+
+    /// <summary>
+    /// The most bytes an event's message may have as received from RabbitMQ (envelope included)
+    /// before it is even read: <see cref="EventSizeLimit.ReceivedBytesFactor"/> ×
+    /// <see cref="MaxEventBytes"/> + <see cref="EventSizeLimit.EnvelopeAllowanceBytes"/>
+    /// (1,114,112 bytes by default).
+    /// </summary>
+    public long MaxReceivedEventBytes => EventSizeLimit.MaxReceivedBytes(MaxEventBytes);
+
     /// <summary>Events fanned out in one database statement at most (1–5000). Default 500.</summary>
     [Range(1, 5000)]
     public int FanOutBatchSize { get; set; } = 500;

@@ -38,6 +38,9 @@ public interface IBusContributor
 /// <summary>MassTransit on RabbitMQ: the bus, and the endpoints the features contribute.</summary>
 public static class MessagingExtensions
 {
+    /// <summary>The largest message RabbitMQ can be configured to accept (<c>max_message_size</c>): 536,870,912 bytes (512 MiB).</summary>
+    public const uint MaxBrokerMessageBytes = 512 * 1024 * 1024;
+
     /// <summary>
     /// Adds the bus (connection string <c>RabbitMq</c>, an <c>amqp://user:password@host:port/vhost</c>
     /// URI), <see cref="RabbitMqTopology"/>, and the consumers and endpoints of every registered
@@ -81,6 +84,11 @@ public static class MessagingExtensions
                 {
                     if (userInfo[0].Length > 0) h.Username(Uri.UnescapeDataString(userInfo[0]));
                     if (userInfo.Length > 1) h.Password(Uri.UnescapeDataString(userInfo[1]));
+                    // Receive whatever the broker can deliver (RabbitMQ's max_message_size is at most
+                    // 512 MiB, 128 MiB by default), so the endpoints can park an oversized message.
+                    // The client's own default, 64 MiB, closes the connection instead: the broker hands
+                    // the message back to the next connection, forever, and every consumer stalls.
+                    h.MaxMessageSize(MaxBrokerMessageBytes);
                 });
                 foreach (var contributor in contributors)
                     contributor.ConfigureEndpoints(context, cfg);
@@ -96,7 +104,8 @@ public static class MessagingExtensions
     /// <c>_error</c> with the reason, not in MassTransit's silent <c>_skipped</c> queue; and
     /// broker-held redelivery of messages whose consumer failed for a reason of our own —
     /// <paramref name="transientRedeliveries"/> times (2, 4 … s, then hourly), then the endpoint's
-    /// <c>_error</c> queue.
+    /// <c>_error</c> queue; and an <see cref="UnprocessableMessageException"/> parked in
+    /// <c>_error</c> at once.
     /// </summary>
     public static void UseDispatcherDefaults(this IRabbitMqReceiveEndpointConfigurator endpoint, IRegistrationContext context,
         int transientRedeliveries)
@@ -105,7 +114,25 @@ public static class MessagingExtensions
         endpoint.ConfigureDeadLetter(d => d.UseFilter(new UnknownMessageTypeFilter()));
         // None configured: a failed message goes to _error at once (MassTransit wants at least one interval).
         if (transientRedeliveries > 0)
-            endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(),
-                r => r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries)));
+            endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(), r =>
+            {
+                r.Intervals(BrokerDelayRedeliveryExtensions.TransientIntervals(transientRedeliveries));
+                // It can never succeed: parked at once (its reason is the exception's message).
+                r.Ignore<UnprocessableMessageException>();
+            });
+    }
+
+    /// <summary>
+    /// Parks a message whose body, as received, is longer than <paramref name="maxBytes"/> in the
+    /// endpoint's <c>_error</c> queue at once, before anything reads it (see <see cref="MessageSizeFilter"/>).
+    /// </summary>
+    /// <param name="endpoint">The receive endpoint.</param>
+    /// <param name="context">The bus registration (for the logger).</param>
+    /// <param name="maxBytes">The longest body consumed, in bytes.</param>
+    /// <param name="reason">The <c>MT-Fault-Message</c> of a longer message, given its length in bytes.</param>
+    public static void UseMessageSizeLimit(this IReceiveEndpointConfigurator endpoint, IRegistrationContext context, long maxBytes, Func<long, string> reason)
+    {
+        var logger = context.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(MessageSizeFilter));
+        endpoint.ConfigureReceive(r => r.UseFilter(new MessageSizeFilter(maxBytes, reason, logger)));
     }
 }

@@ -2,15 +2,17 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Notely.Events;
+using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Payloads;
 
 /// <summary>
 /// How events published on RabbitMQ are read (the rules docs/publishing.md states): timestamps by
 /// <see cref="UtcTimestamp"/> (an offset is honoured, none means UTC), every <c>required</c>
-/// property present, and <c>null</c> refused where the contract's property is not nullable. A
-/// message breaking a rule fails to deserialize, and MassTransit parks it in the endpoint's
-/// <c>_error</c> queue with the reason; it is never redelivered, since it can never succeed.
+/// property present, and <c>null</c> refused where the contract's property (or a list's item) is
+/// not nullable. A message breaking a rule fails to deserialize, and MassTransit parks it in the
+/// endpoint's <c>_error</c> queue with the reason (<see cref="IncomingEventReasons"/>: the field's
+/// path and what is wrong); it is never redelivered, since it can never succeed.
 /// </summary>
 public static class IncomingEventJson
 {
@@ -26,6 +28,10 @@ public static class IncomingEventJson
         options.Converters.Insert(0, new IncomingTimestampConverter());
         var resolver = options.TypeInfoResolver ?? new DefaultJsonTypeInfoResolver();
         options.TypeInfoResolver = resolver.WithAddedModifier(RefuseNullForNonNullableContractProperties);
+        // The contracts are read with these rules by a wrapper that turns any failure into a reason naming the field.
+        var inner = new JsonSerializerOptions(options);
+        options.Converters.Insert(0, new ContractReasonsConverterFactory(inner,
+            type => type.Assembly == ContractAssembly && type is { IsClass: true, IsAbstract: false }));
         return options;
     }
 
@@ -44,13 +50,25 @@ public static class IncomingEventJson
             if (nullability.Create(info).WriteState != NullabilityState.NotNull || property.Set is not { } set) continue;
             // IsSetNullable alone is only enforced under RespectNullableAnnotations, which would
             // apply to MassTransit's own messages too; a guarded setter says exactly what is wrong.
-            var name = property.Name;
-            var contract = typeInfo.Type.Name;
+            var expected = IncomingEventReasons.Expected(info.PropertyType);
+            var itemType = IncomingEventReasons.ElementType(info.PropertyType);
+            var itemsNotNull = itemType is { IsValueType: false } && nullability.Create(info).GenericTypeArguments is [{ ReadState: NullabilityState.NotNull }];
             property.Set = (target, value) =>
             {
-                if (value is null) throw new JsonException($"'{name}' of {contract} must not be null.");
+                if (value is null) throw new EventFieldException($"expected {expected}, found null (the field is not nullable).");
+                if (itemsNotNull) RefuseNullItems((System.Collections.IEnumerable)value, IncomingEventReasons.Expected(itemType!));
                 set(target, value);
             };
+        }
+    }
+
+    private static void RefuseNullItems(System.Collections.IEnumerable items, string expected)
+    {
+        var index = 0;
+        foreach (var item in items)
+        {
+            if (item is null) throw new EventFieldException($"expected {expected}, found null (the items are not nullable).", $"[{index}]");
+            index++;
         }
     }
 }

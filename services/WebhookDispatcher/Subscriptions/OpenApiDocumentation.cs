@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.Extensions.Options;
@@ -115,10 +116,13 @@ internal static class OpenApiDocumentation
     public static void Configure(OpenApiOptions options)
     {
         options.AddDocumentTransformer<BearerSecurityTransformer>();
-        options.AddDocumentTransformer((document, _, _) =>
+        options.AddDocumentTransformer((document, context, _) =>
         {
+            var maxEventBytes = context.ApplicationServices.GetService<IOptions<DeliveryOptions>>()?.Value.MaxEventBytes ?? EventSizeLimit.DefaultMaxEventBytes;
             document.Info.Title = "Notely webhooks API";
-            document.Info.Description = "Manage webhook subscriptions and read their delivery history. Receiver guide: docs/webhooks.md.";
+            document.Info.Description = "Manage webhook subscriptions and read their delivery history. Receiver guide: docs/webhooks.md. " +
+                $"A webhook body (the payload of an event type) is at most {maxEventBytes.ToString("N0", CultureInfo.InvariantCulture)} bytes of UTF-8 JSON " +
+                "(Delivery:MaxEventBytes); larger events are never delivered.";
             // The document describes the API wherever it is served; a server URL taken from the
             // request that fetched it would be wrong behind a proxy.
             document.Servers =

@@ -105,6 +105,15 @@ public sealed class OpenApiTests
     }
 
     [Test]
+    public async Task The_document_states_the_event_payload_cap()
+    {
+        var (doc, _) = await DocumentAsync();
+
+        Assert.That(doc["info"]!["description"]!.GetValue<string>(),
+            Does.Contain("at most 262,144 bytes of UTF-8 JSON (Delivery:MaxEventBytes)"));
+    }
+
+    [Test]
     public async Task Every_field_and_parameter_carries_its_range_enum_or_format()
     {
         var (doc, _) = await DocumentAsync();

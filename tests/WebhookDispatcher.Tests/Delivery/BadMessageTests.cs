@@ -30,25 +30,50 @@ public sealed class BadMessageTests
             var message = Message(user);
             message.Remove("date");
             return RawEvents.Envelope(EmailReceived, message, id);
-        }, "missing required properties including: 'date'");
+        }, "EmailReceived: required field $.date is missing.");
         yield return Case("null in a field that is not nullable", (user, id) =>
         {
             var message = Message(user);
             message["subject"] = null;
             return RawEvents.Envelope(EmailReceived, message, id);
-        }, "'subject' of EmailReceived must not be null");
+        }, "EmailReceived field $.subject: expected a string, found null (the field is not nullable).");
         yield return Case("a value of the wrong JSON type", (user, id) =>
         {
             var message = Message(user);
             message["to"] = "bob@example.com";
             return RawEvents.Envelope(EmailReceived, message, id);
-        }, "Path: $.to");
+        }, "EmailReceived field $.to: expected an array of strings, found the string \"bob@example.com\".");
         yield return Case("a timestamp that is not ISO 8601", (user, id) =>
         {
             var message = Message(user);
             message["date"] = "30/11/2026 10:00";
             return RawEvents.Envelope(EmailReceived, message, id);
-        }, "\"30/11/2026 10:00\" is not an ISO 8601 timestamp");
+        }, "EmailReceived field $.date: \"30/11/2026 10:00\" is not an ISO 8601 timestamp");
+        yield return Case("a valid ISO 8601 timestamp out of range", (user, id) =>
+        {
+            var message = Message(user);
+            message["date"] = "9999-12-31T23:59:59-01:00";
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "EmailReceived field $.date: \"9999-12-31T23:59:59-01:00\" is a valid ISO 8601 timestamp but out of range: " +
+           "in UTC it is after 9999-12-31T23:59:59.9999999Z");
+        yield return Case("an object inside the to array", (user, id) =>
+        {
+            var message = Message(user);
+            message["to"] = new JsonArray("bob@example.com", new JsonObject { ["email"] = "carol@example.com" });
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "EmailReceived field $.to[1]: expected a string, found an object.");
+        yield return Case("null inside the to array", (user, id) =>
+        {
+            var message = Message(user);
+            message["to"] = new JsonArray("bob@example.com", "carol@example.com", null);
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "EmailReceived field $.to[2]: expected a string, found null");
+        yield return Case("an event id that is not a UUID", (user, id) =>
+        {
+            var message = Message(user);
+            message["eventId"] = "evt_42";
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "EmailReceived field $.eventId: expected a UUID string such as \"5f74c51c-86c0-4dc7-a368-47b42c116b63\", found the string \"evt_42\".");
     }
 
     [TestCaseSource(nameof(BadMessages))]
@@ -69,7 +94,7 @@ public sealed class BadMessageTests
         JsonNode? parked = null;
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
         {
-            parked = (await RabbitManagement.PeekAsync(ErrorQueue)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
+            parked = (await RabbitManagement.PeekAsync(ErrorQueue, truncate: 1000)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
             return parked is not null;
         }, TimeSpan.FromSeconds(30)), Is.True, $"the bad message is in {ErrorQueue}");
         var headers = parked!["properties"]!["headers"]!;

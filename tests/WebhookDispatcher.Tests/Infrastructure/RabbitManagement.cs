@@ -66,12 +66,15 @@ public static class RabbitManagement
 
     /// <summary>
     /// Up to <paramref name="count"/> messages of a queue, left in it (requeued): each with
-    /// <c>payload</c> and <c>properties</c> (<c>headers</c>, <c>message_id</c>) as the API shows them.
+    /// <c>payload</c> (cut at <paramref name="truncate"/> bytes when given), <c>payload_bytes</c>
+    /// and <c>properties</c> (<c>headers</c>, <c>message_id</c>) as the API shows them.
     /// </summary>
-    public static async Task<IReadOnlyList<JsonNode>> PeekAsync(string queue, int count = 500, string? virtualHost = null)
+    public static async Task<IReadOnlyList<JsonNode>> PeekAsync(string queue, int count = 500, string? virtualHost = null, int? truncate = null)
     {
+        var request = new JsonObject { ["count"] = count, ["ackmode"] = "ack_requeue_true", ["encoding"] = "auto" };
+        if (truncate is not null) request["truncate"] = truncate;
         var response = await Http.Value.PostAsJsonAsync($"api/queues/{Uri.EscapeDataString(virtualHost ?? VirtualHost)}/{Uri.EscapeDataString(queue)}/get",
-            new { count, ackmode = "ack_requeue_true", encoding = "auto" });
+            request);
         if (response.StatusCode == System.Net.HttpStatusCode.NotFound) return [];
         response.EnsureSuccessStatusCode();
         return [.. (await response.Content.ReadFromJsonAsync<JsonArray>())!.Select(n => n!)];

@@ -121,16 +121,35 @@ public sealed class TimestampTests
         });
     }
 
-    [TestCase("\"30/11/2026 10:00\"", "is not an ISO 8601 timestamp")]
-    [TestCase("\"2026-11-30T25:00:00Z\"", "is not an ISO 8601 timestamp")]
-    [TestCase("1796032800", "must be a JSON string")]
-    public void An_incoming_timestamp_that_is_not_ISO_8601_is_refused_with_a_reason(string value, string reason)
+    [TestCase("\"30/11/2026 10:00\"", "EmailIndexed field $.occurredAt: \"30/11/2026 10:00\" is not an ISO 8601 timestamp; send e.g. \"2026-11-30T10:00:00Z\" or \"2026-11-30T12:00:00+02:00\".")]
+    [TestCase("\"2026-11-30 10:00:00Z\"", "EmailIndexed field $.occurredAt: \"2026-11-30 10:00:00Z\" is not an ISO 8601 timestamp;")]
+    [TestCase("\"2026-11-30t10:00:00z\"", "EmailIndexed field $.occurredAt: \"2026-11-30t10:00:00z\" separates date and time with a lower-case \"t\"")]
+    [TestCase("\"2026-11-30T24:00:00z\"", "\"2026-11-30T24:00:00z\" is ISO 8601 in form, but a date or time field is out of its range")]
+    [TestCase("\"2026-11-30T25:00:00Z\"", "EmailIndexed field $.occurredAt: \"2026-11-30T25:00:00Z\" is ISO 8601 in form, but a date or time field is out of its range: " +
+                                         "month 01–12, day within its month, hour 00–23, minute and second 00–59 (no 24:00, no leap second).")]
+    [TestCase("\"2026-02-30\"", "\"2026-02-30\" is ISO 8601 in form, but a date or time field is out of its range")]
+    [TestCase("\"2026-11-30T10:00:00+15:00\"", "EmailIndexed field $.occurredAt: \"2026-11-30T10:00:00+15:00\" is ISO 8601 in form, but its offset +15:00 is out of range: " +
+                                              "offsets run from -14:00 to +14:00.")]
+    [TestCase("\"2026-11-30T10:00:00+10:60\"", "its offset +10:60 is out of range")]
+    [TestCase("\"9999-12-31T23:59:59-01:00\"", "EmailIndexed field $.occurredAt: \"9999-12-31T23:59:59-01:00\" is a valid ISO 8601 timestamp but out of range: " +
+                                              "in UTC it is after 9999-12-31T23:59:59.9999999Z, the latest instant this service holds.")]
+    [TestCase("\"0001-01-01T00:30:00+01:00\"", "EmailIndexed field $.occurredAt: \"0001-01-01T00:30:00+01:00\" is a valid ISO 8601 timestamp but out of range: " +
+                                              "in UTC it is before 0001-01-01T00:00:00Z, the earliest instant this service holds.")]
+    [TestCase("1796032800", "EmailIndexed field $.occurredAt: expected a timestamp string such as \"2026-11-30T10:00:00Z\", found the number 1796032800.")]
+    [TestCase("null", "EmailIndexed field $.occurredAt: expected a timestamp string such as \"2026-11-30T10:00:00Z\", found null.")]
+    public void An_incoming_timestamp_that_cannot_be_read_is_refused_with_a_reason_naming_the_field_and_what_is_wrong(string value, string reason)
     {
         var json = $$"""{"eventId":"{{Guid.NewGuid()}}","userId":"u","occurredAt":{{value}},"emailId":"e","indexedAt":"2026-11-30T10:00:00Z"}""";
 
         var ex = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<EmailIndexed>(json, Incoming));
 
-        Assert.That(ex!.Message, Does.Contain(reason));
+        Assert.Multiple(() =>
+        {
+            Assert.That(ex!.Message, Does.StartWith("EmailIndexed field $.occurredAt: "), "names the field");
+            Assert.That(ex.Message, Does.Contain(reason));
+            // MassTransit's MT-Fault-Message is the innermost exception's message: it must be the reason itself.
+            Assert.That(ex.GetBaseException(), Is.SameAs(ex));
+        });
     }
 
     [Test]
