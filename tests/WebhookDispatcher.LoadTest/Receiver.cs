@@ -58,11 +58,11 @@ internal sealed class Receiver : IAsyncDisposable
         var delivery = context.Request.Headers["X-Webhook-Delivery"].ToString();
         var first = _deliveries.TryAdd(delivery, 0);
         if (!first) Interlocked.Increment(ref _duplicates);
-        double? latencyMs = Guid.TryParse(context.Request.Headers["webhook-id"], out var eventId) && PublishedAt.TryGetValue(eventId, out var published)
-            ? Stopwatch.GetElapsedTime(published, arrived).TotalMilliseconds
+        Arrival? arrival = Guid.TryParse(context.Request.Headers["webhook-id"], out var eventId) && PublishedAt.TryGetValue(eventId, out var published)
+            ? new Arrival(eventId, published, arrived)
             : null;
 
-        stats.Record(arrived, latencyMs, first);
+        stats.Record(arrived, arrival, first);
         if (path.StartsWith("/slow/", StringComparison.Ordinal))
             await Task.Delay(TimeSpan.FromSeconds(5));
         else if (path.StartsWith("/hang/", StringComparison.Ordinal))
@@ -73,18 +73,25 @@ internal sealed class Receiver : IAsyncDisposable
     public async ValueTask DisposeAsync() => await _app.DisposeAsync();
 }
 
+/// <summary>A webhook whose event this process published: the event, when it was published and when the POST arrived (Stopwatch timestamps).</summary>
+internal readonly record struct Arrival(Guid EventId, long PublishedAt, long ArrivedAt)
+{
+    /// <summary>Publish → arrival, in milliseconds.</summary>
+    public double LatencyMs => Stopwatch.GetElapsedTime(PublishedAt, ArrivedAt).TotalMilliseconds;
+}
+
 /// <summary>Requests to one path: count, first and last arrival time, publish → arrival latencies.</summary>
 internal sealed class PathStats
 {
     private readonly object _lock = new();
-    private readonly List<double> _latencies = [];
+    private readonly List<Arrival> _arrivals = [];
 
     public int Count { get; private set; }
     public int Unique { get; private set; }
     public long First { get; private set; }
     public long Last { get; private set; }
 
-    public void Record(long arrivedAt, double? latencyMs, bool first)
+    public void Record(long arrivedAt, Arrival? arrival, bool first)
     {
         lock (_lock)
         {
@@ -92,12 +99,13 @@ internal sealed class PathStats
             Count++;
             if (first) Unique++;
             Last = arrivedAt;
-            if (latencyMs is { } l) _latencies.Add(l);
+            if (arrival is { } a) _arrivals.Add(a);
         }
     }
 
-    public double[] Latencies()
+    /// <summary>The arrivals of events this process published (a redelivered POST counts again).</summary>
+    public Arrival[] Arrivals()
     {
-        lock (_lock) return [.. _latencies];
+        lock (_lock) return [.. _arrivals];
     }
 }
