@@ -161,7 +161,7 @@ internal sealed record Options(string[] Scenarios, int Events, int Replicas, str
         if (options.Runs < 1) throw new ArgumentException("--runs must be at least 1");
         if (options.RateSeconds < 6) throw new ArgumentException("--rate-seconds must be at least 6 (the first 5 s are reported apart)");
         foreach (var s in options.Scenarios)
-            if (!All.Contains(s) && s is not ("first" or "rate500again")) throw new ArgumentException($"unknown scenario {s}");
+            if (!All.Contains(s) && s is not ("first" or "rate500again" or "rate500newhost")) throw new ArgumentException($"unknown scenario {s}");
         foreach (var c in options.Calibrations)
             if (!CalibrationResult.All.Contains(c)) throw new ArgumentException($"unknown calibration {c}");
         return options;
@@ -219,6 +219,7 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
         "rate200" => Rate(200, options.RateSeconds),
         "rate500" => Rate(500, options.RateSeconds),
         "rate500again" => Rate(500, options.RateSeconds, "rate500again", existing: true),
+        "rate500newhost" => Rate(500, options.RateSeconds, "rate500newhost", freshAddress: true),
         "first" => Rate(1, 1, "first"),
         "solo" => Solo(),
         "slow1" => Isolation("slow1", "slow", 1, 2000, timeoutSeconds: 10),
@@ -235,7 +236,7 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
         return r;
     }
 
-    private async Task<(string User, List<string> Paths)> SubscribeAsync(string kind, int count, int timeoutSeconds = 10)
+    private async Task<(string User, List<string> Paths)> SubscribeAsync(string kind, int count, int timeoutSeconds = 10, string? baseUrl = null)
     {
         var user = "load-" + Guid.NewGuid().ToString("N")[..10];
         _api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
@@ -246,7 +247,7 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
         {
             var path = $"/{kind}/{user}-{i}";
             using var response = await _api.PostAsJsonAsync("/api/webhooks",
-                new { url = receiver.Url + path, event_types = new[] { "email.received" }, retry_count = 3, timeout_seconds = timeoutSeconds });
+                new { url = (baseUrl ?? receiver.Url) + path, event_types = new[] { "email.received" }, retry_count = 3, timeout_seconds = timeoutSeconds });
             response.EnsureSuccessStatusCode();
             paths.Add(path);
         }
@@ -353,9 +354,10 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
     /// <paramref name="existing"/>, to the subscription of the previous fixed-rate run (its lane
     /// and settings already known to the dispatcher): the two differ only in the subscription's age.
     /// </summary>
-    private async Task<Result> Rate(int perSecond, int seconds, string? name = null, bool existing = false)
+    private async Task<Result> Rate(int perSecond, int seconds, string? name = null, bool existing = false, bool freshAddress = false)
     {
-        var (user, paths) = existing && _lastRate is { } last ? last : await SubscribeAsync("fast", 1);
+        var (user, paths) = existing && _lastRate is { } last ? last
+            : await SubscribeAsync("fast", 1, baseUrl: freshAddress ? receiver.FreshUrl() : null);
         _lastRate = (user, paths);
         await QuietAsync();
         var offset = receiver.Stats(paths[0]).Unique;
@@ -369,17 +371,20 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
             var due = start + (long)(i * (double)Stopwatch.Frequency / perSecond);
             var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
             if (wait > TimeSpan.FromMilliseconds(1)) await Task.Delay(wait);
-            pending.Add(bus.Publish(Event(user)));
+            var evt = Event(user);
+            pending.Add(bus.Publish(evt).ContinueWith(_ => receiver.ConfirmedAt[evt.EventId] = Stopwatch.GetTimestamp(),
+                TaskContinuationOptions.ExecuteSynchronously));
         }
         await Task.WhenAll(pending);
         await WaitForAsync(() => receiver.Stats(paths[0]).Unique >= offset + events, TimeSpan.FromMinutes(5));
         var cpu1 = Proc.Snapshot(Pids);
         var result = Build(name ?? $"rate{perSecond}", paths, start, receiver.Stats(paths[0]).Last, cpu0, cpu1, await sampler.StopAsync(),
-            $"offered {perSecond}/s for {seconds} s" + (existing ? " to the previous run's subscription" : ""), offset);
+            $"offered {perSecond}/s for {seconds} s" + (existing ? " to the previous run's subscription" : freshAddress ? " to a receiver port not used before" : ""), offset);
         if (options.StagesReport)
         {
             var subscription = await HistoryData.SubscriptionOfAsync(db, user);
-            _stageReports.Add(await Stages.ReportAsync(db, subscription, receiver.Stats(paths[0]).Arrivals(), start, detailSeconds: Math.Min(seconds, 8)));
+            _stageReports.Add(await Stages.ReportAsync(db, subscription, receiver.Stats(paths[0]).Arrivals(), receiver.ConfirmedAt, start,
+                detailSeconds: Math.Min(seconds, 8)));
         }
         return result;
     }

@@ -25,10 +25,15 @@ internal sealed class Receiver : IAsyncDisposable
     /// <summary>Publish time (Stopwatch timestamp) of each event, by event id.</summary>
     public ConcurrentDictionary<Guid, long> PublishedAt { get; } = new();
 
+    /// <summary>When the publish of each event completed (the broker's confirm; Stopwatch timestamp), for fixed-rate scenarios.</summary>
+    public ConcurrentDictionary<Guid, long> ConfirmedAt { get; } = new();
+
     public Receiver()
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        // Several ports: the first is Url; the others are handed out one by one (FreshUrl), so a
+        // subscription can point at an address the dispatcher has no connections to yet.
+        builder.WebHost.UseUrls(string.Join(';', Enumerable.Repeat("http://127.0.0.1:0", 9)));
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxConcurrentConnections = null);
         builder.Logging.ClearProviders();
         _app = builder.Build();
@@ -37,13 +42,21 @@ internal sealed class Receiver : IAsyncDisposable
 
     public string Url { get; private set; } = "";
 
+    private readonly Queue<string> _fresh = new();
+
+    /// <summary>Another address of this receiver, not handed out before (8 in all).</summary>
+    /// <exception cref="InvalidOperationException">All have been handed out.</exception>
+    public string FreshUrl() => _fresh.TryDequeue(out var url) ? url : throw new InvalidOperationException("no fresh receiver address left");
+
     /// <summary>Requests that carried an <c>X-Webhook-Delivery</c> already seen (the same delivery POSTed again).</summary>
     public int Duplicates => _duplicates;
 
     public async Task StartAsync()
     {
         await _app.StartAsync();
-        Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
+        Url = addresses[0];
+        foreach (var a in addresses.Skip(1)) _fresh.Enqueue(a);
     }
 
     public PathStats Stats(string path) => _paths.GetOrAdd(path, _ => new PathStats());

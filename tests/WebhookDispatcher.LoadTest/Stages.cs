@@ -28,7 +28,8 @@ internal static class Stages
     /// gather), row created → claim pass (insert, hand-over, scheduler wake-up), claim pass → POST
     /// arrived (claim statement, signing, HTTP) and the whole.
     /// </summary>
-    public static async Task<string> ReportAsync(NpgsqlDataSource db, Guid subscription, IReadOnlyList<Arrival> arrivals, long start, int detailSeconds)
+    public static async Task<string> ReportAsync(NpgsqlDataSource db, Guid subscription, IReadOnlyList<Arrival> arrivals,
+        IReadOnlyDictionary<Guid, long> confirmedAt, long start, int detailSeconds)
     {
         var rows = new Dictionary<Guid, (DateTimeOffset Created, DateTimeOffset? Claimed)>();
         await using (var cmd = db.CreateCommand("SELECT event_id, created_at, first_attempt_at FROM webhook_deliveries WHERE subscription_id = $1"))
@@ -38,7 +39,7 @@ internal static class Stages
             while (await r.ReadAsync())
                 rows[r.GetGuid(0)] = (r.GetFieldValue<DateTimeOffset>(1), r.IsDBNull(2) ? null : r.GetFieldValue<DateTimeOffset>(2));
         }
-        var samples = new List<(int Second, double Fan, double Sched, double Post, double Total)>();
+        var samples = new List<(int Second, double Fan, double Sched, double Post, double Total, double Confirm)>();
         foreach (var a in arrivals.Where(a => a.PublishedAt >= start))
         {
             if (!rows.TryGetValue(a.EventId, out var row) || row.Claimed is not { } claimed) continue;
@@ -46,22 +47,23 @@ internal static class Stages
             var arrived = ToUtc(a.ArrivedAt);
             var second = (int)Stopwatch.GetElapsedTime(start, a.PublishedAt).TotalSeconds;
             samples.Add((Math.Min(second, detailSeconds), (row.Created - published).TotalMilliseconds, (claimed - row.Created).TotalMilliseconds,
-                (arrived - claimed).TotalMilliseconds, a.LatencyMs));
+                (arrived - claimed).TotalMilliseconds, a.LatencyMs,
+                confirmedAt.TryGetValue(a.EventId, out var confirmed) ? Stopwatch.GetElapsedTime(a.PublishedAt, confirmed).TotalMilliseconds : double.NaN));
         }
         var text = new StringBuilder();
-        text.AppendLine("| published in second | events | publish → row p50 / p99 | row → claim pass p50 / p99 | claim pass → POST arrived p50 / p99 | total p50 / p99 / max |");
-        text.AppendLine("|---|---|---|---|---|---|");
+        text.AppendLine("| published in second | events | publish → confirmed (load generator) p50 / p99 | publish → row p50 / p99 | row → claim pass p50 / p99 | claim pass → POST arrived p50 / p99 | total p50 / p99 / max |");
+        text.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var g in samples.GroupBy(s => s.Second).OrderBy(g => g.Key))
         {
             var label = g.Key < detailSeconds ? $"{g.Key}–{g.Key + 1} s" : $"{detailSeconds} s – end";
-            string Pair(Func<(int, double, double, double, double), double> f)
+            string Pair(Func<(int, double, double, double, double, double), double> f)
             {
-                var v = g.Select(f).Order().ToArray();
+                var v = g.Select(f).Where(x => !double.IsNaN(x)).Order().ToArray();
                 return string.Create(CultureInfo.InvariantCulture, $"{Stats.Percentile(v, 0.5):0.0} / {Stats.Percentile(v, 0.99):0.0}");
             }
             var total = g.Select(s => s.Total).Order().ToArray();
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"| {label} | {g.Count()} | {Pair(s => s.Item2)} | {Pair(s => s.Item3)} | {Pair(s => s.Item4)} | {Stats.Percentile(total, 0.5):0.0} / {Stats.Percentile(total, 0.99):0.0} / {total[^1]:0.0} |");
+                $"| {label} | {g.Count()} | {Pair(s => s.Item6)} | {Pair(s => s.Item2)} | {Pair(s => s.Item3)} | {Pair(s => s.Item4)} | {Stats.Percentile(total, 0.5):0.0} / {Stats.Percentile(total, 0.99):0.0} / {total[^1]:0.0} |");
         }
         return text.ToString();
     }
