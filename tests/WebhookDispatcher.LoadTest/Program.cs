@@ -32,7 +32,7 @@ internal static class LoadTestEntry
         await receiver.StartAsync();
         var dispatchers = new List<DispatcherProcess>();
         for (var i = 0; i < options.Replicas; i++)
-            dispatchers.Add(await DispatcherProcess.StartAsync(options.DispatcherDll, 5181 + i, postgres, rabbit, SigningKey, options.LogDir, i));
+            dispatchers.Add(await DispatcherProcess.StartAsync(options.DispatcherDll, 5181 + i, postgres, rabbit, SigningKey, options.LogDir, i, options.DispatcherEnv));
 
         var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
         {
@@ -47,7 +47,8 @@ internal static class LoadTestEntry
         });
         await bus.StartAsync();
         await using var db = Npgsql.NpgsqlDataSource.Create(postgres);
-        var run = new Runner(receiver, bus, dispatchers, options, db);
+        var run = new Runner(receiver, bus, dispatchers, options, db,
+            i => DispatcherProcess.StartAsync(options.DispatcherDll, 5181 + i, postgres, rabbit, SigningKey, options.LogDir, i, options.DispatcherEnv));
         try
         {
             Console.WriteLine($"# Pipeline load test {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {options.Replicas} dispatcher(s), {Environment.ProcessorCount} cores, " +
@@ -118,8 +119,9 @@ internal static class LoadTestEntry
 /// <param name="WarmupSeconds">Length of the warm-up at 500/s.</param>
 /// <param name="Quick">Short runs and the quick scenario list: a smoke test of the script.</param>
 /// <param name="StagesReport">Print where the latency went, per second, after each fixed-rate scenario.</param>
+/// <param name="DispatcherEnv">Extra environment of the dispatcher processes (<c>--dispatcher-env NAME=VALUE</c>, repeatable), e.g. runtime settings to compare.</param>
 internal sealed record Options(string[] Scenarios, int Events, int Replicas, string DispatcherDll, string LogDir, string? OutFile,
-    int Runs, string[] Calibrations, int RateSeconds, int WarmupSeconds, bool Quick, bool StagesReport)
+    int Runs, string[] Calibrations, int RateSeconds, int WarmupSeconds, bool Quick, bool StagesReport, Dictionary<string, string> DispatcherEnv)
 {
     public static readonly string[] All =
         ["warmup", "1to1", "1to10", "rate100", "rate200", "rate500", "solo", "slow1", "slow10", "hang10", "retention"];
@@ -157,11 +159,13 @@ internal sealed record Options(string[] Scenarios, int Events, int Replicas, str
             Int("--rate-seconds", quick ? 8 : 20),
             Int("--warmup-seconds", quick ? 5 : 15),
             quick,
-            args.Contains("--stages"));
+            args.Contains("--stages"),
+            args.Select((a, i) => (a, i)).Where(x => x.a == "--dispatcher-env" && x.i + 1 < args.Length)
+                .Select(x => args[x.i + 1].Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : ""));
         if (options.Runs < 1) throw new ArgumentException("--runs must be at least 1");
         if (options.RateSeconds < 6) throw new ArgumentException("--rate-seconds must be at least 6 (the first 5 s are reported apart)");
         foreach (var s in options.Scenarios)
-            if (!All.Contains(s) && s is not ("first" or "rate500again" or "rate500newhost")) throw new ArgumentException($"unknown scenario {s}");
+            if (!All.Contains(s) && s is not ("first" or "rate500again" or "rate500newhost" or "restart")) throw new ArgumentException($"unknown scenario {s}");
         foreach (var c in options.Calibrations)
             if (!CalibrationResult.All.Contains(c)) throw new ArgumentException($"unknown calibration {c}");
         return options;
@@ -186,7 +190,8 @@ internal sealed record Result(
     private static string Ms(double? v) => v is { } x ? x.ToString("0.0", CultureInfo.InvariantCulture) : "–";
 }
 
-internal sealed class Runner(Receiver receiver, IBusControl bus, List<DispatcherProcess> dispatchers, Options options, Npgsql.NpgsqlDataSource db)
+internal sealed class Runner(Receiver receiver, IBusControl bus, List<DispatcherProcess> dispatchers, Options options, Npgsql.NpgsqlDataSource db,
+    Func<int, Task<DispatcherProcess>> startDispatcher)
 {
     public const string Header =
         "| run | scenario | deliveries | s | deliveries/s | p50 ms | p99 ms | max ms | first 5 s: p99 / max ms | dispatcher CPU-µs/delivery | machine CPU-µs/delivery | CPU s: dispatcher / postgres / rabbitmq / loadgen | dispatcher peak RSS MiB | note |\n" +
@@ -226,8 +231,26 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
         "slow10" => Isolation("slow10", "slow", 10, 200, timeoutSeconds: 10),
         "hang10" => Isolation("hang10", "hang", 10, 200, timeoutSeconds: 10),
         "retention" => RetentionAsync(),
+        "restart" => RestartAsync(),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };
+
+    /// <summary>
+    /// Stops the dispatchers (killed, as a crash would) and starts them again on the same database:
+    /// the scenarios after it see a new process, while the load generator stays warm.
+    /// </summary>
+    private async Task<Result> RestartAsync()
+    {
+        var watch = Stopwatch.StartNew();
+        for (var i = 0; i < dispatchers.Count; i++)
+        {
+            await dispatchers[i].DisposeAsync();
+            dispatchers[i] = await startDispatcher(i);
+        }
+        var cpu = Proc.Snapshot(Pids);
+        return new Result("restart", 0, Math.Round(watch.Elapsed.TotalSeconds, 2), 0, null, null, null, 0, 0, cpu.ToDictionary(kv => kv.Key, _ => 0.0),
+            dispatchers.Max(d => Proc.RssBytes(d.Pid)) / (1024 * 1024), "dispatcher(s) killed and started again (until /health answered)");
+    }
 
     private async Task<Result> Solo()
     {
@@ -525,7 +548,7 @@ internal sealed class DispatcherProcess : IAsyncDisposable
     public string Url { get; }
 
     public static async Task<DispatcherProcess> StartAsync(string dll, int port, string postgres, string rabbit, string signingKey,
-        string logDir, int index)
+        string logDir, int index, IReadOnlyDictionary<string, string> extraEnvironment)
     {
         var url = $"http://127.0.0.1:{port}";
         var log = Path.Combine(logDir, $"loadtest-dispatcher-{index}.log");
@@ -540,6 +563,8 @@ internal sealed class DispatcherProcess : IAsyncDisposable
         start.Environment["Database__MigrateOnStartup"] = "true";
         start.Environment["Delivery__AllowPrivateNetworks"] = "true";
         start.Environment["Auth__SigningKey"] = signingKey;
+        foreach (var (name, value) in extraEnvironment)
+            start.Environment[name] = value;
         var process = Process.Start(start)!;
         using var http = new HttpClient();
         for (var i = 0; i < 240; i++)

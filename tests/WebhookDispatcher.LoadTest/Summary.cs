@@ -31,7 +31,7 @@ internal static class Summary
             text.AppendLine();
         }
 
-        var measured = results.Where(r => r.Run > 0).ToList();
+        var measured = results.Where(r => r.Run > 0 && r.Scenario != "restart").ToList();
         text.AppendLine("| scenario | deliveries/s | p50 ms | p99 ms | p99 ms, first 5 s | max ms, first 5 s | dispatcher CPU-µs/delivery | dispatcher peak RSS MiB |");
         text.AppendLine("|---|---|---|---|---|---|---|---|");
         foreach (var g in measured.GroupBy(r => r.Scenario))
