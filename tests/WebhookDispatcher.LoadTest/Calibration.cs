@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using Notely.Events;
+using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
 using RabbitMQ.Client;
@@ -131,8 +131,9 @@ internal static class Calibration
     }
 
     /// <summary>
-    /// <paramref name="count"/> webhook POSTs as the dispatcher makes them (a real event's payload,
-    /// signed with HMAC-SHA256 for both signature headers, fresh for every request) from a plain
+    /// <paramref name="count"/> webhook POSTs as the dispatcher makes them (an email.received
+    /// webhook's JSON, signed by <see cref="SignedWebhook"/>: HMAC-SHA256 for both signature
+    /// headers, fresh for every request) from a plain
     /// HttpClient to the load test's Kestrel receiver, 32 at a time (the default per-subscription
     /// concurrency), each answer read in full.
     /// </summary>
@@ -146,17 +147,24 @@ internal static class Calibration
             PooledConnectionLifetime = TimeSpan.FromMinutes(2),
         });
         var url = receiver.Url + "/fast/calibration-" + Guid.NewGuid().ToString("N")[..8];
-        var payload = WebhookPayload.Build(new EmailReceived
+        // The shape and size of an email.received webhook (envelope and data) as the dispatcher sends it.
+        var payload = JsonSerializer.Serialize(new
         {
-            EventId = Guid.NewGuid(),
-            UserId = "calibration",
-            OccurredAt = DateTimeOffset.UtcNow,
-            EmailId = "em_calibrat",
-            Subject = "Quarterly report — draft",
-            From = "alice@example.com",
-            To = ["bob@example.com"],
-            Date = DateTimeOffset.UtcNow,
-            BodyPreview = "Hi Bob, attached is the draft of the quarterly report. Numbers are final except for the last week.",
+            id = Guid.NewGuid(),
+            event_type = "email.received",
+            created_at = DateTimeOffset.UtcNow,
+            data = new
+            {
+                event_id = Guid.NewGuid(),
+                user_id = "calibration",
+                occurred_at = DateTimeOffset.UtcNow,
+                email_id = "em_calibrat",
+                subject = "Quarterly report — draft",
+                from = "alice@example.com",
+                to = new[] { "bob@example.com" },
+                date = DateTimeOffset.UtcNow,
+                body_preview = "Hi Bob, attached is the draft of the quarterly report. Numbers are final except for the last week.",
+            },
         });
         string[] secrets = [Security.WebhookSigner.NewSecret()];
         var next = -1;
