@@ -2,13 +2,20 @@
 # End-to-end pipeline load test (tests/WebhookDispatcher.LoadTest): the dispatcher's Release
 # build runs as its own process(es) on the private PostgreSQL and RabbitMQ of deploy/infra.sh,
 # with a fresh database and vhost; the load test publishes EmailReceived events with MassTransit
-# and receives the webhooks on a local Kestrel. Prints a markdown table: deliveries/s, publish →
-# receiver p50/p99, CPU-µs per delivery (dispatcher, whole machine), peak working set.
-# docs/benchmarks/pipeline.md holds the recorded runs and the method.
+# and receives the webhooks on a local Kestrel. In the same run it calibrates the machine: a
+# RabbitMQ quorum queue's messages/s, signed POSTs/s from HttpClient to the receiver, PostgreSQL
+# rows/s in 50-row statements. Each scenario and calibration runs --runs times (default 3);
+# prints markdown tables: every run, then medians (min–max) and the pipeline's rates as a share
+# of the calibrations. docs/benchmarks/pipeline.md explains the method and how to read it.
 #
-#   deploy/bench-pipeline.sh                          all scenarios, one dispatcher
+#   deploy/bench-pipeline.sh                          all scenarios, 3 runs each, one dispatcher (about 40 minutes)
+#   deploy/bench-pipeline.sh --quick                  warmup, 1to1, 1to10, rate500 with short runs: a smoke test (a few minutes)
+#   deploy/bench-pipeline.sh --scenarios warmup,1to1,rate500 --runs 5 --stages
 #   deploy/bench-pipeline.sh --scenarios warmup,1to1 --events 20000 --replicas 2 --out results.jsonl
 #   WEBHOOKS_KEEP_DB=1 deploy/bench-pipeline.sh …   keep the database and vhost afterwards, to inspect them
+# Options: --runs N, --calibrations queue,post,rows|none, --rate-seconds S (20), --warmup-seconds S (15),
+# --stages (after each fixed-rate scenario, where its latency went second by second), --dispatcher-env
+# NAME=VALUE; besides the scenarios run by default: first, restart, rate500again, rate500newhost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 infra_env=$(deploy/infra.sh start)  # not inside eval: its failure must stop the script

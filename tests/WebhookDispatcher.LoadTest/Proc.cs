@@ -59,13 +59,54 @@ internal static class Proc
         }
     }
 
-    /// <summary>CPU seconds used so far by each group of processes the report names.</summary>
-    public static Dictionary<string, double> Snapshot(IReadOnlyList<int> dispatchers) => new()
+    /// <summary>Processes whose parent is <paramref name="parent"/>.</summary>
+    private static IEnumerable<int> ChildrenOf(int parent)
     {
-        ["dispatcher"] = dispatchers.Sum(CpuSeconds),
-        ["load generator + receiver"] = CpuSeconds(Environment.ProcessId),
-        ["postgresql"] = PidsNamed("postgres").Sum(CpuSeconds),
-        ["rabbitmq"] = PidsNamed("beam.smp").Sum(CpuSeconds),
-        ["machine"] = MachineBusySeconds(),
-    };
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            string stat;
+            try { stat = File.ReadAllText(Path.Combine(dir, "stat")); }
+            catch (IOException) { continue; }
+            // After the command: state, then the parent's pid.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            if (int.TryParse(fields[1], out var ppid) && ppid == parent) yield return pid;
+        }
+    }
+
+    /// <summary>
+    /// The processes of this run's servers, those of deploy/infra.sh in <c>WEBHOOKS_INFRA_DIR</c>:
+    /// the postmaster (from its <c>postmaster.pid</c>) with its backends, and RabbitMQ's
+    /// <c>beam.smp</c> (<c>rabbit.pid</c>). Other servers on a shared machine are not counted.
+    /// Without those files: every process named <c>postgres</c> or <c>beam.smp</c>.
+    /// </summary>
+    private static (IReadOnlyList<int> Postgres, IReadOnlyList<int> Rabbit) Servers()
+    {
+        var dir = Environment.GetEnvironmentVariable("WEBHOOKS_INFRA_DIR") is { Length: > 0 } d ? d : "/tmp/webhook-dispatcher-infra";
+        static int? PidIn(string file)
+        {
+            try { return int.TryParse(File.ReadLines(file).FirstOrDefault()?.Trim(), out var pid) ? pid : null; }
+            catch (IOException) { return null; }
+            catch (UnauthorizedAccessException) { return null; }
+        }
+        IReadOnlyList<int> postgres = PidIn(Path.Combine(dir, "pg", "data", "postmaster.pid")) is { } postmaster
+            ? [postmaster, .. ChildrenOf(postmaster)]
+            : PidsNamed("postgres").ToList();
+        IReadOnlyList<int> rabbit = PidIn(Path.Combine(dir, "rabbitmq", "rabbit.pid")) is { } beam ? [beam] : PidsNamed("beam.smp").ToList();
+        return (postgres, rabbit);
+    }
+
+    /// <summary>CPU seconds used so far by each group of processes the report names.</summary>
+    public static Dictionary<string, double> Snapshot(IReadOnlyList<int> dispatchers)
+    {
+        var (postgres, rabbit) = Servers();
+        return new()
+        {
+            ["dispatcher"] = dispatchers.Sum(CpuSeconds),
+            ["load generator + receiver"] = CpuSeconds(Environment.ProcessId),
+            ["postgresql"] = postgres.Sum(CpuSeconds),
+            ["rabbitmq"] = rabbit.Sum(CpuSeconds),
+            ["machine"] = MachineBusySeconds(),
+        };
+    }
 }

@@ -25,10 +25,15 @@ internal sealed class Receiver : IAsyncDisposable
     /// <summary>Publish time (Stopwatch timestamp) of each event, by event id.</summary>
     public ConcurrentDictionary<Guid, long> PublishedAt { get; } = new();
 
+    /// <summary>When the publish of each event completed (the broker's confirm; Stopwatch timestamp), for fixed-rate scenarios.</summary>
+    public ConcurrentDictionary<Guid, long> ConfirmedAt { get; } = new();
+
     public Receiver()
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        // Several ports: the first is Url; the others are handed out one by one (FreshUrl), so a
+        // subscription can point at an address the dispatcher has no connections to yet.
+        builder.WebHost.UseUrls(string.Join(';', Enumerable.Repeat("http://127.0.0.1:0", 9)));
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxConcurrentConnections = null);
         builder.Logging.ClearProviders();
         _app = builder.Build();
@@ -37,13 +42,21 @@ internal sealed class Receiver : IAsyncDisposable
 
     public string Url { get; private set; } = "";
 
+    private readonly Queue<string> _fresh = new();
+
+    /// <summary>Another address of this receiver, not handed out before (8 in all).</summary>
+    /// <exception cref="InvalidOperationException">All have been handed out.</exception>
+    public string FreshUrl() => _fresh.TryDequeue(out var url) ? url : throw new InvalidOperationException("no fresh receiver address left");
+
     /// <summary>Requests that carried an <c>X-Webhook-Delivery</c> already seen (the same delivery POSTed again).</summary>
     public int Duplicates => _duplicates;
 
     public async Task StartAsync()
     {
         await _app.StartAsync();
-        Url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
+        Url = addresses[0];
+        foreach (var a in addresses.Skip(1)) _fresh.Enqueue(a);
     }
 
     public PathStats Stats(string path) => _paths.GetOrAdd(path, _ => new PathStats());
@@ -58,11 +71,11 @@ internal sealed class Receiver : IAsyncDisposable
         var delivery = context.Request.Headers["X-Webhook-Delivery"].ToString();
         var first = _deliveries.TryAdd(delivery, 0);
         if (!first) Interlocked.Increment(ref _duplicates);
-        double? latencyMs = Guid.TryParse(context.Request.Headers["webhook-id"], out var eventId) && PublishedAt.TryGetValue(eventId, out var published)
-            ? Stopwatch.GetElapsedTime(published, arrived).TotalMilliseconds
+        Arrival? arrival = Guid.TryParse(context.Request.Headers["webhook-id"], out var eventId) && PublishedAt.TryGetValue(eventId, out var published)
+            ? new Arrival(eventId, published, arrived)
             : null;
 
-        stats.Record(arrived, latencyMs, first);
+        stats.Record(arrived, arrival, first);
         if (path.StartsWith("/slow/", StringComparison.Ordinal))
             await Task.Delay(TimeSpan.FromSeconds(5));
         else if (path.StartsWith("/hang/", StringComparison.Ordinal))
@@ -73,18 +86,25 @@ internal sealed class Receiver : IAsyncDisposable
     public async ValueTask DisposeAsync() => await _app.DisposeAsync();
 }
 
+/// <summary>A webhook whose event this process published: the event, when it was published and when the POST arrived (Stopwatch timestamps).</summary>
+internal readonly record struct Arrival(Guid EventId, long PublishedAt, long ArrivedAt)
+{
+    /// <summary>Publish → arrival, in milliseconds.</summary>
+    public double LatencyMs => Stopwatch.GetElapsedTime(PublishedAt, ArrivedAt).TotalMilliseconds;
+}
+
 /// <summary>Requests to one path: count, first and last arrival time, publish → arrival latencies.</summary>
 internal sealed class PathStats
 {
     private readonly object _lock = new();
-    private readonly List<double> _latencies = [];
+    private readonly List<Arrival> _arrivals = [];
 
     public int Count { get; private set; }
     public int Unique { get; private set; }
     public long First { get; private set; }
     public long Last { get; private set; }
 
-    public void Record(long arrivedAt, double? latencyMs, bool first)
+    public void Record(long arrivedAt, Arrival? arrival, bool first)
     {
         lock (_lock)
         {
@@ -92,12 +112,13 @@ internal sealed class PathStats
             Count++;
             if (first) Unique++;
             Last = arrivedAt;
-            if (latencyMs is { } l) _latencies.Add(l);
+            if (arrival is { } a) _arrivals.Add(a);
         }
     }
 
-    public double[] Latencies()
+    /// <summary>The arrivals of events this process published (a redelivered POST counts again).</summary>
+    public Arrival[] Arrivals()
     {
-        lock (_lock) return [.. _latencies];
+        lock (_lock) return [.. _arrivals];
     }
 }
