@@ -74,6 +74,12 @@ public sealed class BadMessageTests
             message["eventId"] = "evt_42";
             return RawEvents.Envelope(EmailReceived, message, id);
         }, "EmailReceived field $.eventId: expected a UUID string such as \"5f74c51c-86c0-4dc7-a368-47b42c116b63\", found the string \"evt_42\".");
+        yield return Case("a user id the database cannot store (a NUL character)", (user, id) =>
+        {
+            var message = Message(user);
+            message["userId"] = user + "\u0000x";
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "The event could not be stored: the database refused its data (22021");
     }
 
     [TestCaseSource(nameof(BadMessages))]

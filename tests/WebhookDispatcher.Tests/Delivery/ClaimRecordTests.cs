@@ -47,7 +47,10 @@ public sealed class ClaimRecordTests
         }
 
         /// <summary>A subscription with one pending delivery, due now.</summary>
-        public async Task<Guid> AddDeliveryAsync(int retryCount = 3)
+        public Task<Guid> AddDeliveryAsync(int retryCount = 3) => AddDeliveryAsync(Guid.NewGuid(), "{}", retryCount);
+
+        /// <summary>A subscription with one pending delivery of <paramref name="eventId"/>, due now.</summary>
+        public async Task<Guid> AddDeliveryAsync(Guid eventId, string payload, int retryCount = 3)
         {
             var subscription = new WebhookSubscription
             {
@@ -62,9 +65,9 @@ public sealed class ClaimRecordTests
             var delivery = new WebhookDelivery
             {
                 Id = Guid.CreateVersion7(),
-                EventId = Guid.NewGuid(),
+                EventId = eventId,
                 EventType = "email.received",
-                Payload = "{}",
+                Payload = payload,
                 Status = DeliveryStatus.Pending,
                 MaxAttempts = 1 + retryCount,
                 CreatedAt = DateTimeOffset.UtcNow,
@@ -155,6 +158,30 @@ public sealed class ClaimRecordTests
                     $"round {round}: the attempt row is kept");
             });
         }
+    }
+
+    [TestCase(100)]
+    [TestCase(LaneStore.InlinePayloadBytes + 1)]
+    [TestCase(200_000)]
+    public async Task The_deliveries_of_one_event_claimed_together_share_one_copy_of_its_exact_bytes(int size)
+    {
+        await using var stores = await Stores.CreateAsync();
+        var eventId = Guid.NewGuid();
+        var payload = "{\"id\":\"" + eventId + "\",\"data\":\"" + new string('é', (size - 50) / 2) + "\"}";
+        var ids = new List<Guid>();
+        for (var i = 0; i < 3; i++) ids.Add(await stores.AddDeliveryAsync(eventId, payload));
+        var other = await stores.AddDeliveryAsync(Guid.NewGuid(), "{\"other\":true}");
+
+        var claimed = await stores.Lanes.ClaimAsync([.. ids, other], CancellationToken.None);
+
+        var ofEvent = claimed.Where(c => c.EventId == eventId).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(ofEvent, Has.Count.EqualTo(3));
+            Assert.That(ofEvent.Select(c => c.Body).Distinct(ReferenceEqualityComparer.Instance).Count(), Is.EqualTo(1), "one array for the event");
+            Assert.That(ofEvent[0].Body, Is.EqualTo(System.Text.Encoding.UTF8.GetBytes(payload)), "the stored bytes, exactly");
+            Assert.That(claimed.Single(c => c.Id == other).Body, Is.EqualTo("{\"other\":true}"u8.ToArray()), "each event its own body");
+        });
     }
 
     [TestCase(45.0)]

@@ -15,7 +15,7 @@ public sealed class AttemptRunner(WebhookSender sender, TimeProvider time)
         WebhookResponse response;
         try
         {
-            var request = SignedWebhook.Create(delivery.Url, delivery.Payload, delivery.EventType, delivery.Id, delivery.EventId,
+            var request = SignedWebhook.Create(delivery.Url, delivery.Body, delivery.EventType, delivery.Id, delivery.EventId,
                 SignedWebhook.ActiveSecrets(delivery.Secret, delivery.PreviousSecret, delivery.PreviousSecretExpiresAt, startedAt),
                 delivery.TimeoutSeconds, startedAt);
             // Once claimed, the attempt runs to its own deadline and is recorded even if the host

@@ -18,9 +18,13 @@ public static class SignedWebhook
     /// is <paramref name="now"/> in unix seconds.
     /// </summary>
     public static WebhookRequest Create(string url, string payload, string eventType, Guid deliveryId, Guid webhookId,
+        IReadOnlyList<string> secrets, int timeoutSeconds, DateTimeOffset now) =>
+        Create(url, Encoding.UTF8.GetBytes(payload), eventType, deliveryId, webhookId, secrets, timeoutSeconds, now);
+
+    /// <summary>The request over a body already encoded (UTF-8 JSON), which it sends as it is and never modifies.</summary>
+    public static WebhookRequest Create(string url, byte[] body, string eventType, Guid deliveryId, Guid webhookId,
         IReadOnlyList<string> secrets, int timeoutSeconds, DateTimeOffset now)
     {
-        var body = Encoding.UTF8.GetBytes(payload);
         var timestamp = now.ToUnixTimeSeconds();
         var id = webhookId.ToString();
         var headers = new Dictionary<string, string>

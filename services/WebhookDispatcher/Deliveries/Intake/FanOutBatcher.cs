@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace WebhookDispatcher.Deliveries;
 
@@ -61,10 +62,51 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
             catch (Exception ex)
             {
                 store.OnFailure(ex);
-                CompleteBatch([.. batch], ex);
+                if (events.Count > 1 && !DatabaseAway(ex)) await StoreOneByOneAsync(batch);
+                else CompleteBatch([.. batch], Unstorable(ex) ?? ex);
             }
         }
     }
+
+    /// <summary>
+    /// A batch failed for a reason that may be one event's own: each event is stored by itself,
+    /// so the others are acknowledged at once instead of travelling back through the broker with
+    /// it. An event the database refuses as data (SQLSTATE class 22: a NUL in its user id, say)
+    /// can never be stored and is parked at once with the reason.
+    /// </summary>
+    private async Task StoreOneByOneAsync(List<PendingFanOut> batch)
+    {
+        foreach (var group in batch.GroupBy(p => p.Event.EventId))
+        {
+            var pending = group.ToArray();
+            try
+            {
+                scheduler.Enqueue(await store.FanOutAsync([pending[0].Event], time.GetUtcNow(), CancellationToken.None));
+                CompleteBatch(pending, null);
+            }
+            catch (Exception ex)
+            {
+                store.OnFailure(ex);
+                CompleteBatch(pending, Unstorable(ex) ?? ex);
+            }
+        }
+    }
+
+    /// <summary>The failure as a reason to park the event at once, when the database refused the event's data (SQLSTATE class 22); else null.</summary>
+    private static Messaging.UnprocessableMessageException? Unstorable(Exception ex) =>
+        ex is PostgresException { SqlState: var state } pg && state.StartsWith("22", StringComparison.Ordinal)
+            ? new Messaging.UnprocessableMessageException($"The event could not be stored: the database refused its data ({state}: {pg.MessageText}).")
+            : null;
+
+    /// <summary>Whether the failure says the database is away (every statement would fail the same way), not that one event is bad.</summary>
+    private static bool DatabaseAway(Exception ex) => ex switch
+    {
+        // Connection lost, server shutting down or out of resources: every statement fails alike.
+        PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("57P", StringComparison.Ordinal)
+                                || pg.SqlState.StartsWith("53", StringComparison.Ordinal),
+        NpgsqlException => true,
+        _ => false,
+    };
 
     /// <inheritdoc />
     public override async Task StopAsync(CancellationToken cancellationToken)

@@ -16,6 +16,7 @@ public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId)
 
 /// <summary>A delivery claimed for one attempt, with what the attempt needs from its subscription.</summary>
 /// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.
+/// <see cref="Body"/> is the payload's UTF-8 bytes, one array shared by the deliveries of one event claimed together: never modified.
 /// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).</remarks>
 public sealed record ClaimedDelivery(
     Guid Id,
@@ -23,7 +24,7 @@ public sealed record ClaimedDelivery(
     Guid SubscriptionId,
     Guid EventId,
     string EventType,
-    string Payload,
+    byte[] Body,
     int AttemptNumber,
     int MaxAttempts,
     string Url,

@@ -16,6 +16,12 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
     public const double EarlyToleranceSeconds = 1;
 
     /// <summary>
+    /// Payloads up to this many bytes come back with the claim; larger ones are read once per
+    /// event of the claim (a fan-out's deliveries share one copy in memory, not one each).
+    /// </summary>
+    public const int InlinePayloadBytes = 8192;
+
+    /// <summary>
     /// Starts the next attempt of each delivery that is unfinished, due, has attempts left and
     /// whose subscription is active: increments <c>attempt_count</c> and leases the delivery until
     /// the attempt's timeout plus <see cref="LeaseMarginSeconds"/> (so no second claim can start
@@ -30,7 +36,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
     {
         var ids = deliveryIds.ToArray();
-        var claimed = new List<ClaimedDelivery>(ids.Length);
+        var rows = new List<(ClaimedDelivery Claim, string? Payload)>(ids.Length);
         await using (var claim = Db.CreateCommand("""
             UPDATE webhook_deliveries d
             SET attempt_count = d.attempt_count + 1,
@@ -48,21 +54,25 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
               -- No earlier claim still unrecorded: its answer may be in some process's memory (a
               -- database outage); only the reconciler's give-back ends such a claim.
               AND NOT d.in_flight
-            RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempt_count, d.max_attempts,
+            RETURNING d.id, d.subscription_id, d.event_id, d.event_type,
+                      -- Large payloads are read once per event below, not once per delivery.
+                      CASE WHEN octet_length(d.payload) <= $4 THEN d.payload END,
+                      d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
                       d.last_attempt_at, s.user_id, d.round_first_attempt
             """))
         {
-            AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds);
+            AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes);
             await using var r = await claim.ExecuteReaderAsync(cancellationToken);
             while (await r.ReadAsync(cancellationToken))
             {
-                claimed.Add(new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(13), r.GetGuid(1), r.GetGuid(2), r.GetString(3), r.GetString(4), r.GetInt32(5),
-                    r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
-                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12), r.GetString(14),
-                    r.GetInt32(15)));
+                rows.Add((new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(13), r.GetGuid(1), r.GetGuid(2), r.GetString(3), [],
+                    r.GetInt32(5), r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
+                    r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12),
+                    r.GetString(14), r.GetInt32(15)), r.IsDBNull(4) ? null : r.GetString(4)));
             }
         }
+        var claimed = await WithBodiesAsync(rows, cancellationToken);
         if (claimed.Count == ids.Length) return claimed;
 
         // Some could not be claimed (final, not due, a duplicate message, or their subscription is
@@ -82,6 +92,32 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
         batch.BatchCommands.Add(Command("UPDATE webhook_deliveries SET held_by = NULL WHERE id = ANY ($1) AND held_by = $2", rest, dispatcher.Id));
         await batch.ExecuteNonQueryAsync(cancellationToken);
         return claimed;
+    }
+
+    /// <summary>
+    /// Gives each claim its body: one UTF-8 array per event, shared by its deliveries; payloads not
+    /// returned by the claim (over <see cref="InlinePayloadBytes"/>) are read by one delivery id per event.
+    /// </summary>
+    private async Task<List<ClaimedDelivery>> WithBodiesAsync(List<(ClaimedDelivery Claim, string? Payload)> rows,
+        CancellationToken cancellationToken)
+    {
+        var bodies = new Dictionary<Guid, byte[]>();
+        var missing = new Dictionary<Guid, Guid>(); // event id -> one of its delivery ids
+        foreach (var (claim, payload) in rows)
+        {
+            if (bodies.ContainsKey(claim.EventId)) continue;
+            if (payload is not null) bodies[claim.EventId] = System.Text.Encoding.UTF8.GetBytes(payload);
+            else missing.TryAdd(claim.EventId, claim.Id);
+        }
+        if (missing.Count > 0)
+        {
+            await using var cmd = Db.CreateCommand("SELECT event_id, payload FROM webhook_deliveries WHERE id = ANY ($1)");
+            cmd.Parameters.Add(new() { Value = missing.Values.ToArray() });
+            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+                bodies.TryAdd(reader.GetGuid(0), System.Text.Encoding.UTF8.GetBytes(reader.GetString(1)));
+        }
+        return [.. rows.Select(row => row.Claim with { Body = bodies[row.Claim.EventId] })];
     }
 
     /// <summary>
