@@ -43,6 +43,7 @@ public static class DeliveryExtensions
             builder.Services.AddSingleton<AttemptRunner>();
             builder.Services.AddSingleton<AttemptRecorder>();
             builder.Services.AddSingleton<LaneHolds>();
+            builder.Services.AddSingleton<LaneSettings>();
             builder.Services.AddSingleton<ReplicaCounter>();
             builder.Services.AddSingleton<DeliveryScheduler>();
             builder.Services.AddSingleton<FanOutBatcher>();

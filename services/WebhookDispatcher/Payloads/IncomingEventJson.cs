@@ -2,7 +2,6 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Notely.Events;
-using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Payloads;
 

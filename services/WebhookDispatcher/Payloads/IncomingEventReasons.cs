@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
-using WebhookDispatcher.Deliveries;
 
 namespace WebhookDispatcher.Payloads;
 

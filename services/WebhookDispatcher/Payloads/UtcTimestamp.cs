@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
-using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Payloads;
 

@@ -12,7 +12,6 @@ using Notely.Events;
 using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
-using WebhookDispatcher.Messaging;
 using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Security;
 

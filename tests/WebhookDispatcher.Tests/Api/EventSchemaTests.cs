@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Notely.Events;
-using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 

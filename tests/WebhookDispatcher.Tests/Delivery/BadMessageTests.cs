@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using Notely.Events;
-using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text.Json.Nodes;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Api;
 using WebhookDispatcher.Tests.Infrastructure;

@@ -1,7 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Notely.Events;
-using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 using WebhookDispatcher.Tests.Unit;

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace WebhookDispatcher.Tests.Infrastructure;

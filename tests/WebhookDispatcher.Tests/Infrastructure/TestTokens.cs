@@ -1,5 +1,4 @@
 using System.Net.Http.Headers;
-using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Tests.Infrastructure;

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using MassTransit;
-using MassTransit.Monitoring;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Api;

@@ -1,8 +1,6 @@
 using MassTransit;
-using MassTransit.Monitoring;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
-using Notely.Events;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging.BrokerDelay;
 using WebhookDispatcher.Tests.Infrastructure;

@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.Http;
-using Notely.Events;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging.BrokerDelay;
 using WebhookDispatcher.Tests.Infrastructure;

@@ -1,6 +1,5 @@
 using System.Net;
 using MassTransit;
-using MassTransit.Monitoring;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Tests.Infrastructure;
 

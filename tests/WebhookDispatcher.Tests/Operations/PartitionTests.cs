@@ -180,7 +180,7 @@ public sealed class PartitionTests
         public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + ahead;
     }
 
-    /// <summary>The partition gauge of a host of its own on <paramref name="connectionString"/>, sampled every second, read as an exporter reads it.</summary>
+    /// <summary>The partition gauge of a host of its own on a connection string, sampled every second, read as an exporter reads it.</summary>
     private sealed class GaugeReader : IAsyncDisposable
     {
         private readonly ServiceProvider _services;

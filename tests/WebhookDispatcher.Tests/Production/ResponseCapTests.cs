@@ -1,4 +1,3 @@
-using Microsoft.AspNetCore.Http;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Api;
 using WebhookDispatcher.Tests.Infrastructure;

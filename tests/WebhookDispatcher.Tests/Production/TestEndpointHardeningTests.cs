@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using WebhookDispatcher.Subscriptions;
 using WebhookDispatcher.Tests.Api;
 using WebhookDispatcher.Tests.Infrastructure;

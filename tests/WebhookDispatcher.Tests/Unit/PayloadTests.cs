@@ -1,5 +1,4 @@
 using System.Text.Json;
-using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Tests.Infrastructure;
 

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using MassTransit.Serialization;
 using Notely.Events;
-using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Tests.Unit;

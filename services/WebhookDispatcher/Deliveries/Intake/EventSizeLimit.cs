@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text;
 using WebhookDispatcher.Messaging;
-using WebhookDispatcher.Payloads;
 
 namespace WebhookDispatcher.Deliveries;
 

@@ -1,6 +1,5 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
-using WebhookDispatcher.Messaging;
 
 namespace WebhookDispatcher.Deliveries;
 

@@ -24,6 +24,7 @@ namespace WebhookDispatcher.Deliveries;
 public sealed partial class DeliveryScheduler(
     LaneStore store,
     LaneHolds holds,
+    LaneSettings settings,
     ReplicaCounter replicas,
     AttemptRunner runner,
     AttemptRecorder recorder,
@@ -110,7 +111,11 @@ public sealed partial class DeliveryScheduler(
                 await holds.RenewIfDueAsync(_lanes.All, now, stop);
                 await ResolveAsync(stop);
                 await DrainIncomingAsync(now, stop);
-                await LoadNewLaneSettingsAsync(stop);
+                if (_newLanes.Count > 0)
+                {
+                    await settings.LoadAsync(_newLanes, stop);
+                    _newLanes.Clear();
+                }
                 await holds.RefillAsync(_lanes.All, now, Replicas, stop);
                 var more = await StartWhatMayStartAsync(now);
                 replicas.RefreshIfDue(now);
@@ -189,30 +194,6 @@ public sealed partial class DeliveryScheduler(
         }
         // Awaited here, so a refill never overtakes it.
         if (overflow is not null) await holds.DeferAsync(overflow, stop);
-    }
-
-    /// <summary>
-    /// New lanes learn their subscription's destination and rate limit before they start
-    /// anything (one statement for all of them), so the per-destination limit holds from a new
-    /// subscription's first delivery and its lane need not wait for a first claim to learn them.
-    /// On failure they learn at their first claim, one attempt at a time meanwhile.
-    /// </summary>
-    private async Task LoadNewLaneSettingsAsync(CancellationToken stop)
-    {
-        if (_newLanes.Count == 0) return;
-        var lanes = _newLanes.ToDictionary(l => l.SubscriptionId);
-        _newLanes.Clear();
-        try
-        {
-            foreach (var chunk in lanes.Keys.Chunk(1000))
-                foreach (var (id, userId, url, rate) in await store.LoadLaneSettingsAsync(chunk, stop))
-                    lanes[id].Learn(EndpointLane.DestinationKey(userId, url), rate);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            store.OnFailure(ex);
-            LogSettingsFailed(logger, ex, lanes.Count);
-        }
     }
 
     private void DrainCompletions(DateTimeOffset now)
@@ -364,9 +345,6 @@ public sealed partial class DeliveryScheduler(
 
     [LoggerMessage(LogLevel.Warning, "Could not claim {Count} delivery(ies); trying again in 2 s")]
     private static partial void LogClaimFailed(ILogger logger, Exception ex, int count);
-
-    [LoggerMessage(LogLevel.Warning, "Could not load the settings of {Count} new lane(s); each starts one attempt at a time until its first claim")]
-    private static partial void LogSettingsFailed(ILogger logger, Exception ex, int count);
 
     [LoggerMessage(LogLevel.Warning, "Could not look up the subscription of {Count} delivery(ies); the reconciler will re-publish them")]
     private static partial void LogResolveFailed(ILogger logger, Exception ex, int count);

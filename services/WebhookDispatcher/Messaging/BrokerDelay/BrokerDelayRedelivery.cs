@@ -1,6 +1,5 @@
 using MassTransit;
 using MassTransit.Configuration;
-using MassTransit.Middleware;
 using MassTransit.Serialization;
 
 namespace WebhookDispatcher.Messaging.BrokerDelay;
