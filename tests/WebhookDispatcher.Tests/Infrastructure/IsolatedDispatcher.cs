@@ -61,10 +61,11 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
     /// <paramref name="sharedBroker"/> puts it on the shared instance's virtual host instead of one
     /// of its own (a second replica of the same deployment); <paramref name="virtualHost"/> puts it
     /// on an existing virtual host, which it leaves in place (the successor of an instance that
-    /// stopped, or a dispatcher started where the topology command ran).
+    /// stopped, or a dispatcher started where the topology command ran); <paramref name="clock"/>,
+    /// when given, is the process's clock (a replica whose clock is off).
     /// </summary>
     public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null,
-        bool sharedBroker = false, string? virtualHost = null)
+        bool sharedBroker = false, string? virtualHost = null, TimeProvider? clock = null)
     {
         if (sharedBroker && virtualHost is not null) throw new ArgumentException("Either the shared virtual host or a given one, not both.");
         var owned = sharedBroker || virtualHost is not null ? null : await Broker.CreateVirtualHostAsync("isolated");
@@ -87,6 +88,7 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
             builder.ConfigureTestServices(services =>
             {
                 if (network is not null) services.AddSingleton(network);
+                if (clock is not null) services.AddSingleton(clock);
                 // Registered after the app's services, so the host calls it first when it stops.
                 services.AddSingleton(stopSignal);
                 services.AddHostedService(sp => sp.GetRequiredService<StopSignal>());
