@@ -194,7 +194,9 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
         await using var cmd = Db.CreateCommand("""
             WITH me AS (
                 INSERT INTO webhook_dispatchers (id, alive_until, backlogged) VALUES ($1, now() + make_interval(secs => $2), $3)
-                ON CONFLICT (id) DO UPDATE SET alive_until = EXCLUDED.alive_until, backlogged = EXCLUDED.backlogged)
+                ON CONFLICT (id) DO UPDATE SET alive_until = EXCLUDED.alive_until, backlogged = EXCLUDED.backlogged),
+            -- Dispatchers gone for an hour: their holds ran out long ago (a hold naming no row counts as run out).
+            gone AS (DELETE FROM webhook_dispatchers WHERE alive_until < now() - interval '1 hour')
             SELECT b.id, 1 + count(o.id)::int
             FROM unnest($3::uuid[]) AS b(id)
             LEFT JOIN webhook_dispatchers o ON o.id <> $1 AND o.alive_until >= now() AND b.id = ANY (o.backlogged)
