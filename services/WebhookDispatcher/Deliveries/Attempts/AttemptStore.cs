@@ -17,12 +17,12 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
     /// reconciler gave the attempt back but no new claim was made since (the attempt's number is
     /// then restored, so the answer counts and no second POST follows). The rows are locked for
     /// the statement, so a give-back running at the same moment either comes first (and the
-    /// record still lands) or skips them. The delivery's state moves only if it is still unfinished. Deliveries reaching a final state add to their
-    /// subscription's counters, one increment per subscription for the batch, and extend or end
-    /// its failure streak; a 410 Gone, or a streak as long as <see cref="AutoDisableOptions"/>
-    /// says, disables the subscription with its reason and leaves a notice to publish
-    /// (<see cref="RecoveryStore.AnnounceDisabledAsync"/>). Returns the ids whose state moved; for the others no retry
-    /// must follow.
+    /// record still lands) or skips them. The delivery's state moves only if it is still
+    /// unfinished. Deliveries reaching a final state add to their subscription's counters, one
+    /// increment per subscription for the batch, and extend or end its failure streak; a 410 Gone,
+    /// or a streak as long as <see cref="AutoDisableOptions"/> says, disables the subscription with
+    /// its reason and leaves a notice to publish (<see cref="RecoveryStore.AnnounceDisabledAsync"/>).
+    /// Returns the ids whose state moved; for the others no retry must follow.
     /// </summary>
     /// <param name="attempts">The finished attempts; their times are the process's clock.</param>
     /// <param name="clockOffset">The database's clock minus the process's (<see cref="DatabaseClock.Offset"/>).
@@ -60,7 +60,8 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
             delivery AS (
                 UPDATE webhook_deliveries d
                 SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,
-                    attempt_count = c.attempt_number, completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0, in_flight = false
+                    attempt_count = c.attempt_number, completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0,
+                    in_flight = false
                 FROM claimed c
                 WHERE d.id = c.id AND d.id = ANY ($1) AND d.status NOT IN ('success', 'failed', 'cancelled')
                 RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),
