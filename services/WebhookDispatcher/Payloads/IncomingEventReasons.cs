@@ -64,7 +64,7 @@ public static class IncomingEventReasons
     /// <summary>The JSON value at the reader's current token, in words: <c>the string "abc"</c>, <c>an object</c>, <c>null</c> ….</summary>
     public static string Found(ref Utf8JsonReader reader) => reader.TokenType switch
     {
-        JsonTokenType.String => $"the string \"{UtcTimestamp.Truncate(reader.GetString()!)}\"",
+        JsonTokenType.String => StringInWords(ref reader),
         JsonTokenType.Number => $"the number {UtcTimestamp.Truncate(Encoding.UTF8.GetString(reader.ValueSpan))}",
         JsonTokenType.True => "true",
         JsonTokenType.False => "false",
@@ -74,10 +74,75 @@ public static class IncomingEventReasons
         var other => other.ToString(),
     };
 
+    /// <summary>
+    /// The reason for a message holding a string that is not valid Unicode (System.Text.Json then
+    /// throws without a path): the path of the first such string in <paramref name="message"/>.
+    /// </summary>
+    public static string DescribeNotUnicode(Type contract, JsonElement? message) =>
+        At(contract, message is { } json ? FirstNotUnicode(json, "$") ?? "$" : "$", $"found {NotUnicode}.");
+
+    private static string? FirstNotUnicode(JsonElement value, string path)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                return StringInWords(value) == NotUnicode ? path : null;
+            case JsonValueKind.Object:
+                foreach (var property in value.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = property.Name;
+                    }
+                    catch (Exception ex) when (ex is InvalidOperationException or System.Text.DecoderFallbackException)
+                    {
+                        return path;
+                    }
+                    if (FirstNotUnicode(property.Value, $"{path}.{name}") is { } found) return found;
+                }
+                return null;
+            case JsonValueKind.Array:
+                var i = 0;
+                foreach (var item in value.EnumerateArray())
+                    if (FirstNotUnicode(item, $"{path}[{i++}]") is { } found) return found;
+                return null;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>Not valid Unicode: a lone surrogate escape (<c>\ud800</c>) or bytes that are not UTF-8.</summary>
+    private const string NotUnicode = "a string that is not valid Unicode (a lone surrogate escape or bytes that are not UTF-8)";
+
+    private static string StringInWords(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            return $"the string \"{UtcTimestamp.Truncate(reader.GetString()!)}\"";
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or System.Text.DecoderFallbackException)
+        {
+            return NotUnicode;
+        }
+    }
+
+    private static string StringInWords(JsonElement value)
+    {
+        try
+        {
+            return $"the string \"{UtcTimestamp.Truncate(value.GetString()!)}\"";
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or System.Text.DecoderFallbackException)
+        {
+            return NotUnicode;
+        }
+    }
+
     /// <summary>A JSON value in words, as <see cref="Found(ref Utf8JsonReader)"/>.</summary>
     public static string Found(JsonElement value) => value.ValueKind switch
     {
-        JsonValueKind.String => $"the string \"{UtcTimestamp.Truncate(value.GetString()!)}\"",
+        JsonValueKind.String => StringInWords(value),
         JsonValueKind.Number => $"the number {UtcTimestamp.Truncate(value.GetRawText())}",
         JsonValueKind.True => "true",
         JsonValueKind.False => "false",
@@ -242,6 +307,20 @@ internal sealed class ContractReasonsConverterFactory(JsonSerializerOptions inne
                     // Not JSON after all: the reason names what could be read.
                 }
                 throw new JsonException(IncomingEventReasons.Describe(typeof(T), error, message, inner));
+            }
+            catch (Exception error) when (error is InvalidOperationException or System.Text.DecoderFallbackException)
+            {
+                // A lone surrogate escape or bytes that are not UTF-8: System.Text.Json names no path.
+                JsonElement? message = null;
+                try
+                {
+                    message = JsonElement.ParseValue(ref start);
+                }
+                catch (JsonException)
+                {
+                    // Not JSON after all.
+                }
+                throw new JsonException(IncomingEventReasons.DescribeNotUnicode(typeof(T), message));
             }
         }
 

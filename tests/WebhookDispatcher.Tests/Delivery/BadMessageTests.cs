@@ -73,6 +73,12 @@ public sealed class BadMessageTests
             message["eventId"] = "evt_42";
             return RawEvents.Envelope(EmailReceived, message, id);
         }, "EmailReceived field $.eventId: expected a UUID string such as \"5f74c51c-86c0-4dc7-a368-47b42c116b63\", found the string \"evt_42\".");
+        yield return Case("a lone surrogate escape in a string", (user, id) =>
+        {
+            var message = Message(user);
+            message["subject"] = "LONE-SURROGATE";
+            return RawEvents.Envelope(EmailReceived, message, id).Replace("LONE-SURROGATE", "\\ud800x");
+        }, "EmailReceived field $.subject: expected a string, found a string that is not valid Unicode");
         yield return Case("a user id the database cannot store (a NUL character)", (user, id) =>
         {
             var message = Message(user);
