@@ -9,7 +9,10 @@ namespace WebhookDispatcher.Deliveries;
 /// one statement runs go into the next, so one insert and one commit serve up to
 /// <see cref="DeliveryOptions.FanOutBatchSize"/> events (a batch of fewer than
 /// <see cref="ChannelBatches.LingerBelow"/> waits <see cref="Linger"/> for more). The new
-/// deliveries go straight to the <see cref="DeliveryScheduler"/>, with no broker hop.
+/// deliveries go straight to the <see cref="DeliveryScheduler"/>, with no broker hop. A statement
+/// that runs longer than <see cref="StallAfter"/> (one tenant's events of the largest size, or to
+/// very many subscriptions) gets company: the events behind it go into statements of their own
+/// beside it, up to <see cref="MaxConcurrentStatements"/>, so they keep their latency.
 /// </summary>
 public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler, IOptions<DeliveryOptions> options, TimeProvider time)
     : BackgroundService
@@ -17,7 +20,14 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
     /// <summary>How long a small batch waits for more events; the event waits for its commit, so this adds to its latency.</summary>
     public static readonly TimeSpan Linger = TimeSpan.FromMilliseconds(5);
 
+    /// <summary>Fan-out statements running at once at most: a second starts only beside one running longer than <see cref="StallAfter"/>.</summary>
+    public const int MaxConcurrentStatements = 4;
+
+    /// <summary>How long a fan-out statement runs before the next batch goes into a statement of its own beside it.</summary>
+    public static readonly TimeSpan StallAfter = TimeSpan.FromMilliseconds(50);
+
     private readonly Channel<PendingFanOut> _fanOut = Channel.CreateUnbounded<PendingFanOut>(new() { SingleReader = true });
+    private readonly SemaphoreSlim _statements = new(MaxConcurrentStatements);
 
     private sealed record PendingFanOut(FanOutEvent Event, TaskCompletionSource Done);
 
@@ -45,10 +55,28 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
         // Runs until the channel is completed (StopAsync), not until the token: every event
         // handed in before the stop gets its statement.
         await Task.Yield();
-        var batch = new List<PendingFanOut>();
+        var running = new List<Task>();
         while (await _fanOut.Reader.WaitToReadAsync(CancellationToken.None))
         {
+            await _statements.WaitAsync();
+            var batch = new List<PendingFanOut>();
             await ChannelBatches.GatherAsync(_fanOut.Reader, batch, options.Value.FanOutBatchSize, Linger);
+            var statement = StoreAsync(batch);
+            running.RemoveAll(t => t.IsCompleted);
+            running.Add(statement);
+            // One statement at a time while they are quick (the next batch grows meanwhile: group
+            // commit); one that takes longer (a tenant's large events, many subscriptions) does not
+            // hold up the events behind it, which go into a statement of their own beside it.
+            await Task.WhenAny(statement, Task.Delay(StallAfter));
+        }
+        await Task.WhenAll(running);
+    }
+
+    /// <summary>Stores one batch (one statement) and completes its consumers; never throws. Frees its statement slot.</summary>
+    private async Task StoreAsync(List<PendingFanOut> batch)
+    {
+        try
+        {
             var seen = new HashSet<Guid>();
             var events = new List<FanOutEvent>();
             foreach (var p in batch)
@@ -65,6 +93,10 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
                 if (events.Count > 1 && !DatabaseAway(ex)) await StoreOneByOneAsync(batch);
                 else CompleteBatch([.. batch], Unstorable(ex) ?? ex);
             }
+        }
+        finally
+        {
+            _statements.Release();
         }
     }
 
@@ -113,6 +145,13 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
     {
         _fanOut.Writer.TryComplete();
         await base.StopAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override void Dispose()
+    {
+        _statements.Dispose();
+        base.Dispose();
     }
 
     /// <summary>
