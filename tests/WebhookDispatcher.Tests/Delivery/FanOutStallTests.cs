@@ -1,0 +1,59 @@
+using Npgsql;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Delivery;
+
+/// <summary>
+/// A fan-out statement that stalls (here: blocked by a lock on its tenant's subscription, as a
+/// tenant's largest events or thousands of subscriptions would keep it busy) does not hold up
+/// another tenant's events: they go into a statement of their own beside it.
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class FanOutStallTests
+{
+    [Test]
+    public async Task Another_tenants_event_is_delivered_while_a_fan_out_statement_waits()
+    {
+        await using var dispatcher = await IsolatedDispatcher.StartAsync(new Dictionary<string, string?>
+        {
+            ["Delivery:AllowPrivateNetworks"] = "true",
+        });
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var stalled = Events.NewUser();
+        var other = Events.NewUser();
+        var stalledSubscription = await Dispatcher.SubscribeAsync(stalled, receiver.Url + "/stalled", ["email.received"]);
+        await Dispatcher.SubscribeAsync(other, receiver.Url + "/other", ["email.received"]);
+
+        // The fan-out's insert takes a key-share lock on the subscription row; an update lock held
+        // here makes it wait until this transaction ends.
+        await using var connection = new NpgsqlConnection(TestInfrastructure.Postgres);
+        await connection.OpenAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var lockRow = new NpgsqlCommand("SELECT 1 FROM webhook_subscriptions WHERE id = $1 FOR UPDATE", connection, transaction))
+        {
+            lockRow.Parameters.Add(new() { Value = stalledSubscription.Id });
+            await lockRow.ExecuteScalarAsync();
+        }
+        await dispatcher.PublishAsync(Events.EmailReceived(stalled));
+        Assert.That(await Dispatcher.EventuallyAsync(async () => await WaitingInsertsAsync() > 0, TimeSpan.FromSeconds(30)), Is.True,
+            "control: the stalled tenant's fan-out statement waits for the lock");
+
+        await dispatcher.PublishAsync(Events.EmailReceived(other));
+
+        Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30), "/other"), Is.True, "the other tenant's event was delivered meanwhile");
+        Assert.That(receiver.To("/stalled"), Is.Empty, "control: the stalled one still waits");
+        await transaction.RollbackAsync();
+        Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30), "/stalled"), Is.True, "and is delivered once the lock is gone");
+    }
+
+    private static async Task<long> WaitingInsertsAsync()
+    {
+        await using var connection = new NpgsqlConnection(TestInfrastructure.Postgres);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("""
+            SELECT count(*) FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO webhook_deliveries%'
+            """, connection);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+}
