@@ -26,6 +26,9 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
     /// <summary>How long a fan-out statement runs before the next batch goes into a statement of its own beside it.</summary>
     public static readonly TimeSpan StallAfter = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>A payload this long (characters) or longer is a large event, stored in a statement apart from the small ones.</summary>
+    public const int LargePayloadChars = 64 * 1024;
+
     private readonly Channel<PendingFanOut> _fanOut = Channel.CreateUnbounded<PendingFanOut>(new() { SingleReader = true });
     private readonly SemaphoreSlim _statements = new(MaxConcurrentStatements);
 
@@ -61,8 +64,19 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
             await _statements.WaitAsync();
             var batch = new List<PendingFanOut>();
             await ChannelBatches.GatherAsync(_fanOut.Reader, batch, options.Value.FanOutBatchSize, Linger);
-            var statement = StoreAsync(batch);
             running.RemoveAll(t => t.IsCompleted);
+            // Large events (a tenant's payloads near the cap, copied into each delivery row) are
+            // written in a statement of their own, after the small ones of the batch, so the small
+            // ones do not wait for their write.
+            var large = batch.Where(p => p.Event.Payload.Length >= LargePayloadChars).ToList();
+            if (large.Count > 0 && large.Count < batch.Count)
+            {
+                batch.RemoveAll(p => p.Event.Payload.Length >= LargePayloadChars);
+                running.Add(StoreAsync(batch));
+                await _statements.WaitAsync();
+                batch = large;
+            }
+            var statement = StoreAsync(batch);
             running.Add(statement);
             // One statement at a time while they are quick (the next batch grows meanwhile: group
             // commit); one that takes longer (a tenant's large events, many subscriptions) does not
