@@ -257,6 +257,7 @@ internal sealed partial class Runner
         using (var patch = await _api.PatchAsJsonAsync($"/api/webhooks/{subscription}", new { rate_limit_per_second = 1 }))
             patch.EnsureSuccessStatusCode();
         await QuietAsync();
+        var before = await WriteCountsAsync();
         var setup = Stopwatch.StartNew();
         var ids = new List<Guid>(BacklogDeliveries);
         await using (var insert = db.CreateCommand("""
@@ -303,6 +304,7 @@ internal sealed partial class Runner
         await Task.Delay(TimeSpan.FromSeconds(15));
 
         var samples = new List<(long At, WriteCounts Counts, int Arrived)>();
+        var settled = await WriteCountsAsync();
         var start = Stopwatch.GetTimestamp();
         for (var i = 0; ; i++)
         {
@@ -351,6 +353,7 @@ internal sealed partial class Runner
             ["setup: insert s"] = Math.Round(inserted, 1),
             ["setup: DeliverWebhook published s"] = Math.Round(published, 1),
             ["setup: all held s"] = Math.Round(steady, 1),
+            ["setup: row writes on webhook_deliveries (the inserts included)"] = settled.Inserts + settled.Updates - before.Inserts - before.Updates,
             ["in backlog (next_retry_at null) at the end"] = end.Backlog,
             ["held (held_by set) at the end"] = end.Held,
         };
