@@ -181,8 +181,12 @@ internal sealed partial class Runner
         return new Result(name, hostile.Length, Math.Round(hostileSeconds, 2), Math.Round(hostile.Length / hostileSeconds, 1),
             Stats.Percentile(hostile, 0.5), hostileP99, hostile.Length == 0 ? null : hostile[^1],
             Math.Round(cpu["dispatcher"] * 1e6 / deliveries), Math.Round(cpu["machine"] * 1e6 / deliveries), cpu,
-            Math.Max(peakSolo, peakHostile) / (1024 * 1024), note, Metrics: metrics);
+            Math.Max(peakSolo, peakHostile) / (1024 * 1024), note, Metrics: Finite(metrics));
     }
+
+    /// <summary>The figures that have a value (JSON has no NaN: a percentile of no arrivals is left out).</summary>
+    private static Dictionary<string, double> Finite(Dictionary<string, double> metrics) =>
+        metrics.Where(kv => double.IsFinite(kv.Value)).ToDictionary();
 
     /// <summary>The dispatchers' <c>Delivery:MaxEventBytes</c>: the default unless <c>--dispatcher-env Delivery__MaxEventBytes=…</c> sets it.</summary>
     private int MaxEventBytes => options.DispatcherEnv.TryGetValue("Delivery__MaxEventBytes", out var bytes)
@@ -363,7 +367,7 @@ internal sealed partial class Runner
             $"setup {steady:0} s until all {BacklogDeliveries:N0} were held ({end.Backlog:N0} in the backlog, {end.Held:N0} held at the end); {dispatchers.Count} dispatcher(s)");
         var zero = Proc.Snapshot(Pids).ToDictionary(kv => kv.Key, _ => 0.0);
         return new Result("backlog1", arrived, Math.Round(seconds, 1), Math.Round(arrived / seconds, 2), null, null, null, 0, 0, zero,
-            dispatchers.Max(d => Proc.RssBytes(d.Pid)) / (1024 * 1024), note, Metrics: metrics);
+            dispatchers.Max(d => Proc.RssBytes(d.Pid)) / (1024 * 1024), note, Metrics: Finite(metrics));
     }
 
     private async Task<(long Unheld, long Backlog, long Held)> BacklogStateAsync(Guid subscription)
