@@ -15,7 +15,8 @@
 #   WEBHOOKS_KEEP_DB=1 deploy/bench-pipeline.sh …   keep the database and vhost afterwards, to inspect them
 # Options: --runs N, --calibrations queue,post,rows|none, --rate-seconds S (20), --warmup-seconds S (15),
 # --stages (after each fixed-rate scenario, where its latency went second by second), --dispatcher-env
-# NAME=VALUE; besides the scenarios run by default: first, restart, rate500again, rate500newhost.
+# NAME=VALUE; besides the scenarios run by default: first, restart, rate500again, rate500newhost, and issue 14's
+# hostile, hostileA, hostileB, backlog1 (docs/benchmarks/tenants.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 infra_env=$(deploy/infra.sh start)  # not inside eval: its failure must stop the script

@@ -165,7 +165,7 @@ internal sealed record Options(string[] Scenarios, int Events, int Replicas, str
         if (options.Runs < 1) throw new ArgumentException("--runs must be at least 1");
         if (options.RateSeconds < 6) throw new ArgumentException("--rate-seconds must be at least 6 (the first 5 s are reported apart)");
         foreach (var s in options.Scenarios)
-            if (!All.Contains(s) && s is not ("first" or "rate500again" or "rate500newhost" or "restart")) throw new ArgumentException($"unknown scenario {s}");
+            if (!All.Contains(s) && s is not ("first" or "rate500again" or "rate500newhost" or "restart" or "hostile" or "hostileA" or "hostileB" or "hostileA1" or "backlog1")) throw new ArgumentException($"unknown scenario {s}");
         foreach (var c in options.Calibrations)
             if (!CalibrationResult.All.Contains(c)) throw new ArgumentException($"unknown calibration {c}");
         return options;
@@ -173,10 +173,11 @@ internal sealed record Options(string[] Scenarios, int Events, int Replicas, str
 }
 
 /// <param name="P99First5sMs">p99 publish → receiver of the events published in the run's first 5 s (a new subscription's first seconds).</param>
+/// <param name="Metrics">Figures of a scenario that the columns do not have (<c>hostile</c>, <c>backlog1</c>), summarised as medians.</param>
 internal sealed record Result(
     string Scenario, int Deliveries, double Seconds, double PerSecond, double? P50Ms, double? P99Ms, double? MaxMs,
     double DispatcherUsPerDelivery, double MachineUsPerDelivery, Dictionary<string, double> CpuSeconds, long PeakRssMiB, string Note,
-    double? P99First5sMs = null, double? MaxFirst5sMs = null)
+    double? P99First5sMs = null, double? MaxFirst5sMs = null, Dictionary<string, double>? Metrics = null)
 {
     /// <summary>Which run of the scenario (0: the warm-up).</summary>
     public int Run { get; init; }
@@ -190,7 +191,7 @@ internal sealed record Result(
     private static string Ms(double? v) => v is { } x ? x.ToString("0.0", CultureInfo.InvariantCulture) : "–";
 }
 
-internal sealed class Runner(Receiver receiver, IBusControl bus, List<DispatcherProcess> dispatchers, Options options, Npgsql.NpgsqlDataSource db,
+internal sealed partial class Runner(Receiver receiver, IBusControl bus, List<DispatcherProcess> dispatchers, Options options, Npgsql.NpgsqlDataSource db,
     Func<int, Task<DispatcherProcess>> startDispatcher)
 {
     public const string Header =
@@ -232,6 +233,11 @@ internal sealed class Runner(Receiver receiver, IBusControl bus, List<Dispatcher
         "hang10" => Isolation("hang10", "hang", 10, 200, timeoutSeconds: 10),
         "retention" => RetentionAsync(),
         "restart" => RestartAsync(),
+        "hostile" => HostileAsync(),
+        "hostileA" => HostileAsync("hostileA", publishB: false),
+        "hostileB" => HostileAsync("hostileB", publishA: false),
+        "hostileA1" => HostileAsync("hostileA1", publishB: false, subscriptionsA: 1),
+        "backlog1" => Backlog1Async(),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };
 

@@ -12,8 +12,10 @@ namespace WebhookDispatcher.LoadTest;
 
 /// <summary>
 /// The subscribers' side: Kestrel on 127.0.0.1. <c>/fast/…</c> answers 200 at once,
-/// <c>/slow/…</c> after 5 s, <c>/hang/…</c> never (until the dispatcher gives up). Every request
-/// is counted per path, and its latency is taken from the moment its event was published.
+/// <c>/paced/…</c> after 100 ms, <c>/slow/…</c> after 5 s, <c>/hang/…</c> never (until the
+/// dispatcher gives up). Every request is counted per path, and its latency is taken from the
+/// moment its event was published. Open connections are counted per local port, and requests in
+/// progress per tracked path prefix (<see cref="Track"/>), with their peaks.
 /// </summary>
 internal sealed class Receiver : IAsyncDisposable
 {
@@ -34,7 +36,23 @@ internal sealed class Receiver : IAsyncDisposable
         // Several ports: the first is Url; the others are handed out one by one (FreshUrl), so a
         // subscription can point at an address the dispatcher has no connections to yet.
         builder.WebHost.UseUrls(string.Join(';', Enumerable.Repeat("http://127.0.0.1:0", 9)));
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxConcurrentConnections = null);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxConcurrentConnections = null;
+            k.ConfigureEndpointDefaults(listen => listen.Use(next => async connection =>
+            {
+                var gauge = connection.LocalEndPoint is System.Net.IPEndPoint local ? Connections(local.Port) : null;
+                gauge?.Enter();
+                try
+                {
+                    await next(connection);
+                }
+                finally
+                {
+                    gauge?.Exit();
+                }
+            }));
+        });
         builder.Logging.ClearProviders();
         _app = builder.Build();
         _app.Run(Handle);
@@ -61,22 +79,53 @@ internal sealed class Receiver : IAsyncDisposable
 
     public PathStats Stats(string path) => _paths.GetOrAdd(path, _ => new PathStats());
 
+    private readonly ConcurrentDictionary<int, Gauge> _connections = new();
+    private volatile KeyValuePair<string, Gauge>[] _tracked = [];
+
+    /// <summary>Connections open to local port <paramref name="port"/>, now and at the peak.</summary>
+    public Gauge Connections(int port) => _connections.GetOrAdd(port, _ => new Gauge());
+
+    /// <summary>Starts counting the requests in progress whose path starts with <paramref name="prefix"/>.</summary>
+    public Gauge Track(string prefix)
+    {
+        var gauge = new Gauge();
+        lock (_connections) _tracked = [.. _tracked, new(prefix, gauge)];
+        return gauge;
+    }
+
     private async Task Handle(HttpContext context)
     {
         var arrived = Stopwatch.GetTimestamp();
-        var buffer = new byte[16 * 1024];
-        while (await context.Request.Body.ReadAsync(buffer) > 0) { }
         var path = context.Request.Path.Value ?? "";
-        var stats = Stats(path);
-        var delivery = context.Request.Headers["X-Webhook-Delivery"].ToString();
-        var first = _deliveries.TryAdd(delivery, 0);
-        if (!first) Interlocked.Increment(ref _duplicates);
-        Arrival? arrival = Guid.TryParse(context.Request.Headers["webhook-id"], out var eventId) && PublishedAt.TryGetValue(eventId, out var published)
-            ? new Arrival(eventId, published, arrived)
-            : null;
+        Gauge? tracked = null;
+        foreach (var (prefix, gauge) in _tracked)
+            if (path.StartsWith(prefix, StringComparison.Ordinal)) tracked = gauge;
+        tracked?.Enter(); // from the request's arrival to the end of the answer
+        try
+        {
+            var buffer = new byte[16 * 1024];
+            while (await context.Request.Body.ReadAsync(buffer) > 0) { }
+            var stats = Stats(path);
+            var delivery = context.Request.Headers["X-Webhook-Delivery"].ToString();
+            var first = _deliveries.TryAdd(delivery, 0);
+            if (!first) Interlocked.Increment(ref _duplicates);
+            Arrival? arrival = Guid.TryParse(context.Request.Headers["webhook-id"], out var eventId) && PublishedAt.TryGetValue(eventId, out var published)
+                ? new Arrival(eventId, published, arrived)
+                : null;
+            stats.Record(arrived, arrival, first);
+            await Respond(context, path);
+        }
+        finally
+        {
+            tracked?.Exit();
+        }
+    }
 
-        stats.Record(arrived, arrival, first);
-        if (path.StartsWith("/slow/", StringComparison.Ordinal))
+    private static async Task Respond(HttpContext context, string path)
+    {
+        if (path.StartsWith("/paced/", StringComparison.Ordinal))
+            await Task.Delay(TimeSpan.FromMilliseconds(100));
+        else if (path.StartsWith("/slow/", StringComparison.Ordinal))
             await Task.Delay(TimeSpan.FromSeconds(5));
         else if (path.StartsWith("/hang/", StringComparison.Ordinal))
             await Task.Delay(TimeSpan.FromMinutes(5), context.RequestAborted).ContinueWith(_ => { });
@@ -84,6 +133,28 @@ internal sealed class Receiver : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+}
+
+/// <summary>A count of things in progress (connections, requests) and its peak.</summary>
+internal sealed class Gauge
+{
+    private int _current;
+    private int _peak;
+
+    public int Current => Volatile.Read(ref _current);
+    public int Peak => Volatile.Read(ref _peak);
+
+    public void Enter()
+    {
+        var now = Interlocked.Increment(ref _current);
+        int peak;
+        while (now > (peak = Volatile.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now, peak) != peak) { }
+    }
+
+    public void Exit() => Interlocked.Decrement(ref _current);
+
+    /// <summary>Forgets the peak (the current count stays).</summary>
+    public void ResetPeak() => Volatile.Write(ref _peak, Current);
 }
 
 /// <summary>A webhook whose event this process published: the event, when it was published and when the POST arrived (Stopwatch timestamps).</summary>

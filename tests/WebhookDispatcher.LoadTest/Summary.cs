@@ -45,6 +45,18 @@ internal static class Summary
         }
         text.AppendLine();
 
+        foreach (var g in measured.Where(r => r.Metrics is not null).GroupBy(r => r.Scenario))
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"{g.Key}: median of {g.Count()} run(s), **bold**, with the range (min–max)");
+            text.AppendLine();
+            text.AppendLine("| figure | value |");
+            text.AppendLine("|---|---|");
+            foreach (var key in g.SelectMany(r => r.Metrics!.Keys).Distinct())
+                text.AppendLine(CultureInfo.InvariantCulture,
+                    $"| {key} | {Stats.Summary(g.Select(r => r.Metrics!.GetValueOrDefault(key, double.NaN)), "0.##")} |");
+            text.AppendLine();
+        }
+
         var parts = calibrations.Select(c => c.Result.Name).Distinct().ToList();
         var throughput = measured.Where(r => Throughput.Contains(r.Scenario)).ToList();
         if (parts.Count > 0 && throughput.Count > 0)
