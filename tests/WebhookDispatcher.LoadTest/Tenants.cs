@@ -54,13 +54,15 @@ internal sealed partial class Runner
     /// </summary>
     /// <remarks>
     /// <c>hostileA</c> and <c>hostileB</c> run the same with only tenant A's or only tenant B's
-    /// load (the other's subscriptions exist, it publishes nothing), to tell which one costs C its latency.
+    /// load (the other's subscriptions exist, it publishes nothing), to tell which one costs C its
+    /// latency. <c>hostileA1</c>: only tenant A publishes, and A has one subscription instead of
+    /// 20: its 20 maximum-size events make 20 deliveries, 5 MiB of payload rows instead of 100 MiB,
+    /// about what A's 20 subscriptions would write if a payload were stored once per event.
     /// </remarks>
-    /// <remarks>
-    /// <c>hostileA1</c>: only tenant A publishes, and A has one subscription instead of 20: its 20
-    /// maximum-size events make 20 deliveries, 5 MiB of payload rows instead of 100 MiB, about what
-    /// A's 20 subscriptions would write if a payload were stored once per event.
-    /// </remarks>
+    /// <param name="name">The scenario's name in the report.</param>
+    /// <param name="publishA">Whether tenant A publishes.</param>
+    /// <param name="publishB">Whether tenant B publishes.</param>
+    /// <param name="subscriptionsA">Tenant A's subscriptions (20; 1 in <c>hostileA1</c>).</param>
     private async Task<Result> HostileAsync(string name = "hostile", bool publishA = true, bool publishB = true, int subscriptionsA = HostileSubscriptionsA)
     {
         var (userC, pathsC) = await SubscribeAsync("fast", 1);
