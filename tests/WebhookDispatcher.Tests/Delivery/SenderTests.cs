@@ -61,7 +61,6 @@ public sealed class SenderTests
     {
         const int chunks = 1600; // 100 MiB: more than loopback's socket buffers can swallow
         var chunk = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, 64 * 1024 / 8).Select(i => (i % 100_000_000).ToString("D8"))));
-        long written = 0;
         var stopped = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var receiver = await TestReceiver.StartAsync(async (_, c) =>
         {
@@ -69,10 +68,9 @@ public sealed class SenderTests
             try
             {
                 for (var i = 0; i < chunks; i++)
-                {
                     await c.Response.Body.WriteAsync(chunk, c.RequestAborted);
-                    Interlocked.Add(ref written, chunk.Length);
-                }
+                // Kestrel may turn writes after the client left into no-ops: wait for it to notice.
+                await Task.Delay(TimeSpan.FromSeconds(10), c.RequestAborted);
                 stopped.TrySetResult(false);
             }
             catch (Exception)
@@ -83,13 +81,12 @@ public sealed class SenderTests
 
         var response = await Sender(allowPrivateNetworks: true).SendAsync(Request(receiver.Url), CancellationToken.None);
 
-        var dropped = await stopped.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        var dropped = await stopped.Task.WaitAsync(TimeSpan.FromSeconds(90));
         Assert.Multiple(() =>
         {
             Assert.That(response.Outcome, Is.EqualTo(AttemptOutcome.Success));
             Assert.That(response.ResponseExcerpt, Is.EqualTo(Encoding.ASCII.GetString(chunk, 0, 4096)), "the body's first 4096 characters, exactly");
             Assert.That(dropped, Is.True, "the sender closed the connection instead of reading (or draining) the rest");
-            Assert.That(Interlocked.Read(ref written), Is.LessThan((long)chunks * chunk.Length), "the receiver could not write the whole body");
         });
     }
 
