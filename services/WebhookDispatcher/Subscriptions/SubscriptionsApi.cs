@@ -1,4 +1,3 @@
-using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -7,9 +6,7 @@ using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 using Notely.Events;
-using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
@@ -17,58 +14,11 @@ using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Subscriptions;
 
-/// <summary>Settings of the management API (section <c>Subscriptions</c>).</summary>
-public sealed class SubscriptionOptions
-{
-    /// <summary>Configuration section name.</summary>
-    public const string Section = "Subscriptions";
-
-    /// <summary>Accept only https subscriber URLs.</summary>
-    public bool RequireHttps { get; set; }
-
-    /// <summary>Hours the previous secret keeps signing after a rotation (0–720).</summary>
-    [Range(0, 720)]
-    public int SecretRotationGraceHours { get; set; } = 24;
-
-    /// <summary>
-    /// Test sends (<c>POST /api/webhooks/{id}/test</c>) a user may make per minute, over all their
-    /// subscriptions (1–600): a burst of this many, then one every 60/N seconds. Counted per
-    /// process, so N replicas of the API allow up to N times this.
-    /// </summary>
-    [Range(1, 600)]
-    public int TestRequestsPerMinute { get; set; } = 10;
-
-    /// <summary>
-    /// Subscriptions a user may have (1–100000; deleted ones do not count). One more is refused
-    /// with 409. Held in the database, so it holds for all replicas of the API together.
-    /// </summary>
-    [Range(1, 100_000)]
-    public int MaxPerUser { get; set; } = 200;
-
-    /// <summary>
-    /// Subscriptions a user may create in any 60 seconds (1–100000), deleted ones included, so
-    /// creating and deleting cannot get round it. One more is refused with 429 and a
-    /// <c>Retry-After</c> saying when the oldest creation leaves the window. Held in the database,
-    /// so it holds for all replicas of the API together.
-    /// </summary>
-    [Range(1, 100_000)]
-    public int CreatesPerMinute { get; set; } = 30;
-
-    /// <summary>
-    /// Seconds <c>POST …/deliveries/{delivery_id}/retry</c> waits for the broker to take the
-    /// delivery's message (1–60). Default 3. The restarted delivery is stored as due now before
-    /// the publish, so when the broker is slow or down the answer is still 202 and the reconciler
-    /// publishes it once it is <c>Reconciler:GraceSeconds</c> overdue and the broker is back.
-    /// </summary>
-    [Range(1, 60)]
-    public int RetryPublishTimeoutSeconds { get; set; } = 3;
-}
-
 /// <summary>
 /// The management API under <c>/api/webhooks</c>: JWT-authenticated, owner-scoped (another user's
 /// subscription answers 404 exactly like a missing one), snake_case JSON, RFC 9457 problem details.
 /// </summary>
-public static class SubscriptionsApi
+public static partial class SubscriptionsApi
 {
     /// <summary>Largest page of <c>GET /api/webhooks</c> and of deliveries.</summary>
     public const int MaxLimit = 100;
@@ -334,29 +284,6 @@ public static class SubscriptionsApi
             response.ErrorMessage));
     }
 
-    private static async Task<Results<Ok<PageResponse<DeliveryResponse>>, ValidationProblem, ProblemHttpResult>> ListDeliveries(
-        Guid id, [AsParameters] ApiServices services, [FromQuery(Name = "status")] string? statusText,
-        [FromQuery(Name = "include_attempts")] string? includeAttemptsText, [AsParameters] PageQuery page, CancellationToken cancellationToken)
-    {
-        var q = new ApiInput.Query();
-        var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
-        var includeAttempts = q.Boolean("include_attempts", includeAttemptsText) ?? false;
-        var (limit, offset, cursor) = Paging(q, page, PageCursor.Lists.Deliveries, id);
-        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
-        if (!await services.Owned().AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
-
-        var query = services.Db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == id);
-        if (status is not null) query = query.Where(d => d.Status == status);
-        var total = await query.CountAsync(cancellationToken);
-        if (cursor is not null)
-            query = query.Where(d => EF.Functions.LessThan(ValueTuple.Create(d.CreatedAt, d.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
-        query = query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(offset).Take(limit + 1);
-        if (includeAttempts) query = query.Include(d => d.Attempts);
-        var rows = await query.ToListAsync(cancellationToken);
-        return TypedResults.Ok(Page(rows, limit, cursor is null ? offset : null, d => DeliveryResponse.From(d, includeAttempts),
-            d => new PageCursor(PageCursor.Lists.Deliveries, id, d.CreatedAt, d.Id), total));
-    }
-
     private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(
         Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
@@ -375,53 +302,6 @@ public static class SubscriptionsApi
             ? TypedResults.Ok(new RotatedSecretResponse(secret, expires))
             : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Secret changed meanwhile",
                 detail: "Another rotation of this webhook's secret finished first; its new secret is the current one.");
-    }
-
-    /// <remarks>
-    /// The database row is the queue: once <see cref="RecoveryStore.RestartAsync"/> committed, the
-    /// delivery is pending and due now, and the reconciler publishes any such delivery that stays
-    /// unclaimed past its grace. So the publish here only makes the attempt start at once; it is
-    /// bounded by <see cref="SubscriptionOptions.RetryPublishTimeoutSeconds"/>, and when the broker
-    /// is down or slow the answer is 202 all the same, the attempt starting up to the reconciler's
-    /// grace after the broker is back.
-    /// </remarks>
-    private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(
-        Guid id, Guid deliveryId, ClaimsPrincipal user, WebhookDbContext db, RecoveryStore store, NpgsqlDataSource database,
-        IPublishEndpoint publish, IOptions<SubscriptionOptions> options, ILoggerFactory logs,
-        CancellationToken cancellationToken)
-    {
-        var subscription = await Owned(db, user).FirstOrDefaultAsync(s => s.Id == id, cancellationToken);
-        if (subscription is null) return NotFound(id);
-        if (!subscription.IsActive)
-            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Subscription is disabled",
-                detail: "Enable the subscription (PATCH is_active: true) before retrying its deliveries.");
-        // One transaction that rolls back on failure, so it may run again after a broken connection.
-        var previous = await DatabaseAvailability.RetryOnceAsync(database,
-            ct => store.RestartAsync(deliveryId, id, subscription.RetryCount, ct), cancellationToken);
-        if (previous is null)
-            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found",
-                detail: $"No delivery {deliveryId} for webhook {id}.");
-        if (previous is DeliveryStatus.Pending or DeliveryStatus.Retrying)
-            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery already pending",
-                detail: $"This delivery is {previous}: its attempts are under way or waiting (an earlier retry of it was accepted, " +
-                        "or its first round is not over), and it will be attempted without another request.");
-        if (previous is not (DeliveryStatus.Failed or DeliveryStatus.Cancelled))
-            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery cannot be retried",
-                detail: $"Only failed or cancelled deliveries can be retried; this one is {previous}.");
-        var delivery = await db.Deliveries.AsNoTracking().FirstAsync(d => d.Id == deliveryId, cancellationToken);
-        using var publishing = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        publishing.CancelAfter(TimeSpan.FromSeconds(options.Value.RetryPublishTimeoutSeconds));
-        try
-        {
-            await publish.Publish(new DeliverWebhook(delivery.Id, id), publishing.Token);
-        }
-        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
-        {
-            logs.CreateLogger(typeof(SubscriptionsApi)).LogWarning(
-                "Retry of delivery {DeliveryId} accepted, but its message was not published within {Seconds} s ({Error}); " +
-                "the reconciler will publish it once the broker takes messages", delivery.Id, options.Value.RetryPublishTimeoutSeconds, ex.Message);
-        }
-        return TypedResults.Accepted($"/api/webhooks/{id}/deliveries", DeliveryResponse.From(delivery, false));
     }
 
     /// <summary>The caller's subscriptions, read-only (writes load through <c>db.Subscriptions</c>).</summary>
