@@ -156,12 +156,9 @@ public sealed partial class DeliveryScheduler(
         var next = now + TimeSpan.FromSeconds(1);
         if (_claimPausedUntil > now && _claimPausedUntil < next) next = _claimPausedUntil;
         foreach (var lane in _lanes.All)
-            if (lane.NextWake(now, RateSharers(lane, Replicas)) is { } wake && wake < next) next = wake;
+            if (lane.NextWake(now, lane.RateSharers(Replicas)) is { } wake && wake < next) next = wake;
         return next;
     }
-
-    /// <summary>Replicas sharing a lane's rate: those draining its backlog when it has one, else all.</summary>
-    private static int RateSharers(EndpointLane lane, int replicas) => lane is { Backlogged: true, Sharers: > 0 } ? lane.Sharers : replicas;
 
     private async Task ResolveAsync(CancellationToken stop)
     {
@@ -229,7 +226,7 @@ public sealed partial class DeliveryScheduler(
         for (var i = 0; i < lanes.Count && budget > 0; i++)
         {
             var lane = lanes[(start + i) % lanes.Count];
-            var n = Math.Min(lane.Startable(now, cap, RateSharers(lane, replicaCount)), budget);
+            var n = Math.Min(lane.Startable(now, cap, lane.RateSharers(replicaCount)), budget);
             if (n > 0 && lane.Destination is { } destination)
             {
                 n = Math.Min(n, _destinations.Room(destination, destinationCap));

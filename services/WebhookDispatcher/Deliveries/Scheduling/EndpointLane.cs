@@ -92,6 +92,9 @@ public sealed class EndpointLane(Guid subscriptionId)
     /// </summary>
     public int Sharers { get; set; }
 
+    /// <summary>Replicas sharing this lane's rate: those draining its backlog when it has one (and they were counted), else all <paramref name="replicas"/>.</summary>
+    public int RateSharers(int replicas) => Backlogged && Sharers > 0 ? Sharers : replicas;
+
     /// <summary>
     /// Whether some of this subscription's due deliveries wait in its backlog in the database
     /// because the lane was full. New deliveries then join the backlog too, so they keep their order.

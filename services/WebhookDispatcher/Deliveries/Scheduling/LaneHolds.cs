@@ -66,7 +66,7 @@ public sealed partial class LaneHolds(
             var limit = Math.Min(MaxBacklogTake, Math.Max(1, max - lane.Queued));
             if (lane.RateLimitPerSecond is { } rate)
             {
-                var (permits, window) = EndpointLane.RateWindow(rate, lane.Sharers > 0 ? lane.Sharers : replicas);
+                var (permits, window) = EndpointLane.RateWindow(rate, lane.RateSharers(replicas));
                 if (lane.Queued >= permits) continue;
                 limit = Math.Min(limit, Math.Max(1, (int)(permits * (RateLimitedRefill / window))));
             }
