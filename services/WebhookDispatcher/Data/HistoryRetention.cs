@@ -43,8 +43,8 @@ public sealed class RetentionOptions
 public sealed record RetentionResult(bool Ran, int DaysDropped, long RowsDeleted, IReadOnlyList<DateOnly> DaysPostponed);
 
 /// <summary>
-/// Keeps <see cref="RetentionOptions.Days"/> of delivery history. Deliveries and their attempts
-/// live in day partitions (the PartitionedHistory migration, docs/decisions/0006), made ahead by
+/// Keeps <see cref="RetentionOptions.Days"/> of delivery history. Deliveries, their attempts and
+/// the payloads stored once per event live in day partitions (the PartitionedHistory migration, docs/decisions/0006), made ahead by
 /// <see cref="PartitionMaintenance"/>; a pass drops each expired day whole — detached first
 /// without blocking the delivery path (<c>DETACH PARTITION … CONCURRENTLY</c>), then checked: a
 /// day that still holds a pending or retrying delivery (a manual retry of an old one, say) is
@@ -88,8 +88,8 @@ public sealed partial class HistoryRetention(
             await ExecuteAsync(connection, $"SET lock_timeout = '{o.LockTimeoutSeconds}s'", cancellationToken);
             // A day is expired once its last moment is more than Days old, by the database's clock.
             var cutoff = await ScalarAsync<DateTime>(connection, "SELECT now() - make_interval(days => $1)", cancellationToken, o.Days);
-            var expired = (await HistoryDaysAsync(connection, cancellationToken))
-                .Where(day => day.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc) <= cutoff).ToList();
+            bool Expired(DateOnly day) => day.AddDays(1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc) <= cutoff;
+            var expired = (await HistoryDaysAsync(connection, "webhook_deliveries", cancellationToken)).Where(Expired).ToList();
             int dropped = 0;
             long deleted = 0;
             var postponed = new List<DateOnly>();
@@ -109,6 +109,25 @@ public sealed partial class HistoryRetention(
             }
             if (expired.Count > 0)
                 LogPass(logger, dropped, deleted, postponed.Count, o.Days);
+
+            // A day's payloads go once neither that day's deliveries nor the next day's are left:
+            // a payload row is made just before its deliveries, so a fan-out at midnight can
+            // store a payload in one day and its deliveries in the next.
+            var deliveryDays = (await HistoryDaysAsync(connection, "webhook_deliveries", cancellationToken)).ToHashSet();
+            foreach (var day in (await HistoryDaysAsync(connection, "webhook_event_payloads", cancellationToken)).Where(Expired))
+            {
+                if (deliveryDays.Contains(day) || deliveryDays.Contains(day.AddDays(1))) continue;
+                var payloads = "webhook_event_payloads_" + day.ToString("yyyyMMdd", CultureInfo.InvariantCulture);
+                try
+                {
+                    await DetachAsync(connection, "webhook_event_payloads", payloads, cancellationToken);
+                    await ExecuteAsync(connection, $"DROP TABLE IF EXISTS {payloads}", cancellationToken);
+                }
+                catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
+                {
+                    LogPostponed(logger, day, ex.SqlState, ex.MessageText);
+                }
+            }
             return new RetentionResult(true, dropped, deleted, postponed);
         }
         finally
@@ -204,13 +223,14 @@ public sealed partial class HistoryRetention(
             : $"ALTER TABLE {parent} DETACH PARTITION {partition} CONCURRENTLY", cancellationToken);
     }
 
-    /// <summary>The days that have a deliveries table, attached or left standalone by an interrupted pass.</summary>
-    private static async Task<List<DateOnly>> HistoryDaysAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    /// <summary>The days that have a table of <paramref name="parent"/> (a day partition), attached or left standalone by an interrupted pass.</summary>
+    private static async Task<List<DateOnly>> HistoryDaysAsync(NpgsqlConnection connection, string parent, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand("""
-            SELECT substring(relname FROM '^webhook_deliveries_([0-9]{8})$') FROM pg_class
-            WHERE relkind = 'r' AND relname ~ '^webhook_deliveries_[0-9]{8}$' AND relnamespace = 'public'::regnamespace
+            SELECT substring(relname FROM '_([0-9]{8})$') FROM pg_class
+            WHERE relkind = 'r' AND relname ~ ('^' || $1 || '_[0-9]{8}$') AND relnamespace = 'public'::regnamespace
             """, connection);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = parent });
         var days = new List<DateOnly>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

@@ -9,7 +9,7 @@ namespace WebhookDispatcher.Data;
 internal static class HistorySql
 {
     /// <summary>
-    /// Whole days after today (UTC, by the database's clock) for which both day partitions exist
+    /// Whole days after today (UTC, by the database's clock) for which all three day partitions exist
     /// and are attached (not being detached): 0 when only today's do, -1 when today's do not
     /// (new deliveries cannot be stored). Counts up to 400 days.
     /// </summary>
@@ -21,6 +21,9 @@ internal static class HistorySql
                    OR NOT EXISTS (SELECT 1 FROM pg_inherits i
                                   WHERE i.inhrelid = to_regclass('webhook_delivery_attempts_' || to_char(t.today + n, 'YYYYMMDD'))
                                     AND i.inhparent = 'webhook_delivery_attempts'::regclass AND NOT i.inhdetachpending)
+                   OR NOT EXISTS (SELECT 1 FROM pg_inherits i
+                                  WHERE i.inhrelid = to_regclass('webhook_event_payloads_' || to_char(t.today + n, 'YYYYMMDD'))
+                                    AND i.inhparent = 'webhook_event_payloads'::regclass AND NOT i.inhdetachpending)
                ), 401) - 1
         FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) t
         """;

@@ -34,20 +34,20 @@ public sealed class PartitionOptions
 
 /// <summary>What one partition pass did.</summary>
 /// <param name="Today">Today (UTC) by the database's clock, which every decision of the pass used.</param>
-/// <param name="PartitionsCreated">Tables made (a day's deliveries and attempts partitions each count).</param>
+/// <param name="PartitionsCreated">Tables made (a day's deliveries, attempts and payloads partitions each count).</param>
 /// <param name="DaysPostponed">Days whose partitions were missing and could not be made now (a lock not granted in time, or another session making them); tried again on the next pass.</param>
 /// <param name="DaysAhead">Whole days after <paramref name="Today"/> whose partitions exist after the pass; -1 when even today's are missing.</param>
 public sealed record PartitionPass(DateOnly Today, int PartitionsCreated, IReadOnlyList<DateOnly> DaysPostponed, int DaysAhead);
 
 /// <summary>
-/// Makes the day partitions of <c>webhook_deliveries</c> and <c>webhook_delivery_attempts</c>
-/// ahead of need (docs/decisions/0006): from yesterday to <see cref="PartitionOptions.AheadDays"/>
+/// Makes the day partitions of <c>webhook_deliveries</c>, <c>webhook_delivery_attempts</c> and
+/// <c>webhook_event_payloads</c> ahead of need (docs/decisions/0006): from yesterday to <see cref="PartitionOptions.AheadDays"/>
 /// after today, by the database's clock, at start-up and every
 /// <see cref="PartitionOptions.IntervalMinutes"/>. It shares no lock with
 /// <see cref="HistoryRetention"/>, so a retention pass stuck behind a long transaction does not
 /// stop it. Each missing day is made in its own short transaction with a <c>lock_timeout</c>
 /// (<see cref="PartitionOptions.LockTimeoutSeconds"/>), after taking the lock that attaching a
-/// partition takes anyway (<c>SHARE UPDATE EXCLUSIVE</c> on both parents: reads and writes go
+/// partition takes anyway (<c>SHARE UPDATE EXCLUSIVE</c> on the parents: reads and writes go
 /// on), which keeps replicas from making the same table at once; making a partition that exists
 /// does nothing (<c>webhook_ensure_history_partitions</c> checks first), and a table another
 /// session made first (an older replica whose retention still makes partitions) only postpones
@@ -78,6 +78,7 @@ public sealed partial class PartitionMaintenance(
             LEFT JOIN LATERAL (SELECT t.today + n AS day FROM generate_series(-1, $1) n) d
               ON to_regclass('webhook_deliveries_' || to_char(d.day, 'YYYYMMDD')) IS NULL
               OR to_regclass('webhook_delivery_attempts_' || to_char(d.day, 'YYYYMMDD')) IS NULL
+              OR to_regclass('webhook_event_payloads_' || to_char(d.day, 'YYYYMMDD')) IS NULL
             ORDER BY d.day
             """, connection))
         {
@@ -110,7 +111,7 @@ public sealed partial class PartitionMaintenance(
         return new PartitionPass(today, created, postponed, ahead);
     }
 
-    /// <summary>Makes one day's two partitions in one transaction; returns how many tables it made.</summary>
+    /// <summary>Makes one day's three partitions in one transaction; returns how many tables it made.</summary>
     private static async Task<int> MakeDayAsync(NpgsqlConnection connection, DateOnly day, int lockTimeoutSeconds, CancellationToken cancellationToken)
     {
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -121,7 +122,7 @@ public sealed partial class PartitionMaintenance(
         // below see tables another pass committed meanwhile (a wait on a lock of no table, such
         // as an advisory lock, leaves this session's catalogue cache as it was before the wait).
         await HistorySql.ExecuteAsync(connection,
-            "LOCK TABLE webhook_deliveries, webhook_delivery_attempts IN SHARE UPDATE EXCLUSIVE MODE", cancellationToken);
+            "LOCK TABLE webhook_deliveries, webhook_delivery_attempts, webhook_event_payloads IN SHARE UPDATE EXCLUSIVE MODE", cancellationToken);
         var made = await HistorySql.ScalarAsync<int>(connection, "SELECT webhook_ensure_history_partitions($1, $1)", cancellationToken, day);
         await transaction.CommitAsync(cancellationToken);
         return made;

@@ -85,7 +85,7 @@ internal sealed class HistoryScratch : IAsyncDisposable
     public async Task DropDaysAsync(params DateOnly[] days)
     {
         foreach (var day in days)
-            await ScalarAsync<object>($"DROP TABLE webhook_deliveries_{day:yyyyMMdd}, webhook_delivery_attempts_{day:yyyyMMdd}");
+            await ScalarAsync<object>($"DROP TABLE webhook_deliveries_{day:yyyyMMdd}, webhook_delivery_attempts_{day:yyyyMMdd}, webhook_event_payloads_{day:yyyyMMdd}");
     }
 
     /// <summary>

@@ -32,12 +32,13 @@ public sealed class PartitionTests
         var pass = await history.Partitions.RunOnceAsync(CancellationToken.None);
         var deliveries = await history.AttachedAsync("webhook_deliveries");
         var attempts = await history.AttachedAsync("webhook_delivery_attempts");
+        var payloads = await history.AttachedAsync("webhook_event_payloads");
         var again = await history.Partitions.RunOnceAsync(CancellationToken.None);
 
         Assert.Multiple(async () =>
         {
             Assert.That(pass.Today, Is.EqualTo(today));
-            Assert.That(pass.PartitionsCreated, Is.EqualTo(2 * 15), "yesterday and 14 days ahead, deliveries and attempts");
+            Assert.That(pass.PartitionsCreated, Is.EqualTo(3 * 15), "yesterday and 14 days ahead, deliveries, attempts and payloads");
             Assert.That(pass.DaysPostponed, Is.Empty);
             Assert.That(pass.DaysAhead, Is.EqualTo(14));
             foreach (var day in days)
@@ -45,6 +46,7 @@ public sealed class PartitionTests
                 var bound = await history.BoundOfAsync(day);
                 Assert.That(deliveries.GetValueOrDefault($"webhook_deliveries_{day:yyyyMMdd}"), Is.EqualTo(bound), $"deliveries of {day}");
                 Assert.That(attempts.GetValueOrDefault($"webhook_delivery_attempts_{day:yyyyMMdd}"), Is.EqualTo(bound), $"attempts of {day}");
+                Assert.That(payloads.GetValueOrDefault($"webhook_event_payloads_{day:yyyyMMdd}"), Is.EqualTo(bound), $"payloads of {day}");
             }
             Assert.That(deliveries.Keys, Has.None.EqualTo($"webhook_deliveries_{today.AddDays(15):yyyyMMdd}"), "nothing past the days ahead");
             Assert.That(again.PartitionsCreated, Is.Zero, "partitions that exist are left alone");
@@ -82,7 +84,7 @@ public sealed class PartitionTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(passes.Sum(p => p.PartitionsCreated), Is.EqualTo(2 * missing.Length), "every missing table made by exactly one of them");
+            Assert.That(passes.Sum(p => p.PartitionsCreated), Is.EqualTo(3 * missing.Length), "every missing table made by exactly one of them");
             Assert.That(passes[1].DaysPostponed, Is.Empty, $"the one that may wait 30 s for a lock never gives up a day: {string.Join(" | ", otherLog.At(LogLevel.Warning))}");
             Assert.That(passes.Max(p => p.DaysAhead), Is.EqualTo(14));
             Assert.That(missing.Select(d => $"webhook_deliveries_{d:yyyyMMdd}"), Is.SubsetOf(deliveries.Keys));
@@ -117,7 +119,7 @@ public sealed class PartitionTests
                 Assert.That(history.RetentionLog.At(LogLevel.Warning),
                     Has.One.Contains("pass skipped").And.Contains($"pid {blocker.ProcessID}").And.Contains("idle in transaction"));
                 Assert.That(blockerStillOpen, Is.EqualTo(1));
-                Assert.That(pass.PartitionsCreated, Is.EqualTo(4));
+                Assert.That(pass.PartitionsCreated, Is.EqualTo(6));
                 Assert.That(pass.DaysAhead, Is.EqualTo(14));
                 foreach (var day in new[] { today.AddDays(10), today.AddDays(14) })
                 {
@@ -151,7 +153,7 @@ public sealed class PartitionTests
             Assert.That(blocked.DaysPostponed, Is.EqualTo(new[] { today.AddDays(13), today.AddDays(14) }), "each day tried, none waited for ever");
             Assert.That(blocked.DaysAhead, Is.EqualTo(12));
             Assert.That(history.PartitionLog.At(LogLevel.Warning), Has.Exactly(2).Contains("55P03"));
-            Assert.That(next.PartitionsCreated, Is.EqualTo(4), "made on the next pass");
+            Assert.That(next.PartitionsCreated, Is.EqualTo(6), "made on the next pass");
             Assert.That(next.DaysAhead, Is.EqualTo(14));
         });
     }
@@ -168,7 +170,7 @@ public sealed class PartitionTests
         Assert.Multiple(async () =>
         {
             Assert.That(pass.Today, Is.EqualTo(today));
-            Assert.That(pass.PartitionsCreated, Is.EqualTo(2));
+            Assert.That(pass.PartitionsCreated, Is.EqualTo(3));
             Assert.That(await history.ExistsAsync($"webhook_deliveries_{today.AddDays(14):yyyyMMdd}"), Is.True);
             Assert.That(await history.ExistsAsync($"webhook_deliveries_{today.AddDays(60):yyyyMMdd}"), Is.False, "nothing made for the process's today");
         });

@@ -118,6 +118,43 @@ public sealed class RetentionTests
     }
 
     [Test]
+    public async Task A_days_payloads_are_kept_while_that_day_or_the_next_keeps_deliveries_and_dropped_after()
+    {
+        // A payload row is made just before its deliveries, so at midnight a payload can land in
+        // one day and its deliveries in the next: a day's payloads go only once both days' deliveries are gone.
+        var subscription = (await Dispatcher.SubscribeAsync(Events.NewUser(), "https://hooks.example.com/r", ["email.received"])).Id;
+        var day = DateOnly.FromDateTime(DateTime.UtcNow).AddDays(-48);
+        await StoreDayAsync(day, subscription, "success");
+        var nextDay = await StoreDayAsync(day.AddDays(1), subscription, "pending");
+        var at = new DateTimeOffset(day.ToDateTime(new TimeOnly(23, 59, 59)), TimeSpan.Zero);
+        var payload = await ScalarAsync("""
+            WITH p AS (INSERT INTO webhook_event_payloads (id, event_id, payload)
+                       VALUES (webhook_uuid_v7_at($1, gen_random_uuid()), gen_random_uuid(), '{}') RETURNING id)
+            SELECT count(*) FROM p
+            """, at);
+        var payloads = "webhook_event_payloads_" + day.ToString("yyyyMMdd");
+
+        await Retention.RunOnceAsync(CancellationToken.None);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(payload, Is.EqualTo(1));
+            Assert.That(await TableExistsAsync("webhook_deliveries_" + day.ToString("yyyyMMdd")), Is.Zero, "the day's deliveries are gone");
+            Assert.That(await CountAsync(nextDay), Is.EqualTo(1), "the next day keeps its pending delivery");
+            Assert.That(await TableExistsAsync(payloads), Is.EqualTo(1), "so the day's payloads stay");
+        });
+
+        await ScalarAsync("UPDATE webhook_deliveries SET status = 'success', next_retry_at = NULL WHERE id = ANY ($1)", nextDay.ToArray());
+        await Retention.RunOnceAsync(CancellationToken.None);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await TableExistsAsync("webhook_deliveries_" + day.AddDays(1).ToString("yyyyMMdd")), Is.Zero);
+            Assert.That(await TableExistsAsync(payloads), Is.Zero, "both days' deliveries gone: the payloads go");
+        });
+    }
+
+    [Test]
     public async Task A_pass_runs_once_across_replicas_the_others_skip_while_it_holds_the_lock()
     {
         var subscription = (await Dispatcher.SubscribeAsync(Events.NewUser(), "https://hooks.example.com/r", ["email.received"])).Id;

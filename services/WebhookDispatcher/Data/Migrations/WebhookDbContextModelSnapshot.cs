@@ -93,7 +93,6 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("next_retry_at");
 
                     b.Property<string>("Payload")
-                        .IsRequired()
                         .HasColumnType("text")
                         .HasColumnName("payload");
 

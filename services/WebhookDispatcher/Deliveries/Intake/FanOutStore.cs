@@ -23,6 +23,100 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         var timeOfDay = now.UtcDateTime.TimeOfDay;
         return timeOfDay < MidnightMargin || timeOfDay > TimeSpan.FromDays(1) - MidnightMargin;
     }
+    /// <summary>A first delivery of events seen for the first time, payloads in the delivery rows: one INSERT.</summary>
+    private const string FirstSeenSql = """
+        WITH e AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload))
+        INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
+                                        created_at, next_retry_at)
+        SELECT webhook_uuid_v7(), s.id, e.event_type, e.event_id, e.payload, 'pending', 0, 1 + s.retry_count, now(), now()
+        FROM e JOIN webhook_subscriptions s
+          ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
+        ON CONFLICT DO NOTHING
+        RETURNING id, subscription_id
+        """;
+
+    /// <summary>
+    /// Events that may have been fanned out before, payloads in the delivery rows: existing
+    /// deliveries are looked for in the last <see cref="DedupDays"/> days ($5 ≤ id &lt; $6), and
+    /// those never attempted are returned again (<c>existing</c> reads the snapshot from before the INSERT).
+    /// </summary>
+    private const string MaybeSeenSql = """
+        WITH e AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload)),
+        m AS (
+            SELECT e.event_id, e.event_type, e.payload, s.id AS subscription_id, s.retry_count
+            FROM e JOIN webhook_subscriptions s
+              ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
+        existing AS (
+            SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
+            FROM m JOIN webhook_deliveries d
+              ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $5 AND d.id < $6),
+        ins AS (
+            INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
+                                            created_at, next_retry_at)
+            SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, now(), now()
+            FROM m
+            WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)
+            ON CONFLICT DO NOTHING
+            RETURNING id, subscription_id)
+        SELECT id, subscription_id FROM ins
+        UNION ALL
+        SELECT id, subscription_id FROM existing WHERE status = 'pending' AND attempt_count = 0
+        """;
+
+    /// <summary>
+    /// A batch with a payload stored once per event (the last parameter says which): such a
+    /// payload gets one row in <c>webhook_event_payloads</c> when the event makes at least one
+    /// new delivery, and its deliveries point at it. The payload row is made before the
+    /// deliveries that join it, so its id (the database's clock) is never later than theirs, and
+    /// retention keeps a payload day while the next day's deliveries live (see <see cref="Data.HistoryRetention"/>).
+    /// </summary>
+    private static readonly string FirstSeenPayloadRowsSql = WithPayloadRows(maybeSeen: false);
+
+    /// <summary>As <see cref="FirstSeenPayloadRowsSql"/>, for events that may have been fanned out before (as <see cref="MaybeSeenSql"/>).</summary>
+    private static readonly string MaybeSeenPayloadRowsSql = WithPayloadRows(maybeSeen: true);
+
+    private static string WithPayloadRows(bool maybeSeen)
+    {
+        const string NewOfMaybeSeen = """
+            existing AS (
+                SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
+                FROM m JOIN webhook_deliveries d
+                  ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $5 AND d.id < $6),
+            n AS (
+                SELECT * FROM m
+                WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)),
+            """;
+        const string NewOfFirstSeen = "n AS (SELECT * FROM m),";
+        var separate = maybeSeen ? "$7" : "$5";
+        return $"""
+            WITH e AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], {separate}::boolean[])
+                    AS e(event_id, user_id, event_type, payload, separate)),
+            m AS (
+                SELECT e.event_id, e.event_type, e.separate, s.id AS subscription_id, s.retry_count
+                FROM e JOIN webhook_subscriptions s
+                  ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
+            {(maybeSeen ? NewOfMaybeSeen : NewOfFirstSeen)}
+            p AS (
+                INSERT INTO webhook_event_payloads (id, event_id, payload)
+                SELECT webhook_uuid_v7(), e.event_id, e.payload FROM e
+                WHERE e.separate AND EXISTS (SELECT 1 FROM n WHERE n.event_id = e.event_id)
+                RETURNING id, event_id),
+            ins AS (
+                INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, payload_id, status, attempt_count,
+                                                max_attempts, created_at, next_retry_at)
+                SELECT webhook_uuid_v7(), n.subscription_id, n.event_type, n.event_id, CASE WHEN n.separate THEN NULL ELSE e.payload END,
+                       p.id, 'pending', 0, 1 + n.retry_count, now(), now()
+                FROM n JOIN e ON e.event_id = n.event_id LEFT JOIN p ON p.event_id = n.event_id
+                ON CONFLICT DO NOTHING
+                RETURNING id, subscription_id)
+            SELECT id, subscription_id FROM ins
+            {(maybeSeen ? "UNION ALL SELECT id, subscription_id FROM existing WHERE status = 'pending' AND attempt_count = 0" : "")}
+            """;
+    }
+
     /// <summary>
     /// Creates one pending delivery per (event, active subscription of the event's user that
     /// includes its type), skipping those that exist (unique (subscription_id, event_id)), and
@@ -47,41 +141,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         // INSERT). A first delivery of an event during the day, almost all of them, skips that
         // look: it costs the planner a second pass over the partitions.
         var maybeSeen = events.Any(e => e.MaybeSeen) || NearMidnightUtc(now);
-        await using var cmd = Db.CreateCommand(maybeSeen
-            ? """
-              WITH e AS (
-                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload)),
-              m AS (
-                  SELECT e.event_id, e.event_type, e.payload, s.id AS subscription_id, s.retry_count
-                  FROM e JOIN webhook_subscriptions s
-                    ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
-              existing AS (
-                  SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
-                  FROM m JOIN webhook_deliveries d
-                    ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $5 AND d.id < $6),
-              ins AS (
-                  INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
-                                                  created_at, next_retry_at)
-                  SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, now(), now()
-                  FROM m
-                  WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)
-                  ON CONFLICT DO NOTHING
-                  RETURNING id, subscription_id)
-              SELECT id, subscription_id FROM ins
-              UNION ALL
-              SELECT id, subscription_id FROM existing WHERE status = 'pending' AND attempt_count = 0
-              """
-            : """
-              WITH e AS (
-                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload))
-              INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
-                                              created_at, next_retry_at)
-              SELECT webhook_uuid_v7(), s.id, e.event_type, e.event_id, e.payload, 'pending', 0, 1 + s.retry_count, now(), now()
-              FROM e JOIN webhook_subscriptions s
-                ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
-              ON CONFLICT DO NOTHING
-              RETURNING id, subscription_id
-              """);
+        var separate = events.Any(e => EventPayloads.StoredOncePerEvent(e.Payload));
+        await using var cmd = Db.CreateCommand(separate ? (maybeSeen ? MaybeSeenPayloadRowsSql : FirstSeenPayloadRowsSql) : maybeSeen ? MaybeSeenSql : FirstSeenSql);
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventId).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.UserId).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventType).ToArray() });
@@ -92,6 +153,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             // Bounded above too, so the (empty) partitions made ahead for the coming days are not planned.
             cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now + TimeSpan.FromDays(1)) });
         }
+        if (separate) cmd.Parameters.Add(new() { Value = events.Select(e => EventPayloads.StoredOncePerEvent(e.Payload)).ToArray() });
         var work = new List<DeliveryWork>(events.Count);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

@@ -2,8 +2,9 @@ namespace WebhookDispatcher.Deliveries;
 
 /// <summary>
 /// One event for one subscription (table <c>webhook_deliveries</c>, unique on
-/// (subscription_id, event_id)). Its <see cref="Payload"/> is built once, so every attempt sends
-/// the same bytes.
+/// (subscription_id, event_id)). Its payload is built once, so every attempt sends the same bytes:
+/// in <see cref="Payload"/>, or, for a large one, once per event in <c>webhook_event_payloads</c>
+/// (column <c>payload_id</c>, read by raw SQL only; see <see cref="EventPayloads"/>).
 /// </summary>
 public sealed class WebhookDelivery
 {
@@ -22,8 +23,11 @@ public sealed class WebhookDelivery
     /// <summary>The event's id; also the payload's <c>id</c> and the <c>webhook-id</c> header.</summary>
     public Guid EventId { get; set; }
 
-    /// <summary>The exact JSON body (UTF-8) POSTed on every attempt.</summary>
-    public required string Payload { get; set; }
+    /// <summary>
+    /// The exact JSON body (UTF-8) POSTed on every attempt; null when the payload is stored once
+    /// per event (<see cref="EventPayloads.StoredOncePerEvent"/>).
+    /// </summary>
+    public string? Payload { get; set; }
 
     /// <summary>One of <see cref="DeliveryStatus"/>.</summary>
     public required string Status { get; set; }

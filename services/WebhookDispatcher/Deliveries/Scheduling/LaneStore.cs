@@ -15,8 +15,9 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
     public const double EarlyToleranceSeconds = 1;
 
     /// <summary>
-    /// Payloads up to this many bytes come back with the claim; larger ones are read once per
-    /// event of the claim (a fan-out's deliveries share one copy in memory, not one each).
+    /// Payloads in the delivery row up to this many bytes come back with the claim; larger ones,
+    /// and those stored once per event (<see cref="EventPayloads"/>), are read once per event of
+    /// the claim (a fan-out's deliveries share one copy in memory, not one each).
     /// </summary>
     public const int InlinePayloadBytes = 8192;
 
@@ -35,7 +36,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
     {
         var ids = deliveryIds.ToArray();
-        var rows = new List<(ClaimedDelivery Claim, string? Payload)>(ids.Length);
+        var rows = new List<(ClaimedDelivery Claim, string? Payload, Guid? PayloadId)>(ids.Length);
         await using (var claim = Db.CreateCommand("""
             UPDATE webhook_deliveries d
             SET attempt_count = d.attempt_count + 1,
@@ -58,7 +59,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
                       CASE WHEN octet_length(d.payload) <= $4 THEN d.payload END,
                       d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
-                      d.last_attempt_at, s.user_id, d.round_first_attempt
+                      d.last_attempt_at, s.user_id, d.round_first_attempt, d.payload_id
             """))
         {
             AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes);
@@ -68,7 +69,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
                 rows.Add((new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(13), r.GetGuid(1), r.GetGuid(2), r.GetString(3), [],
                     r.GetInt32(5), r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
                     r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12),
-                    r.GetString(14), r.GetInt32(15)), r.IsDBNull(4) ? null : r.GetString(4)));
+                    r.GetString(14), r.GetInt32(15)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(16) ? null : r.GetGuid(16)));
             }
         }
         var claimed = await WithBodiesAsync(rows, cancellationToken);
@@ -94,24 +95,33 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
     }
 
     /// <summary>
-    /// Gives each claim its body: one UTF-8 array per event, shared by its deliveries; payloads not
-    /// returned by the claim (over <see cref="InlinePayloadBytes"/>) are read by one delivery id per event.
+    /// Gives each claim its body: one UTF-8 array per event, shared by its deliveries. Payloads not
+    /// returned by the claim are read once per event: from <c>webhook_event_payloads</c> by the
+    /// payload's id, or (a large payload stored in the delivery row before payloads were stored
+    /// once per event) by one of the event's delivery ids.
     /// </summary>
-    private async Task<List<ClaimedDelivery>> WithBodiesAsync(List<(ClaimedDelivery Claim, string? Payload)> rows,
+    private async Task<List<ClaimedDelivery>> WithBodiesAsync(List<(ClaimedDelivery Claim, string? Payload, Guid? PayloadId)> rows,
         CancellationToken cancellationToken)
     {
         var bodies = new Dictionary<Guid, byte[]>();
-        var missing = new Dictionary<Guid, Guid>(); // event id -> one of its delivery ids
-        foreach (var (claim, payload) in rows)
+        var stored = new Dictionary<Guid, Guid>(); // event id -> its payload's id
+        var inRow = new Dictionary<Guid, Guid>(); // event id -> one of its delivery ids
+        foreach (var (claim, payload, payloadId) in rows)
         {
             if (bodies.ContainsKey(claim.EventId)) continue;
             if (payload is not null) bodies[claim.EventId] = System.Text.Encoding.UTF8.GetBytes(payload);
-            else missing.TryAdd(claim.EventId, claim.Id);
+            else if (payloadId is { } id) stored.TryAdd(claim.EventId, id);
+            else inRow.TryAdd(claim.EventId, claim.Id);
         }
-        if (missing.Count > 0)
+        if (stored.Count + inRow.Count > 0)
         {
-            await using var cmd = Db.CreateCommand("SELECT event_id, payload FROM webhook_deliveries WHERE id = ANY ($1)");
-            cmd.Parameters.Add(new() { Value = missing.Values.ToArray() });
+            await using var cmd = Db.CreateCommand("""
+                SELECT event_id, payload FROM webhook_event_payloads WHERE id = ANY ($1)
+                UNION ALL
+                SELECT event_id, payload FROM webhook_deliveries WHERE id = ANY ($2)
+                """);
+            cmd.Parameters.Add(new() { Value = stored.Values.ToArray() });
+            cmd.Parameters.Add(new() { Value = inRow.Values.ToArray() });
             await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
                 bodies.TryAdd(reader.GetGuid(0), System.Text.Encoding.UTF8.GetBytes(reader.GetString(1)));
