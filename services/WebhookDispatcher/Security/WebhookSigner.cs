@@ -37,11 +37,21 @@ public static class WebhookSigner
     /// <exception cref="FormatException">A <c>whsec_</c> secret whose remainder is not base64.</exception>
     public static string StandardSignature(string webhookId, long timestamp, ReadOnlySpan<byte> body, params IEnumerable<string> secrets)
     {
+        // "{id}.{timestamp}." then the body, hashed in two steps: the body is never copied (a
+        // payload near the cap would otherwise cost a large-object allocation per attempt).
         var prefix = Encoding.UTF8.GetBytes($"{webhookId}.{timestamp}.");
-        var content = new byte[prefix.Length + body.Length];
-        prefix.CopyTo(content, 0);
-        body.CopyTo(content.AsSpan(prefix.Length));
-        return string.Join(' ', secrets.Select(s => "v1," + Convert.ToBase64String(HMACSHA256.HashData(StandardKey(s), content))));
+        Span<byte> mac = stackalloc byte[HMACSHA256.HashSizeInBytes];
+        var signature = new StringBuilder(64);
+        foreach (var secret in secrets)
+        {
+            using var hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, StandardKey(secret));
+            hmac.AppendData(prefix);
+            hmac.AppendData(body);
+            hmac.GetHashAndReset(mac);
+            if (signature.Length > 0) signature.Append(' ');
+            signature.Append("v1,").Append(Convert.ToBase64String(mac));
+        }
+        return signature.ToString();
     }
 
     /// <summary>The HMAC key Standard Webhooks derives from a secret.</summary>

@@ -27,7 +27,7 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
     public static readonly TimeSpan StallAfter = TimeSpan.FromMilliseconds(50);
 
     /// <summary>A payload this long (characters) or longer is a large event, stored in a statement apart from the small ones.</summary>
-    public const int LargePayloadChars = 64 * 1024;
+    public const int LargePayloadChars = EventPayloads.Large;
 
     private readonly Channel<PendingFanOut> _fanOut = Channel.CreateUnbounded<PendingFanOut>(new() { SingleReader = true });
     private readonly SemaphoreSlim _statements = new(MaxConcurrentStatements);

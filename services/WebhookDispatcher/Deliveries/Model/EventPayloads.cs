@@ -15,6 +15,13 @@ public static class EventPayloads
     /// </summary>
     public const int SeparateFromChars = 8192;
 
+    /// <summary>
+    /// Payloads of this many characters or bytes or more are large: a tenant's events near the
+    /// cap. Each stage keeps them from holding up small ones: the fan-out stores them in a
+    /// statement of their own, and attempts sign them off the scheduler's loop, one at a time.
+    /// </summary>
+    public const int Large = 64 * 1024;
+
     /// <summary>Whether <paramref name="payload"/> is stored once per event rather than in each delivery row.</summary>
     public static bool StoredOncePerEvent(string payload) => payload.Length >= SeparateFromChars;
 }
