@@ -82,6 +82,28 @@ public sealed class EventPayloadTests
         });
     }
 
+    [Test]
+    public async Task A_delivery_whose_stored_payload_was_removed_by_hand_fails_with_that_reason_and_is_not_sent()
+    {
+        var user = Events.NewUser();
+        var subscription = await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/never-called", ["email.received"]);
+        var evt = Large(user, 20_000);
+        var work = await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)],
+            new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero), CancellationToken.None);
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM webhook_event_payloads WHERE event_id = {evt.EventId}"));
+
+        var claimed = await Dispatcher.Services.GetRequiredService<LaneStore>().ClaimAsync([work.Single().DeliveryId], CancellationToken.None);
+
+        var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(claimed, Is.Empty, "nothing to send");
+            Assert.That(delivery.Status, Is.EqualTo(DeliveryStatus.Failed));
+            Assert.That(delivery.ErrorMessage, Does.Contain("payload is gone"));
+            Assert.That(delivery.InFlight, Is.False);
+        });
+    }
+
     private static FanOutEvent Of(EmailReceived evt) => new(evt.EventId, evt.UserId, "email.received", WebhookPayload.Build(evt));
 
     /// <summary>An <c>email.received</c> event of <paramref name="user"/> whose payload is at least <paramref name="chars"/> characters.</summary>

@@ -17,7 +17,8 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
     /// <summary>
     /// Payloads in the delivery row up to this many bytes come back with the claim; larger ones,
     /// and those stored once per event (<see cref="EventPayloads"/>), are read once per event of
-    /// the claim (a fan-out's deliveries share one copy in memory, not one each).
+    /// the claim (a fan-out's deliveries share one copy in memory, not one each). A delivery whose
+    /// stored payload is gone (removed by hand) fails with that reason and is not returned.
     /// </summary>
     public const int InlinePayloadBytes = 8192;
 
@@ -126,7 +127,21 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
             while (await reader.ReadAsync(cancellationToken))
                 bodies.TryAdd(reader.GetGuid(0), System.Text.Encoding.UTF8.GetBytes(reader.GetString(1)));
         }
-        return [.. rows.Select(row => row.Claim with { Body = bodies[row.Claim.EventId] })];
+        var lost = rows.Where(row => !bodies.ContainsKey(row.Claim.EventId)).Select(row => row.Claim.Id).ToArray();
+        if (lost.Length > 0)
+        {
+            // Only an operator's hand (a payload partition or row removed) gets here: such a
+            // delivery can never be sent, so it fails now instead of coming back on every lease.
+            await using var fail = Db.CreateCommand("""
+                UPDATE webhook_deliveries
+                SET status = 'failed', completed_at = now(), next_retry_at = NULL, in_flight = false, held_by = NULL,
+                    error_message = 'Its payload is gone from webhook_event_payloads: nothing was sent'
+                WHERE id = ANY ($1) AND in_flight
+                """);
+            fail.Parameters.Add(new() { Value = lost });
+            await fail.ExecuteNonQueryAsync(cancellationToken);
+        }
+        return [.. rows.Where(row => bodies.ContainsKey(row.Claim.EventId)).Select(row => row.Claim with { Body = bodies[row.Claim.EventId] })];
     }
 
     /// <summary>
