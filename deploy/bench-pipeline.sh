@@ -13,6 +13,8 @@
 #   deploy/bench-pipeline.sh --scenarios warmup,1to1,rate500 --runs 5 --stages
 #   deploy/bench-pipeline.sh --scenarios warmup,1to1 --events 20000 --replicas 2 --out results.jsonl
 #   WEBHOOKS_KEEP_DB=1 deploy/bench-pipeline.sh …   keep the database and vhost afterwards, to inspect them
+#   WEBHOOKS_BENCH_DISPATCHER=/tmp/other/WebhookDispatcher.dll deploy/bench-pipeline.sh …   run another build of
+#                                                     the dispatcher (a publish, an older tree) against this load generator
 # Options: --runs N, --calibrations queue,post,rows|none, --rate-seconds S (20), --warmup-seconds S (15),
 # --stages (after each fixed-rate scenario, where its latency went second by second), --dispatcher-env
 # NAME=VALUE; besides the scenarios run by default: first, restart, rate500again, rate500newhost, and issue 14's
@@ -39,5 +41,5 @@ export ConnectionStrings__RabbitMq="${ConnectionStrings__RabbitMq%/}/$VHOST"
 
 dotnet build -c Release -v quiet -nologo -clp:ErrorsOnly tests/WebhookDispatcher.LoadTest  # builds the service too
 dotnet tests/WebhookDispatcher.LoadTest/bin/Release/net10.0/WebhookDispatcher.LoadTest.dll \
-  --dispatcher services/WebhookDispatcher/bin/Release/net10.0/WebhookDispatcher.dll \
+  --dispatcher "${WEBHOOKS_BENCH_DISPATCHER:-services/WebhookDispatcher/bin/Release/net10.0/WebhookDispatcher.dll}" \
   --logs "${WEBHOOKS_INFRA_DIR:-/tmp/webhook-dispatcher-infra}" "$@"
