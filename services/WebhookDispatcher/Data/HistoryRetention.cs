@@ -44,12 +44,15 @@ public sealed record RetentionResult(bool Ran, int DaysDropped, long RowsDeleted
 
 /// <summary>
 /// Keeps <see cref="RetentionOptions.Days"/> of delivery history. Deliveries, their attempts and
-/// the payloads stored once per event live in day partitions (the PartitionedHistory migration, docs/decisions/0006), made ahead by
-/// <see cref="PartitionMaintenance"/>; a pass drops each expired day whole — detached first
-/// without blocking the delivery path (<c>DETACH PARTITION … CONCURRENTLY</c>), then checked: a
-/// day that still holds a pending or retrying delivery (a manual retry of an old one, say) is
-/// attached again, and only its finished deliveries and their attempts are deleted; a day seen to
-/// hold one before the detach is not detached at all. What is expired is decided by the
+/// the payloads stored once per event live in day partitions (the PartitionedHistory migration,
+/// docs/decisions/0006 and 0009), made ahead by <see cref="PartitionMaintenance"/>; a pass drops
+/// each expired day whole — detached first without blocking the delivery path (<c>DETACH
+/// PARTITION … CONCURRENTLY</c>), then checked: a day that still holds a pending or retrying
+/// delivery (a manual retry of an old one, say) is attached again, and only its finished
+/// deliveries and their attempts are deleted; a day seen to hold one before the detach is not
+/// detached at all. A day of payloads goes once neither that day's deliveries nor the next day's
+/// are left (a payload is made just before its deliveries, so at midnight they can fall on two
+/// days). What is expired is decided by the
 /// database's clock (<c>now()</c>), never the process's. Every statement waits at most
 /// <see cref="RetentionOptions.LockTimeoutSeconds"/> for a lock: a day that cannot be handled
 /// now is logged and left for the next pass, which comes 5 minutes later. One pass at a time

@@ -23,6 +23,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         var timeOfDay = now.UtcDateTime.TimeOfDay;
         return timeOfDay < MidnightMargin || timeOfDay > TimeSpan.FromDays(1) - MidnightMargin;
     }
+
     /// <summary>A first delivery of events seen for the first time, payloads in the delivery rows: one INSERT.</summary>
     private const string FirstSeenSql = """
         WITH e AS (
