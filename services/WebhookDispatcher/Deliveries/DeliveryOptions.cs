@@ -42,6 +42,18 @@ public sealed class DeliveryOptions
     public int MaxInFlightPerHost { get; set; } = 64;
 
     /// <summary>
+    /// Bytes of large bodies (<see cref="EventPayloads.Large"/> bytes or more) one user's
+    /// attempts may send per second from one process (each replica paces its own), 0 for no limit
+    /// (0–1073741824; counted in whole KiB, at least 1 KiB/s).
+    /// Default 16,777,216 (16 MiB/s: 64 bodies at the default payload cap). A tenant's burst of
+    /// maximum-size events is spread over seconds instead of taking the machine's cores for an
+    /// instant from every other tenant; smaller bodies are never held. An attempt waits for its
+    /// bytes only while its user has less than 10 s of such waits queued; past that it goes at once.
+    /// </summary>
+    [Range(0, 1 << 30)]
+    public int LargeBodyBytesPerSecondPerUser { get; set; } = 16 << 20;
+
+    /// <summary>
     /// Deliveries of one subscription waiting in one process for capacity (1–1000000). Default
     /// 10000. Beyond it, deliveries wait in the database and come back through the reconciler.
     /// </summary>

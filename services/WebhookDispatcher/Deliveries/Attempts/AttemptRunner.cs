@@ -1,16 +1,46 @@
+using System.Threading.RateLimiting;
+using Microsoft.Extensions.Options;
+
 namespace WebhookDispatcher.Deliveries;
 
 /// <summary>
 /// One attempt of a claimed delivery: sign → send → decide. Never throws: a request that could
 /// not be made is an outcome like any other. An attempt starts on its caller's thread (the
 /// scheduler's loop) up to its first wait, except with a large body (<see cref="EventPayloads.Large"/>
-/// bytes or more): that one leaves the loop at once and is signed while no other large body is,
-/// so a tenant's burst of large events neither stalls the loop that starts every tenant's
-/// attempts nor takes more than one core for its signatures.
+/// bytes or more): that one leaves the loop at once, waits until its user's large bodies are
+/// within <see cref="DeliveryOptions.LargeBodyBytesPerSecondPerUser"/>, and is signed while no
+/// other large body is, so a tenant's burst of large events neither stalls the loop that starts
+/// every tenant's attempts nor takes the machine's cores from the other tenants.
 /// </summary>
-public sealed class AttemptRunner(WebhookSender sender, TimeProvider time)
+public sealed class AttemptRunner : IDisposable
 {
+    private readonly WebhookSender _sender;
+    private readonly TimeProvider _time;
     private readonly SemaphoreSlim _largeBodies = new(1, 1);
+    private readonly PartitionedRateLimiter<string>? _largeBytes;
+    private readonly int _mostKibAtOnce;
+
+    /// <summary>Creates the runner; <paramref name="options"/> gives the pace of large bodies, read once.</summary>
+    public AttemptRunner(WebhookSender sender, TimeProvider time, IOptions<DeliveryOptions> options)
+    {
+        _sender = sender;
+        _time = time;
+        var perSecond = options.Value.LargeBodyBytesPerSecondPerUser;
+        if (perSecond <= 0) return;
+        // Tokens are KiB; a second's worth may go at once, and at least one body of the largest size.
+        var kibPerSecond = Math.Max(1, perSecond / 1024);
+        _mostKibAtOnce = Math.Max(kibPerSecond, Kib(options.Value.MaxEventBytes));
+        var bucket = new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = _mostKibAtOnce,
+            TokensPerPeriod = kibPerSecond,
+            ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+            QueueLimit = kibPerSecond * 10,
+            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+            AutoReplenishment = true,
+        };
+        _largeBytes = PartitionedRateLimiter.Create<string, string>(user => RateLimitPartition.GetTokenBucketLimiter(user, _ => bucket));
+    }
 
     /// <summary>Makes the attempt and returns it, decided and ready to be recorded.</summary>
     /// <param name="delivery">The claimed delivery.</param>
@@ -26,6 +56,9 @@ public sealed class AttemptRunner(WebhookSender sender, TimeProvider time)
             else
             {
                 await Task.Yield(); // off the caller's thread
+                // Not acquired (the user's queue holds 10 s of waits): it goes now, unpaced,
+                // rather than wait towards the end of its lease.
+                using var paced = _largeBytes is null ? null : await _largeBytes.AcquireAsync(delivery.UserId, Math.Min(Kib(delivery.Body.Length), _mostKibAtOnce));
                 await _largeBodies.WaitAsync();
                 try
                 {
@@ -39,17 +72,26 @@ public sealed class AttemptRunner(WebhookSender sender, TimeProvider time)
             // Once claimed, the attempt runs to its own deadline and is recorded even if the host
             // is stopping: cancelling it halfway would leave a POST the receiver may have handled
             // with no record.
-            response = await sender.SendAsync(request, CancellationToken.None);
+            response = await _sender.SendAsync(request, CancellationToken.None);
         }
         catch (Exception ex)
         {
             response = new WebhookResponse(AttemptOutcome.ConnectionError, null, null,
                 WebhookSender.Storable("The request could not be made: " + ex.Message, WebhookSender.MaxErrorChars), TimeSpan.Zero, null);
         }
-        var finishedAt = time.GetUtcNow();
+        var finishedAt = _time.GetUtcNow();
         var decision = AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, response, finishedAt, delivery.RoundFirstAttempt);
         return new FinishedAttempt(delivery, startedAt, response, decision, finishedAt);
     }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _largeBytes?.Dispose();
+        _largeBodies.Dispose();
+    }
+
+    private static int Kib(int bytes) => (bytes + 1023) / 1024;
 
     private static WebhookRequest Sign(ClaimedDelivery delivery, DateTimeOffset startedAt) =>
         SignedWebhook.Create(delivery.Url, delivery.Body, delivery.EventType, delivery.Id, delivery.EventId,
