@@ -116,16 +116,18 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
         }
         if (stored.Count + inRow.Count > 0)
         {
+            // As UTF-8 bytes from the server (the database's encoding): no string of 2 bytes a
+            // character to make and encode again for each large payload.
             await using var cmd = Db.CreateCommand("""
-                SELECT event_id, payload FROM webhook_event_payloads WHERE id = ANY ($1)
+                SELECT event_id, convert_to(payload, 'UTF8') FROM webhook_event_payloads WHERE id = ANY ($1)
                 UNION ALL
-                SELECT event_id, payload FROM webhook_deliveries WHERE id = ANY ($2)
+                SELECT event_id, convert_to(payload, 'UTF8') FROM webhook_deliveries WHERE id = ANY ($2)
                 """);
             cmd.Parameters.Add(new() { Value = stored.Values.ToArray() });
             cmd.Parameters.Add(new() { Value = inRow.Values.ToArray() });
             await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
-                bodies.TryAdd(reader.GetGuid(0), System.Text.Encoding.UTF8.GetBytes(reader.GetString(1)));
+                bodies.TryAdd(reader.GetGuid(0), reader.GetFieldValue<byte[]>(1));
         }
         var lost = rows.Where(row => !bodies.ContainsKey(row.Claim.EventId)).Select(row => row.Claim.Id).ToArray();
         if (lost.Length > 0)
