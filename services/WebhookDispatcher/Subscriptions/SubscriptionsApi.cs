@@ -78,6 +78,9 @@ public static partial class SubscriptionsApi
             .WithSummary("The subscription's deliveries, newest first, by cursor or offset");
         one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
             .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
+        WithJsonBody(one.MapPost("/recover", Recover).Accepts<RecoverRequest>("application/json")).WithName("RecoverDeliveries")
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .WithSummary("Give every failed delivery created since a time a new round of attempts (at most 1000 a call)");
         one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict).WithName("RetryDelivery")
             .WithSummary("Give a failed or cancelled delivery a new round of attempts")
             .WithDescription("202 once the new round is stored: the attempt starts at once, or, when the message broker is down, " +
@@ -327,7 +330,7 @@ public static partial class SubscriptionsApi
     }
 
     private static PageResponse<TResponse> Page<TRow, TResponse>(List<TRow> rows, int limit, int? offset, Func<TRow, TResponse> map,
-        Func<TRow, PageCursor> cursorAfter, int total)
+        Func<TRow, PageCursor> cursorAfter, int? total)
     {
         var hasMore = rows.Count > limit;
         var page = hasMore ? rows[..limit] : rows;
