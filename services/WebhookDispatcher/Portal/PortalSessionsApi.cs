@@ -50,17 +50,17 @@ public static class PortalSessionsApi
     /// <summary>Maps the three endpoints.</summary>
     public static IEndpointRouteBuilder MapPortalSessions(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/api/webhooks/portal-sessions", MintForUser).RequireAuthorization().WithTags("Portal").WithName("CreatePortalSession")
+        SubscriptionsApi.WithJsonBody(app.MapPost("/api/webhooks/portal-sessions", MintForUser)).RequireAuthorization().WithTags("Portal").WithName("CreatePortalSession")
             .Accepts<PortalSessionRequest>("application/json")
             .WithSummary("A single-use link to the delivery portal for the caller (a user's JWT, not a portal session)")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
-        app.MapPost("/api/operator/portal-sessions", MintForOperator).RequireAuthorization().WithTags("Portal").WithName("CreateOperatorPortalSession")
+        SubscriptionsApi.WithJsonBody(app.MapPost("/api/operator/portal-sessions", MintForOperator)).RequireAuthorization().WithTags("Portal").WithName("CreateOperatorPortalSession")
             .Accepts<PortalSessionRequest>("application/json")
             .WithSummary("A single-use link to the operator view (a JWT carrying the operator scope, Portal:OperatorScope)")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
-        app.MapPost("/portal/session", Open).AllowAnonymous().WithTags("Portal").WithName("OpenPortalSession")
+        SubscriptionsApi.WithJsonBody(app.MapPost("/portal/session", Open)).AllowAnonymous().WithTags("Portal").WithName("OpenPortalSession")
             .Accepts<OpenPortalSessionRequest>("application/json")
             .WithSummary("Trade a portal link's token (from its fragment) for a session token, once")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
