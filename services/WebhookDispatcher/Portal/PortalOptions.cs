@@ -11,8 +11,8 @@ public sealed class PortalOptions : IValidatableObject
     /// <summary>
     /// The origins allowed to show the portal in an iframe, as the CSP <c>frame-ancestors</c>
     /// directive takes them (W3C CSP Level 3 §6.4.2), separated by spaces, e.g.
-    /// <c>https://app.notely.com https://*.notely.com</c>. Empty (the default) allows no page to
-    /// embed it (<c>'none'</c>).
+    /// <c>https://app.notely.com https://*.notely.com</c>, or <c>'self'</c>. Empty (the default)
+    /// allows no page to embed it (<c>'none'</c>).
     /// </summary>
     [MaxLength(2048)]
     public string FrameAncestors { get; set; } = "";
@@ -42,7 +42,7 @@ public sealed class PortalOptions : IValidatableObject
         if (PublicUrl.Length > 0 && !(Uri.TryCreate(PublicUrl, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
                                       && url.Fragment.Length == 0 && url.Query.Length == 0))
             yield return new ValidationResult("Portal:PublicUrl must be an absolute http(s) URL without query or fragment.", [nameof(PublicUrl)]);
-        foreach (var source in FrameAncestors.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        foreach (var source in FrameAncestors.Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(s => s != "'self'"))
             if (source.Any(c => c is ';' or ',' or '\'' or '"' || char.IsControl(c)) || !(source.Contains("://") || source.EndsWith(':')))
                 yield return new ValidationResult(
                     $"Portal:FrameAncestors: '{source}' is not an origin such as https://app.example.com (scheme, host, optional port).",

@@ -15,13 +15,21 @@ namespace WebhookDispatcher.Subscriptions;
 /// <content>The delivery history of a subscription and the manual retry of one delivery.</content>
 public static partial class SubscriptionsApi
 {
+    /// <summary>
+    /// Most deliveries one page of a delivery list filtered by status or event type reads (5,000):
+    /// when fewer than the limit match among them, the page ends there with <c>has_more</c> and a
+    /// cursor after them, so a page costs the same whatever the filter matches.
+    /// </summary>
+    public const int MaxFilteredScan = 5000;
+
     /// <summary>Most deliveries one <c>POST …/recover</c> restarts; the answer says whether more are left.</summary>
     public const int MaxRecoverPerCall = 1000;
 
     /// <remarks>
-    /// Keyset pages only, with no count: a page costs the same on the first page and the
-    /// thousandth, however many deliveries the subscription has (docs/benchmarks/portal.md).
-    /// <c>total</c> is null on this list.
+    /// Keyset pages with no count: a page costs the same on the first page and the thousandth,
+    /// however many deliveries the subscription has, and a filtered page reads at most
+    /// <see cref="MaxFilteredScan"/> of them (docs/benchmarks/portal.md). <c>total</c> is null on
+    /// this list.
     /// </remarks>
     private static async Task<Results<Ok<PageResponse<DeliveryResponse>>, ValidationProblem, ProblemHttpResult>> ListDeliveries(
         Guid id, [AsParameters] ApiServices services, [FromQuery(Name = "status")] string? statusText,
@@ -40,17 +48,33 @@ public static partial class SubscriptionsApi
         if (!await services.Owned().AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
 
         var query = services.Db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == id);
-        if (status is not null) query = query.Where(d => d.Status == status);
-        if (eventType is not null) query = query.Where(d => d.EventType == eventType);
         if (since is { } from) query = query.Where(d => d.CreatedAt >= from);
         if (until is { } to) query = query.Where(d => d.CreatedAt < to);
         if (cursor is not null)
             query = query.Where(d => EF.Functions.LessThan(ValueTuple.Create(d.CreatedAt, d.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
+        // A status or event type that few deliveries have would make a page read the whole history
+        // looking for matches: such a page reads at most MaxFilteredScan deliveries, and when fewer
+        // than the limit match among them it ends there, shorter (even empty), with a cursor after them.
+        PageCursor? scanned = null;
+        if ((status is not null || eventType is not null) && offset == 0)
+        {
+            var boundary = await query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(MaxFilteredScan - 1)
+                .Select(d => new { d.CreatedAt, d.Id }).FirstOrDefaultAsync(cancellationToken);
+            if (boundary is not null)
+            {
+                query = query.Where(d => EF.Functions.GreaterThanOrEqual(ValueTuple.Create(d.CreatedAt, d.Id), ValueTuple.Create(boundary.CreatedAt, boundary.Id)));
+                scanned = new PageCursor(PageCursor.Lists.Deliveries, id, boundary.CreatedAt, boundary.Id);
+            }
+        }
+        if (status is not null) query = query.Where(d => d.Status == status);
+        if (eventType is not null) query = query.Where(d => d.EventType == eventType);
         query = query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(offset).Take(limit + 1);
         if (includeAttempts) query = query.Include(d => d.Attempts);
         var rows = await query.ToListAsync(cancellationToken);
-        return TypedResults.Ok(Page(rows, limit, cursor is null ? offset : null, d => DeliveryResponse.From(d, includeAttempts),
-            d => new PageCursor(PageCursor.Lists.Deliveries, id, d.CreatedAt, d.Id), total: null));
+        var result = Page(rows, limit, cursor is null ? offset : null, d => DeliveryResponse.From(d, includeAttempts),
+            d => new PageCursor(PageCursor.Lists.Deliveries, id, d.CreatedAt, d.Id), total: null);
+        if (!result.HasMore && scanned is not null) result = result with { HasMore = true, NextCursor = scanned.Encode() };
+        return TypedResults.Ok(result);
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(

@@ -74,6 +74,12 @@ public sealed class PortalPagingBenchmark
         Report("since 5 days ago, 25 with attempts, 200 pages",
             await WalkAsync(session, $"{path}?limit=25&include_attempts=true&since={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(-5).ToString("O", CultureInfo.InvariantCulture))}", 200));
 
+        // The worst case of a filter: nothing matches, so the page reads every delivery of the endpoint.
+        Report("status=cancelled, none of the 1,000,000 match (worst case)",
+            await TimeAsync(session, Enumerable.Repeat($"{path}?limit=25&include_attempts=true&status=cancelled", 5)));
+        Report("status=cancelled and since 1 day ago, none match",
+            await TimeAsync(session, Enumerable.Repeat($"{path}?limit=25&include_attempts=true&status=cancelled&since={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(-1).ToString("O", CultureInfo.InvariantCulture))}", 5)));
+
         // The pages in a real browser: open a link, then the endpoint with its log, then older deliveries.
         await using var context = await Chromium.ContextAsync();
         var (list, log, older) = (new List<double>(), new List<double>(), new List<double>());

@@ -359,7 +359,8 @@ function deliveryLog(s) {
       table = h('table', { class: 'list deliveries' }, h('caption', { class: 'sr-only' }, 'Deliveries, newest first'),
         h('thead', {}, h('tr', {}, ['Status', 'Event', 'Created', 'Attempts', 'Last answer', ''].map(t => h('th', { scope: 'col' }, t)))),
         h('tbody', {}));
-      body.replaceChildren(rows.length ? table : h('p', { class: 'empty' }, 'No deliveries match.'));
+      body.replaceChildren(rows.length ? table
+        : h('p', { class: 'empty' }, r.data.has_more ? 'None of the most recent deliveries match; look further back with the button below.' : 'No deliveries match.'));
     }
     const tbody = table.querySelector('tbody');
     for (const d of rows) tbody.append(...deliveryRows(d, s, () => load(null, false)));
