@@ -53,19 +53,12 @@ public static partial class SubscriptionsApi
         if (cursor is not null)
             query = query.Where(d => EF.Functions.LessThan(ValueTuple.Create(d.CreatedAt, d.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
         // A status or event type that few deliveries have would make a page read the whole history
-        // looking for matches: such a page reads at most MaxFilteredScan deliveries, and when fewer
-        // than the limit match among them it ends there, shorter (even empty), with a cursor after them.
-        PageCursor? scanned = null;
-        if ((status is not null || eventType is not null) && offset == 0)
-        {
-            var boundary = await query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(MaxFilteredScan - 1)
-                .Select(d => new { d.CreatedAt, d.Id }).FirstOrDefaultAsync(cancellationToken);
-            if (boundary is not null)
-            {
-                query = query.Where(d => EF.Functions.GreaterThanOrEqual(ValueTuple.Create(d.CreatedAt, d.Id), ValueTuple.Create(boundary.CreatedAt, boundary.Id)));
-                scanned = new PageCursor(PageCursor.Lists.Deliveries, id, boundary.CreatedAt, boundary.Id);
-            }
-        }
+        // looking for matches: such a page looks only among the next MaxFilteredScan deliveries (one
+        // statement: the filter over an inner LIMIT, read lazily, so a common match stops early), and
+        // when fewer than the limit match there it ends, shorter (even empty), with a cursor after them.
+        var windowed = (status is not null || eventType is not null) && offset == 0;
+        var unfiltered = query;
+        if (windowed) query = query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Take(MaxFilteredScan);
         if (status is not null) query = query.Where(d => d.Status == status);
         if (eventType is not null) query = query.Where(d => d.EventType == eventType);
         query = query.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Skip(offset).Take(limit + 1);
@@ -73,7 +66,9 @@ public static partial class SubscriptionsApi
         var rows = await query.ToListAsync(cancellationToken);
         var result = Page(rows, limit, cursor is null ? offset : null, d => DeliveryResponse.From(d, includeAttempts),
             d => new PageCursor(PageCursor.Lists.Deliveries, id, d.CreatedAt, d.Id), total: null);
-        if (!result.HasMore && scanned is not null) result = result with { HasMore = true, NextCursor = scanned.Encode() };
+        if (windowed && !result.HasMore && await unfiltered.OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id)
+                .Skip(MaxFilteredScan - 1).Select(d => new { d.CreatedAt, d.Id }).FirstOrDefaultAsync(cancellationToken) is { } last)
+            result = result with { HasMore = true, NextCursor = new PageCursor(PageCursor.Lists.Deliveries, id, last.CreatedAt, last.Id).Encode() };
         return TypedResults.Ok(result);
     }
 
