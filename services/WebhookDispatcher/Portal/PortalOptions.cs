@@ -36,6 +36,14 @@ public sealed class PortalOptions : IValidatableObject
     [Required, RegularExpression(@"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$", ErrorMessage = "Portal:OperatorScope must be one OAuth scope token (RFC 6749 §3.3).")]
     public string OperatorScope { get; set; } = "webhooks:operator";
 
+    /// <summary>
+    /// The OAuth scope that lets a service credential (Notely's backend) ask for a user's portal
+    /// link by naming the user (<c>user_id</c> in the body) instead of presenting the user's JWT.
+    /// Default <c>webhooks:portal-links</c>.
+    /// </summary>
+    [Required, RegularExpression(@"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$", ErrorMessage = "Portal:ServiceScope must be one OAuth scope token (RFC 6749 §3.3).")]
+    public string ServiceScope { get; set; } = "webhooks:portal-links";
+
     /// <inheritdoc />
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

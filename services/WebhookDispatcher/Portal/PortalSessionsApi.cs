@@ -10,7 +10,8 @@ namespace WebhookDispatcher.Portal;
 /// <summary>The body of <c>POST /api/webhooks/portal-sessions</c> and <c>POST /api/operator/portal-sessions</c>.</summary>
 /// <param name="ReadOnly">Whether the session may only look (default false).</param>
 /// <param name="ExpiresInSeconds">How long the link may be opened, 60–86400 seconds (default 3600). The session it opens lasts <c>Portal:SessionMinutes</c> from then.</param>
-public sealed record PortalSessionRequest(bool? ReadOnly, int? ExpiresInSeconds);
+/// <param name="UserId">The user whose portal it opens, from a service credential (a JWT whose scope includes <c>Portal:ServiceScope</c>) only; a user's own JWT leaves it out. Not on operator links.</param>
+public sealed record PortalSessionRequest(bool? ReadOnly, int? ExpiresInSeconds, string? UserId);
 
 /// <summary>A portal link.</summary>
 /// <param name="Url">The link to open in a browser (or an iframe); its single-use token is in the fragment, which browsers never send to a server.</param>
@@ -52,7 +53,7 @@ public static class PortalSessionsApi
     {
         SubscriptionsApi.WithJsonBody(app.MapPost("/api/webhooks/portal-sessions", MintForUser)).RequireAuthorization().WithTags("Portal").WithName("CreatePortalSession")
             .Accepts<PortalSessionRequest>("application/json")
-            .WithSummary("A single-use link to the delivery portal for the caller (a user's JWT, not a portal session)")
+            .WithSummary("A single-use link to the delivery portal for the caller (a user's JWT), or for the user_id a service credential names")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         SubscriptionsApi.WithJsonBody(app.MapPost("/api/operator/portal-sessions", MintForOperator)).RequireAuthorization().WithTags("Portal").WithName("CreateOperatorPortalSession")
@@ -91,11 +92,14 @@ public static class PortalSessionsApi
         if (refused is not null) return refused;
         if (invalid is not null) return invalid;
         using var body = document!;
-        var (readOnly, expiresIn, errors) = Read(body.RootElement);
+        var (readOnly, expiresIn, named, errors) = Read(body.RootElement, allowUserId: !asOperator);
+        if (named is not null && !HasScope(user, options.ServiceScope))
+            errors["user_id"] = [$"Only a service credential whose scope includes {options.ServiceScope} may name the user; a user's own JWT leaves it out."];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var sub = user.UserId();
-        var (token, expiresAt) = await store.MintAsync(asOperator ? null : sub, asOperator ? sub : null, readOnly, sub, expiresIn, cancellationToken);
+        var owner = asOperator ? null : named ?? sub;
+        var (token, expiresAt) = await store.MintAsync(owner, asOperator ? sub : null, readOnly, sub, expiresIn, cancellationToken);
         var page = options.PublicUrl.Length > 0 ? options.PublicUrl : $"{request.Scheme}://{request.Host}/portal";
         return TypedResults.Created((string?)null, new PortalLinkResponse($"{page}#token={token}", expiresAt, readOnly));
     }
@@ -123,15 +127,16 @@ public static class PortalSessionsApi
     private static bool HasScope(ClaimsPrincipal user, string scope) =>
         user.FindAll("scope").Concat(user.FindAll("scp")).SelectMany(c => c.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Contains(scope);
 
-    private static (bool ReadOnly, int ExpiresIn, Dictionary<string, string[]> Errors) Read(JsonElement body)
+    private static (bool ReadOnly, int ExpiresIn, string? UserId, Dictionary<string, string[]> Errors) Read(JsonElement body, bool allowUserId)
     {
         var errors = new Dictionary<string, string[]>();
         var readOnly = false;
         var expiresIn = DefaultExpiresInSeconds;
+        string? userId = null;
         if (body.ValueKind != JsonValueKind.Object)
         {
             errors["body"] = ["The request body must be a JSON object."];
-            return (readOnly, expiresIn, errors);
+            return (readOnly, expiresIn, userId, errors);
         }
         foreach (var property in body.EnumerateObject())
         {
@@ -147,11 +152,16 @@ public static class PortalSessionsApi
                         expiresIn = seconds;
                     else errors["expires_in_seconds"] = [$"Must be a whole JSON number from {MinExpiresInSeconds} to {MaxExpiresInSeconds}."];
                     break;
+                case "user_id" when allowUserId:
+                    if (property.Value.ValueKind == JsonValueKind.String && AuthExtensions.IsValidUserId(property.Value.GetString())) userId = property.Value.GetString();
+                    else errors["user_id"] = [$"Must be a user id: 1 to {AuthExtensions.MaxUserIdLength} characters, no control characters, no spaces at either end."];
+                    break;
                 default:
-                    if (errors.Count < 20) errors[property.Name] = ["Unknown field. Accepted fields: read_only, expires_in_seconds."];
+                    if (errors.Count < 20)
+                        errors[property.Name] = [allowUserId ? "Unknown field. Accepted fields: read_only, expires_in_seconds, user_id." : "Unknown field. Accepted fields: read_only, expires_in_seconds."];
                     break;
             }
         }
-        return (readOnly, expiresIn, errors);
+        return (readOnly, expiresIn, userId, errors);
     }
 }

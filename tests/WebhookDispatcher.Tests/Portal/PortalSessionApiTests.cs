@@ -112,6 +112,29 @@ public sealed class PortalSessionApiTests
     }
 
     [Test]
+    public async Task A_service_credential_names_the_user_and_a_users_own_token_cannot()
+    {
+        var (user, other) = (Events.NewUser(), Events.NewUser());
+        using var service = TestTokens.Client(null);
+        service.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
+            new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = TestTokens.SigningKey },
+            "notely-backend", TimeSpan.FromHours(1), "webhooks:portal-links"));
+        var created = await service.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = user, read_only = true });
+        Assert.That(created.StatusCode, Is.EqualTo(HttpStatusCode.Created), await created.Content.ReadAsStringAsync());
+        var token = PortalHarness.TokenOf((await created.JsonAsync())["url"]!.GetValue<string>());
+        var opened = await (await TestTokens.Client(null).PostAsJsonAsync("/portal/session", new { token })).JsonAsync();
+        Assert.That(opened["user_id"]!.GetValue<string>(), Is.EqualTo(user));
+        Assert.That(opened["read_only"]!.GetValue<bool>(), Is.True);
+
+        using var own = TestTokens.Client(other);
+        var refused = await own.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = user });
+        Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await refused.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "user_id" }));
+        Assert.That((await service.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = " padded" })).StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(await RowsCreatedByAsync(other), Is.Zero);
+    }
+
+    [Test]
     public async Task Operator_links_need_the_operator_scope_and_operator_sessions_reach_only_the_operator_api()
     {
         using var user = TestTokens.Client(Events.NewUser());
