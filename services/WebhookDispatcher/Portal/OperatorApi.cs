@@ -1,4 +1,5 @@
 using System.Security.Claims;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
@@ -25,8 +26,9 @@ public sealed record OperatorSearchResponse(IReadOnlyList<OperatorDeliveryRespon
 /// <summary>
 /// The operator view's API (<c>/api/operator</c>), for Notely's support staff through an operator
 /// portal session only (<see cref="AuthExtensions.OperatorPolicy"/>): any user's deliveries, found
-/// by event id, delivery id, user id or URL host, and their retry. Every change is logged with the
-/// operator who made it (<c>Operator {Operator} …</c>).
+/// by event id, delivery id, user id or URL host, any user's subscriptions by user id or host, the
+/// retry of a delivery and the recovery of a subscription's failed deliveries. Every change is
+/// logged with the operator who made it (<c>Operator {Operator} …</c>).
 /// </summary>
 public static partial class OperatorApi
 {
@@ -46,28 +48,36 @@ public static partial class OperatorApi
             .WithSummary("Find deliveries of any user by event id, delivery id, user id or URL host");
         group.MapGet("/deliveries/{deliveryId:guid}", Get).WithName("OperatorGetDelivery")
             .WithSummary("One delivery of any user, with its attempts").ProducesProblem(StatusCodes.Status404NotFound);
+        group.MapGet("/webhooks", SearchWebhooks).WithName("OperatorSearchWebhooks")
+            .WithSummary("Find subscriptions of any user by user id or URL host");
+        SubscriptionsApi.WithJsonBody(group.MapPost("/webhooks/{id:guid}/recover", Recover)).Accepts<RecoverRequest>("application/json")
+            .WithName("OperatorRecoverDeliveries")
+            .WithSummary("Give every failed delivery of any user's subscription created since a time a new round of attempts (logged with the operator)")
+            .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
         group.MapPost("/deliveries/{deliveryId:guid}/retry", Retry).WithName("OperatorRetryDelivery")
             .WithSummary("Give a failed or cancelled delivery of any user a new round of attempts (logged with the operator)")
             .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
         return app;
     }
 
-    private static async Task<Results<Ok<OperatorSearchResponse>, ValidationProblem>> Search(WebhookDbContext db,
-        [FromQuery(Name = "event_id")] string? eventIdText, [FromQuery(Name = "delivery_id")] string? deliveryIdText,
-        [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "status")] string? statusText,
-        [FromQuery(Name = "limit")] string? limitText, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<OperatorWebhooksResponse>, ValidationProblem>> SearchWebhooks(WebhookDbContext db,
+        [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "limit")] string? limitText,
+        CancellationToken cancellationToken)
     {
         var q = new ApiInput.Query();
-        var eventId = Id(q, "event_id", eventIdText);
-        var deliveryId = Id(q, "delivery_id", deliveryIdText);
         if (userId is not null && !AuthExtensions.IsValidUserId(userId)) q.Errors["user_id"] = ["Must be a user id: 1 to 256 characters."];
         if (host is not null && !HostSyntax().IsMatch(host)) q.Errors["host"] = ["Must be a host name or address, e.g. hooks.example.com."];
-        var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
         var limit = q.Integer("limit", limitText, 50, 1, MaxSearchResults);
-        if (eventIdText is null && deliveryIdText is null && userId is null && host is null)
-            q.Errors["query"] = ["Give at least one of event_id, delivery_id, user_id and host."];
+        if (userId is null && host is null) q.Errors["query"] = ["Give user_id or host."];
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
+        var rows = await Subscriptions(db, userId, host).OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Take(limit + 1)
+            .ToListAsync(cancellationToken);
+        return TypedResults.Ok(new OperatorWebhooksResponse(
+            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s), s.UserId))], limit, rows.Count > limit));
+    }
 
+    private static IQueryable<WebhookSubscription> Subscriptions(WebhookDbContext db, string? userId, string? host)
+    {
         var subscriptions = db.Subscriptions.AsNoTracking();
         if (userId is not null) subscriptions = subscriptions.Where(s => s.UserId == userId);
         if (host is not null)
@@ -75,6 +85,55 @@ public static partial class OperatorApi
             var lower = host.ToLowerInvariant();
             subscriptions = subscriptions.Where(s => s.Url.ToLower().StartsWith("https://" + lower) || s.Url.ToLower().StartsWith("http://" + lower));
         }
+        return subscriptions;
+    }
+
+    private static async Task<Results<Accepted<RecoverResponse>, ValidationProblem, ProblemHttpResult>> Recover(Guid id, HttpRequest request,
+        ClaimsPrincipal user, [AsParameters] RetryServices services, ILogger<OperatorAudit> audit, CancellationToken cancellationToken)
+    {
+        var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (refused is not null) return refused;
+        if (invalid is not null) return invalid;
+        using var body = document!;
+        var q = new ApiInput.Query();
+        var since = body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty("since", out var s) && s.ValueKind == JsonValueKind.String
+            ? q.Timestamp("since", s.GetString())
+            : null;
+        if (since is null) q.Errors["since"] = ["Required: a time with its offset, e.g. 2026-12-01T00:00:00Z."];
+        if (body.RootElement.ValueKind == JsonValueKind.Object)
+            foreach (var property in body.RootElement.EnumerateObject().Where(p => p.Name != "since").Take(20))
+                q.Errors[property.Name] = ["Unknown field. Accepted fields: since."];
+        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
+        var subscription = await services.Db.Subscriptions.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        if (subscription is null)
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
+        var result = await SubscriptionsApi.RecoverAsync(subscription, since!.Value, services, cancellationToken);
+        audit.LogInformation("Operator {Operator} recovered the failed deliveries since {Since} of webhook {SubscriptionId} (user {UserId}): {Outcome}",
+            user.FindFirstValue(PortalClaims.Operator), since, subscription.Id, subscription.UserId,
+            result.Result is Accepted<RecoverResponse> { Value: { } r } ? $"{r.Recovered} restarted" : (result.Result as ProblemHttpResult)?.StatusCode.ToString());
+        return result;
+    }
+
+    private static async Task<Results<Ok<OperatorSearchResponse>, ValidationProblem>> Search(WebhookDbContext db,
+        [FromQuery(Name = "subscription_id")] string? subscriptionIdText,
+        [FromQuery(Name = "event_id")] string? eventIdText, [FromQuery(Name = "delivery_id")] string? deliveryIdText,
+        [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "status")] string? statusText,
+        [FromQuery(Name = "limit")] string? limitText, CancellationToken cancellationToken)
+    {
+        var q = new ApiInput.Query();
+        var subscriptionId = Id(q, "subscription_id", subscriptionIdText);
+        var eventId = Id(q, "event_id", eventIdText);
+        var deliveryId = Id(q, "delivery_id", deliveryIdText);
+        if (userId is not null && !AuthExtensions.IsValidUserId(userId)) q.Errors["user_id"] = ["Must be a user id: 1 to 256 characters."];
+        if (host is not null && !HostSyntax().IsMatch(host)) q.Errors["host"] = ["Must be a host name or address, e.g. hooks.example.com."];
+        var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
+        var limit = q.Integer("limit", limitText, 50, 1, MaxSearchResults);
+        if (eventIdText is null && deliveryIdText is null && userId is null && host is null && subscriptionIdText is null)
+            q.Errors["query"] = ["Give at least one of event_id, delivery_id, user_id, host and subscription_id."];
+        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
+
+        var subscriptions = Subscriptions(db, userId, host);
+        if (subscriptionId is { } sid) subscriptions = subscriptions.Where(s => s.Id == sid);
         var deliveries = db.Deliveries.AsNoTracking();
         if (eventId is { } e) deliveries = deliveries.Where(d => d.EventId == e);
         if (deliveryId is { } d0) deliveries = deliveries.Where(d => d.Id == d0);
@@ -125,6 +184,17 @@ public static partial class OperatorApi
     private static ProblemHttpResult NotFound(Guid deliveryId) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found", detail: $"No delivery {deliveryId}.");
 }
+
+/// <summary>A subscription as the operator view lists it: with its owner.</summary>
+/// <param name="Webhook">The subscription (never its secret).</param>
+/// <param name="UserId">Its owner.</param>
+public sealed record OperatorWebhookResponse(SubscriptionResponse Webhook, string UserId);
+
+/// <summary>The answer of the operator's subscription search.</summary>
+/// <param name="Data">Matching subscriptions, newest first.</param>
+/// <param name="Limit">The most returned.</param>
+/// <param name="HasMore">Whether more matched than <paramref name="Limit"/>.</param>
+public sealed record OperatorWebhooksResponse(IReadOnlyList<OperatorWebhookResponse> Data, int Limit, bool HasMore);
 
 /// <summary>The log category of operator changes: each names the operator, what changed, and whose it was.</summary>
 public sealed class OperatorAudit;

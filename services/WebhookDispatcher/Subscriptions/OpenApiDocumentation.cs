@@ -116,6 +116,7 @@ internal static class OpenApiDocumentation
         ["until"] = ("Only deliveries created before this time (RFC 3339 with its offset).",
             () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time" }),
         ["event_id"] = ("The event's id (the webhook-id header receivers saw).", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
+        ["subscription_id"] = ("The subscription's id.", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
         ["delivery_id"] = ("The delivery's id (the X-Webhook-Delivery header receivers saw).", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
         ["user_id"] = ("The owner's user id (the sub of their tokens).",
             () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = AuthExtensions.MaxUserIdLength, Pattern = @"^\S(.*\S)?$" }),

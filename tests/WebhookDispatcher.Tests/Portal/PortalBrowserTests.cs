@@ -247,7 +247,7 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
-    public async Task An_operator_finds_a_failed_delivery_by_its_event_id_and_retries_it_and_a_user_session_cannot_reach_the_operator_view()
+    public async Task An_operator_finds_a_failed_delivery_by_its_event_id_and_retries_it_recovers_another_and_a_user_session_cannot_reach_the_operator_view()
     {
         var user = Events.NewUser();
         await _portal.SubscribeAsync(user, "/operator", retryCount: 0);
@@ -275,12 +275,33 @@ public sealed class PortalBrowserTests
         Assert.That(_portal.Logs.Lines.Where(l => l.Contains("Operator ops-alice retried delivery") && l.Contains(user)), Is.Not.Empty,
             "the change is logged with the operator who made it");
 
+        // Another failed delivery, recovered from the endpoint's page in the operator view.
+        _portal.ReceiverFails = true;
+        var second = Events.EmailReceived(user);
+        await _portal.Dispatcher.PublishAsync(second);
+        Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(second.EventId) == "failed", Long), Is.True);
+        _portal.ReceiverFails = false;
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Find endpoints" }).ClickAsync();
+        await page.GetByLabel("Find by").SelectOptionAsync("user_id");
+        await page.GetByLabel("Value").FillAsync(user);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
+        await page.Locator("tbody tr").Filter(new() { HasText = "/operator" }).GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
+        await Expect(page.Locator($"tr[data-event='{second.EventId}']")).ToContainTextAsync("failed");
+        await page.GetByLabel("Retry every failed delivery created after").FillAsync(
+            DateTime.UtcNow.AddHours(-1).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture));
+        await page.GetByRole(AriaRole.Button, new() { Name = "Recover" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("1 failed deliveries get a new round of attempts");
+        await Expect(page.Locator($"tr[data-event='{second.EventId}']")).ToContainTextAsync("success", new() { Timeout = (float)Long.TotalMilliseconds });
+        await PortalHarness.ScreenshotAsync(page, "operator-endpoint");
+        Assert.That(_portal.Logs.Lines.Where(l => l.Contains("Operator ops-alice recovered the failed deliveries") && l.Contains("1 restarted")), Is.Not.Empty);
+
         // A user's session (and a user's JWT) never reaches the operator view.
         var (client, _) = await _portal.SessionAsync(await _portal.LinkAsync(user));
         using (client)
         {
             Assert.That((await client.GetAsync($"/api/operator/deliveries?event_id={evt.EventId}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
             Assert.That((await client.PostAsync($"/api/operator/deliveries/{Guid.NewGuid()}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await client.GetAsync($"/api/operator/webhooks?user_id={user}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
         }
         using var jwt = _portal.Client(user);
         Assert.That((await jwt.GetAsync($"/api/operator/deliveries?event_id={evt.EventId}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));

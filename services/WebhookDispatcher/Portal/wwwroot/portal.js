@@ -103,7 +103,7 @@ async function start() {
   s.replaceChildren(h('span', {},
     data.scope === 'operator' ? badge(`Operator: ${data.operator}`, 'warn') : h('span', { class: 'muted' }, `Signed in as ${data.user_id}`),
     data.read_only ? [' ', badge('Read-only', 'info')] : null));
-  if (data.scope === 'operator') { nav([['Find deliveries', operatorView]]); operatorView(); }
+  if (data.scope === 'operator') { nav([['Find deliveries', operatorView], ['Find endpoints', operatorEndpointsView]]); operatorView(); }
   else {
     nav([['Endpoints', endpointsView], ['Event catalog', catalogView], ['Statistics', statsView]]);
     const types = await api('GET', 'api/webhooks/event-types');
@@ -518,6 +518,68 @@ function chart(bars) {
 }
 
 // ---- operator view ---------------------------------------------------------------------------
+
+function operatorEndpointsView() {
+  setView('Find endpoints');
+  const kind = h('select', { id: 'ope-kind' }, [['user_id', 'User id'], ['host', 'URL host']].map(([v, l]) => h('option', { value: v }, l)));
+  const value = h('input', { id: 'ope-value', required: true, size: 40 });
+  const results = h('div', { 'aria-live': 'polite' });
+  const form = h('form', { class: 'filters card', role: 'search', 'aria-label': 'Find endpoints' },
+    h('label', { for: 'ope-kind' }, 'Find by'), kind, h('label', { for: 'ope-value', class: 'sr-only' }, 'Value'), value,
+    h('button', { type: 'submit' }, 'Find'));
+  form.addEventListener('submit', async e => {
+    e.preventDefault();
+    const r = await api('GET', `api/operator/webhooks?${new URLSearchParams({ [kind.value]: value.value.trim() })}`);
+    if (!r.ok) return results.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
+    if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No endpoint matches.'));
+    results.replaceChildren(h('section', { class: 'card flush' }, h('table', { class: 'list' },
+      h('caption', { class: 'sr-only' }, 'Matching endpoints'),
+      h('thead', {}, h('tr', {}, ['Endpoint', 'User', 'Status', 'Success rate', ''].map(t => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, r.data.data.map(o => h('tr', { 'data-webhook': o.webhook.id },
+        h('td', { class: 'url' }, o.webhook.url), h('td', {}, o.user_id), h('td', {}, status(o.webhook)),
+        h('td', {}, percent(o.webhook.statistics.success_rate)),
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => operatorEndpoint(o) }, 'Open'))))))));
+  });
+  render(h('h1', {}, 'Find endpoints'),
+    h('p', { class: 'muted' }, 'Every user\'s endpoints. Recoveries you start here are logged with your name.'), form, results);
+}
+
+async function operatorEndpoint(o) {
+  setView('Find endpoints');
+  const w = o.webhook;
+  const since = h('input', { id: 'op-recover-since', type: 'datetime-local', required: true });
+  const recover = h('form', { class: 'filters', 'aria-label': 'Recover failed deliveries' },
+    h('label', { for: 'op-recover-since' }, 'Retry every failed delivery created after'), since, h('button', { type: 'submit' }, 'Recover'));
+  recover.addEventListener('submit', async e => {
+    e.preventDefault();
+    if (!since.value) return toast('Choose a time first');
+    const r = await api('POST', `api/operator/webhooks/${w.id}/recover`, { since: new Date(since.value).toISOString() });
+    toast(r.ok ? `${r.data.recovered} failed deliveries get a new round of attempts${r.data.has_more ? ' (more are left: recover again)' : ''}` : problemText(r));
+    list();
+  });
+  const deliveries = h('div', {});
+  const list = async () => {
+    const r = await api('GET', `api/operator/deliveries?${new URLSearchParams({ subscription_id: w.id, limit: '25' })}`);
+    if (!r.ok) return deliveries.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
+    if (!r.data.data.length) return deliveries.replaceChildren(h('p', { class: 'empty' }, 'No deliveries yet.'));
+    deliveries.replaceChildren(h('table', { class: 'list' }, h('caption', { class: 'sr-only' }, 'Latest deliveries'),
+      h('thead', {}, h('tr', {}, ['Status', 'Event', 'Created', 'Attempts', ''].map(t => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, r.data.data.map(x => h('tr', { 'data-delivery': x.delivery.id, 'data-event': x.delivery.event_id },
+        h('td', {}, badge(x.delivery.status, x.delivery.status === 'success' ? 'ok' : x.delivery.status === 'failed' ? 'bad' : 'info')),
+        h('td', {}, x.delivery.event_type, h('div', { class: 'muted small mono' }, x.delivery.event_id)),
+        h('td', {}, when(x.delivery.created_at)), h('td', {}, `${x.delivery.attempt_count} of ${x.delivery.max_attempts}`),
+        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => operatorDelivery(x.delivery.id) }, 'Open')))))));
+    clearTimeout(state.timer);
+    if (r.data.data.some(x => x.delivery.status === 'pending' || x.delivery.status === 'retrying')) state.timer = setTimeout(() => { if (state.view === 'Find endpoints') list(); }, 2000);
+  };
+  render(h('p', {}, h('button', { type: 'button', class: 'link', onclick: () => operatorEndpointsView() }, '← Search')),
+    h('h1', { class: 'url' }, w.url),
+    h('section', { class: 'card' }, h('dl', { class: 'facts' },
+      h('dt', {}, 'User'), h('dd', {}, o.user_id), h('dt', {}, 'Status'), h('dd', {}, status(w)),
+      h('dt', {}, 'Events'), h('dd', {}, w.event_types.join(', ')), h('dt', {}, 'Success rate'), h('dd', {}, percent(w.statistics.success_rate)))),
+    h('section', { class: 'card flush' }, h('h2', { class: 'pad' }, 'Latest deliveries'), state.session.read_only ? null : recover, deliveries));
+  list();
+}
 
 function operatorView() {
   setView('Find deliveries');
