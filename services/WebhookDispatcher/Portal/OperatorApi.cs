@@ -109,7 +109,7 @@ public static partial class OperatorApi
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
         var result = await SubscriptionsApi.RecoverAsync(subscription, since!.Value, services, cancellationToken);
         audit.LogInformation("Operator {Operator} recovered the failed deliveries since {Since} of webhook {SubscriptionId} (user {UserId}): {Outcome}",
-            user.FindFirstValue(PortalClaims.Operator), since, subscription.Id, subscription.UserId,
+            user.FindFirstValue(PortalClaims.Operator), since.Value.ToString("O", System.Globalization.CultureInfo.InvariantCulture), subscription.Id, subscription.UserId,
             result.Result is Accepted<RecoverResponse> { Value: { } r } ? $"{r.Recovered} restarted" : (result.Result as ProblemHttpResult)?.StatusCode.ToString());
         return result;
     }
