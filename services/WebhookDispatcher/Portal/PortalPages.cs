@@ -39,7 +39,10 @@ public static class PortalPages
     /// <summary>Maps <c>GET /portal</c> and <c>GET /portal/assets/{name}</c>.</summary>
     public static IEndpointRouteBuilder MapPortalPages(this IEndpointRouteBuilder app)
     {
-        app.MapGet(Path, (HttpContext context, IOptions<PortalOptions> options) => Serve(context, "index.html", options.Value))
+        // The page's links are relative (so it works under a path prefix): /portal/ would break them,
+        // and a redirect keeps the fragment (browsers carry it over).
+        app.MapGet(Path, (HttpContext context, IOptions<PortalOptions> options) =>
+                context.Request.Path.Value!.EndsWith('/') ? Results.Redirect(context.Request.PathBase + Path) : Serve(context, "index.html", options.Value))
             .AllowAnonymous().ExcludeFromDescription();
         app.MapGet(Path + "/assets/{name}", (string name, HttpContext context, IOptions<PortalOptions> options) =>
                 name is "portal.js" or "portal.css" ? Serve(context, name, options.Value) : Results.NotFound())

@@ -173,6 +173,7 @@ public sealed class PortalBrowserTests
         await page.GetByRole(AriaRole.Button, new() { Name = subscription["url"]!.GetValue<string>() }).ClickAsync();
         var row = await WaitForStatusAsync(page, evt.EventId, "failed");
         await PortalHarness.ScreenshotAsync(page, "read-only");
+        await Expect(page.GetByText("null", new() { Exact = true })).ToHaveCountAsync(0);
         foreach (var name in new[] { "Send test event", "Edit", "Disable", "Rotate secret", "Delete", "Retry", "Recover", "Add endpoint" })
             await Expect(page.GetByRole(AriaRole.Button, new() { Name = name, Exact = true })).ToHaveCountAsync(0);
         await Expect(row).ToBeVisibleAsync();
@@ -203,7 +204,7 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
-    public async Task Another_users_endpoints_and_deliveries_are_never_visible()
+    public async Task Another_users_endpoints_and_deliveries_are_never_visible_and_the_pages_work_with_the_keyboard()
     {
         var (alice, bob) = (Events.NewUser(), Events.NewUser());
         var bobs = await _portal.SubscribeAsync(bob, "/bob", retryCount: 0);
@@ -214,6 +215,14 @@ public sealed class PortalBrowserTests
         await page.GotoAsync(await _portal.LinkAsync(alice));
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = _portal.ReceiverUrl("/alice") })).ToBeVisibleAsync();
         await Expect(page.GetByText("/bob")).ToHaveCountAsync(0);
+
+        // With the keyboard alone: Tab to a control, Enter to use it.
+        await FocusByTabAsync(page, "Event catalog");
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Event catalog" })).ToBeFocusedAsync();
+        await FocusByTabAsync(page, "Example payload");
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(page.Locator("details[open] pre").First).ToContainTextAsync("\"event_type\": \"email.received\"");
 
         var (client, _) = await _portal.SessionAsync(await _portal.LinkAsync(alice));
         using (client)
@@ -311,6 +320,17 @@ public sealed class PortalBrowserTests
         await userPage.GotoAsync(await _portal.LinkAsync(user));
         await Expect(userPage.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
         await Expect(userPage.GetByRole(AriaRole.Button, new() { Name = "Find deliveries" })).ToHaveCountAsync(0);
+    }
+
+    /// <summary>Presses Tab until the focused element's text is <paramref name="text"/> (at most 60 times).</summary>
+    private static async Task FocusByTabAsync(IPage page, string text)
+    {
+        for (var i = 0; i < 60; i++)
+        {
+            await page.Keyboard.PressAsync("Tab");
+            if (await page.EvaluateAsync<string>("document.activeElement?.textContent?.trim() ?? ''") == text) return;
+        }
+        Assert.Fail($"Tab never reached \"{text}\"");
     }
 
     private static async Task<IPage> AssertRefusedAsync(IBrowserContext context, string link)

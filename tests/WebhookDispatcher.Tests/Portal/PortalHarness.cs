@@ -215,10 +215,16 @@ public sealed class PortalHarness : IAsyncDisposable
         return await client.CreateAsync(ReceiverUrl(path), ["email.received"], retryCount: retryCount);
     }
 
-    /// <summary>Saves a screenshot of <paramref name="page"/> as docs/portal/<paramref name="name"/>.png (the images docs/portal.md shows).</summary>
+    /// <summary>
+    /// Saves a screenshot of <paramref name="page"/>: with <c>UPDATE_PORTAL_SCREENSHOTS=1</c> as
+    /// docs/portal/<paramref name="name"/>.png (the images docs/portal.md shows), otherwise beside
+    /// the test's output, so a test run leaves the repository as it found it.
+    /// </summary>
     public static async Task ScreenshotAsync(IPage page, string name)
     {
-        var path = Repo.Path($"docs/portal/{name}.png");
+        var path = Environment.GetEnvironmentVariable("UPDATE_PORTAL_SCREENSHOTS") == "1"
+            ? Repo.Path($"docs/portal/{name}.png")
+            : System.IO.Path.Combine(TestContext.CurrentContext.WorkDirectory, "portal-screenshots", $"{name}.png");
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = path, FullPage = true });
     }

@@ -375,7 +375,8 @@ function deliveryLog(s) {
   filters.addEventListener('submit', e => { e.preventDefault(); load(null, false); });
   const recover = canChange() ? recoverForm(s, () => load(null, false)) : null;
   section.append(h('div', { class: 'titlebar pad' }, h('h2', { id: 'log-title' }, 'Delivery log'),
-    h('button', { type: 'button', class: 'secondary', onclick: () => load(null, false) }, 'Refresh')), filters, body, recover);
+    h('button', { type: 'button', class: 'secondary', onclick: () => load(null, false) }, 'Refresh')), filters, body);
+  if (recover) section.append(recover);
   state.view = view;
   load(null, false);
   return section;
