@@ -91,6 +91,8 @@ internal static class OpenApiDocumentation
         ["user_id"] = s => s.MaxLength = AuthExtensions.MaxUserIdLength,
         ["operator"] = s => s.MaxLength = AuthExtensions.MaxUserIdLength,
         ["recovered"] = s => Range(s, 0, SubscriptionsApi.MaxRecoverPerCall),
+        ["other"] = s => Range(s, 0, null),
+        ["bucket_seconds"] = s => Range(s, 1, null),
     };
 
     /// <summary>The query and path parameters of the API, by name.</summary>

@@ -63,6 +63,7 @@ public static partial class SubscriptionsApi
             .WithSummary("Create a subscription; the answer carries its secret, this once")
             .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status429TooManyRequests);
         stored.MapDeliveryStats();
+        stored.MapDeliveryTimeline();
         stored.MapGet("", List).WithName("ListWebhooks")
             .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
         var one = stored.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);

@@ -53,6 +53,7 @@ public sealed class OpenApiTests
             [("delete", "/api/webhooks/{id}")] = ["204", "401", "403", "404", "503"],
             [("post", "/api/webhooks/{id}/test")] = ["200", "401", "403", "404", "429", "503"],
             [("get", "/api/webhooks/stats")] = ["200", "400", "401", "503"],
+            [("get", "/api/webhooks/stats/timeline")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}/deliveries")] = ["200", "400", "401", "404", "503"],
             [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "403", "404", "409", "503"],
             [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
