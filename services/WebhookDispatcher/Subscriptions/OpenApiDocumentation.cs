@@ -204,6 +204,8 @@ internal static class OpenApiDocumentation
                 };
             }
             if (operation.OperationId == "CreateWebhook") DescribeCreateLimits(operation, context.ApplicationServices);
+            // Opening a portal link is how a browser without credentials gets a session.
+            if (operation.OperationId == "OpenPortalSession") operation.Security = [];
             return Task.CompletedTask;
         });
     }
