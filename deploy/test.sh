@@ -24,10 +24,24 @@ missing=()
 "$WEBHOOKS_PYTHON" -c 'import pika' 2>/dev/null || missing+=(python3-pika)
 command -v node >/dev/null || missing+=(nodejs npm)
 [ -f /usr/share/zoneinfo/America/New_York ] || missing+=(tzdata)
+# The portal's browser tests drive Debian's Chromium through Playwright (its own browser download
+# needs the internet); Playwright's driver and its Node come inside the NuGet package.
+[ -x "${WEBHOOKS_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[test] installing ${missing[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# @redocly/cli (tests/tools) needs Node >= 20.19 and a fresh Debian 12 has Node 18. The Playwright
+# NuGet package the browser tests use ships a Node of its own (24), so when the system's is older
+# it goes first on PATH for npm and the npm tools (restoring the test project fetches it).
+node_recent() { node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null; }
+if [ -n "${WEBHOOKS_BUNDLED_NODE:-}" ] || ! node_recent; then
+  dotnet restore tests/WebhookDispatcher.Tests/WebhookDispatcher.Tests.csproj --verbosity quiet >/dev/null
+  bundled=$(ls -d "${NUGET_PACKAGES:-$HOME/.nuget/packages}"/microsoft.playwright/*/.playwright/node/linux-x64 2>/dev/null | sort -V | tail -1)
+  [ -x "$bundled/node" ] || { echo "[test] Node is older than 20.19 and no bundled Node was found" >&2; exit 1; }
+  export PATH="$bundled:$PATH"
+  echo "[test] using Node $(node --version) from $bundled" >&2
 fi
 for dir in docs/examples/node tests/tools; do
   if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then

@@ -3,6 +3,7 @@ using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Messaging;
 using WebhookDispatcher.Observability;
+using WebhookDispatcher.Portal;
 using WebhookDispatcher.Security;
 using WebhookDispatcher.Subscriptions;
 
@@ -15,6 +16,7 @@ builder.AddDeliveries();
 builder.AddMessaging();
 builder.AddAuth();
 builder.AddSubscriptionsApi();
+builder.AddPortal();
 builder.Services.AddSingleton(TimeProvider.System);
 
 var app = builder.Build();
@@ -45,11 +47,13 @@ switch (args.FirstOrDefault())
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseAuthentication();
+app.UsePortalReadOnly();
 app.UseAuthorization();
 app.UseRateLimiter();
 app.MapOpenApi();
 app.MapHealthEndpoints();
 app.MapSubscriptionsApi();
+app.MapPortal();
 app.Run();
 
 /// <summary>The service's entry point; public so integration tests can host it with WebApplicationFactory.</summary>

@@ -1,10 +1,13 @@
 using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
 using System.Text;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using WebhookDispatcher.Portal;
 
 namespace WebhookDispatcher.Security;
 
@@ -59,7 +62,13 @@ public static class AuthExtensions
     public static IHostApplicationBuilder AddAuth(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
+        // A bearer token is either a JWT or a portal session token (wdps_…, see Portal/): one
+        // default scheme that forwards by the token's prefix, so the JWT handler never sees the other.
+        builder.Services.AddAuthentication(Scheme)
+            .AddPolicyScheme(Scheme, Scheme, o => o.ForwardDefaultSelector = context =>
+                PortalSessionHandler.CarriesSessionToken(context) ? PortalSessionHandler.SchemeName : JwtBearerDefaults.AuthenticationScheme)
+            .AddJwtBearer()
+            .AddScheme<AuthenticationSchemeOptions, PortalSessionHandler>(PortalSessionHandler.SchemeName, null);
         builder.Services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
             .Configure<IOptions<AuthOptions>>((jwt, auth) =>
             {
@@ -87,10 +96,18 @@ public static class AuthExtensions
                 };
             });
         builder.Services.AddAuthorizationBuilder()
-            .SetDefaultPolicy(new Microsoft.AspNetCore.Authorization.AuthorizationPolicyBuilder(JwtBearerDefaults.AuthenticationScheme)
-                .RequireAuthenticatedUser().RequireClaim(JwtRegisteredClaimNames.Sub).Build());
+            .SetDefaultPolicy(new AuthorizationPolicyBuilder(Scheme).RequireAuthenticatedUser().RequireClaim(JwtRegisteredClaimNames.Sub).Build())
+            // The operator view: an operator's portal session only (never a user's JWT or session).
+            .AddPolicy(OperatorPolicy, new AuthorizationPolicyBuilder(Scheme).RequireAuthenticatedUser()
+                .RequireClaim(PortalClaims.Scope, PortalClaims.OperatorScope).RequireClaim(PortalClaims.Operator).Build());
         return builder;
     }
+
+    /// <summary>The default authentication scheme: a JWT, or a portal session token (by its prefix).</summary>
+    public const string Scheme = "BearerOrPortalSession";
+
+    /// <summary>The authorization policy of the operator API.</summary>
+    public const string OperatorPolicy = "portal-operator";
 
     /// <summary>Longest accepted user id (<c>sub</c>), in characters; the <c>user_id</c> column's size.</summary>
     public const int MaxUserIdLength = 256;
@@ -109,14 +126,24 @@ public static class AuthExtensions
     /// command and the tests). Valid for <paramref name="lifetime"/>.
     /// </summary>
     /// <exception cref="InvalidOperationException">No <see cref="AuthOptions.SigningKey"/> is configured.</exception>
-    public static string CreateDevelopmentToken(AuthOptions options, string userId, TimeSpan lifetime)
+    public static string CreateDevelopmentToken(AuthOptions options, string userId, TimeSpan lifetime) =>
+        CreateDevelopmentToken(options, userId, lifetime, null);
+
+    /// <summary>
+    /// A development token for <paramref name="userId"/> carrying <paramref name="scope"/> in its
+    /// <c>scope</c> claim (e.g. the portal's operator scope); none when null.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No <see cref="AuthOptions.SigningKey"/> is configured.</exception>
+    public static string CreateDevelopmentToken(AuthOptions options, string userId, TimeSpan lifetime, string? scope)
     {
         var key = options.SymmetricKey ?? throw new InvalidOperationException("Auth:SigningKey is not set; tokens come from the authority.");
         return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
         {
             Issuer = options.Issuer,
             Audience = options.Audience,
-            Claims = new Dictionary<string, object> { [JwtRegisteredClaimNames.Sub] = userId },
+            Claims = scope is null
+                ? new Dictionary<string, object> { [JwtRegisteredClaimNames.Sub] = userId }
+                : new Dictionary<string, object> { [JwtRegisteredClaimNames.Sub] = userId, ["scope"] = scope },
             Expires = DateTime.UtcNow + lifetime,
             SigningCredentials = new SigningCredentials(key, SecurityAlgorithms.HmacSha256),
         });

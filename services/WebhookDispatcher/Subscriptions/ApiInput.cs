@@ -111,6 +111,21 @@ public static class ApiInput
             }
         }
 
+        /// <summary>
+        /// A point in time given with its offset (RFC 3339, e.g. <c>2026-12-01T10:00:00Z</c>), in UTC
+        /// at the database's precision; null when absent. A time without an offset is refused rather
+        /// than read in some zone.
+        /// </summary>
+        public DateTimeOffset? Timestamp(string name, string? value)
+        {
+            if (value is null) return null;
+            if (value.Length <= 64 && (value.EndsWith('Z') || value.EndsWith('z') || System.Text.RegularExpressions.Regex.IsMatch(value, @"[+-]\d{2}:\d{2}$"))
+                && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
+                return time.ToUniversalTime().AddTicks(-(time.Ticks % 10));
+            Errors[name] = ["Must be a time with its offset (RFC 3339), e.g. 2026-12-01T10:00:00Z."];
+            return null;
+        }
+
         /// <summary>One of <paramref name="allowed"/>, or null when absent.</summary>
         public string? OneOf(string name, string? value, IEnumerable<string> allowed, string hint)
         {

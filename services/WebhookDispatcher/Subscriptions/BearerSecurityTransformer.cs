@@ -15,7 +15,7 @@ internal sealed class BearerSecurityTransformer : IOpenApiDocumentTransformer
             Type = SecuritySchemeType.Http,
             Scheme = "bearer",
             BearerFormat = "JWT",
-            Description = "A JWT whose sub claim is the user id.",
+            Description = "A JWT whose sub claim is the user id; or a portal session token (wdps_…, from POST /portal/session), which stands for its user (or, for an operator session, reaches /api/operator only).",
         };
         document.Security ??= [];
         document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("Bearer", document)] = [] });

@@ -5,6 +5,8 @@ using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Portal;
+using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Subscriptions;
 
@@ -81,6 +83,16 @@ internal static class OpenApiDocumentation
         ["pending"] = s => Range(s, 0, null),
         ["retrying"] = s => Range(s, 0, null),
         ["average_delivery_time_ms"] = s => Range(s, 0, null),
+        // The portal (Portal/).
+        ["expires_in_seconds"] = s => Range(s, PortalSessionsApi.MinExpiresInSeconds, PortalSessionsApi.MaxExpiresInSeconds, PortalSessionsApi.DefaultExpiresInSeconds),
+        ["token"] = s => { s.Pattern = "^wdpl_[A-Za-z0-9_-]{43}$"; s.Description = "The link token: what follows #token= in the portal link."; },
+        ["session_token"] = s => { s.Pattern = "^wdps_[A-Za-z0-9_-]{43}$"; s.Description = "Send as Authorization: Bearer <session_token> until expires_at; keep it in memory only."; },
+        ["scope"] = s => Enum(s, [PortalClaims.UserScope, PortalClaims.OperatorScope]),
+        ["user_id"] = s => s.MaxLength = AuthExtensions.MaxUserIdLength,
+        ["operator"] = s => s.MaxLength = AuthExtensions.MaxUserIdLength,
+        ["recovered"] = s => Range(s, 0, SubscriptionsApi.MaxRecoverPerCall),
+        ["other"] = s => Range(s, 0, null),
+        ["bucket_seconds"] = s => Range(s, 1, null),
     };
 
     /// <summary>The query and path parameters of the API, by name.</summary>
@@ -89,7 +101,7 @@ internal static class OpenApiDocumentation
         ["is_active"] = ("Only active (true) or inactive (false) subscriptions.", () => new OpenApiSchema { Type = JsonSchemaType.Boolean }),
         ["include_attempts"] = ("Include each delivery's attempts, oldest first.",
             () => new OpenApiSchema { Type = JsonSchemaType.Boolean, Default = JsonValue.Create(false) }),
-        ["event_type"] = ("Only subscriptions to this event type.", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, EventTypeNames)),
+        ["event_type"] = ("Only subscriptions to this event type (on a delivery list: only deliveries of it).", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, EventTypeNames)),
         ["status"] = ("Only deliveries in this status.", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, DeliveryStatus.All)),
         ["limit"] = ("Page size.", () => Range(new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" }, 1, SubscriptionsApi.MaxLimit, SubscriptionsApi.DefaultLimit)),
         ["offset"] = ("Rows to skip (newest first). Not with cursor.",
@@ -101,6 +113,17 @@ internal static class OpenApiDocumentation
         ["name"] = ("An event type name.", () => Enum(new OpenApiSchema { Type = JsonSchemaType.String }, EventTypeNames)),
         ["window"] = ("How far back to count deliveries, by creation time: a whole number followed by m (minutes), h (hours) or d (days), from 1m to 30d.",
             () => new OpenApiSchema { Type = JsonSchemaType.String, Pattern = DeliveryStatsApi.WindowPattern, MaxLength = 7, Default = JsonValue.Create(DeliveryStatsApi.DefaultWindow) }),
+        ["since"] = ("Only deliveries created at or after this time (RFC 3339 with its offset, e.g. 2026-12-01T00:00:00Z).",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time" }),
+        ["until"] = ("Only deliveries created before this time (RFC 3339 with its offset).",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time" }),
+        ["event_id"] = ("The event's id (the webhook-id header receivers saw).", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
+        ["subscription_id"] = ("The subscription's id.", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
+        ["delivery_id"] = ("The delivery's id (the X-Webhook-Delivery header receivers saw).", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
+        ["user_id"] = ("The owner's user id (the sub of their tokens).",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = AuthExtensions.MaxUserIdLength, Pattern = @"^\S(.*\S)?$" }),
+        ["host"] = ("The host of subscription URLs (and their port, if any), e.g. hooks.example.com.",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 255, Pattern = @"^[A-Za-z0-9.\-\[\]:]{1,255}$" }),
         ["top"] = ("How many of the most-failing subscriptions to list.",
             () => Range(new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32" }, 1, DeliveryStatsApi.MaxTop, DeliveryStatsApi.DefaultTop)),
     };
@@ -110,6 +133,9 @@ internal static class OpenApiDocumentation
     {
         [typeof(CreateSubscriptionRequest)] = ["url", "event_types"],
         [typeof(UpdateSubscriptionRequest)] = [],
+        [typeof(RecoverRequest)] = ["since"],
+        [typeof(PortalSessionRequest)] = [],
+        [typeof(OpenPortalSessionRequest)] = ["token"],
     };
 
     /// <summary>Registers the transformers on the OpenAPI document.</summary>
@@ -144,8 +170,8 @@ internal static class OpenApiDocumentation
         options.AddSchemaTransformer((schema, context, _) =>
         {
             // Called for a type's schema whether it is met as a component or as a property's type.
-            if (schema is not OpenApiSchema obj || context.JsonTypeInfo.Type.Namespace != typeof(OpenApiDocumentation).Namespace
-                || obj.Properties is null) return Task.CompletedTask;
+            if (schema is not OpenApiSchema obj || obj.Properties is null
+                || context.JsonTypeInfo.Type.Namespace is not ("WebhookDispatcher.Subscriptions" or "WebhookDispatcher.Portal")) return Task.CompletedTask;
             foreach (var (name, property) in obj.Properties)
                 if (property is OpenApiSchema p && Properties.TryGetValue(name, out var apply))
                     apply(p);
@@ -178,6 +204,8 @@ internal static class OpenApiDocumentation
                 };
             }
             if (operation.OperationId == "CreateWebhook") DescribeCreateLimits(operation, context.ApplicationServices);
+            // Opening a portal link is how a browser without credentials gets a session.
+            if (operation.OperationId == "OpenPortalSession") operation.Security = [];
             return Task.CompletedTask;
         });
     }

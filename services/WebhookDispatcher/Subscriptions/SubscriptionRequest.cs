@@ -32,6 +32,10 @@ public sealed record SubscriptionFields(
 public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds,
     int? RateLimitPerSecond);
 
+/// <summary>The body of <c>POST /api/webhooks/{id}/recover</c>.</summary>
+/// <param name="Since">Failed deliveries created at or after this time (RFC 3339, with its offset) get a new round of attempts.</param>
+public sealed record RecoverRequest(DateTimeOffset Since);
+
 /// <summary>The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.</summary>
 public sealed record UpdateSubscriptionRequest(
     string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive,

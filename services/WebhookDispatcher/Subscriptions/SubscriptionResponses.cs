@@ -82,12 +82,12 @@ public sealed record CreatedSubscriptionResponse(
 
 /// <summary>A page of a list, newest first.</summary>
 /// <param name="Data">The items.</param>
-/// <param name="Total">Items matching the filters now, over all pages.</param>
+/// <param name="Total">Items matching the filters now, over all pages; null on the delivery list, which never counts (keyset pages cost the same at any depth).</param>
 /// <param name="Limit">Page size used.</param>
 /// <param name="Offset">Items skipped when paging by offset; null when paging by cursor.</param>
 /// <param name="HasMore">Whether items follow this page.</param>
 /// <param name="NextCursor">Pass as <c>cursor</c> to get the items after this page; null when <paramref name="HasMore"/> is false.</param>
-public sealed record PageResponse<T>(IReadOnlyList<T> Data, int Total, int Limit, int? Offset, bool HasMore, string? NextCursor);
+public sealed record PageResponse<T>(IReadOnlyList<T> Data, int? Total, int Limit, int? Offset, bool HasMore, string? NextCursor);
 
 /// <summary>One HTTP attempt of a delivery.</summary>
 public sealed record AttemptResponse(

@@ -59,26 +59,30 @@ public static partial class SubscriptionsApi
             .ProducesProblem(StatusCodes.Status404NotFound);
         // Everything below reads or writes the database: 503 with Retry-After while it is away (DatabaseUnavailableHandler).
         var stored = group.MapGroup("").ProducesProblem(StatusCodes.Status503ServiceUnavailable);
-        WithJsonBody(stored.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json")).WithName("CreateWebhook")
+        Changes(WithJsonBody(stored.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json"))).WithName("CreateWebhook")
             .WithSummary("Create a subscription; the answer carries its secret, this once")
             .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status429TooManyRequests);
         stored.MapDeliveryStats();
+        stored.MapDeliveryTimeline();
         stored.MapGet("", List).WithName("ListWebhooks")
             .WithSummary("The caller's subscriptions, newest first, by cursor or offset");
         var one = stored.MapGroup("/{id:guid}").ProducesProblem(StatusCodes.Status404NotFound);
         one.MapGet("", Get).WithName("GetWebhook").WithSummary("One subscription with its delivery statistics");
-        WithJsonBody(one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json")).WithName("UpdateWebhook")
+        Changes(WithJsonBody(one.MapPatch("", Update).Accepts<UpdateSubscriptionRequest>("application/json"))).WithName("UpdateWebhook")
             .WithSummary("Change some fields of a subscription");
-        one.MapDelete("", Delete).WithName("DeleteWebhook")
+        Changes(one.MapDelete("", Delete)).WithName("DeleteWebhook")
             .WithSummary("Delete a subscription; its waiting deliveries are cancelled");
-        one.MapPost("/test", Test).WithName("TestWebhook")
+        Changes(one.MapPost("/test", Test)).WithName("TestWebhook")
             .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)")
             .RequireRateLimiting(TestRateLimit.Policy).ProducesProblem(StatusCodes.Status429TooManyRequests);
         one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
             .WithSummary("The subscription's deliveries, newest first, by cursor or offset");
-        one.MapPost("/rotate-secret", RotateSecret).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
+        Changes(one.MapPost("/rotate-secret", RotateSecret)).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
             .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
-        one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery).ProducesProblem(StatusCodes.Status409Conflict).WithName("RetryDelivery")
+        Changes(WithJsonBody(one.MapPost("/recover", Recover).Accepts<RecoverRequest>("application/json"))).WithName("RecoverDeliveries")
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .WithSummary("Give every failed delivery created since a time a new round of attempts (at most 1000 a call)");
+        Changes(one.MapPost("/deliveries/{deliveryId:guid}/retry", RetryDelivery)).ProducesProblem(StatusCodes.Status409Conflict).WithName("RetryDelivery")
             .WithSummary("Give a failed or cancelled delivery a new round of attempts")
             .WithDescription("202 once the new round is stored: the attempt starts at once, or, when the message broker is down, " +
                              "within the reconciler's grace after it is back. 409 when the delivery is already pending or retrying " +
@@ -86,8 +90,11 @@ public static partial class SubscriptionsApi
         return app;
     }
 
+    /// <summary>A route that changes something: a read-only portal session gets 403 (Portal/PortalAuthentication.cs).</summary>
+    private static RouteHandlerBuilder Changes(RouteHandlerBuilder route) => route.ProducesProblem(StatusCodes.Status403Forbidden);
+
     /// <summary>A JSON body: 415 for another media type, 413 above <see cref="ApiInput.MaxBodyBytes"/>.</summary>
-    private static RouteHandlerBuilder WithJsonBody(RouteHandlerBuilder route) => route
+    internal static RouteHandlerBuilder WithJsonBody(RouteHandlerBuilder route) => route
         .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
         .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
         .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
@@ -327,7 +334,7 @@ public static partial class SubscriptionsApi
     }
 
     private static PageResponse<TResponse> Page<TRow, TResponse>(List<TRow> rows, int limit, int? offset, Func<TRow, TResponse> map,
-        Func<TRow, PageCursor> cursorAfter, int total)
+        Func<TRow, PageCursor> cursorAfter, int? total)
     {
         var hasMore = rows.Count > limit;
         var page = hasMore ? rows[..limit] : rows;

@@ -75,6 +75,46 @@ public sealed class CursorPaginationTests
     }
 
     [Test]
+    public async Task A_filtered_page_reads_at_most_5000_deliveries_and_a_walk_by_cursor_still_finds_every_match_once()
+    {
+        var user = Events.NewUser();
+        var subscription = await Dispatcher.SubscribeAsync(user, "https://example.com/hook", ["email.received"]);
+        // 12,000 deliveries a millisecond apart, newest last; two failed: the 5th newest and the 6th oldest.
+        var failedAt = new[] { 11995, 5 };
+        await using (var db = await Dispatcher.Services.GetRequiredService<Npgsql.NpgsqlDataSource>().OpenConnectionAsync())
+        await using (var insert = new Npgsql.NpgsqlCommand("""
+            INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts, created_at)
+            SELECT webhook_uuid_v7_at(t, gen_random_uuid()), $1, 'email.received', gen_random_uuid(), '{}',
+                   CASE WHEN i = ANY($2) THEN 'failed' ELSE 'success' END, 1, 1, t
+            FROM (SELECT i, now() - interval '1 hour' + i * interval '1 millisecond' AS t FROM generate_series(0, 11999) i) s
+            """, db))
+        {
+            insert.Parameters.Add(new() { Value = subscription.Id });
+            insert.Parameters.Add(new() { Value = failedAt });
+            Assert.That(await insert.ExecuteNonQueryAsync(), Is.EqualTo(12000));
+        }
+        using var client = TestTokens.Client(user);
+
+        var pages = new List<int>();
+        var found = new List<System.Text.Json.Nodes.JsonNode>();
+        string? cursor = null;
+        do
+        {
+            var page = await (await client.GetAsync($"/api/webhooks/{subscription.Id}/deliveries?status=failed&limit=2{(cursor is null ? "" : $"&cursor={cursor}")}")).JsonAsync();
+            var data = page["data"]!.AsArray();
+            pages.Add(data.Count);
+            found.AddRange(data.Select(d => d!));
+            cursor = page["next_cursor"]?.GetValue<string>();
+            Assert.That(page["has_more"]!.GetValue<bool>(), Is.EqualTo(cursor is not null));
+        } while (cursor is not null && pages.Count < 10);
+
+        Assert.That(found.Select(d => d["status"]!.GetValue<string>()), Is.All.EqualTo("failed"));
+        Assert.That(found.Select(d => d["id"]!.GetValue<Guid>()).Distinct().Count(), Is.EqualTo(2), "every failed delivery once");
+        // Each page read 5,000 deliveries at most: the newest 5,000 (one match), the next 5,000 (none), the last 2,000 (one).
+        Assert.That(pages, Is.EqualTo(new[] { 1, 0, 1 }));
+    }
+
+    [Test]
     public async Task Walking_subscriptions_by_cursor_while_new_ones_are_created_sees_each_older_one_exactly_once()
     {
         using var client = TestTokens.Client(Events.NewUser());

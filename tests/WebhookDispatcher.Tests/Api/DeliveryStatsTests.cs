@@ -144,6 +144,46 @@ public sealed class DeliveryStatsTests
         Assert.That((await client.GetAsync("/api/webhooks/stats")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
     }
 
+    [Test]
+    public async Task The_timeline_puts_each_delivery_of_the_window_in_its_slice_and_only_the_callers()
+    {
+        var user = Events.NewUser();
+        using var client = TestTokens.Client(user);
+        var id = (await client.CreateAsync("https://example.com/hook", ["task.deleted"])).Id();
+        using var strangerClient = TestTokens.Client(Events.NewUser());
+        var strangers = (await strangerClient.CreateAsync("https://example.com/hook", ["task.deleted"])).Id();
+        var now = DateTimeOffset.UtcNow;
+        await AddDeliveryAsync(id, DeliveryStatus.Success, now.AddMinutes(-30), completedAt: now.AddMinutes(-30).AddSeconds(2));
+        await AddDeliveryAsync(id, DeliveryStatus.Failed, now.AddMinutes(-30), completedAt: now.AddMinutes(-29));
+        await AddDeliveryAsync(id, DeliveryStatus.Success, now.AddHours(-5.5), completedAt: now.AddHours(-5.5).AddSeconds(4));
+        await AddDeliveryAsync(id, DeliveryStatus.Pending, now.AddHours(-5.5), completedAt: null);
+        await AddDeliveryAsync(id, DeliveryStatus.Success, now.AddDays(-2), completedAt: now.AddDays(-2).AddSeconds(1));
+        await AddDeliveryAsync(strangers, DeliveryStatus.Failed, now.AddMinutes(-30), completedAt: now.AddMinutes(-29));
+
+        var response = await client.GetAsync("/api/webhooks/stats/timeline?window=24h");
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+        var timeline = await response.JsonAsync();
+        var buckets = timeline["buckets"]!.AsArray();
+        Assert.Multiple(() =>
+        {
+            Assert.That(timeline["bucket_seconds"]!.GetValue<int>(), Is.EqualTo(3600));
+            Assert.That(buckets, Has.Count.EqualTo(24));
+            Assert.That(buckets[0]!["start"]!.GetValue<DateTimeOffset>(), Is.EqualTo(timeline["window_start"]!.GetValue<DateTimeOffset>()));
+            Assert.That(buckets[23]!["succeeded"]!.GetValue<long>(), Is.EqualTo(1));
+            Assert.That(buckets[23]!["failed"]!.GetValue<long>(), Is.EqualTo(1), "the stranger's failure is not counted");
+            Assert.That(buckets[23]!["success_rate"]!.GetValue<double>(), Is.EqualTo(0.5));
+            Assert.That(buckets[23]!["average_delivery_time_ms"]!.GetValue<double>(), Is.EqualTo(2000).Within(1));
+            Assert.That(buckets[18]!["succeeded"]!.GetValue<long>(), Is.EqualTo(1));
+            Assert.That(buckets[18]!["other"]!.GetValue<long>(), Is.EqualTo(1));
+            Assert.That(buckets[18]!["average_delivery_time_ms"]!.GetValue<double>(), Is.EqualTo(4000).Within(1));
+            Assert.That(buckets.Sum(b => b!["succeeded"]!.GetValue<long>()), Is.EqualTo(2), "the delivery of two days ago is outside");
+            Assert.That(buckets.Where((_, i) => i is not (18 or 23)).Select(b => b!["success_rate"]), Is.All.Null);
+        });
+        var bad = await client.GetAsync("/api/webhooks/stats/timeline?window=31d");
+        Assert.That(bad.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await bad.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "window" }));
+    }
+
     private static async Task<JsonNode> StatsAsync(HttpClient client, string query)
     {
         var response = await client.GetAsync("/api/webhooks/stats" + query);

@@ -45,22 +45,34 @@ public sealed class OpenApiTests
         {
             [("get", "/api/webhooks/event-types")] = ["200", "401"],
             [("get", "/api/webhooks/event-types/{name}")] = ["200", "401", "404"],
-            [("post", "/api/webhooks")] = ["201", "400", "401", "409", "413", "415", "429", "503"],
+            // 403: a read-only portal session, on every route that changes something (PortalBrowserTests).
+            [("post", "/api/webhooks")] = ["201", "400", "401", "403", "409", "413", "415", "429", "503"],
             [("get", "/api/webhooks")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}")] = ["200", "401", "404", "503"],
-            [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "404", "413", "415", "503"],
-            [("delete", "/api/webhooks/{id}")] = ["204", "401", "404", "503"],
-            [("post", "/api/webhooks/{id}/test")] = ["200", "401", "404", "429", "503"],
+            [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "403", "404", "413", "415", "503"],
+            [("delete", "/api/webhooks/{id}")] = ["204", "401", "403", "404", "503"],
+            [("post", "/api/webhooks/{id}/test")] = ["200", "401", "403", "404", "429", "503"],
             [("get", "/api/webhooks/stats")] = ["200", "400", "401", "503"],
+            [("get", "/api/webhooks/stats/timeline")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}/deliveries")] = ["200", "400", "401", "404", "503"],
-            [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "404", "409", "503"],
-            [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "404", "409", "503"],
+            [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "403", "404", "409", "503"],
+            [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
+            [("post", "/api/webhooks/{id}/recover")] = ["202", "400", "401", "403", "404", "409", "413", "415", "503"],
+            [("post", "/api/webhooks/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "503"],
+            [("post", "/api/operator/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "503"],
+            [("post", "/portal/session")] = ["200", "400", "401", "413", "415", "503"],
+            [("get", "/api/operator/deliveries")] = ["200", "400", "401", "403", "503"],
+            [("get", "/api/operator/deliveries/{deliveryId}")] = ["200", "401", "403", "404", "503"],
+            [("post", "/api/operator/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
+            [("get", "/api/operator/webhooks")] = ["200", "400", "401", "403", "503"],
+            [("post", "/api/operator/webhooks/{id}/recover")] = ["202", "400", "401", "403", "404", "409", "413", "415", "503"],
         };
         var actual = doc["paths"]!.AsObject()
             .SelectMany(p => p.Value!.AsObject().Select(o => (Key: (o.Key, p.Key), Codes: o.Value!["responses"]!.AsObject().Select(r => r.Key).Order().ToArray())))
             .ToDictionary(x => x.Key, x => x.Codes);
 
         Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
+        Assert.That(doc["paths"]!["/portal/session"]!["post"]!["security"]!.AsArray(), Is.Empty, "opening a portal link needs no credential");
         Assert.Multiple(() =>
         {
             foreach (var (route, codes) in expected)

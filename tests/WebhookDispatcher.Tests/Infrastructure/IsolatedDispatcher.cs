@@ -62,10 +62,11 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
     /// of its own (a second replica of the same deployment); <paramref name="virtualHost"/> puts it
     /// on an existing virtual host, which it leaves in place (the successor of an instance that
     /// stopped, or a dispatcher started where the topology command ran); <paramref name="clock"/>,
-    /// when given, is the process's clock (a replica whose clock is off).
+    /// when given, is the process's clock (a replica whose clock is off); <paramref name="services"/>,
+    /// when given, adds or replaces services last (e.g. a logger provider that keeps every line).
     /// </summary>
     public static async Task<IsolatedDispatcher> StartAsync(IReadOnlyDictionary<string, string?> settings, WebhookNetwork? network = null,
-        bool sharedBroker = false, string? virtualHost = null, TimeProvider? clock = null)
+        bool sharedBroker = false, string? virtualHost = null, TimeProvider? clock = null, Action<IServiceCollection>? services = null)
     {
         if (sharedBroker && virtualHost is not null) throw new ArgumentException("Either the shared virtual host or a given one, not both.");
         var owned = sharedBroker || virtualHost is not null ? null : await Broker.CreateVirtualHostAsync("isolated");
@@ -85,13 +86,14 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
             builder.UseSetting("Auth:SigningKey", TestTokens.SigningKey);
             foreach (var (key, value) in settings)
                 builder.UseSetting(key, value);
-            builder.ConfigureTestServices(services =>
+            builder.ConfigureTestServices(collection =>
             {
-                if (network is not null) services.AddSingleton(network);
-                if (clock is not null) services.AddSingleton(clock);
+                if (network is not null) collection.AddSingleton(network);
+                if (clock is not null) collection.AddSingleton(clock);
                 // Registered after the app's services, so the host calls it first when it stops.
-                services.AddSingleton(stopSignal);
-                services.AddHostedService(sp => sp.GetRequiredService<StopSignal>());
+                collection.AddSingleton(stopSignal);
+                collection.AddHostedService(sp => sp.GetRequiredService<StopSignal>());
+                services?.Invoke(collection);
             });
         });
         try

@@ -1,0 +1,200 @@
+using System.Security.Claims;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+using WebhookDispatcher.Data;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Security;
+using WebhookDispatcher.Subscriptions;
+
+namespace WebhookDispatcher.Portal;
+
+/// <summary>A delivery as the operator view shows it: with whose subscription it belongs to.</summary>
+/// <param name="Delivery">The delivery (attempts included when one delivery is asked for).</param>
+/// <param name="UserId">The subscription's owner.</param>
+/// <param name="Url">The subscription's URL.</param>
+public sealed record OperatorDeliveryResponse(DeliveryResponse Delivery, string UserId, string Url);
+
+/// <summary>The answer of the operator's delivery search.</summary>
+/// <param name="Data">Matching deliveries, newest first.</param>
+/// <param name="Limit">The most returned.</param>
+/// <param name="HasMore">Whether more matched than <paramref name="Limit"/> (narrow the search).</param>
+public sealed record OperatorSearchResponse(IReadOnlyList<OperatorDeliveryResponse> Data, int Limit, bool HasMore);
+
+/// <summary>
+/// The operator view's API (<c>/api/operator</c>), for Notely's support staff through an operator
+/// portal session only (<see cref="AuthExtensions.OperatorPolicy"/>): any user's deliveries, found
+/// by event id, delivery id, user id or URL host, any user's subscriptions by user id or host, the
+/// retry of a delivery and the recovery of a subscription's failed deliveries. Every change is
+/// logged with the operator who made it (<c>Operator {Operator} …</c>).
+/// </summary>
+public static partial class OperatorApi
+{
+    /// <summary>Most deliveries one search returns.</summary>
+    public const int MaxSearchResults = 100;
+
+    [GeneratedRegex(@"^[A-Za-z0-9.\-\[\]:]{1,255}$", RegexOptions.CultureInvariant)]
+    private static partial Regex HostSyntax();
+
+    /// <summary>Maps the operator endpoints.</summary>
+    public static IEndpointRouteBuilder MapOperatorApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/operator").RequireAuthorization(AuthExtensions.OperatorPolicy).WithTags("Operator")
+            .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        group.MapGet("/deliveries", Search).WithName("OperatorSearchDeliveries")
+            .WithSummary("Find deliveries of any user by event id, delivery id, user id or URL host");
+        group.MapGet("/deliveries/{deliveryId:guid}", Get).WithName("OperatorGetDelivery")
+            .WithSummary("One delivery of any user, with its attempts").ProducesProblem(StatusCodes.Status404NotFound);
+        group.MapGet("/webhooks", SearchWebhooks).WithName("OperatorSearchWebhooks")
+            .WithSummary("Find subscriptions of any user by user id or URL host");
+        SubscriptionsApi.WithJsonBody(group.MapPost("/webhooks/{id:guid}/recover", Recover)).Accepts<RecoverRequest>("application/json")
+            .WithName("OperatorRecoverDeliveries")
+            .WithSummary("Give every failed delivery of any user's subscription created since a time a new round of attempts (logged with the operator)")
+            .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapPost("/deliveries/{deliveryId:guid}/retry", Retry).WithName("OperatorRetryDelivery")
+            .WithSummary("Give a failed or cancelled delivery of any user a new round of attempts (logged with the operator)")
+            .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+        return app;
+    }
+
+    private static async Task<Results<Ok<OperatorWebhooksResponse>, ValidationProblem>> SearchWebhooks(WebhookDbContext db,
+        [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "limit")] string? limitText,
+        CancellationToken cancellationToken)
+    {
+        var q = new ApiInput.Query();
+        if (userId is not null && !AuthExtensions.IsValidUserId(userId)) q.Errors["user_id"] = ["Must be a user id: 1 to 256 characters."];
+        if (host is not null && !HostSyntax().IsMatch(host)) q.Errors["host"] = ["Must be a host name or address, e.g. hooks.example.com."];
+        var limit = q.Integer("limit", limitText, 50, 1, MaxSearchResults);
+        if (userId is null && host is null) q.Errors["query"] = ["Give user_id or host."];
+        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
+        var rows = await Subscriptions(db, userId, host).OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Take(limit + 1)
+            .ToListAsync(cancellationToken);
+        return TypedResults.Ok(new OperatorWebhooksResponse(
+            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s), s.UserId))], limit, rows.Count > limit));
+    }
+
+    private static IQueryable<WebhookSubscription> Subscriptions(WebhookDbContext db, string? userId, string? host)
+    {
+        var subscriptions = db.Subscriptions.AsNoTracking();
+        if (userId is not null) subscriptions = subscriptions.Where(s => s.UserId == userId);
+        if (host is not null)
+        {
+            var lower = host.ToLowerInvariant();
+            subscriptions = subscriptions.Where(s => s.Url.ToLower().StartsWith("https://" + lower) || s.Url.ToLower().StartsWith("http://" + lower));
+        }
+        return subscriptions;
+    }
+
+    private static async Task<Results<Accepted<RecoverResponse>, ValidationProblem, ProblemHttpResult>> Recover(Guid id, HttpRequest request,
+        ClaimsPrincipal user, [AsParameters] RetryServices services, ILogger<OperatorAudit> audit, CancellationToken cancellationToken)
+    {
+        var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (refused is not null) return refused;
+        if (invalid is not null) return invalid;
+        using var body = document!;
+        var q = new ApiInput.Query();
+        var since = body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty("since", out var s) && s.ValueKind == JsonValueKind.String
+            ? q.Timestamp("since", s.GetString())
+            : null;
+        if (since is null) q.Errors["since"] = ["Required: a time with its offset, e.g. 2026-12-01T00:00:00Z."];
+        if (body.RootElement.ValueKind == JsonValueKind.Object)
+            foreach (var property in body.RootElement.EnumerateObject().Where(p => p.Name != "since").Take(20))
+                q.Errors[property.Name] = ["Unknown field. Accepted fields: since."];
+        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
+        var subscription = await services.Db.Subscriptions.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        if (subscription is null)
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
+        var result = await SubscriptionsApi.RecoverAsync(subscription, since!.Value, services, cancellationToken);
+        audit.LogInformation("Operator {Operator} recovered the failed deliveries since {Since} of webhook {SubscriptionId} (user {UserId}): {Outcome}",
+            user.FindFirstValue(PortalClaims.Operator), since.Value.ToString("O", System.Globalization.CultureInfo.InvariantCulture), subscription.Id, subscription.UserId,
+            result.Result is Accepted<RecoverResponse> { Value: { } r } ? $"{r.Recovered} restarted" : (result.Result as ProblemHttpResult)?.StatusCode.ToString());
+        return result;
+    }
+
+    private static async Task<Results<Ok<OperatorSearchResponse>, ValidationProblem>> Search(WebhookDbContext db,
+        [FromQuery(Name = "subscription_id")] string? subscriptionIdText,
+        [FromQuery(Name = "event_id")] string? eventIdText, [FromQuery(Name = "delivery_id")] string? deliveryIdText,
+        [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "status")] string? statusText,
+        [FromQuery(Name = "limit")] string? limitText, CancellationToken cancellationToken)
+    {
+        var q = new ApiInput.Query();
+        var subscriptionId = Id(q, "subscription_id", subscriptionIdText);
+        var eventId = Id(q, "event_id", eventIdText);
+        var deliveryId = Id(q, "delivery_id", deliveryIdText);
+        if (userId is not null && !AuthExtensions.IsValidUserId(userId)) q.Errors["user_id"] = ["Must be a user id: 1 to 256 characters."];
+        if (host is not null && !HostSyntax().IsMatch(host)) q.Errors["host"] = ["Must be a host name or address, e.g. hooks.example.com."];
+        var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
+        var limit = q.Integer("limit", limitText, 50, 1, MaxSearchResults);
+        if (eventIdText is null && deliveryIdText is null && userId is null && host is null && subscriptionIdText is null)
+            q.Errors["query"] = ["Give at least one of event_id, delivery_id, user_id, host and subscription_id."];
+        if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
+
+        var subscriptions = Subscriptions(db, userId, host);
+        if (subscriptionId is { } sid) subscriptions = subscriptions.Where(s => s.Id == sid);
+        var deliveries = db.Deliveries.AsNoTracking();
+        if (eventId is { } e) deliveries = deliveries.Where(d => d.EventId == e);
+        if (deliveryId is { } d0) deliveries = deliveries.Where(d => d.Id == d0);
+        if (status is not null) deliveries = deliveries.Where(d => d.Status == status);
+        var rows = await deliveries.Join(subscriptions, d => d.SubscriptionId, s => s.Id, (d, s) => new { Delivery = d, s.UserId, s.Url })
+            .OrderByDescending(r => r.Delivery.CreatedAt).ThenByDescending(r => r.Delivery.Id).Take(limit + 1).ToListAsync(cancellationToken);
+        return TypedResults.Ok(new OperatorSearchResponse(
+            [.. rows.Take(limit).Select(r => new OperatorDeliveryResponse(DeliveryResponse.From(r.Delivery, false), r.UserId, r.Url))],
+            limit, rows.Count > limit));
+    }
+
+    private static async Task<Results<Ok<OperatorDeliveryResponse>, ProblemHttpResult>> Get(Guid deliveryId, WebhookDbContext db,
+        CancellationToken cancellationToken)
+    {
+        var row = await db.Deliveries.AsNoTracking().Include(d => d.Attempts).Where(d => d.Id == deliveryId)
+            .Join(db.Subscriptions.AsNoTracking(), d => d.SubscriptionId, s => s.Id, (d, s) => new { Delivery = d, s.UserId, s.Url })
+            .FirstOrDefaultAsync(cancellationToken);
+        return row is null
+            ? NotFound(deliveryId)
+            : TypedResults.Ok(new OperatorDeliveryResponse(DeliveryResponse.From(row.Delivery, true), row.UserId, row.Url));
+    }
+
+    private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> Retry(Guid deliveryId, ClaimsPrincipal user,
+        [AsParameters] RetryServices services, ILogger<OperatorAudit> audit, CancellationToken cancellationToken)
+    {
+        var subscriptionId = await services.Db.Deliveries.AsNoTracking().Where(d => d.Id == deliveryId).Select(d => (Guid?)d.SubscriptionId)
+            .FirstOrDefaultAsync(cancellationToken);
+        var subscription = subscriptionId is { } sid
+            ? await services.Db.Subscriptions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sid, cancellationToken)
+            : null;
+        if (subscription is null) return NotFound(deliveryId);
+        var operatorId = user.FindFirstValue(PortalClaims.Operator)!;
+        var result = await SubscriptionsApi.RetryAsync(subscription, deliveryId, services, cancellationToken);
+        var status = result.Result is Accepted<DeliveryResponse> ? 202 : (result.Result as ProblemHttpResult)?.StatusCode ?? 0;
+        audit.LogInformation("Operator {Operator} retried delivery {DeliveryId} of webhook {SubscriptionId} (user {UserId}): {Status}",
+            operatorId, deliveryId, subscription.Id, subscription.UserId, status);
+        return result;
+    }
+
+    private static Guid? Id(ApiInput.Query q, string name, string? text)
+    {
+        if (text is null) return null;
+        if (Guid.TryParse(text, out var id)) return id;
+        q.Errors[name] = ["Must be a UUID."];
+        return null;
+    }
+
+    private static ProblemHttpResult NotFound(Guid deliveryId) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found", detail: $"No delivery {deliveryId}.");
+}
+
+/// <summary>A subscription as the operator view lists it: with its owner.</summary>
+/// <param name="Webhook">The subscription (never its secret).</param>
+/// <param name="UserId">Its owner.</param>
+public sealed record OperatorWebhookResponse(SubscriptionResponse Webhook, string UserId);
+
+/// <summary>The answer of the operator's subscription search.</summary>
+/// <param name="Data">Matching subscriptions, newest first.</param>
+/// <param name="Limit">The most returned.</param>
+/// <param name="HasMore">Whether more matched than <paramref name="Limit"/>.</param>
+public sealed record OperatorWebhooksResponse(IReadOnlyList<OperatorWebhookResponse> Data, int Limit, bool HasMore);
+
+/// <summary>The log category of operator changes: each names the operator, what changed, and whose it was.</summary>
+public sealed class OperatorAudit;

@@ -1,0 +1,22 @@
+namespace WebhookDispatcher.Portal;
+
+/// <summary>Registration of the delivery portal: its settings, session store, pages and APIs.</summary>
+public static class PortalExtensions
+{
+    /// <summary>Adds the portal's settings and session store (its authentication scheme is added by <c>AddAuth</c>).</summary>
+    public static IHostApplicationBuilder AddPortal(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<PortalOptions>().BindConfiguration(PortalOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton<PortalSessionStore>();
+        return builder;
+    }
+
+    /// <summary>Maps the page, the session endpoints and the operator API.</summary>
+    public static IEndpointRouteBuilder MapPortal(this IEndpointRouteBuilder app)
+    {
+        app.MapPortalPages();
+        app.MapPortalSessions();
+        app.MapOperatorApi();
+        return app;
+    }
+}

@@ -1,0 +1,371 @@
+using System.Net;
+using System.Net.Http.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+using Npgsql;
+using WebhookDispatcher.Tests.Api;
+using WebhookDispatcher.Tests.Infrastructure;
+using static Microsoft.Playwright.Assertions;
+
+namespace WebhookDispatcher.Tests.Portal;
+
+/// <summary>
+/// The delivery portal in a real browser (Debian's Chromium through Playwright) against a
+/// dispatcher on real Kestrel, PostgreSQL and RabbitMQ. Every wait is on something the page or
+/// the database shows, with generous timeouts, never on the clock. The screenshots in
+/// docs/portal.md are taken here.
+/// </summary>
+[NonParallelizable]
+public sealed class PortalBrowserTests
+{
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
+    private PortalHarness _portal = null!;
+
+    [OneTimeSetUp]
+    public async Task StartAsync()
+    {
+        _portal = await PortalHarness.StartAsync();
+        await Chromium.BrowserAsync();
+    }
+
+    [OneTimeTearDown]
+    public async Task StopAsync()
+    {
+        await Chromium.CloseAsync();
+        await _portal.DisposeAsync();
+    }
+
+    [SetUp]
+    public void ReceiverWorks() => _portal.ReceiverFails = false;
+
+    [Test]
+    public async Task A_user_creates_an_endpoint_tests_it_sees_a_failing_delivery_fixes_it_retries_and_rotates_the_secret()
+    {
+        var user = Events.NewUser();
+        var link = await _portal.LinkAsync(user);
+        var token = PortalHarness.TokenOf(link);
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        var seenBefore = _portal.Requests.Requests.Count;
+
+        await page.GotoAsync(link);
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        Assert.That(page.Url, Does.Not.Contain("token").And.Not.Contain(token), "the token is gone from the address bar after load");
+
+        // Create an endpoint pointing at the local receiver.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Add endpoint" }).ClickAsync();
+        await page.GetByLabel("URL").FillAsync(_portal.ReceiverUrl("/flow"));
+        await page.GetByRole(AriaRole.Checkbox, new() { Name = "email.received" }).CheckAsync();
+        await page.GetByLabel("Description (optional)").FillAsync("Notely → CRM sync");
+        await page.GetByLabel("Retries").FillAsync("1");
+        await PortalHarness.ScreenshotAsync(page, "create-endpoint");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create endpoint" }).ClickAsync();
+        var secret = page.GetByTestId("secret");
+        await Expect(secret).ToContainTextAsync("whsec_");
+        var firstSecret = await secret.TextContentAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "I have saved it" }).ClickAsync();
+        await Expect(page.GetByTestId("secret")).ToHaveCountAsync(0);
+
+        // Send a test event and see the answer.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Send test event" }).ClickAsync();
+        await Expect(page.GetByTestId("test-result")).ToContainTextAsync("Test delivered: HTTP 200");
+        Assert.That(_portal.Receiver.To("/flow"), Has.Count.EqualTo(1), "the test reached the receiver");
+
+        // An event that fails twice: both attempts and their causes are shown.
+        _portal.ReceiverFails = true;
+        var evt = Events.EmailReceived(user);
+        await _portal.Dispatcher.PublishAsync(evt);
+        var row = await WaitForStatusAsync(page, evt.EventId, "failed");
+        await row.GetByRole(AriaRole.Button, new() { Name = "Show attempts" }).ClickAsync();
+        var attempts = page.Locator($"#d-{await row.GetAttributeAsync("data-delivery")} table.attempts tbody tr");
+        await Expect(attempts).ToHaveCountAsync(2);
+        await Expect(attempts.Nth(0)).ToContainTextAsync("The endpoint answered HTTP 500");
+        await Expect(attempts.Nth(1)).ToContainTextAsync("receiver is down for maintenance");
+        await PortalHarness.ScreenshotAsync(page, "delivery-log");
+
+        // Fix the receiver, retry, and see it succeed (the log refreshes itself while a delivery is under way).
+        _portal.ReceiverFails = false;
+        await row.GetByRole(AriaRole.Button, new() { Name = "Retry" }).ClickAsync();
+        await WaitForStatusAsync(page, evt.EventId, "success");
+        var retried = page.Locator($"tr[data-event='{evt.EventId}']");
+        await Expect(page.Locator($"#d-{await retried.GetAttributeAsync("data-delivery")} table.attempts tbody tr")).ToHaveCountAsync(3);
+
+        // Rotate the secret: the new one is shown once.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Rotate secret" }).ClickAsync();
+        await page.GetByRole(AriaRole.Dialog).GetByRole(AriaRole.Button, new() { Name = "Rotate" }).ClickAsync();
+        await Expect(page.GetByTestId("secret")).ToContainTextAsync("whsec_");
+        var rotated = await page.GetByTestId("secret").TextContentAsync();
+        Assert.That(rotated, Is.Not.EqualTo(firstSecret));
+        await PortalHarness.ScreenshotAsync(page, "endpoint");
+        await page.GetByRole(AriaRole.Button, new() { Name = "I have saved it" }).ClickAsync();
+        Assert.That(await page.ContentAsync(), Does.Not.Contain(rotated!).And.Not.Contain(firstSecret!), "a secret is shown once, then gone from the page");
+
+        // The list, the catalog and the statistics.
+        await page.GetByRole(AriaRole.Button, new() { Name = "← All endpoints" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Row).Filter(new() { HasText = "/flow" })).ToContainTextAsync("Active");
+        await PortalHarness.ScreenshotAsync(page, "endpoints");
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Event catalog" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "task.completed" })).ToBeVisibleAsync();
+        await PortalHarness.ScreenshotAsync(page, "catalog");
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Statistics" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Img, new() { Name = "Succeeded: 1, Failed: 0" })).ToBeVisibleAsync();
+        await Expect(page.GetByRole(AriaRole.Img, new() { Name = "1 succeeded, 0 failed" })).ToBeVisibleAsync();
+        await PortalHarness.ScreenshotAsync(page, "statistics");
+
+        // The token never left the page: not in a request's URL or Referer, not in the server's logs.
+        var requests = _portal.Requests.Requests.Skip(seenBefore).ToList();
+        Assert.That(requests.Select(r => r.Target), Has.Some.StartsWith("/portal/assets/").And.Some.StartsWith("/api/webhooks/"),
+            "the server saw the page's requests, so the checks below could fail");
+        Assert.Multiple(() =>
+        {
+            Assert.That(requests.Where(r => r.Target.Contains(token)).Select(r => r.Target), Is.Empty, "no request URL carries the token");
+            Assert.That(requests.Where(r => r.Referer is not null).Select(r => r.Referer), Is.Empty, "no request carries a Referer at all");
+            Assert.That(_portal.Logs.Lines.Where(l => l.Contains(token)), Is.Empty, "the server never logged the token");
+            Assert.That(_portal.Logs.Lines.Any(l => l.Contains("/portal/session")), Is.True, "request lines were logged, so the check above could fail");
+        });
+    }
+
+    [Test]
+    public async Task An_expired_a_used_and_a_tampered_link_are_refused()
+    {
+        var user = Events.NewUser();
+        await using var context = await Chromium.ContextAsync();
+
+        var used = await _portal.LinkAsync(user);
+        var first = await context.NewPageAsync();
+        await first.GotoAsync(used);
+        await Expect(first.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        await AssertRefusedAsync(context, used);
+
+        var tampered = await _portal.LinkAsync(user);
+        var flipped = tampered[^1] == 'A' ? 'B' : 'A';
+        await AssertRefusedAsync(context, tampered[..^1] + flipped);
+        // The tampered copy did not spend the real one.
+        var real = await context.NewPageAsync();
+        await real.GotoAsync(tampered);
+        await Expect(real.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+
+        var expired = await _portal.LinkAsync(user, expiresInSeconds: 60);
+        await using (var db = await OpenDatabaseAsync())
+        await using (var command = new NpgsqlCommand(
+            "UPDATE webhook_portal_sessions SET link_expires_at = now() - interval '1 second' WHERE created_by = $1 AND used_at IS NULL", db))
+        {
+            command.Parameters.Add(new() { Value = user });
+            Assert.That(await command.ExecuteNonQueryAsync(), Is.EqualTo(1));
+        }
+        var page = await AssertRefusedAsync(context, expired);
+        await PortalHarness.ScreenshotAsync(page, "link-refused");
+    }
+
+    [Test]
+    public async Task A_read_only_session_shows_no_buttons_that_change_anything_and_the_server_refuses_every_change()
+    {
+        var user = Events.NewUser();
+        var subscription = await _portal.SubscribeAsync(user, "/read-only", retryCount: 0);
+        _portal.ReceiverFails = true;
+        var evt = Events.EmailReceived(user);
+        await _portal.Dispatcher.PublishAsync(evt);
+
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(user, readOnly: true));
+        await Expect(page.GetByText("Read-only", new() { Exact = true })).ToBeVisibleAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = subscription["url"]!.GetValue<string>() }).ClickAsync();
+        var row = await WaitForStatusAsync(page, evt.EventId, "failed");
+        await PortalHarness.ScreenshotAsync(page, "read-only");
+        await Expect(page.GetByText("null", new() { Exact = true })).ToHaveCountAsync(0);
+        foreach (var name in new[] { "Send test event", "Edit", "Disable", "Rotate secret", "Delete", "Retry", "Recover", "Add endpoint" })
+            await Expect(page.GetByRole(AriaRole.Button, new() { Name = name, Exact = true })).ToHaveCountAsync(0);
+        await Expect(row).ToBeVisibleAsync();
+
+        var (client, _) = await _portal.SessionAsync(await _portal.LinkAsync(user, readOnly: true));
+        using (client)
+        {
+            var id = subscription.Id();
+            var deliveryId = await row.GetAttributeAsync("data-delivery");
+            var refused = new[]
+            {
+                await client.PostJsonAsync("/api/webhooks", $$"""{"url": "{{_portal.ReceiverUrl("/x")}}", "event_types": ["email.received"]}"""),
+                await client.PatchJsonAsync($"/api/webhooks/{id}", """{"is_active": false}"""),
+                await client.DeleteAsync($"/api/webhooks/{id}"),
+                await client.PostAsync($"/api/webhooks/{id}/test", null),
+                await client.PostAsync($"/api/webhooks/{id}/rotate-secret", null),
+                await client.PostAsync($"/api/webhooks/{id}/deliveries/{deliveryId}/retry", null),
+                await client.PostJsonAsync($"/api/webhooks/{id}/recover", """{"since": "2020-01-01T00:00:00Z"}"""),
+                await client.PostJsonAsync("/api/webhooks/portal-sessions", "{}"),
+            };
+            Assert.That(refused.Select(r => (int)r.StatusCode), Is.All.EqualTo(403));
+            Assert.That((await client.GetAsync($"/api/webhooks/{id}")).StatusCode, Is.EqualTo(HttpStatusCode.OK), "it can still look");
+        }
+        using var owner = _portal.Client(user);
+        var after = await (await owner.GetAsync($"/api/webhooks/{subscription.Id()}")).JsonAsync();
+        Assert.That(after["is_active"]!.GetValue<bool>(), Is.True, "nothing changed");
+        Assert.That(_portal.Receiver.To("/read-only"), Has.Count.EqualTo(1), "no test and no retry was sent");
+    }
+
+    [Test]
+    public async Task Another_users_endpoints_and_deliveries_are_never_visible_and_the_pages_work_with_the_keyboard()
+    {
+        var (alice, bob) = (Events.NewUser(), Events.NewUser());
+        var bobs = await _portal.SubscribeAsync(bob, "/bob", retryCount: 0);
+        await _portal.SubscribeAsync(alice, "/alice", retryCount: 0);
+
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(alice));
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = _portal.ReceiverUrl("/alice") })).ToBeVisibleAsync();
+        await Expect(page.GetByText("/bob")).ToHaveCountAsync(0);
+
+        // With the keyboard alone: Tab to a control, Enter to use it.
+        await FocusByTabAsync(page, "Event catalog");
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Event catalog" })).ToBeFocusedAsync();
+        await FocusByTabAsync(page, "Example payload");
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(page.Locator("details[open] pre").First).ToContainTextAsync("\"event_type\": \"email.received\"");
+
+        var (client, _) = await _portal.SessionAsync(await _portal.LinkAsync(alice));
+        using (client)
+        {
+            Assert.That((await client.GetAsync($"/api/webhooks/{bobs.Id()}")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+            Assert.That((await client.GetAsync($"/api/webhooks/{bobs.Id()}/deliveries")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+            Assert.That((await client.PostAsync($"/api/webhooks/{bobs.Id()}/test", null)).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        }
+    }
+
+    [Test]
+    public async Task Only_an_allowed_origin_can_embed_the_portal()
+    {
+        var user = Events.NewUser();
+        await using var context = await Chromium.ContextAsync();
+
+        _portal.AllowedEmbedder.FrameSource = await _portal.LinkAsync(user);
+        var allowed = await context.NewPageAsync();
+        await allowed.GotoAsync(_portal.AllowedEmbedder.Origin + "/");
+        await Expect(allowed.FrameLocator("#portal").GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        await PortalHarness.ScreenshotAsync(allowed, "embedded");
+
+        _portal.OtherEmbedder.FrameSource = await _portal.LinkAsync(user);
+        var other = await context.NewPageAsync();
+        var refusal = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        other.Console += (_, m) => { if (m.Text.Contains("frame-ancestors")) refusal.TrySetResult(m.Text); };
+        await other.GotoAsync(_portal.OtherEmbedder.Origin + "/");
+        var message = await refusal.Task.WaitAsync(Long);
+        Assert.That(message, Does.Contain(_portal.AllowedEmbedder.Origin), "the browser refused the frame by the portal's CSP");
+        await Expect(other.FrameLocator("#portal").GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToHaveCountAsync(0);
+    }
+
+    [Test]
+    public async Task An_operator_finds_a_failed_delivery_by_its_event_id_and_retries_it_recovers_another_and_a_user_session_cannot_reach_the_operator_view()
+    {
+        var user = Events.NewUser();
+        await _portal.SubscribeAsync(user, "/operator", retryCount: 0);
+        _portal.ReceiverFails = true;
+        var evt = Events.EmailReceived(user);
+        await _portal.Dispatcher.PublishAsync(evt);
+        Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(evt.EventId) == "failed", Long), Is.True);
+        _portal.ReceiverFails = false;
+
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.OperatorLinkAsync("ops-alice"));
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Find deliveries" })).ToBeVisibleAsync();
+        await page.GetByLabel("Find by").SelectOptionAsync("event_id");
+        await page.GetByLabel("Value").FillAsync(evt.EventId.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
+        var found = page.Locator("tbody tr").Filter(new() { HasText = user });
+        await Expect(found).ToContainTextAsync("failed");
+        await PortalHarness.ScreenshotAsync(page, "operator-search");
+        await found.GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
+        await Expect(page.Locator("table.attempts tbody tr")).ToContainTextAsync("The endpoint answered HTTP 500");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Retry delivery" }).ClickAsync();
+        await Expect(page.GetByTestId("operator-status")).ToHaveTextAsync("success", new() { Timeout = (float)Long.TotalMilliseconds });
+        await PortalHarness.ScreenshotAsync(page, "operator-delivery");
+        Assert.That(_portal.Logs.Lines.Where(l => l.Contains("Operator ops-alice retried delivery") && l.Contains(user)), Is.Not.Empty,
+            "the change is logged with the operator who made it");
+
+        // Another failed delivery, recovered from the endpoint's page in the operator view.
+        _portal.ReceiverFails = true;
+        var second = Events.EmailReceived(user);
+        await _portal.Dispatcher.PublishAsync(second);
+        Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(second.EventId) == "failed", Long), Is.True);
+        _portal.ReceiverFails = false;
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Find endpoints" }).ClickAsync();
+        await page.GetByLabel("Find by").SelectOptionAsync("user_id");
+        await page.GetByLabel("Value").FillAsync(user);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
+        await page.Locator("tbody tr").Filter(new() { HasText = "/operator" }).GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
+        await Expect(page.Locator($"tr[data-event='{second.EventId}']")).ToContainTextAsync("failed");
+        await page.GetByLabel("Retry every failed delivery created after").FillAsync(
+            DateTime.UtcNow.AddHours(-1).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture));
+        await page.GetByRole(AriaRole.Button, new() { Name = "Recover" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("1 failed deliveries get a new round of attempts");
+        await Expect(page.Locator($"tr[data-event='{second.EventId}']")).ToContainTextAsync("success", new() { Timeout = (float)Long.TotalMilliseconds });
+        await PortalHarness.ScreenshotAsync(page, "operator-endpoint");
+        Assert.That(_portal.Logs.Lines.Where(l => l.Contains("Operator ops-alice recovered the failed deliveries") && l.Contains("1 restarted")), Is.Not.Empty);
+
+        // A user's session (and a user's JWT) never reaches the operator view.
+        var (client, _) = await _portal.SessionAsync(await _portal.LinkAsync(user));
+        using (client)
+        {
+            Assert.That((await client.GetAsync($"/api/operator/deliveries?event_id={evt.EventId}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await client.PostAsync($"/api/operator/deliveries/{Guid.NewGuid()}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await client.GetAsync($"/api/operator/webhooks?user_id={user}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+        }
+        using var jwt = _portal.Client(user);
+        Assert.That((await jwt.GetAsync($"/api/operator/deliveries?event_id={evt.EventId}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That((await jwt.PostAsJsonAsync("/api/operator/portal-sessions", new { })).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden),
+            "a user's JWT cannot mint an operator link");
+        var userPage = await context.NewPageAsync();
+        await userPage.GotoAsync(await _portal.LinkAsync(user));
+        await Expect(userPage.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        await Expect(userPage.GetByRole(AriaRole.Button, new() { Name = "Find deliveries" })).ToHaveCountAsync(0);
+    }
+
+    /// <summary>Presses Tab until the focused element's text is <paramref name="text"/> (at most 60 times).</summary>
+    private static async Task FocusByTabAsync(IPage page, string text)
+    {
+        for (var i = 0; i < 60; i++)
+        {
+            await page.Keyboard.PressAsync("Tab");
+            if (await page.EvaluateAsync<string>("document.activeElement?.textContent?.trim() ?? ''") == text) return;
+        }
+        Assert.Fail($"Tab never reached \"{text}\"");
+    }
+
+    private static async Task<IPage> AssertRefusedAsync(IBrowserContext context, string link)
+    {
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(link);
+        await Expect(page.GetByTestId("link-refused")).ToContainTextAsync("expired, has been used already, or is not a link we issued");
+        Assert.That(page.Url, Does.Not.Contain("token"));
+        return page;
+    }
+
+    /// <summary>Waits until the delivery log shows the event's delivery in <paramref name="status"/>, pressing Refresh until it appears.</summary>
+    private static async Task<ILocator> WaitForStatusAsync(IPage page, Guid eventId, string status)
+    {
+        var row = page.Locator($"tr[data-event='{eventId}']");
+        var deadline = DateTime.UtcNow + Long;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (await row.CountAsync() == 1 && (await row.Locator(".badge").TextContentAsync()) == status) return row;
+            if (await row.CountAsync() == 0) await page.GetByRole(AriaRole.Button, new() { Name = "Refresh" }).ClickAsync();
+            await Task.Delay(500);
+        }
+        await Expect(row.Locator(".badge")).ToHaveTextAsync(status);
+        return row;
+    }
+
+    private async Task<string?> StatusOfAsync(Guid eventId)
+    {
+        await using var db = await OpenDatabaseAsync();
+        await using var command = new NpgsqlCommand("SELECT status FROM webhook_deliveries WHERE event_id = $1", db);
+        command.Parameters.Add(new() { Value = eventId });
+        return (string?)await command.ExecuteScalarAsync();
+    }
+
+    private Task<NpgsqlConnection> OpenDatabaseAsync() =>
+        _portal.Dispatcher.Services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync().AsTask();
+}
