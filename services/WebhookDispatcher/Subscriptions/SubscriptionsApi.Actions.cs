@@ -1,0 +1,65 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using WebhookDispatcher.Data;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Payloads;
+using WebhookDispatcher.Security;
+
+namespace WebhookDispatcher.Subscriptions;
+
+/// <content>Actions on one subscription besides reading and changing it: a test send and the rotation of its secret.</content>
+public static partial class SubscriptionsApi
+{
+    /// <summary>
+    /// What <c>/test</c> answers when no connection was attempted because the host name did not
+    /// resolve or resolved only to addresses webhooks may not reach. One message for both, and no
+    /// timing, so the endpoint cannot be used to learn which internal names exist.
+    /// </summary>
+    public const string TestUnreachableMessage =
+        "No connection was made: the URL's host does not lead to an address webhooks can be sent to.";
+
+    private static async Task<Results<Ok<TestResponse>, ProblemHttpResult>> Test(
+        Guid id, [AsParameters] ApiServices services, WebhookSender sender, ILoggerFactory logs, CancellationToken cancellationToken)
+    {
+        var s = await services.Owned().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        if (s is null) return NotFound(id);
+        var now = services.Time.GetUtcNow();
+        var eventId = Guid.NewGuid();
+        var payload = WebhookPayload.Build(eventId, "webhook.test", now,
+            new JsonObject { ["message"] = "Test webhook from Notely", ["subscription_id"] = s.Id });
+        var request = SignedWebhook.Create(s.Url, payload, "webhook.test", Guid.NewGuid(), eventId,
+            SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now);
+        var response = await sender.SendAsync(request, cancellationToken);
+        if (response.Outcome is AttemptOutcome.BlockedAddress or AttemptOutcome.DnsFailure)
+        {
+            // The real reason is for the server's log only: told to the caller, it would say whether
+            // an internal name exists (private address) or not (no such name).
+            logs.CreateLogger(typeof(SubscriptionsApi)).LogInformation(
+                "Test send of webhook {SubscriptionId} made no connection ({Outcome}): {Reason}", s.Id, response.Outcome, response.ErrorMessage);
+            return TypedResults.Ok(new TestResponse(false, null, 0, TestUnreachableMessage));
+        }
+        return TypedResults.Ok(new TestResponse(response.IsSuccess, response.StatusCode, (long)response.Duration.TotalMilliseconds,
+            response.ErrorMessage));
+    }
+
+    private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(
+        Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken)
+    {
+        var userId = services.UserId;
+        var current = await services.Owned().Where(s => s.Id == id).Select(s => s.Secret).FirstOrDefaultAsync(cancellationToken);
+        if (current is null) return NotFound(id);
+        var now = services.Time.GetUtcNow().ToDatabasePrecision();
+        var secret = WebhookSigner.NewSecret();
+        var expires = now.AddHours(services.Options.Value.SecretRotationGraceHours);
+        // Compare-and-swap on the secret: of two rotations at once one wins and the other gets 409,
+        // so no caller is handed a secret that never signs.
+        var rotated = await services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId && s.Secret == current)
+            .ExecuteUpdateAsync(u => u.SetProperty(s => s.PreviousSecret, current).SetProperty(s => s.PreviousSecretExpiresAt, expires)
+                .SetProperty(s => s.Secret, secret).SetProperty(s => s.UpdatedAt, now), cancellationToken);
+        return rotated == 1
+            ? TypedResults.Ok(new RotatedSecretResponse(secret, expires))
+            : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Secret changed meanwhile",
+                detail: "Another rotation of this webhook's secret finished first; its new secret is the current one.");
+    }
+}
