@@ -10,9 +10,10 @@ namespace WebhookDispatcher.Deliveries;
 /// <see cref="DeliveryOptions.FanOutBatchSize"/> events (a batch of fewer than
 /// <see cref="ChannelBatches.LingerBelow"/> waits <see cref="Linger"/> for more). The new
 /// deliveries go straight to the <see cref="DeliveryScheduler"/>, with no broker hop. A statement
-/// that runs longer than <see cref="StallAfter"/> (one tenant's events of the largest size, or to
-/// very many subscriptions) gets company: the events behind it go into statements of their own
-/// beside it, up to <see cref="MaxConcurrentStatements"/>, so they keep their latency.
+/// that runs longer than <see cref="StallAfter"/> (one tenant's events to very many
+/// subscriptions) gets company: the events behind it go into statements of their own beside it,
+/// up to <see cref="MaxConcurrentStatements"/>, so they keep their latency; large events
+/// (<see cref="LargePayloadChars"/>) go in statements of their own, which get company at once.
 /// </summary>
 public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler, IOptions<DeliveryOptions> options, TimeProvider time)
     : BackgroundService
@@ -69,19 +70,22 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
             // written in a statement of their own, after the small ones of the batch, so the small
             // ones do not wait for their write.
             var large = batch.Where(p => p.Event.Payload.Length >= LargePayloadChars).ToList();
+            Task? small = null;
             if (large.Count > 0 && large.Count < batch.Count)
             {
                 batch.RemoveAll(p => p.Event.Payload.Length >= LargePayloadChars);
-                running.Add(StoreAsync(batch));
+                running.Add(small = StoreAsync(batch));
                 await _statements.WaitAsync();
                 batch = large;
             }
             var statement = StoreAsync(batch);
             running.Add(statement);
-            // One statement at a time while they are quick (the next batch grows meanwhile: group
-            // commit); one that takes longer (a tenant's large events, many subscriptions) does not
-            // hold up the events behind it, which go into a statement of their own beside it.
-            await Task.WhenAny(statement, Task.Delay(StallAfter));
+            if (large.Count == 0) small = statement;
+            // One statement of small events at a time while they are quick (the next batch grows
+            // meanwhile: group commit); one that takes longer (many subscriptions) does not hold up
+            // the events behind it, which go into a statement of their own beside it. A statement
+            // of large events holds up nothing: the next batch may start beside it at once.
+            if (small is not null) await Task.WhenAny(small, Task.Delay(StallAfter));
         }
         await Task.WhenAll(running);
     }
