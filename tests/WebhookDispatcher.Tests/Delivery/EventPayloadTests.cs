@@ -104,6 +104,30 @@ public sealed class EventPayloadTests
         });
     }
 
+    [Test]
+    public async Task A_large_events_deliveries_claimed_in_two_passes_read_its_payload_from_the_database_once()
+    {
+        var user = Events.NewUser();
+        await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/never-called-1", ["email.received"]);
+        await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/never-called-2", ["email.received"]);
+        var evt = Large(user, 30_000);
+        var work = await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)],
+            new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero), CancellationToken.None);
+        var lanes = Dispatcher.Services.GetRequiredService<LaneStore>();
+
+        var first = await lanes.ClaimAsync([work[0].DeliveryId], CancellationToken.None);
+        // Gone from the database: the second pass can only have it from the first pass's read.
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM webhook_event_payloads WHERE event_id = {evt.EventId}"));
+        var second = await lanes.ClaimAsync([work[1].DeliveryId], CancellationToken.None);
+
+        var payload = Encoding.UTF8.GetBytes(WebhookPayload.Build(evt));
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Single().Body, Is.EqualTo(payload));
+            Assert.That(second.Single().Body, Is.SameAs(first.Single().Body), "one copy in memory, read once");
+        });
+    }
+
     private static FanOutEvent Of(EmailReceived evt) => new(evt.EventId, evt.UserId, "email.received", WebhookPayload.Build(evt));
 
     /// <summary>An <c>email.received</c> event of <paramref name="user"/> whose payload is at least <paramref name="chars"/> characters.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Caching.Memory;
 using Npgsql;
 
 namespace WebhookDispatcher.Deliveries;
@@ -6,8 +7,17 @@ namespace WebhookDispatcher.Deliveries;
 /// The scheduler's SQL: the claim of the attempts that start, the holds on deliveries waiting in
 /// this process's lanes, and the subscriptions' backlogs.
 /// </summary>
-public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher) : StageStore(db)
+public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher) : StageStore(db), IDisposable
 {
+    /// <summary>
+    /// Bytes of payloads stored once per event kept in memory between claims (64 MiB), each for
+    /// 30 s after its last use: a large event's deliveries claimed over several passes (paced,
+    /// or capped per destination) read its payload from the database once, not once per pass.
+    /// </summary>
+    public const long PayloadCacheBytes = 64 << 20;
+
+    private readonly MemoryCache _payloads = new(new MemoryCacheOptions { SizeLimit = PayloadCacheBytes });
+
     /// <summary>How long past its timeout an attempt in flight keeps its claim, in seconds.</summary>
     public const int LeaseMarginSeconds = 30;
 
@@ -114,20 +124,31 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
             else if (payloadId is { } id) stored.TryAdd(claim.EventId, id);
             else inRow.TryAdd(claim.EventId, claim.Id);
         }
+        foreach (var (eventId, payloadId) in stored.ToList())
+            if (_payloads.TryGetValue(payloadId, out byte[]? cached) && cached is not null)
+            {
+                bodies[eventId] = cached;
+                stored.Remove(eventId);
+            }
         if (stored.Count + inRow.Count > 0)
         {
             // As UTF-8 bytes from the server (the database's encoding): no string of 2 bytes a
             // character to make and encode again for each large payload.
             await using var cmd = Db.CreateCommand("""
-                SELECT event_id, convert_to(payload, 'UTF8') FROM webhook_event_payloads WHERE id = ANY ($1)
+                SELECT event_id, id, convert_to(payload, 'UTF8') FROM webhook_event_payloads WHERE id = ANY ($1)
                 UNION ALL
-                SELECT event_id, convert_to(payload, 'UTF8') FROM webhook_deliveries WHERE id = ANY ($2)
+                SELECT event_id, NULL, convert_to(payload, 'UTF8') FROM webhook_deliveries WHERE id = ANY ($2)
                 """);
             cmd.Parameters.Add(new() { Value = stored.Values.ToArray() });
             cmd.Parameters.Add(new() { Value = inRow.Values.ToArray() });
             await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
-                bodies.TryAdd(reader.GetGuid(0), reader.GetFieldValue<byte[]>(1));
+            {
+                var body = reader.GetFieldValue<byte[]>(2);
+                bodies.TryAdd(reader.GetGuid(0), body);
+                if (!reader.IsDBNull(1))
+                    _payloads.Set(reader.GetGuid(1), body, new MemoryCacheEntryOptions { Size = body.Length, SlidingExpiration = TimeSpan.FromSeconds(30) });
+            }
         }
         var lost = rows.Where(row => !bodies.ContainsKey(row.Claim.EventId)).Select(row => row.Claim.Id).ToArray();
         if (lost.Length > 0)
@@ -281,4 +302,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
             work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
         return work;
     }
+
+    /// <inheritdoc />
+    public void Dispose() => _payloads.Dispose();
 }
