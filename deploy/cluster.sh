@@ -5,6 +5,7 @@
 # of its own, so both can run at once. For failover tests, benchmarks and the runbook.
 #
 #   deploy/cluster.sh start                  install if needed, start everything (idempotent), print connection settings
+#   deploy/cluster.sh install                install PostgreSQL 15 and RabbitMQ from Debian's packages if missing
 #   deploy/cluster.sh status                 each server and its role; exit 0 when all answer
 #   deploy/cluster.sh stop                   stop everything (the data stays; `start` brings it back)
 #   deploy/cluster.sh destroy                stop everything and delete the data directory
@@ -379,7 +380,14 @@ status() {
   return $ok
 }
 
+# One command that changes the cluster at a time (a test may call `start` while .ci/run's runs).
 case "${1:-start}" in
+  env|status|rabbitmqctl|rabbit-leader|pg-primary|install) ;;
+  *) exec 9>"$DIR.lock"; flock 9 ;;
+esac
+
+case "${1:-start}" in
+  install) install_missing ;;
   start)
     install_missing
     start_pg
@@ -407,7 +415,7 @@ case "${1:-start}" in
   pg-rebuild-standby) pg_rebuild_standby ;;
   pg-primary) s=$(running_primary); [ -n "$s" ] || die "no primary is running"; pg_port "$s" ;;
   *)
-    echo "usage: $0 start|status|stop|destroy|env|rabbit-kill N|rabbit-start N|rabbit-leader QUEUE [VHOST]|rabbit-kill-leader QUEUE [VHOST]|rabbitmqctl N ARGS|pg-stop-primary|pg-kill-primary|pg-promote|pg-failover|pg-rebuild-standby|pg-primary" >&2
+    echo "usage: $0 install|start|status|stop|destroy|env|rabbit-kill N|rabbit-start N|rabbit-leader QUEUE [VHOST]|rabbit-kill-leader QUEUE [VHOST]|rabbitmqctl N ARGS|pg-stop-primary|pg-kill-primary|pg-promote|pg-failover|pg-rebuild-standby|pg-primary" >&2
     exit 2
     ;;
 esac
