@@ -68,16 +68,18 @@ ctl -q set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
 
 log "building (Release)"
 dotnet build -c Release services/WebhookDispatcher -o "$RUN/bin" -v q -nologo >"$RUN/build.log" 2>&1 || { tail -20 "$RUN/build.log"; exit 1; }
-DLL="$RUN/bin/WebhookDispatcher.dll"
-dotnet "$DLL" migrate >"$RUN/migrate.log" 2>&1
-dotnet "$DLL" topology >"$RUN/topology.log" 2>&1
+# Run from its own directory: its appsettings.json is read from there.
+svc() { (cd "$RUN/bin" && dotnet WebhookDispatcher.dll "$@"); }
+svc migrate >"$RUN/migrate.log" 2>&1
+svc topology >"$RUN/topology.log" 2>&1
 
 # replica.sh N: starts replica N (1 or 2) in the background with the run's settings; its pid in replicaN.pid.
 cat >"$RUN/replica.sh" <<SH
 #!/usr/bin/env bash
 n=\$1
 $(export -p | grep -E 'ConnectionStrings__|ASPNETCORE_ENVIRONMENT|Delivery__|Auth__|Logging__')
-nohup dotnet "$DLL" --urls "http://127.0.0.1:\$(( $PORT + n - 1 ))" >>"$RUN/replica\$n.log" 2>&1 &
+cd "$RUN/bin"
+nohup dotnet WebhookDispatcher.dll --urls "http://127.0.0.1:\$(( $PORT + n - 1 ))" >>"$RUN/replica\$n.log" 2>&1 &
 echo \$! >"$RUN/replica\$n.pid"
 SH
 chmod +x "$RUN/replica.sh"
@@ -106,7 +108,7 @@ done
 log "replicas ready on 127.0.0.1:$PORT and :$((PORT + 1))"
 
 USER_ID="bench-$STAMP"
-TOKEN=$(dotnet "$DLL" token "$USER_ID" 2>/dev/null | tail -1)
+TOKEN=$(svc token "$USER_ID" 2>/dev/null | tail -1)
 for p in a b; do
   curl -sf -X POST "http://127.0.0.1:$PORT/api/webhooks" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d "{\"url\": \"http://127.0.0.1:$RECEIVER_PORT/$p\", \"event_types\": [\"email.received\"], \"description\": \"failover bench $p\"}" >/dev/null

@@ -112,7 +112,8 @@ cluster_partition_handling = pause_minority
 CONF
     echo "[${PLUGINS// /,}]." >"$RABBITMQ_ENABLED_PLUGINS_FILE"
     rm -f "$RABBITMQ_PID_FILE"  # left behind by a node that was killed
-    nohup "$RABBIT_BIN/rabbitmq-server" >>"$RABBITMQ_LOG_BASE/stdout.log" 2>&1 &
+    # 9>&-: the server must not inherit the command lock (it would hold it for its lifetime).
+    nohup "$RABBIT_BIN/rabbitmq-server" >>"$RABBITMQ_LOG_BASE/stdout.log" 2>&1 9>&- &
   )
 }
 
@@ -207,7 +208,7 @@ psql_at() { local port=$1; shift; runuser -u postgres -- psql -h 127.0.0.1 -p "$
 pg_start() {
   local s=$1
   pg_running "$s" && return
-  pg_ctl -D "$(pg_dir "$s")" -l "$DIR/pg/$s.log" -w start >/dev/null
+  pg_ctl -D "$(pg_dir "$s")" -l "$DIR/pg/$s.log" -w start >/dev/null 9>&-  # not the command lock (see launch_rabbit)
 }
 
 # The server that is (or will be) the primary: the one without standby.signal.
