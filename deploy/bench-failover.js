@@ -159,13 +159,17 @@ async function main() {
   const faults = faultTimes.sort((a, b) => a.at - b.at).map((f, i, all) => {
     const until = i + 1 < all.length ? all[i + 1].at : Infinity;
     const window = rows.filter((r) => r.at >= f.at - 10 && r.at < until && r.arrived !== undefined);
-    let slowest = 0, slowestLatency = 0;
+    // A fault that lasts (a broker stopped and started): also from its end, when the command returned.
+    const end = f.done ?? f.at;
+    let slowest = 0, slowestLatency = 0, slowestAfterEnd = 0;
     for (const r of window) {
       slowest = Math.max(slowest, r.arrived - Math.max(r.at, f.at));
       slowestLatency = Math.max(slowestLatency, r.latency);
+      slowestAfterEnd = Math.max(slowestAfterEnd, r.arrived - Math.max(r.at, end));
     }
     const late = (s) => window.filter((r) => r.arrived - Math.max(r.at, f.at) > s).length;
-    return { ...f, deliveries: window.length, slowestLateness: +slowest.toFixed(2), slowestLatency: +slowestLatency.toFixed(2),
+    return { ...f, deliveries: window.length, slowestLateness: +slowest.toFixed(2), slowestAfterFaultEnd: +slowestAfterEnd.toFixed(2),
+             slowestLatency: +slowestLatency.toFixed(2),
              laterThan5s: late(5), laterThan10s: late(10) };
   });
   const latencies = rows.filter((r) => r.latency !== null).map((r) => r.latency).sort((a, b) => a - b);
