@@ -38,6 +38,14 @@ public interface IBusContributor
 /// <summary>MassTransit on RabbitMQ: the bus, and the endpoints the features contribute.</summary>
 public static class MessagingExtensions
 {
+    /// <summary>
+    /// How long the service's own publishes and sends (retries handed to the delay queues, the
+    /// reconciler's re-publishes) wait for the broker's confirm before they count as failed and are
+    /// made again: 10 s. A publish caught on a channel whose node died, or during a quorum leader
+    /// change, can otherwise wait for its confirm forever and stall the loop that made it.
+    /// </summary>
+    public static readonly TimeSpan ConfirmTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>The largest message RabbitMQ can be configured to accept (<c>max_message_size</c>): 536,870,912 bytes (512 MiB).</summary>
     public const uint MaxBrokerMessageBytes = 512 * 1024 * 1024;
 

@@ -62,8 +62,9 @@ public sealed class ClusterFailoverTests
         var subscription = await SubscribeAsync(dispatcher, user, receiver.Url);
         var leader = await LocalCluster.ValueOfAsync("rabbit-leader", DeliveryQueues.FanOut, vhost);
 
-        // A publisher as a Notely service is one: confirmed publishes, a failed one published
-        // again (the event id makes a repeat harmless). Half before the kill, half after.
+        // A publisher as a Notely service is one: confirmed publishes, one that failed or was not
+        // confirmed within 10 s published again (the event id makes a repeat harmless; a publish
+        // caught by the node's death may otherwise never complete). Half before the kill, half after.
         var published = new ConcurrentBag<Guid>();
         var republished = 0;
         async Task PublishAsync(int count)
@@ -76,7 +77,7 @@ public sealed class ClusterFailoverTests
                 {
                     try
                     {
-                        await dispatcher.PublishAsync(evt);
+                        await dispatcher.PublishAsync(evt).WaitAsync(TimeSpan.FromSeconds(10));
                         break;
                     }
                     catch (Exception) when (DateTime.UtcNow < deadline)
