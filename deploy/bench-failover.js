@@ -26,6 +26,7 @@ const clock = () => Number(process.hrtime.bigint() - t0) / 1e9;
 // ---------------------------------------------------------------- receiver
 const published = new Map(); // eventId -> first publish time (s)
 const arrivals = new Map();  // `${path} ${eventId}` -> first arrival (s)
+const repeats = [];          // a repeated POST: how long after the first, and when
 let posts = 0;
 const server = http.createServer((req, res) => {
   const chunks = [];
@@ -35,9 +36,12 @@ const server = http.createServer((req, res) => {
     try {
       const id = JSON.parse(Buffer.concat(chunks).toString('utf8')).id;
       const key = `${req.url} ${id}`;
-      if (!arrivals.has(key)) arrivals.set(key, clock());
+      const now = clock();
+      if (!arrivals.has(key)) arrivals.set(key, now);
+      else repeats.push({ at: +now.toFixed(2), afterFirst: +(now - arrivals.get(key)).toFixed(2) });
     } catch { /* not ours */ }
-    res.writeHead(200).end();
+    // An answer that takes a while keeps attempts in flight, so a replica killed has some.
+    setTimeout(() => res.writeHead(200).end(), config.answerDelayMs ?? 0);
   });
 });
 
@@ -183,7 +187,7 @@ async function main() {
   const report = {
     rate: config.rate, seconds: config.seconds, events: total, expectedDeliveries: expected,
     delivered: arrivals.size, lost: expected - arrivals.size, posts, repeatedPosts: posts - arrivals.size,
-    republishedEvents: republished, p50: pct(0.5), p99: pct(0.99), max: pct(1), faults, overTime: buckets,
+    republishedEvents: republished, repeats, answerDelayMs: config.answerDelayMs ?? 0, p50: pct(0.5), p99: pct(0.99), max: pct(1), faults, overTime: buckets,
   };
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   process.exit(0);

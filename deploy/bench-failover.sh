@@ -4,13 +4,15 @@
 # with -9 (and started again), the broker loses a node, and the database fails over; then it
 # reports deliveries lost, POSTs repeated, and each fault's slowest delivery (deploy/bench-failover.js).
 #
-#   deploy/bench-failover.sh [cluster|single] [--rate N] [--seconds N] [--quick]
+#   deploy/bench-failover.sh [cluster|single] [--rate N] [--seconds N] [--answer-delay-ms N] [--quick]
 #
 #   cluster  (default) on deploy/cluster.sh: the RabbitMQ node leading webhook-fan-out is killed
 #            with -9 and started again 25 s later; the PostgreSQL primary is stopped and the standby
 #            promoted. The cluster is put back in order afterwards (node started, standby rebuilt).
 #   single   on deploy/infra.sh (one node of each): RabbitMQ's application is stopped and started
 #            (3 s away); PostgreSQL is restarted.
+#   --answer-delay-ms N   the receiver answers N ms after the request (default 0), so attempts are
+#            in flight when the replica is killed
 #   --quick  60 s at the given rate, faults at 15/30/45 s (a smoke run, not a figure for the report).
 #
 # Defaults: 200 events/s for 180 s; faults at 30 s (replica 1 killed, started again at 40 s),
@@ -21,14 +23,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODE=cluster RATE=200 SECONDS_=180 QUICK=
+MODE=cluster RATE=200 SECONDS_=180 QUICK= ANSWER_DELAY_MS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     cluster|single) MODE=$1 ;;
     --rate) RATE=$2; shift ;;
     --seconds) SECONDS_=$2; shift ;;
+    --answer-delay-ms) ANSWER_DELAY_MS=$2; shift ;;
     --quick) QUICK=1; SECONDS_=60 ;;
-    *) echo "usage: $0 [cluster|single] [--rate N] [--seconds N] [--quick]" >&2; exit 2 ;;
+    *) echo "usage: $0 [cluster|single] [--rate N] [--seconds N] [--answer-delay-ms N] [--quick]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -132,7 +135,7 @@ cat >"$RUN/config.json" <<JSON
 {
   "amqp": [$AMQP],
   "userId": "$USER_ID", "paths": ["/a", "/b"], "receiverPort": $RECEIVER_PORT,
-  "rate": $RATE, "seconds": $SECONDS_, "drainSeconds": 180,
+  "rate": $RATE, "seconds": $SECONDS_, "drainSeconds": 180, "answerDelayMs": $ANSWER_DELAY_MS,
   "faults": [
     {"at": $T1, "name": "dispatcher replica 1 killed -9", "command": $KILL_REPLICA},
     {"at": $((T1 + 10)), "name": "replica 1 started again", "command": $START_REPLICA},
