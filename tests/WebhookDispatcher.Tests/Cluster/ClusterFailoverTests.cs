@@ -103,7 +103,10 @@ public sealed class ClusterFailoverTests
             var all = await Dispatcher.EventuallyAsync(() => Task.FromResult(DistinctEvents(receiver) >= events), Patience);
             TestContext.Progress.WriteLine($"[cluster] node {killed} (leader of {DeliveryQueues.FanOut}) killed: {DistinctEvents(receiver)} of {events} " +
                                            $"events delivered, {receiver.Requests.Count - DistinctEvents(receiver)} repeated POSTs, {republished} publishes repeated");
+            // The receiver has them all; their records follow within moments (the recorder batches).
             var deliveries = await DeliveriesAsync(subscription);
+            await Dispatcher.EventuallyAsync(async () =>
+                (deliveries = await DeliveriesAsync(subscription)).Count(d => d.Status == DeliveryStatus.Success) == events, Patience);
             Assert.Multiple(() =>
             {
                 Assert.That(killed, Is.EqualTo(leader), "control: the node that led the fan-out queue was killed");
@@ -184,7 +187,12 @@ public sealed class ClusterFailoverTests
         var oldPrimary = await LocalCluster.ValueOfAsync("pg-primary");
         try
         {
-            await LocalCluster.MustRunAsync("pg-failover");
+            // The primary gone, the standby not yet promoted: the API refuses with 503 and
+            // Retry-After, and readiness says the database is out (no primary), not a node lost.
+            await LocalCluster.MustRunAsync("pg-stop-primary");
+            var refused = await api.PostAsJsonAsync("/api/webhooks", NewSubscription(receiver.Url));
+            var unready = await Ready(dispatcher);
+            await LocalCluster.MustRunAsync("pg-promote");
             var newPrimary = await LocalCluster.ValueOfAsync("pg-primary");
 
             // The API: 503 (never 500) while it looks for the primary, then 201 from the new one.
@@ -203,11 +211,20 @@ public sealed class ClusterFailoverTests
             var recorded = after is { } id && await Dispatcher.EventuallyAsync(async () =>
                 (await DeliveriesAsync(id)).SingleOrDefault()?.Status == DeliveryStatus.Success &&
                 (await DeliveriesAsync(before!.Value)).Count(d => d.Status == DeliveryStatus.Success) == 2, Patience);
-            TestContext.Progress.WriteLine($"[cluster] primary {oldPrimary} stopped, {newPrimary} promoted: the API answered " +
-                                           $"{string.Join(", ", statuses.Select(s => (int)s))}; the dispatcher recorded on the new primary: {recorded}");
+            // Promoted, the old primary still down: ready, with the database check degraded (a host lost).
+            (HttpStatusCode Status, string? Postgres) degraded = default;
+            await Dispatcher.EventuallyAsync(async () => (degraded = await Ready(dispatcher)).Status == HttpStatusCode.OK, Patience);
+            TestContext.Progress.WriteLine($"[cluster] primary {oldPrimary} stopped: the API answered {(int)refused.StatusCode}, ready " +
+                                           $"{(int)unready.Status} ({unready.Postgres}); {newPrimary} promoted: the API answered " +
+                                           $"{string.Join(", ", statuses.Select(s => (int)s))}, ready {(int)degraded.Status} ({degraded.Postgres}); " +
+                                           $"the dispatcher recorded on the new primary: {recorded}");
             Assert.Multiple(() =>
             {
                 Assert.That(newPrimary, Is.Not.EqualTo(oldPrimary), "control: the standby is the primary now");
+                Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable), "no primary: 503");
+                Assert.That(refused.Headers.RetryAfter, Is.Not.Null, "with Retry-After");
+                Assert.That(unready, Is.EqualTo((HttpStatusCode.ServiceUnavailable, "Unhealthy")), "no primary: not ready");
+                Assert.That(degraded, Is.EqualTo((HttpStatusCode.OK, "Degraded")), "a primary and a host gone: ready, degraded");
                 Assert.That(after, Is.Not.Null, "the API writes to the new primary");
                 Assert.That(statuses, Has.None.EqualTo(HttpStatusCode.InternalServerError), "never a 500 meanwhile");
                 Assert.That(recorded, Is.True, "the dispatcher fans out, attempts and records on the new primary");
@@ -254,6 +271,15 @@ public sealed class ClusterFailoverTests
         db.Subscriptions.Add(subscription);
         await db.SaveChangesAsync();
         return subscription.Id;
+    }
+
+    /// <summary><c>/health/ready</c>: its status code and the <c>postgres</c> check's status.</summary>
+    private static async Task<(HttpStatusCode Status, string? Postgres)> Ready(IsolatedDispatcher dispatcher)
+    {
+        using var client = dispatcher.Client(null);
+        var response = await client.GetAsync("/health/ready");
+        var body = await response.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>();
+        return (response.StatusCode, body.GetProperty("checks").GetProperty("postgres").GetString());
     }
 
     private static object NewSubscription(string url) => new { url, event_types = new[] { "email.received" } };
