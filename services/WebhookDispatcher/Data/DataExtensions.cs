@@ -18,7 +18,8 @@ public sealed class DatabaseOptions
 public static class DataExtensions
 {
     /// <summary>
-    /// Adds the data source (connection string <c>Postgres</c>), <see cref="WebhookDbContext"/>,
+    /// Adds the data source (connection string <c>Postgres</c>; several hosts for a primary and its
+    /// standbys, see <see cref="PostgresHosts"/>), <see cref="WebhookDbContext"/>,
     /// if configured, migration at start-up, and when <see cref="Messaging.DispatcherOptions.Workers"/>
     /// is on, the <see cref="PartitionMaintenance"/> that makes the history's day partitions ahead.
     /// </summary>
@@ -30,6 +31,8 @@ public static class DataExtensions
         builder.Services.AddSingleton(_ =>
         {
             var dataSource = new NpgsqlDataSourceBuilder(connectionString);
+            // Several hosts: always the primary, and a promoted standby found within a second.
+            PostgresHosts.ApplyFailoverDefaults(dataSource.ConnectionStringBuilder, connectionString);
             // The delivery path runs a handful of statements thousands of times a second: prepare
             // them on each connection after their second use (planning costs about 0.4 ms each),
             // unless the connection string says otherwise.

@@ -153,19 +153,25 @@ public sealed class ReconcilerOptions
     /// <summary>Configuration section name.</summary>
     public const string Section = "Reconciler";
 
-    /// <summary>Seconds between two passes (1–3600). Default 5.</summary>
+    /// <summary>
+    /// Seconds between two passes (1–3600). Default 2: with <see cref="GraceSeconds"/> it bounds
+    /// how late a delivery whose message or dispatcher was lost comes (grace + interval).
+    /// </summary>
     [Range(1, 3600)]
-    public int IntervalSeconds { get; set; } = 5;
+    public int IntervalSeconds { get; set; } = 2;
 
     /// <summary>
-    /// Seconds a delivery may be overdue before it is re-published (10–86400). Default 10.
-    /// Deliveries waiting in a replica's lanes for capacity are held meanwhile (the hold is
-    /// renewed every half grace), and an attempt in flight is leased for its timeout plus 30 s, so
-    /// this only has to cover a message's trip through the broker. A duplicate is harmless: the
-    /// claim lets only one of them attempt.
+    /// Seconds a delivery may be overdue before it is re-published (3–86400). Default 5.
+    /// Deliveries waiting in a replica's lanes for capacity are held meanwhile (held by the
+    /// dispatcher after half the grace; its heartbeat lives for the grace and is renewed every
+    /// third of it), and an attempt in flight is leased for its timeout plus 30 s, or until its
+    /// dispatcher's heartbeat ran out and the claim is older than the grace, so this only has to
+    /// cover a message's trip through the broker. A duplicate is harmless: the claim lets only one
+    /// of them attempt. It also bounds how late a delivery comes after its dispatcher was killed
+    /// (grace + <see cref="IntervalSeconds"/>, plus the trip through the broker).
     /// </summary>
-    [Range(10, 86400)]
-    public int GraceSeconds { get; set; } = 10;
+    [Range(3, 86400)]
+    public int GraceSeconds { get; set; } = 5;
 
     /// <summary>
     /// Seconds the reconcilers must have run without a gap (after a database outage, or with no

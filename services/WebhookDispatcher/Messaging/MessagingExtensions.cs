@@ -38,23 +38,32 @@ public interface IBusContributor
 /// <summary>MassTransit on RabbitMQ: the bus, and the endpoints the features contribute.</summary>
 public static class MessagingExtensions
 {
+    /// <summary>
+    /// How long the service's own publishes and sends (retries handed to the delay queues, the
+    /// reconciler's re-publishes) wait for the broker's confirm before they count as failed and are
+    /// made again: 10 s. A publish caught on a channel whose node died, or during a quorum leader
+    /// change, can otherwise wait for its confirm forever and stall the loop that made it.
+    /// </summary>
+    public static readonly TimeSpan ConfirmTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>The largest message RabbitMQ can be configured to accept (<c>max_message_size</c>): 536,870,912 bytes (512 MiB).</summary>
     public const uint MaxBrokerMessageBytes = 512 * 1024 * 1024;
 
     /// <summary>
     /// Adds the bus (connection string <c>RabbitMq</c>, an <c>amqp://user:password@host:port/vhost</c>
-    /// URI), <see cref="RabbitMqTopology"/>, and the consumers and endpoints of every registered
+    /// URI, with several <c>host:port</c> separated by commas for a cluster: <see cref="BrokerAddress"/>),
+    /// <see cref="RabbitMqTopology"/>, and the consumers and endpoints of every registered
     /// <see cref="IBusContributor"/>.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The connection string is missing.</exception>
+    /// <exception cref="InvalidOperationException">The connection string is missing or malformed.</exception>
     public static IHostApplicationBuilder AddMessaging(this IHostApplicationBuilder builder)
     {
-        var brokerUri = new Uri(builder.Configuration.GetConnectionString("RabbitMq")
-                                ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)."));
+        var broker = BrokerAddress.FromConfiguration(builder.Configuration);
+        builder.Services.AddSingleton(broker);
         builder.Services.AddOptions<DispatcherOptions>().BindConfiguration(DispatcherOptions.Section);
         var deployTopologyOnly = MessagingOptions.DeployTopologyOnlyIn(builder.Configuration);
         if (deployTopologyOnly) builder.Services.AddHostedService<TopologyCommand.RefuseToServe>();
-        builder.Services.AddSingleton(new RabbitMqTopology(brokerUri));
+        builder.Services.AddSingleton(new RabbitMqTopology(broker));
         var contributors = builder.Services.Where(d => d.ServiceType == typeof(IBusContributor))
             .Select(d => (IBusContributor)d.ImplementationInstance!).ToList();
 
@@ -78,12 +87,18 @@ public static class MessagingExtensions
             {
                 // The topology command: receive endpoints declare their queues and bindings and consume nothing.
                 cfg.DeployTopologyOnly = deployTopologyOnly;
-                var userInfo = brokerUri.UserInfo.Split(':', 2);
-                var virtualHost = Uri.UnescapeDataString(brokerUri.AbsolutePath.TrimStart('/')) is { Length: > 0 } vhost ? vhost : "/";
-                cfg.Host(brokerUri.Host, (ushort)(brokerUri.IsDefaultPort ? 5672 : brokerUri.Port), virtualHost, h =>
+                var first = broker.Nodes[0];
+                cfg.Host(first.Host, (ushort)first.Port, broker.VirtualHost, h =>
                 {
-                    if (userInfo[0].Length > 0) h.Username(Uri.UnescapeDataString(userInfo[0]));
-                    if (userInfo.Length > 1) h.Password(Uri.UnescapeDataString(userInfo[1]));
+                    if (broker.UserName is not null) h.Username(broker.UserName);
+                    if (broker.Password is not null) h.Password(broker.Password);
+                    // Several nodes: each connection attempt goes to the next one, so a lost node
+                    // costs a reconnect to a surviving one (quorum queues live on all of them).
+                    if (broker.IsCluster)
+                        h.UseCluster(c =>
+                        {
+                            foreach (var node in broker.NodeAddresses) c.Node(node);
+                        });
                     // Receive whatever the broker can deliver (RabbitMQ's max_message_size is at most
                     // 512 MiB, 128 MiB by default), so the endpoints can park an oversized message.
                     // The client's own default, 64 MiB, closes the connection instead: the broker hands

@@ -50,7 +50,7 @@ public static class TopologyCommand
         var configuration = services.GetRequiredService<IConfiguration>();
         if (!MessagingOptions.DeployTopologyOnlyIn(configuration))
             throw new InvalidOperationException($"Set {MessagingOptions.DeployTopologyOnlyKey} before building the host for the topology command.");
-        var broker = Describe(new Uri(configuration.GetConnectionString("RabbitMq")!));
+        var broker = BrokerAddress.FromConfiguration(configuration).ToString();
         // Building the bus configures the receive endpoints, which note their delay levels.
         var bus = services.GetRequiredService<IBusControl>();
         using var timeout = new CancellationTokenSource(Patience);
@@ -89,13 +89,6 @@ public static class TopologyCommand
             $"{MessagingOptions.DeployTopologyOnlyKey} is on: it is for the '{Name}' command only; a service started with it would consume nothing.");
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    }
-
-    /// <summary>Host, port and virtual host of an amqp:// URI, without its credentials.</summary>
-    private static string Describe(Uri uri)
-    {
-        var vhost = Uri.UnescapeDataString(uri.AbsolutePath.TrimStart('/')) is { Length: > 0 } v ? v : "/";
-        return $"{uri.Host}:{(uri.IsDefaultPort ? 5672 : uri.Port)} (virtual host {vhost})";
     }
 
     /// <summary>The exception's message and those of its inner exceptions (the broker's reason is usually innermost).</summary>

@@ -27,7 +27,8 @@ public sealed class HealthOptions
 /// <c>/health/live</c> (the process serves requests; no dependency is checked, so a database or
 /// broker outage never gets the process restarted) and <c>/health/ready</c> (PostgreSQL answers,
 /// every EF Core migration is applied, RabbitMQ answers, and MassTransit's bus is started with its
-/// endpoints running). Ready answers 200 only when every check is healthy, else 503 (MassTransit's
+/// endpoints running). Ready answers 200 when every check is healthy or degraded — a cluster
+/// that lost a RabbitMQ node, or a PostgreSQL standby, still serves — else 503 (MassTransit's
 /// <c>Degraded</c>, some endpoints not consuming, counts as not ready). Both carry a small JSON
 /// body naming each check's status; the reasons go to the log only. <c>/health</c> stays as it
 /// was (200 while the process serves) for scripts that wait on it.
@@ -46,10 +47,13 @@ public static class HealthExtensions
     /// <summary>Name of the broker check.</summary>
     public const string RabbitMqCheck = "rabbitmq";
 
+    /// <summary>Name of MassTransit's bus check.</summary>
+    public const string BusCheck = "masstransit-bus";
+
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>
-    /// Registers the checks: <c>postgres</c> (<c>SELECT 1</c> through <see cref="MonitoringDatabase"/>),
+    /// Registers the checks: <c>postgres</c> (<see cref="DatabaseHealthCheck"/>, through <see cref="MonitoringDatabase"/>),
     /// <c>migrations</c> (<see cref="MigrationsHealthCheck"/>), <c>rabbitmq</c>
     /// (<see cref="BrokerHealthCheck"/>), and MassTransit's bus check, which
     /// MassTransit adds by itself once health checks are on (name <c>masstransit-bus</c>, tags
@@ -61,10 +65,22 @@ public static class HealthExtensions
         builder.Services.TryAddSingleton<MonitoringDatabase>();
         builder.Services.AddSingleton<MigrationsHealthCheck>();
         builder.Services.AddSingleton<BrokerHealthCheck>();
+        builder.Services.AddSingleton<DatabaseHealthCheck>();
+        // MassTransit's Degraded (some receive endpoints not consuming) means this replica is not
+        // doing its work: not ready. Degraded of our own checks means a cluster lost a member and
+        // still serves: ready.
+        builder.Services.PostConfigure<HealthCheckServiceOptions>(o =>
+        {
+            foreach (var registration in o.Registrations.Where(r => r.Name == BusCheck))
+            {
+                var factory = registration.Factory;
+                registration.Factory = sp => new DegradedIsUnhealthy(factory(sp));
+            }
+        });
         var timeout = TimeSpan.FromSeconds(builder.Configuration.GetSection(HealthOptions.Section).Get<HealthOptions>()?.TimeoutSeconds
                                            ?? new HealthOptions().TimeoutSeconds);
         builder.Services.AddHealthChecks()
-            .AddNpgSql(sp => sp.GetRequiredService<MonitoringDatabase>().DataSource, name: PostgresCheck, tags: [ReadyTag], timeout: timeout)
+            .AddCheck<DatabaseHealthCheck>(PostgresCheck, tags: [ReadyTag], timeout: timeout)
             .AddCheck<MigrationsHealthCheck>(MigrationsCheck, tags: [ReadyTag], timeout: timeout)
             .AddCheck<BrokerHealthCheck>(RabbitMqCheck, tags: [ReadyTag], timeout: timeout);
         return builder;
@@ -78,12 +94,12 @@ public static class HealthExtensions
         {
             Predicate = c => c.Tags.Contains(ReadyTag),
             ResponseWriter = WriteAsync,
-            // MassTransit reports Degraded while some receive endpoints are down (broker lost, or
-            // reconnecting after it came back): the replica is not doing its work yet.
+            // Degraded: a RabbitMQ node or a PostgreSQL standby is gone and the rest serves (the
+            // bus check's own Degraded is turned into Unhealthy, see AddHealth).
             ResultStatusCodes =
             {
                 [HealthStatus.Healthy] = StatusCodes.Status200OK,
-                [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
+                [HealthStatus.Degraded] = StatusCodes.Status200OK,
                 [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
             },
         });
@@ -102,5 +118,18 @@ public static class HealthExtensions
             Checks = report.Entries.ToDictionary(e => e.Key, e => e.Value.Status.ToString()),
         };
         return JsonSerializer.SerializeAsync(context.Response.Body, body, Json, context.RequestAborted);
+    }
+}
+
+/// <summary>A health check whose <c>Degraded</c> counts as <c>Unhealthy</c> (MassTransit's bus check: some endpoints not consuming).</summary>
+internal sealed class DegradedIsUnhealthy(IHealthCheck inner) : IHealthCheck
+{
+    /// <inheritdoc />
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var result = await inner.CheckHealthAsync(context, cancellationToken);
+        return result.Status == HealthStatus.Degraded
+            ? new HealthCheckResult(HealthStatus.Unhealthy, result.Description, result.Exception, result.Data)
+            : result;
     }
 }

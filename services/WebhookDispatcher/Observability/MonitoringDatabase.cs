@@ -16,7 +16,10 @@ public sealed class MonitoringDatabase : IAsyncDisposable
     /// <summary>Builds the data source from <c>ConnectionStrings:Postgres</c>.</summary>
     public MonitoringDatabase(IConfiguration configuration, IOptions<HealthOptions> options)
     {
-        var builder = new NpgsqlDataSourceBuilder(configuration.GetConnectionString("Postgres"));
+        var connectionString = configuration.GetConnectionString("Postgres");
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        Hosts = connectionString is null ? [] : Data.PostgresHosts.Of(connectionString);
+        if (connectionString is not null) Data.PostgresHosts.ApplyFailoverDefaults(builder.ConnectionStringBuilder, connectionString);
         var seconds = options.Value.TimeoutSeconds;
         builder.ConnectionStringBuilder.Pooling = false;
         builder.ConnectionStringBuilder.Timeout = seconds;
@@ -25,8 +28,21 @@ public sealed class MonitoringDatabase : IAsyncDisposable
         // the answer before it breaks the connection; a hung server would otherwise hold the check.
         builder.ConnectionStringBuilder.CancellationTimeout = 500;
         builder.ConnectionStringBuilder.ApplicationName = "webhook-dispatcher-health";
+        _settings = builder.ConnectionString;
         DataSource = builder.Build();
     }
+
+    private readonly string _settings;
+
+    /// <summary>The hosts of the connection string, as given (<c>host</c> or <c>host:port</c>).</summary>
+    public IReadOnlyList<string> Hosts { get; }
+
+    /// <summary>A new, unopened and unpooled connection to <paramref name="host"/> alone (one of <see cref="Hosts"/>), whatever its role.</summary>
+    public NpgsqlConnection OpenHost(string host) => new(new NpgsqlConnectionStringBuilder(_settings)
+    {
+        Host = host,
+        TargetSessionAttributes = "any",
+    }.ConnectionString);
 
     /// <summary>The unpooled, short-timeout data source.</summary>
     public NpgsqlDataSource DataSource { get; }

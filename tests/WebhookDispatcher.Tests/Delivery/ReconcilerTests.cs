@@ -79,6 +79,42 @@ public sealed class ReconcilerTests
     }
 
     [Test]
+    public async Task An_attempt_whose_dispatcher_died_is_made_again_without_waiting_for_its_lease_while_a_live_dispatchers_is_left_alone()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var dead = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url + "/dead", ["email.received"]);
+        var alive = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url + "/alive", ["email.received"]);
+        // Attempt 1 of each was claimed a minute ago and is leased for 30 more minutes; the
+        // dispatcher that claimed the first has no heartbeat (killed), the second's is alive.
+        var lost = await StoreDeliveryAsync(dead.Id, 1, 4, DeliveryStatus.Pending, DateTimeOffset.UtcNow.AddMinutes(30), inFlight: true);
+        var running = await StoreDeliveryAsync(alive.Id, 1, 4, DeliveryStatus.Pending, DateTimeOffset.UtcNow.AddMinutes(30), inFlight: true);
+        var (killed, live) = (Guid.NewGuid(), Guid.NewGuid());
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"INSERT INTO webhook_dispatchers (id, alive_until) VALUES ({live}, now() + interval '10 minutes')"));
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"""
+            UPDATE webhook_deliveries SET last_attempt_at = now() - interval '1 minute',
+                   held_by = CASE WHEN id = {lost.Id} THEN {killed} ELSE {live} END
+            WHERE id IN ({lost.Id}, {running.Id})
+            """));
+
+        await Dispatcher.Services.GetRequiredService<DeliveryReconciler>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await Dispatcher.DeliveryReachesAsync(dead.Id, DeliveryStatus.Success, TimeSpan.FromSeconds(30)), Is.True,
+            "the dead dispatcher's attempt is made again at once");
+        var stored = (await Dispatcher.DeliveriesAsync(dead.Id)).Single();
+        var untouched = (await Dispatcher.DeliveriesAsync(alive.Id)).Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(stored.Attempts.Select(a => (a.AttemptNumber, a.StatusCode)), Is.EqualTo(new (int, int?)[] { (1, 200) }), "the lost attempt is not counted");
+            Assert.That(receiver.To("/alive"), Is.Empty, "a live dispatcher's attempt is left to it");
+            Assert.That((untouched.InFlight, untouched.AttemptCount), Is.EqualTo((true, 1)));
+        });
+        await Dispatcher.QueryAsync(db => db.Deliveries.Where(d => d.Id == running.Id)
+            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null)));
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"DELETE FROM webhook_dispatchers WHERE id = {live}"));
+    }
+
+    [Test]
     public async Task A_delivery_that_is_not_overdue_is_left_to_the_broker()
     {
         await using var receiver = await TestReceiver.AnsweringAsync(200);

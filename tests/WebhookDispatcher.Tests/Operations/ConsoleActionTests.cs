@@ -8,12 +8,14 @@ namespace WebhookDispatcher.Tests.Operations;
 /// <summary>
 /// What operators do in the RabbitMQ management console, done through its HTTP API exactly as
 /// the console does it, against a deployment of each test's own (<see cref="PrivateDeployment"/>:
-/// its own database and virtual host, reconciler every second, grace 10 s). Each shows the
+/// its own database and virtual host, reconciler every second, the default grace). Each shows the
 /// promise of docs/operations.md: nothing is lost, and the schedule is back within seconds —
 /// on time where the dispatcher can tell, within the reconciler's grace plus one interval where
-/// only the database still knows.
+/// only the database still knows. The tests of this class run one at a time (beside other
+/// classes): each measures a wall-clock bound, and five deployments with their reconcilers at once
+/// on 2 cores stretched those bounds.
 /// </summary>
-[Parallelizable(ParallelScope.All)]
+[Parallelizable(ParallelScope.Self)]
 public sealed class ConsoleActionTests
 {
     /// <summary>Beyond a retry's delay, what a busy 2-core machine may add (as in the retry tests).</summary>

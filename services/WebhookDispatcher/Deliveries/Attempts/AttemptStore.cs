@@ -61,7 +61,7 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
                 UPDATE webhook_deliveries d
                 SET status = c.status, response_status_code = c.status_code, response_body = c.excerpt, error_message = c.error_message,
                     attempt_count = c.attempt_number, completed_at = c.completed_at, next_retry_at = c.next_retry_at, lost_attempts = 0,
-                    in_flight = false
+                    in_flight = false, held_by = NULL
                 FROM claimed c
                 WHERE d.id = c.id AND d.id = ANY ($1) AND d.status NOT IN ('success', 'failed', 'cancelled')
                 RETURNING d.id, d.subscription_id, c.status, c.disable, c.finished_at),

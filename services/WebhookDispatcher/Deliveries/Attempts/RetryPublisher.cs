@@ -76,7 +76,8 @@ public sealed partial class RetryPublisher(IBus bus, RabbitMqTopology topology, 
                 ? await topology.EnsureDelayAsync(DeliveryQueues.Delivery, group.Key, CancellationToken.None)
                 : DeliveryQueues.Delivery;
             var endpoint = await bus.GetSendEndpoint(new Uri($"exchange:{exchange}"));
-            await endpoint.SendBatch(group.Select(m => m.Message), Mandatory);
+            // Bounded: an unconfirmed send is made again (Messaging.MessagingExtensions.ConfirmTimeout).
+            await endpoint.SendBatch(group.Select(m => m.Message), Mandatory).WaitAsync(Messaging.MessagingExtensions.ConfirmTimeout);
         }
     }
 

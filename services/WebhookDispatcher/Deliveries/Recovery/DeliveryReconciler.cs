@@ -24,7 +24,10 @@ public sealed class DeliveryReconciler(
             TimeSpan.FromSeconds(Math.Max(15, 3 * o.IntervalSeconds)), TimeSpan.FromSeconds(o.SettleSeconds), cancellationToken);
         if (work.Count > 0)
         {
-            await publish.PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)), cancellationToken);
+            // Bounded (ConfirmTimeout): unconfirmed, the pass fails with a TimeoutException, logged like
+            // any failed pass, and the rows, due again, are re-published by a later one.
+            await publish.PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)), cancellationToken)
+                .WaitAsync(Messaging.MessagingExtensions.ConfirmTimeout, cancellationToken);
             logger.LogWarning("Reconciler re-published {Count} overdue delivery(ies)", work.Count);
         }
         var announced = await store.AnnounceDisabledAsync((notices, ct) => publish.PublishBatch(notices, ct), cancellationToken);

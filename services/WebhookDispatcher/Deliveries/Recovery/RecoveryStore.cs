@@ -163,7 +163,11 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                 SELECT d.id, d.subscription_id, d.lost_attempts + 1 AS times,
                        (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)::int AS recorded
                 FROM webhook_deliveries d
-                WHERE d.in_flight AND d.status IN ('pending', 'retrying') AND d.next_retry_at < now() - make_interval(secs => $1)
+                WHERE d.in_flight AND d.status IN ('pending', 'retrying')
+                  -- The lease ran out, or the dispatcher that claimed it (held_by) stopped its heartbeat.
+                  AND (d.next_retry_at < now() - make_interval(secs => $1)
+                       OR (d.held_by IS NOT NULL AND d.last_attempt_at < now() - make_interval(secs => $1) AND NOT EXISTS (
+                               SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now())))
                   AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - $3 * interval '1 second'
                 FOR UPDATE SKIP LOCKED),
             poisoned AS (
@@ -178,7 +182,8 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                     in_flight = false,
                     status = CASE WHEN l.times >= $2 THEN 'failed' ELSE d.status END,
                     completed_at = CASE WHEN l.times >= $2 THEN now() ELSE d.completed_at END,
-                    next_retry_at = CASE WHEN l.times >= $2 THEN NULL ELSE d.next_retry_at END,
+                    -- Due since its claim (a lease still running ends here too), so it is re-published below.
+                    next_retry_at = CASE WHEN l.times >= $2 THEN NULL ELSE LEAST(d.next_retry_at, d.last_attempt_at) END,
                     response_status_code = CASE WHEN l.times >= $2 THEN NULL ELSE d.response_status_code END,
                     error_message = CASE WHEN l.times >= $2
                                          THEN format('The dispatcher stopped during this attempt %s times in a row; not tried again', l.times)

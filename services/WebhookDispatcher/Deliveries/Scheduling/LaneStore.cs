@@ -55,7 +55,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
                 last_attempt_at = now(),
                 next_retry_at = now() + make_interval(secs => s.timeout_seconds + $2),
                 held_until = NULL,
-                held_by = NULL,
+                held_by = $5, -- who runs the attempt: once its heartbeat stops, the reconciler need not wait for the lease
                 in_flight = true
             FROM webhook_subscriptions s
             WHERE d.id = ANY ($1) AND s.id = d.subscription_id AND s.is_active AND s.deleted_at IS NULL
@@ -73,7 +73,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
                       d.last_attempt_at, s.user_id, d.round_first_attempt, d.payload_id
             """))
         {
-            AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes);
+            AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes, dispatcher.Id);
             await using var r = await claim.ExecuteReaderAsync(cancellationToken);
             while (await r.ReadAsync(cancellationToken))
             {

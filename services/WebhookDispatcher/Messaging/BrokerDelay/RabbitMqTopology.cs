@@ -16,7 +16,7 @@ namespace WebhookDispatcher.Messaging.BrokerDelay;
 /// address makes MassTransit redeclare them without arguments, which the broker rejects. See
 /// docs/decisions/0001-broker-held-retry-delays.md.
 /// </remarks>
-public sealed class RabbitMqTopology(Uri brokerUri) : IAsyncDisposable
+public sealed class RabbitMqTopology(BrokerAddress broker) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, Task> _declared = new();
     private readonly ConcurrentDictionary<string, byte> _delayedEndpoints = new();
@@ -115,8 +115,9 @@ public sealed class RabbitMqTopology(Uri brokerUri) : IAsyncDisposable
         {
             if (_connection is { IsOpen: true } again) return again;
             if (_connection is not null) await _connection.DisposeAsync().ConfigureAwait(false);
-            var factory = new ConnectionFactory { Uri = brokerUri, ClientProvidedName = "webhook-dispatcher-topology" };
-            return _connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+            // The first node that answers, of those listed.
+            var factory = broker.CreateFactory("webhook-dispatcher-topology");
+            return _connection = await factory.CreateConnectionAsync(broker.Endpoints, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
