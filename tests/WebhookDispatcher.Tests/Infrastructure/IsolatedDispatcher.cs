@@ -88,6 +88,11 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
                 builder.UseSetting(key, value);
             builder.ConfigureTestServices(collection =>
             {
+                // A stop lets attempts in flight finish (up to their timeout) and records them; on a
+                // loaded 2-core machine, after a test's long database outage, that once took longer
+                // than the host's default 30 s (DatabaseOutageTests, 2026-12-06). A stop that hangs
+                // still fails the test, after 90 s.
+                collection.Configure<Microsoft.Extensions.Hosting.HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(90));
                 if (network is not null) collection.AddSingleton(network);
                 if (clock is not null) collection.AddSingleton(clock);
                 // Registered after the app's services, so the host calls it first when it stops.
