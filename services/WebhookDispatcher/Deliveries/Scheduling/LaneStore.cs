@@ -124,12 +124,13 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
             else if (payloadId is { } id) stored.TryAdd(claim.EventId, id);
             else inRow.TryAdd(claim.EventId, claim.Id);
         }
-        foreach (var (eventId, payloadId) in stored.ToList())
-            if (_payloads.TryGetValue(payloadId, out byte[]? cached) && cached is not null)
-            {
-                bodies[eventId] = cached;
-                stored.Remove(eventId);
-            }
+        if (stored.Count > 0)
+            foreach (var (eventId, payloadId) in stored.ToList())
+                if (_payloads.TryGetValue(payloadId, out byte[]? cached) && cached is not null)
+                {
+                    bodies[eventId] = cached;
+                    stored.Remove(eventId);
+                }
         if (stored.Count + inRow.Count > 0)
         {
             // As UTF-8 bytes from the server (the database's encoding): no string of 2 bytes a
