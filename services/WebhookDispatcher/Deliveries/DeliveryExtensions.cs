@@ -35,6 +35,7 @@ public static class DeliveryExtensions
         if (DispatcherOptions.WorkersEnabled(builder.Configuration))
         {
             builder.Services.AddSingleton<FanOutStore>();
+            builder.Services.AddSingleton<FanOutSizes>();
             builder.Services.AddSingleton<DispatcherIdentity>();
             builder.Services.AddSingleton<DatabaseClock>();
             builder.Services.AddSingleton<LaneStore>();

@@ -1,4 +1,5 @@
 using Npgsql;
+using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Delivery;
@@ -6,7 +7,8 @@ namespace WebhookDispatcher.Tests.Delivery;
 /// <summary>
 /// A fan-out statement that stalls (here: blocked by a lock on its tenant's subscription, as a
 /// tenant's largest events or thousands of subscriptions would keep it busy) does not hold up
-/// another tenant's events: they go into a statement of their own beside it.
+/// another tenant's events: they go into a statement of their own beside it. Events of a user
+/// with many subscriptions are stored apart from the start (<see cref="FanOutSizes"/>).
 /// </summary>
 [Parallelizable(ParallelScope.All)]
 public sealed class FanOutStallTests
@@ -47,6 +49,45 @@ public sealed class FanOutStallTests
         Assert.That(receiver.To("/stalled"), Is.Empty, "control: the stalled one is not delivered");
         await transaction.RollbackAsync();
         Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30), "/stalled"), Is.True, "and is delivered once the lock is gone");
+    }
+
+    [Test]
+    public async Task Events_of_a_user_with_many_subscriptions_are_stored_apart_from_other_users_events()
+    {
+        await using var dispatcher = await IsolatedDispatcher.StartAsync(new Dictionary<string, string?>
+        {
+            ["Delivery:AllowPrivateNetworks"] = "true",
+        });
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var many = Events.NewUser();
+        var other = Events.NewUser();
+        var manySubscriptions = new List<Guid>();
+        for (var i = 0; i < FanOutSizes.ManySubscriptions; i++)
+            manySubscriptions.Add((await Dispatcher.SubscribeAsync(many, receiver.Url + "/many", ["email.received"])).Id);
+        await Dispatcher.SubscribeAsync(other, receiver.Url + "/other", ["email.received"]);
+
+        // One of the user's subscription rows locked: a statement that inserts that user's
+        // deliveries waits, and so would every other event sharing its statement.
+        await using var connection = new NpgsqlConnection(TestInfrastructure.Postgres);
+        await connection.OpenAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var lockRow = new NpgsqlCommand("SELECT 1 FROM webhook_subscriptions WHERE id = $1 FOR UPDATE", connection, transaction))
+        {
+            lockRow.Parameters.Add(new() { Value = manySubscriptions[0] });
+            await lockRow.ExecuteScalarAsync();
+        }
+        // Interleaved and all at once, so the fan-out gathers both users' events into the same batches.
+        const int ManyEvents = 3, OtherEvents = 10;
+        var publishers = Enumerable.Range(0, ManyEvents + OtherEvents).Select(i => i % 4 == 0 && i / 4 < ManyEvents ? many : other);
+        await Task.WhenAll(publishers.Select(user => dispatcher.PublishAsync(Events.EmailReceived(user))));
+
+        Assert.That(await receiver.WaitForAsync(OtherEvents, TimeSpan.FromSeconds(15), "/other"), Is.True,
+            "every event of the other user was delivered while the statement of the user with many subscriptions waits");
+        Assert.That(await WaitingInsertsAsync(), Is.GreaterThan(0), "control: that statement still waits");
+        Assert.That(receiver.To("/many"), Is.Empty, "control: nothing of the user with many subscriptions was delivered");
+        await transaction.RollbackAsync();
+        Assert.That(await receiver.WaitForAsync(ManyEvents * FanOutSizes.ManySubscriptions, TimeSpan.FromSeconds(60), "/many"), Is.True,
+            "and all of theirs are delivered once the lock is gone");
     }
 
     private static async Task<long> WaitingInsertsAsync()

@@ -12,26 +12,32 @@ namespace WebhookDispatcher.Deliveries;
 /// deliveries go straight to the <see cref="DeliveryScheduler"/>, with no broker hop. A statement
 /// that runs longer than <see cref="StallAfter"/> (one tenant's events to very many
 /// subscriptions) gets company: the events behind it go into statements of their own beside it,
-/// up to <see cref="MaxConcurrentStatements"/>, so they keep their latency; large events
-/// (<see cref="LargePayloadChars"/>) go in statements of their own, which get company at once.
+/// up to <see cref="MaxConcurrentStatements"/>, so they keep their latency. Events known to write
+/// much, large ones (<see cref="LargePayloadChars"/>) and those of users with many subscriptions
+/// (<see cref="FanOutSizes"/>), go in statements of their own, one per user, beside the others
+/// (up to <see cref="MaxConcurrentApart"/>).
 /// </summary>
-public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler, IOptions<DeliveryOptions> options, TimeProvider time)
+public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, DeliveryScheduler scheduler, IOptions<DeliveryOptions> options, TimeProvider time)
     : BackgroundService
 {
     /// <summary>How long a small batch waits for more events; the event waits for its commit, so this adds to its latency.</summary>
     public static readonly TimeSpan Linger = TimeSpan.FromMilliseconds(5);
 
-    /// <summary>Fan-out statements running at once at most: a second starts only beside one running longer than <see cref="StallAfter"/>.</summary>
+    /// <summary>Fan-out statements of small events running at once at most: a second starts only beside one running longer than <see cref="StallAfter"/>.</summary>
     public const int MaxConcurrentStatements = 4;
+
+    /// <summary>Statements of events stored apart (large payloads, users with many subscriptions) running at once at most, besides the small ones.</summary>
+    public const int MaxConcurrentApart = 2;
 
     /// <summary>How long a fan-out statement runs before the next batch goes into a statement of its own beside it.</summary>
     public static readonly TimeSpan StallAfter = TimeSpan.FromMilliseconds(50);
 
-    /// <summary>A payload this long (characters) or longer is a large event, stored in a statement apart from the small ones.</summary>
+    /// <summary>A payload this long (characters) or longer is a large event, stored in a statement apart from the others.</summary>
     public const int LargePayloadChars = EventPayloads.Large;
 
     private readonly Channel<PendingFanOut> _fanOut = Channel.CreateUnbounded<PendingFanOut>(new() { SingleReader = true });
     private readonly SemaphoreSlim _statements = new(MaxConcurrentStatements);
+    private readonly SemaphoreSlim _apart = new(MaxConcurrentApart);
 
     private sealed record PendingFanOut(FanOutEvent Event, TaskCompletionSource Done);
 
@@ -66,32 +72,55 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
             var batch = new List<PendingFanOut>();
             await ChannelBatches.GatherAsync(_fanOut.Reader, batch, options.Value.FanOutBatchSize, Linger);
             running.RemoveAll(t => t.IsCompleted);
-            // Large events (a tenant's payloads near the cap, copied into each delivery row) are
-            // written in a statement of their own, after the small ones of the batch, so the small
-            // ones do not wait for their write.
-            var large = batch.Where(p => p.Event.Payload.Length >= LargePayloadChars).ToList();
-            Task? small = null;
-            if (large.Count > 0 && large.Count < batch.Count)
+            // Events that write much (payloads near the cap, or a user with many subscriptions)
+            // are stored apart, one statement per user, so the other events of the batch do not
+            // wait for their rows.
+            var many = await ManySubscriptionsAsync(batch);
+            var apart = batch.Where(p => p.Event.Payload.Length >= LargePayloadChars || many.Contains(p.Event.UserId)).ToList();
+            if (apart.Count > 0)
             {
-                batch.RemoveAll(p => p.Event.Payload.Length >= LargePayloadChars);
-                running.Add(small = StoreAsync(batch));
-                await _statements.WaitAsync();
-                batch = large;
+                batch.RemoveAll(p => p.Event.Payload.Length >= LargePayloadChars || many.Contains(p.Event.UserId));
+                foreach (var user in apart.GroupBy(p => p.Event.UserId))
+                    running.Add(StoreApartAsync([.. user]));
             }
-            var statement = StoreAsync(batch);
+            if (batch.Count == 0)
+            {
+                _statements.Release();
+                continue;
+            }
+            var statement = StoreAsync(batch, _statements);
             running.Add(statement);
-            if (large.Count == 0) small = statement;
-            // One statement of small events at a time while they are quick (the next batch grows
-            // meanwhile: group commit); one that takes longer (many subscriptions) does not hold up
-            // the events behind it, which go into a statement of their own beside it. A statement
-            // of large events holds up nothing: the next batch may start beside it at once.
-            if (small is not null) await Task.WhenAny(small, Task.Delay(StallAfter));
+            // One statement at a time while they are quick (the next batch grows meanwhile: group
+            // commit); one that takes longer does not hold up the events behind it, which go into
+            // a statement of their own beside it.
+            await Task.WhenAny(statement, Task.Delay(StallAfter));
         }
         await Task.WhenAll(running);
     }
 
-    /// <summary>Stores one batch (one statement) and completes its consumers; never throws. Frees its statement slot.</summary>
-    private async Task StoreAsync(List<PendingFanOut> batch)
+    /// <summary>The users of the batch with many subscriptions; none when the database cannot say (the statement will tell).</summary>
+    private async Task<IReadOnlySet<string>> ManySubscriptionsAsync(List<PendingFanOut> batch)
+    {
+        try
+        {
+            return await sizes.WithManyAsync(batch.Select(p => p.Event.UserId), CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            store.OnFailure(ex);
+            return new HashSet<string>();
+        }
+    }
+
+    /// <summary>A statement of events stored apart: it waits for a slot of its own, never for the small events' loop.</summary>
+    private async Task StoreApartAsync(List<PendingFanOut> batch)
+    {
+        await _apart.WaitAsync();
+        await StoreAsync(batch, _apart);
+    }
+
+    /// <summary>Stores one batch (one statement) and completes its consumers; never throws. Frees its statement slot in <paramref name="slots"/>.</summary>
+    private async Task StoreAsync(List<PendingFanOut> batch, SemaphoreSlim slots)
     {
         try
         {
@@ -114,7 +143,7 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
         }
         finally
         {
-            _statements.Release();
+            slots.Release();
         }
     }
 
@@ -169,6 +198,7 @@ public sealed class FanOutBatcher(FanOutStore store, DeliveryScheduler scheduler
     public override void Dispose()
     {
         _statements.Dispose();
+        _apart.Dispose();
         base.Dispose();
     }
 

@@ -2,7 +2,7 @@ using Npgsql;
 
 namespace WebhookDispatcher.Deliveries;
 
-/// <summary>The fan-out's SQL: one insert-or-skip statement for a batch of events.</summary>
+/// <summary>The fan-out's SQL: one insert-or-skip statement for a batch of events, and the users' subscription counts that decide how events are batched.</summary>
 public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
 {
     /// <summary>Days back the fan-out looks for an event's existing deliveries (a redelivered or re-published event).</summary>
@@ -160,5 +160,22 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         while (await reader.ReadAsync(cancellationToken))
             work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
         return work;
+    }
+
+    /// <summary>Each user's count of active subscriptions (users with none are absent), for <see cref="FanOutSizes"/>.</summary>
+    /// <exception cref="NpgsqlException">The database failed.</exception>
+    public async Task<IReadOnlyDictionary<string, int>> CountSubscriptionsAsync(IReadOnlyCollection<string> userIds, CancellationToken cancellationToken)
+    {
+        await using var cmd = Db.CreateCommand("""
+            SELECT user_id, count(*)::int FROM webhook_subscriptions
+            WHERE user_id = ANY ($1) AND is_active AND deleted_at IS NULL
+            GROUP BY user_id
+            """);
+        cmd.Parameters.Add(new() { Value = userIds.ToArray() });
+        var counts = new Dictionary<string, int>(userIds.Count);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            counts[reader.GetString(0)] = reader.GetInt32(1);
+        return counts;
     }
 }
