@@ -14,8 +14,8 @@ namespace WebhookDispatcher.Deliveries;
 /// subscriptions) gets company: the events behind it go into statements of their own beside it,
 /// up to <see cref="MaxConcurrentStatements"/>, so they keep their latency. Events known to write
 /// much, large ones (<see cref="LargePayloadChars"/>) and those of users with many subscriptions
-/// (<see cref="FanOutSizes"/>), go in statements of their own, one per user, beside the others
-/// (up to <see cref="MaxConcurrentApart"/>).
+/// (<see cref="FanOutSizes"/>), go in short statements of their own, one user each, beside the
+/// others (<see cref="MaxConcurrentApart"/>).
 /// </summary>
 public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, DeliveryScheduler scheduler, IOptions<DeliveryOptions> options, TimeProvider time)
     : BackgroundService
@@ -26,8 +26,18 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
     /// <summary>Fan-out statements of small events running at once at most: a second starts only beside one running longer than <see cref="StallAfter"/>.</summary>
     public const int MaxConcurrentStatements = 4;
 
-    /// <summary>Statements of events stored apart (large payloads, users with many subscriptions) running at once at most, besides the small ones.</summary>
-    public const int MaxConcurrentApart = 2;
+    /// <summary>
+    /// Statements of events stored apart (large payloads, users with many subscriptions) running
+    /// at once, besides the small ones: one, so such writes take at most one database backend
+    /// from the others.
+    /// </summary>
+    public const int MaxConcurrentApart = 1;
+
+    /// <summary>Deliveries a statement of events stored apart writes at most (by its users' subscription counts; one event at least).</summary>
+    public const int ApartRows = 1000;
+
+    /// <summary>Characters of payload a statement of events stored apart carries at most (one event at least).</summary>
+    public const int ApartChars = 1 << 20;
 
     /// <summary>How long a fan-out statement runs before the next batch goes into a statement of its own beside it.</summary>
     public static readonly TimeSpan StallAfter = TimeSpan.FromMilliseconds(50);
@@ -73,15 +83,14 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
             await ChannelBatches.GatherAsync(_fanOut.Reader, batch, options.Value.FanOutBatchSize, Linger);
             running.RemoveAll(t => t.IsCompleted);
             // Events that write much (payloads near the cap, or a user with many subscriptions)
-            // are stored apart, one statement per user, so the other events of the batch do not
-            // wait for their rows.
+            // are stored apart, so the other events of the batch do not wait for their rows.
             var many = await ManySubscriptionsAsync(batch);
-            var apart = batch.Where(p => p.Event.Payload.Length >= LargePayloadChars || many.Contains(p.Event.UserId)).ToList();
+            var apart = batch.Where(p => p.Event.Payload.Length >= LargePayloadChars || many.ContainsKey(p.Event.UserId)).ToList();
             if (apart.Count > 0)
             {
-                batch.RemoveAll(p => p.Event.Payload.Length >= LargePayloadChars || many.Contains(p.Event.UserId));
-                foreach (var user in apart.GroupBy(p => p.Event.UserId))
-                    running.Add(StoreApartAsync([.. user]));
+                batch.RemoveAll(p => p.Event.Payload.Length >= LargePayloadChars || many.ContainsKey(p.Event.UserId));
+                foreach (var part in ApartStatements(apart, many))
+                    running.Add(StoreApartAsync(part));
             }
             if (batch.Count == 0)
             {
@@ -98,8 +107,8 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
         await Task.WhenAll(running);
     }
 
-    /// <summary>The users of the batch with many subscriptions; none when the database cannot say (the statement will tell).</summary>
-    private async Task<IReadOnlySet<string>> ManySubscriptionsAsync(List<PendingFanOut> batch)
+    /// <summary>The users of the batch with many subscriptions, with their counts; none when the database cannot say (the statement will tell).</summary>
+    private async Task<IReadOnlyDictionary<string, int>> ManySubscriptionsAsync(List<PendingFanOut> batch)
     {
         try
         {
@@ -108,7 +117,36 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             store.OnFailure(ex);
-            return new HashSet<string>();
+            return new Dictionary<string, int>();
+        }
+    }
+
+    /// <summary>
+    /// Splits events stored apart into statements of one user each, of at most about
+    /// <see cref="ApartRows"/> deliveries (by the user's subscription count) and
+    /// <see cref="ApartChars"/> characters of payload, one event at least: short statements, so
+    /// one user's burst takes turns with another's instead of holding the slot for seconds.
+    /// </summary>
+    private static IEnumerable<List<PendingFanOut>> ApartStatements(List<PendingFanOut> apart, IReadOnlyDictionary<string, int> many)
+    {
+        foreach (var user in apart.GroupBy(p => p.Event.UserId))
+        {
+            var rowsEach = Math.Max(1, many.GetValueOrDefault(user.Key, 1));
+            var statement = new List<PendingFanOut>();
+            long rows = 0, chars = 0;
+            foreach (var p in user)
+            {
+                if (statement.Count > 0 && (rows + rowsEach > ApartRows || chars + p.Event.Payload.Length > ApartChars))
+                {
+                    yield return statement;
+                    statement = [];
+                    rows = chars = 0;
+                }
+                statement.Add(p);
+                rows += rowsEach;
+                chars += p.Event.Payload.Length;
+            }
+            yield return statement;
         }
     }
 

@@ -26,17 +26,17 @@ public sealed class FanOutSizes(FanOutStore store) : IDisposable
 
     /// <summary>
     /// The users among <paramref name="userIds"/> with at least <see cref="ManySubscriptions"/>
-    /// active subscriptions. Unknown users are looked up together in one query.
+    /// active subscriptions, with their counts. Unknown users are looked up together in one query.
     /// </summary>
     /// <exception cref="Npgsql.NpgsqlException">The database failed.</exception>
-    public async Task<IReadOnlySet<string>> WithManyAsync(IEnumerable<string> userIds, CancellationToken cancellationToken)
+    public async Task<IReadOnlyDictionary<string, int>> WithManyAsync(IEnumerable<string> userIds, CancellationToken cancellationToken)
     {
-        HashSet<string>? many = null;
+        Dictionary<string, int>? many = null;
         List<string>? unknown = null;
         foreach (var user in userIds.Distinct())
         {
             if (!_counts.TryGetValue(user, out int count)) (unknown ??= []).Add(user);
-            else if (count >= ManySubscriptions) (many ??= []).Add(user);
+            else if (count >= ManySubscriptions) (many ??= [])[user] = count;
         }
         if (unknown is not null)
         {
@@ -45,11 +45,13 @@ public sealed class FanOutSizes(FanOutStore store) : IDisposable
             {
                 var count = counts.GetValueOrDefault(user);
                 _counts.Set(user, count, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = KnownFor });
-                if (count >= ManySubscriptions) (many ??= []).Add(user);
+                if (count >= ManySubscriptions) (many ??= [])[user] = count;
             }
         }
-        return many ?? [];
+        return many ?? Empty;
     }
+
+    private static readonly Dictionary<string, int> Empty = [];
 
     /// <inheritdoc />
     public void Dispose() => _counts.Dispose();
