@@ -73,8 +73,15 @@ public static class RabbitManagement
     {
         var request = new JsonObject { ["count"] = count, ["ackmode"] = "ack_requeue_true", ["encoding"] = "auto" };
         if (truncate is not null) request["truncate"] = truncate;
-        var response = await Http.Value.PostAsJsonAsync($"api/queues/{Uri.EscapeDataString(virtualHost ?? VirtualHost)}/{Uri.EscapeDataString(queue)}/get",
-            request);
+        var path = $"api/queues/{Uri.EscapeDataString(virtualHost ?? VirtualHost)}/{Uri.EscapeDataString(queue)}/get";
+        var response = await Http.Value.PostAsJsonAsync(path, request);
+        // A queue declared a moment ago (an _error queue on its first fault) can answer 400 until
+        // its quorum has a leader: asked again for up to 5 s before it counts as an error.
+        for (var i = 0; i < 25 && response.StatusCode == System.Net.HttpStatusCode.BadRequest; i++)
+        {
+            await Task.Delay(200);
+            response = await Http.Value.PostAsJsonAsync(path, request);
+        }
         if (response.StatusCode == System.Net.HttpStatusCode.NotFound) return [];
         response.EnsureSuccessStatusCode();
         return [.. (await response.Content.ReadFromJsonAsync<JsonArray>())!.Select(n => n!)];

@@ -35,6 +35,9 @@ public sealed class FanOutSizes(FanOutStore store) : IDisposable
         List<string>? unknown = null;
         foreach (var user in userIds.Distinct())
         {
+            // A user id PostgreSQL cannot hold (a NUL) has no subscriptions; its event is parked
+            // by the fan-out's own statement. Sent here, it would fail this lookup instead.
+            if (user.Contains('\0', StringComparison.Ordinal)) continue;
             if (!_counts.TryGetValue(user, out int count)) (unknown ??= []).Add(user);
             else if (count >= ManySubscriptions) (many ??= [])[user] = count;
         }

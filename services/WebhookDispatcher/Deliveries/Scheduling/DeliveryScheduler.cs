@@ -40,7 +40,7 @@ public sealed partial class DeliveryScheduler(
     private readonly Channel<Guid> _unresolved = Channel.CreateUnbounded<Guid>(new() { SingleReader = true });
     private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new() { SingleReader = true });
     private readonly LaneTable _lanes = new();
-    private readonly DestinationLimits _destinations = new();
+    private readonly ClaimPlanner _planner = new();
     private readonly List<EndpointLane> _newLanes = [];
     private readonly SemaphoreSlim _wake = new(0, 1);
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -49,7 +49,6 @@ public sealed partial class DeliveryScheduler(
     private int _completionWanted; // 1 while something waits for capacity that a finishing attempt frees
     private int _running; // attempts started and not finished (all threads)
     private int _inFlight; // the loop's view
-    private int _roundRobin;
     private DateTimeOffset _claimPausedUntil;
     private DateTimeOffset _nextCleanup;
 
@@ -199,7 +198,7 @@ public sealed partial class DeliveryScheduler(
         while (_completions.Reader.TryRead(out var c))
         {
             _inFlight--;
-            if (c.Destination is not null) _destinations.Release(c.Destination);
+            _planner.Release(c.Destination);
             var wasOpen = c.Lane.Circuit;
             c.Lane.Finished(c.DeliveryId, c.TimedOut, now, o.CircuitBreakerTimeouts, TimeSpan.FromSeconds(o.CircuitBreakSeconds));
             if (wasOpen != CircuitState.Open && c.Lane.Circuit == CircuitState.Open)
@@ -217,28 +216,9 @@ public sealed partial class DeliveryScheduler(
         if (now < _claimPausedUntil || lanes.Count == 0) return false;
         var o = options.Value;
         var replicaCount = Replicas;
-        var cap = (o.MaxInFlightPerSubscription + replicaCount - 1) / replicaCount;
-        var destinationCap = (o.MaxInFlightPerHost + replicaCount - 1) / replicaCount;
-        var budget = Math.Min(o.MaxInFlight - _inFlight, MaxClaimBatch);
-        var plan = new List<(EndpointLane Lane, EndpointLane.Waiting Waiting, string? Destination)>();
-        var start = _roundRobin++ % lanes.Count;
-        var leftWaiting = budget <= 0;
-        for (var i = 0; i < lanes.Count && budget > 0; i++)
-        {
-            var lane = lanes[(start + i) % lanes.Count];
-            var n = Math.Min(lane.Startable(now, cap, lane.RateSharers(replicaCount)), budget);
-            if (n > 0 && lane.Destination is { } destination)
-            {
-                n = Math.Min(n, _destinations.Room(destination, destinationCap));
-                _destinations.Add(destination, n);
-            }
-            if (n > 0)
-            {
-                foreach (var w in lane.Take(n)) plan.Add((lane, w, lane.Destination));
-                budget -= n;
-            }
-            leftWaiting |= lane.Queued > 0 || lane.Backlogged || budget <= 0;
-        }
+        var plan = _planner.Plan(lanes, now, budget: Math.Min(o.MaxInFlight - _inFlight, MaxClaimBatch),
+            cap: (o.MaxInFlightPerSubscription + replicaCount - 1) / replicaCount,
+            destinationCap: (o.MaxInFlightPerHost + replicaCount - 1) / replicaCount, replicaCount, out var leftWaiting);
         // An attempt that finished before the request was seen: pass again to count it.
         var finishedMeanwhile = leftWaiting && WantCompletions();
         if (plan.Count == 0) return finishedMeanwhile;
@@ -254,10 +234,7 @@ public sealed partial class DeliveryScheduler(
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            foreach (var group in plan.GroupBy(p => p.Lane))
-                group.Key.PutBack(group.Select(p => p.Waiting).ToList());
-            foreach (var p in plan)
-                if (p.Destination is not null) _destinations.Release(p.Destination);
+            _planner.PutBack(plan);
             _claimPausedUntil = now + TimeSpan.FromSeconds(2);
             store.OnFailure(ex);
             LogClaimFailed(logger, ex, plan.Count);
@@ -270,7 +247,7 @@ public sealed partial class DeliveryScheduler(
             if (!byId.TryGetValue(waiting.DeliveryId, out var delivery))
             {
                 lane.NotClaimed(waiting.DeliveryId);
-                if (destination is not null) _destinations.Release(destination);
+                _planner.Release(destination);
                 continue;
             }
             // The claim carries the subscription as it is now (a PATCH may have changed its URL or limit).
