@@ -42,6 +42,15 @@ public sealed class DeliveryOptions
     public int MaxInFlightPerHost { get; set; } = 64;
 
     /// <summary>
+    /// Attempts in flight at once from one user's subscriptions, all hosts together, across all
+    /// replicas (1–100000). Default 500, a quarter of <see cref="MaxInFlight"/>: a tenant with
+    /// many slow endpoints on many hosts cannot take a process's whole budget from the others.
+    /// Each replica takes its share, as for <see cref="MaxInFlightPerSubscription"/>.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int MaxInFlightPerUser { get; set; } = 500;
+
+    /// <summary>
     /// Bytes of large bodies (<see cref="EventPayloads.Large"/> bytes or more) one user's
     /// attempts may send per second from one process (each replica paces its own), 0 for no limit
     /// (0–1073741824; counted in whole KiB, at least 1 KiB/s).

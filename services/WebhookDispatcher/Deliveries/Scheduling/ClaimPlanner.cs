@@ -3,17 +3,19 @@ namespace WebhookDispatcher.Deliveries;
 /// <summary>
 /// Picks what a pass of the <see cref="DeliveryScheduler"/> claims: round robin over the lanes (a
 /// different first lane each pass), within the process's budget of attempts, each lane's share of
-/// its subscription's concurrency and rate, and each destination's room
-/// (<see cref="DeliveryOptions.MaxInFlightPerHost"/>, one user's subscriptions to one host). Pure
-/// bookkeeping for the scheduler's loop: no I/O, no locks.
+/// its subscription's concurrency and rate, each destination's room
+/// (<see cref="DeliveryOptions.MaxInFlightPerHost"/>, one user's subscriptions to one host) and
+/// each user's (<see cref="DeliveryOptions.MaxInFlightPerUser"/>). Pure bookkeeping for the
+/// scheduler's loop: no I/O, no locks.
 /// </summary>
 public sealed class ClaimPlanner
 {
     private readonly DestinationLimits _destinations = new();
+    private readonly DestinationLimits _users = new();
     private int _roundRobin;
 
-    /// <summary>One delivery taken from its lane to be claimed, and the destination it counts against (null when the lane's is not known yet).</summary>
-    public readonly record struct Planned(EndpointLane Lane, EndpointLane.Waiting Waiting, string? Destination);
+    /// <summary>One delivery taken from its lane to be claimed, and the destination and user it counts against (null while the lane's settings are not known).</summary>
+    public readonly record struct Planned(EndpointLane Lane, EndpointLane.Waiting Waiting, string? Destination, string? User);
 
     /// <summary>Destinations with attempts in flight.</summary>
     public int Destinations => _destinations.Count;
@@ -28,10 +30,11 @@ public sealed class ClaimPlanner
     /// <param name="budget">Attempts that may start in this pass (0 or more).</param>
     /// <param name="cap">Attempts in flight per subscription in this process.</param>
     /// <param name="destinationCap">Attempts in flight per destination in this process.</param>
+    /// <param name="userCap">Attempts in flight per user in this process.</param>
     /// <param name="replicas">Replicas sharing a lane's rate when its backlog's sharers are not known.</param>
     /// <param name="leftWaiting">Whether anything was left waiting.</param>
-    public List<Planned> Plan(IReadOnlyList<EndpointLane> lanes, DateTimeOffset now, int budget, int cap, int destinationCap, int replicas,
-        out bool leftWaiting)
+    public List<Planned> Plan(IReadOnlyList<EndpointLane> lanes, DateTimeOffset now, int budget, int cap, int destinationCap, int userCap,
+        int replicas, out bool leftWaiting)
     {
         var plan = new List<Planned>();
         leftWaiting = budget <= 0;
@@ -41,14 +44,13 @@ public sealed class ClaimPlanner
         {
             var lane = lanes[(start + i) % lanes.Count];
             var n = Math.Min(lane.Startable(now, cap, lane.RateSharers(replicas)), budget);
-            if (n > 0 && lane.Destination is { } destination)
-            {
-                n = Math.Min(n, _destinations.Room(destination, destinationCap));
-                _destinations.Add(destination, n);
-            }
+            if (n > 0 && lane.Destination is { } destination) n = Math.Min(n, _destinations.Room(destination, destinationCap));
+            if (n > 0 && lane.User is { } user) n = Math.Min(n, _users.Room(user, userCap));
             if (n > 0)
             {
-                foreach (var w in lane.Take(n)) plan.Add(new Planned(lane, w, lane.Destination));
+                if (lane.Destination is not null) _destinations.Add(lane.Destination, n);
+                if (lane.User is not null) _users.Add(lane.User, n);
+                foreach (var w in lane.Take(n)) plan.Add(new Planned(lane, w, lane.Destination, lane.User));
                 budget -= n;
             }
             leftWaiting |= lane.Queued > 0 || lane.Backlogged || budget <= 0;
@@ -56,18 +58,19 @@ public sealed class ClaimPlanner
         return plan;
     }
 
-    /// <summary>The claim failed: every planned delivery goes back to its lane, and nothing counts against its destination.</summary>
+    /// <summary>The claim failed: every planned delivery goes back to its lane, and nothing counts against its destination or user.</summary>
     public void PutBack(List<Planned> plan)
     {
         foreach (var group in plan.GroupBy(p => p.Lane))
             group.Key.PutBack(group.Select(p => p.Waiting).ToList());
         foreach (var p in plan)
-            Release(p.Destination);
+            Release(p.Destination, p.User);
     }
 
-    /// <summary>An attempt counted against <paramref name="destination"/> ended, or was never started (not claimed).</summary>
-    public void Release(string? destination)
+    /// <summary>An attempt counted against <paramref name="destination"/> and <paramref name="user"/> ended, or was never started (not claimed).</summary>
+    public void Release(string? destination, string? user)
     {
         if (destination is not null) _destinations.Release(destination);
+        if (user is not null) _users.Release(user);
     }
 }

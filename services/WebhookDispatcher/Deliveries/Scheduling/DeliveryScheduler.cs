@@ -52,7 +52,7 @@ public sealed partial class DeliveryScheduler(
     private DateTimeOffset _claimPausedUntil;
     private DateTimeOffset _nextCleanup;
 
-    private readonly record struct Completion(EndpointLane Lane, Guid DeliveryId, bool TimedOut, string? Destination);
+    private readonly record struct Completion(EndpointLane Lane, Guid DeliveryId, bool TimedOut, string? Destination, string? User);
 
     /// <summary>Replicas sharing each subscription's limits, as last counted on the broker (1 or more).</summary>
     public int Replicas => replicas.Current;
@@ -198,7 +198,7 @@ public sealed partial class DeliveryScheduler(
         while (_completions.Reader.TryRead(out var c))
         {
             _inFlight--;
-            _planner.Release(c.Destination);
+            _planner.Release(c.Destination, c.User);
             var wasOpen = c.Lane.Circuit;
             c.Lane.Finished(c.DeliveryId, c.TimedOut, now, o.CircuitBreakerTimeouts, TimeSpan.FromSeconds(o.CircuitBreakSeconds));
             if (wasOpen != CircuitState.Open && c.Lane.Circuit == CircuitState.Open)
@@ -218,7 +218,8 @@ public sealed partial class DeliveryScheduler(
         var replicaCount = Replicas;
         var plan = _planner.Plan(lanes, now, budget: Math.Min(o.MaxInFlight - _inFlight, MaxClaimBatch),
             cap: (o.MaxInFlightPerSubscription + replicaCount - 1) / replicaCount,
-            destinationCap: (o.MaxInFlightPerHost + replicaCount - 1) / replicaCount, replicaCount, out var leftWaiting);
+            destinationCap: (o.MaxInFlightPerHost + replicaCount - 1) / replicaCount,
+            userCap: (o.MaxInFlightPerUser + replicaCount - 1) / replicaCount, replicaCount, out var leftWaiting);
         // An attempt that finished before the request was seen: pass again to count it.
         var finishedMeanwhile = leftWaiting && WantCompletions();
         if (plan.Count == 0) return finishedMeanwhile;
@@ -242,20 +243,20 @@ public sealed partial class DeliveryScheduler(
         }
 
         var byId = claimed.ToDictionary(c => c.Id);
-        foreach (var (lane, waiting, destination) in plan)
+        foreach (var (lane, waiting, destination, user) in plan)
         {
             if (!byId.TryGetValue(waiting.DeliveryId, out var delivery))
             {
                 lane.NotClaimed(waiting.DeliveryId);
-                _planner.Release(destination);
+                _planner.Release(destination, user);
                 continue;
             }
             // The claim carries the subscription as it is now (a PATCH may have changed its URL or limit).
-            lane.Learn(EndpointLane.DestinationKey(delivery.UserId, delivery.Url), delivery.RateLimitPerSecond);
+            lane.Learn(delivery.UserId, delivery.Url, delivery.RateLimitPerSecond);
             lane.Started(now, delivery.RateLimitPerSecond);
             _inFlight++;
             Interlocked.Increment(ref _running);
-            _ = AttemptAsync(lane, delivery, now, destination);
+            _ = AttemptAsync(lane, delivery, now, destination, user);
         }
         return finishedMeanwhile || plan.Count >= MaxClaimBatch || claimed.Count < plan.Count;
     }
@@ -274,11 +275,11 @@ public sealed partial class DeliveryScheduler(
         return _completions.Reader.TryPeek(out _);
     }
 
-    private async Task AttemptAsync(EndpointLane lane, ClaimedDelivery delivery, DateTimeOffset startedAt, string? destination)
+    private async Task AttemptAsync(EndpointLane lane, ClaimedDelivery delivery, DateTimeOffset startedAt, string? destination, string? user)
     {
         var finished = await runner.RunAsync(delivery, startedAt);
         // The lane learns of the end before the record can make a retry of this delivery possible.
-        _completions.Writer.TryWrite(new Completion(lane, delivery.Id, finished.Response.Outcome == AttemptOutcome.Timeout, destination));
+        _completions.Writer.TryWrite(new Completion(lane, delivery.Id, finished.Response.Outcome == AttemptOutcome.Timeout, destination, user));
         recorder.Add(finished);
         // The decrement is a full fence between writing the completion and reading the request (see WantCompletions).
         Interlocked.Decrement(ref _running);

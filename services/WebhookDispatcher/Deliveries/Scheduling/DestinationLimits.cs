@@ -3,7 +3,8 @@ namespace WebhookDispatcher.Deliveries;
 /// <summary>
 /// Attempts in flight per destination (<see cref="EndpointLane.Destination"/>: one user's
 /// subscriptions to one host), so many subscriptions of one tenant to one host cannot add up to a
-/// flood (<see cref="DeliveryOptions.MaxInFlightPerHost"/>). Pure bookkeeping for the
+/// flood (<see cref="DeliveryOptions.MaxInFlightPerHost"/>); the same count keyed by user holds
+/// <see cref="DeliveryOptions.MaxInFlightPerUser"/>. Pure bookkeeping for the
 /// <see cref="DeliveryScheduler"/>'s loop: no I/O, no locks; an entry lives while something is in flight.
 /// </summary>
 public sealed class DestinationLimits

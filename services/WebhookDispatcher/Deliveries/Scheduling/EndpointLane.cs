@@ -62,10 +62,14 @@ public sealed class EndpointLane(Guid subscriptionId)
     public static string DestinationKey(string userId, string url) =>
         Uri.TryCreate(url, UriKind.Absolute, out var uri) ? $"{userId}\n{uri.IdnHost.ToLowerInvariant()}:{uri.Port}" : $"{userId}\n{url}";
 
+    /// <summary>The subscription's user, who shares <see cref="DeliveryOptions.MaxInFlightPerUser"/> across all of their lanes; null while the settings are unknown.</summary>
+    public string? User { get; private set; }
+
     /// <summary>Takes the subscription's settings (when the lane is made, and at every claim, so a changed URL or limit applies).</summary>
-    public void Learn(string destination, int? rateLimitPerSecond)
+    public void Learn(string userId, string url, int? rateLimitPerSecond)
     {
-        Destination = destination;
+        User = userId;
+        Destination = DestinationKey(userId, url);
         RateLimitPerSecond = rateLimitPerSecond;
         SettingsKnown = true;
     }

@@ -16,7 +16,7 @@ public sealed partial class LaneSettings(LaneStore store, ILogger<LaneSettings> 
         {
             foreach (var chunk in bySubscription.Keys.Chunk(1000))
                 foreach (var (id, userId, url, rate) in await store.LoadLaneSettingsAsync(chunk, stop))
-                    bySubscription[id].Learn(EndpointLane.DestinationKey(userId, url), rate);
+                    bySubscription[id].Learn(userId, url, rate);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

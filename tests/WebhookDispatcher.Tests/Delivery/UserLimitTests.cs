@@ -1,0 +1,73 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.EntityFrameworkCore;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Delivery;
+
+/// <summary>
+/// Delivery:MaxInFlightPerUser: one user's subscriptions, on every host together, share a
+/// concurrency limit, so a tenant with many slow endpoints cannot take a process's whole budget
+/// (Delivery:MaxInFlight) from the others.
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class UserLimitTests
+{
+    [Test]
+    public async Task A_users_slow_endpoints_on_two_hosts_never_exceed_its_limit_and_leave_room_for_another_user()
+    {
+        await using var dispatcher = await IsolatedDispatcher.StartAsync(new Dictionary<string, string?>
+        {
+            ["Delivery:AllowPrivateNetworks"] = "true",
+            ["Delivery:MaxInFlight"] = "5",
+            ["Delivery:MaxInFlightPerUser"] = "4",
+        });
+        var gate = new SemaphoreSlim(0);
+        int holding = 0, mostHolding = 0;
+        RequestDelegate hold = async c =>
+        {
+            if (c.Request.Path.StartsWithSegments("/slow"))
+            {
+                var now = Interlocked.Increment(ref holding);
+                int seen;
+                while ((seen = Volatile.Read(ref mostHolding)) < now && Interlocked.CompareExchange(ref mostHolding, now, seen) != seen) { }
+                try
+                {
+                    await gate.WaitAsync(c.RequestAborted);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref holding);
+                }
+            }
+            c.Response.StatusCode = StatusCodes.Status200OK;
+        };
+        await using var first = await TestReceiver.StartAsync((_, c) => hold(c));
+        await using var second = await TestReceiver.StartAsync((_, c) => hold(c));
+        var tenant = Events.NewUser();
+        var other = Events.NewUser();
+        var slow = new List<Guid>();
+        // Timeouts of 60 s: without the limit the tenant's attempts would hold all 5 places of
+        // the process that long, and the other user's delivery would wait for them.
+        for (var i = 0; i < 3; i++)
+        {
+            slow.Add((await Dispatcher.SubscribeAsync(tenant, $"{first.Url}/slow/{i}", ["email.received"], timeoutSeconds: 60)).Id);
+            slow.Add((await Dispatcher.SubscribeAsync(tenant, $"{second.Url}/slow/{i}", ["email.received"], timeoutSeconds: 60)).Id);
+        }
+        await Dispatcher.SubscribeAsync(other, $"{first.Url}/other", ["email.received"]);
+
+        for (var e = 0; e < 3; e++)
+            await dispatcher.PublishAsync(Events.EmailReceived(tenant));
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(Volatile.Read(ref holding) >= 4), TimeSpan.FromSeconds(60)), Is.True,
+            "four of the tenant's POSTs are held by its receivers");
+        await dispatcher.PublishAsync(Events.EmailReceived(other));
+        Assert.That(await first.WaitForAsync(1, TimeSpan.FromSeconds(30), "/other"), Is.True, "the other user's delivery took the place left");
+        Assert.That(Volatile.Read(ref holding), Is.EqualTo(4), "still four of the tenant's in flight, no more");
+
+        gate.Release(1000);
+        Assert.That(await Dispatcher.EventuallyAsync(async () => await Dispatcher.QueryAsync(db =>
+            db.Deliveries.CountAsync(d => slow.Contains(d.SubscriptionId) && d.Status == DeliveryStatus.Success)) == 18, TimeSpan.FromSeconds(90)),
+            Is.True, "every delivery of the tenant arrived");
+        Assert.That(Volatile.Read(ref mostHolding), Is.EqualTo(4), "never more than Delivery:MaxInFlightPerUser at once");
+    }
+}
