@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
+using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Security;
@@ -12,10 +13,16 @@ using WebhookDispatcher.Subscriptions;
 namespace WebhookDispatcher.Portal;
 
 /// <summary>A delivery as the operator view shows it: with whose subscription it belongs to.</summary>
-/// <param name="Delivery">The delivery (attempts included when one delivery is asked for).</param>
+/// <param name="Delivery">The delivery (without its attempts; the detail has them).</param>
 /// <param name="UserId">The subscription's owner.</param>
 /// <param name="Url">The subscription's URL.</param>
 public sealed record OperatorDeliveryResponse(DeliveryResponse Delivery, string UserId, string Url);
+
+/// <summary>One delivery as the operator view shows it: with its attempts, its payload and whose it is.</summary>
+/// <param name="Delivery">The delivery, its attempts and its payload.</param>
+/// <param name="UserId">The subscription's owner.</param>
+/// <param name="Url">The subscription's URL.</param>
+public sealed record OperatorDeliveryDetailResponse(DeliveryDetailResponse Delivery, string UserId, string Url);
 
 /// <summary>The answer of the operator's delivery search.</summary>
 /// <param name="Data">Matching deliveries, newest first.</param>
@@ -47,7 +54,7 @@ public static partial class OperatorApi
         group.MapGet("/deliveries", Search).WithName("OperatorSearchDeliveries")
             .WithSummary("Find deliveries of any user by event id, delivery id, user id or URL host");
         group.MapGet("/deliveries/{deliveryId:guid}", Get).WithName("OperatorGetDelivery")
-            .WithSummary("One delivery of any user, with its attempts").ProducesProblem(StatusCodes.Status404NotFound);
+            .WithSummary("One delivery of any user, with its attempts and its payload").ProducesProblem(StatusCodes.Status404NotFound);
         group.MapGet("/webhooks", SearchWebhooks).WithName("OperatorSearchWebhooks")
             .WithSummary("Find subscriptions of any user by user id or URL host");
         SubscriptionsApi.WithJsonBody(group.MapPost("/webhooks/{id:guid}/recover", Recover)).Accepts<RecoverRequest>("application/json")
@@ -145,15 +152,15 @@ public static partial class OperatorApi
             limit, rows.Count > limit));
     }
 
-    private static async Task<Results<Ok<OperatorDeliveryResponse>, ProblemHttpResult>> Get(Guid deliveryId, WebhookDbContext db,
-        CancellationToken cancellationToken)
+    private static async Task<Results<Ok<OperatorDeliveryDetailResponse>, ProblemHttpResult>> Get(Guid deliveryId, WebhookDbContext db,
+        NpgsqlDataSource database, CancellationToken cancellationToken)
     {
         var row = await db.Deliveries.AsNoTracking().Include(d => d.Attempts).Where(d => d.Id == deliveryId)
             .Join(db.Subscriptions.AsNoTracking(), d => d.SubscriptionId, s => s.Id, (d, s) => new { Delivery = d, s.UserId, s.Url })
             .FirstOrDefaultAsync(cancellationToken);
-        return row is null
-            ? NotFound(deliveryId)
-            : TypedResults.Ok(new OperatorDeliveryResponse(DeliveryResponse.From(row.Delivery, true), row.UserId, row.Url));
+        if (row is null) return NotFound(deliveryId);
+        var payload = await DeliveryPayloadReader.ReadAsync(database, deliveryId, row.Delivery.Payload, cancellationToken);
+        return TypedResults.Ok(new OperatorDeliveryDetailResponse(DeliveryDetailResponse.From(row.Delivery, payload), row.UserId, row.Url));
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> Retry(Guid deliveryId, ClaimsPrincipal user,

@@ -93,6 +93,13 @@ internal static class OpenApiDocumentation
         ["recovered"] = s => Range(s, 0, SubscriptionsApi.MaxRecoverPerCall),
         ["other"] = s => Range(s, 0, null),
         ["bucket_seconds"] = s => Range(s, 1, null),
+        // One delivery's detail.
+        ["payload"] = s =>
+        {
+            s.MaxLength = EventSizeLimit.MaxMaxEventBytes;
+            s.Description = "The exact JSON body POSTed on every attempt, as a string (at most Delivery:MaxEventBytes of UTF-8); null only when it is no longer stored.";
+        },
+        ["payload_unavailable"] = s => { s.MaxLength = 512; s.Description = "Why payload is null, in plain words; null when the payload is there."; },
     };
 
     /// <summary>The query and path parameters of the API, by name.</summary>

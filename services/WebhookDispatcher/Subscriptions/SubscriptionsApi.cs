@@ -75,6 +75,8 @@ public static partial class SubscriptionsApi
             .RequireRateLimiting(TestRateLimit.Policy).ProducesProblem(StatusCodes.Status429TooManyRequests);
         one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
             .WithSummary("The subscription's deliveries, newest first, by cursor or offset");
+        one.MapGet("/deliveries/{deliveryId:guid}", GetDelivery).WithName("GetDelivery")
+            .WithSummary("One delivery with its attempts and its payload (the exact body sent on every attempt)");
         Changes(one.MapPost("/rotate-secret", RotateSecret)).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
             .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
         Changes(WithJsonBody(one.MapPost("/recover", Recover).Accepts<RecoverRequest>("application/json"))).WithName("RecoverDeliveries")

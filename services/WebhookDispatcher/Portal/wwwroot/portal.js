@@ -3,7 +3,8 @@
 // no build step, no inline script (the CSP forbids it); every value from the API is put into the
 // page as text, never as HTML. docs/portal.md describes the flow.
 
-const state = { token: null, session: null, view: null, events: [], expanded: new Set(), timer: null };
+// payloads: a delivery's payload once read (by delivery id), for the deliveries shown; payloadOpen: whose payload is unfolded.
+const state = { token: null, session: null, view: null, events: [], expanded: new Set(), payloads: new Map(), payloadOpen: new Set(), timer: null };
 const main = document.getElementById('main');
 
 // ---- DOM helpers ---------------------------------------------------------------------------
@@ -71,8 +72,32 @@ function sessionEnded() {
   clearTimeout(state.timer);
   state.token = null;
   document.getElementById('nav').replaceChildren();
+  document.getElementById('session').replaceChildren();
   render(h('section', { class: 'card narrow' }, h('h1', {}, 'Your portal session has ended'),
     h('p', {}, 'For your security, portal links work once and sessions are short. Open the portal again from your app to get a new link.')));
+}
+
+/** Ends the session on the server (DELETE portal/session); resolves to whether it is over (ended now, or already). */
+async function endSession(token, keepalive) {
+  try {
+    const res = await fetch('portal/session', { method: 'DELETE', headers: { Authorization: `Bearer ${token}` }, keepalive,
+      cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' });
+    return res.ok || res.status === 401;
+  } catch { return false; }
+}
+
+async function signOut() {
+  const token = state.token;
+  clearTimeout(state.timer);
+  state.token = null;
+  state.payloads.clear();
+  document.getElementById('nav').replaceChildren();
+  document.getElementById('session').replaceChildren();
+  const ended = token ? await endSession(token, false) : true;
+  render(h('section', { class: 'card narrow', 'data-testid': 'signed-out' }, h('h1', {}, 'You have signed out'),
+    h('p', {}, ended ? 'This portal session has ended: it cannot be used again, from this page or anywhere else.'
+      : `The page has forgotten the session, but the server could not be told; it ends by itself at ${when(state.session?.expires_at)}.`),
+    h('p', { class: 'muted' }, 'Open the portal again from your app to get a new link.')));
 }
 
 // ---- start: trade the link's token for a session ---------------------------------------------
@@ -102,7 +127,10 @@ async function start() {
   const s = document.getElementById('session');
   s.replaceChildren(h('span', {},
     data.scope === 'operator' ? badge(`Operator: ${data.operator}`, 'warn') : h('span', { class: 'muted' }, `Signed in as ${data.user_id}`),
-    data.read_only ? [' ', badge('Read-only', 'info')] : null));
+    data.read_only ? [' ', badge('Read-only', 'info')] : null),
+    h('button', { type: 'button', class: 'signout', onclick: signOut }, 'Sign out'));
+  // Closing or reloading the page loses the token (it lives in memory only); end the session on the server too.
+  addEventListener('pagehide', () => { if (state.token) endSession(state.token, true); });
   if (data.scope === 'operator') { nav([['Find deliveries', operatorView], ['Find endpoints', operatorEndpointsView]]); operatorView(); }
   else {
     nav([['Endpoints', endpointsView], ['Event catalog', catalogView], ['Statistics', statsView]]);
@@ -167,6 +195,8 @@ function status(s) {
 async function endpointView(id, notice) {
   setView('Endpoints');
   state.expanded.clear();
+  state.payloads.clear();
+  state.payloadOpen.clear();
   const r = await api('GET', `api/webhooks/${id}`);
   if (!r.ok) return render(h('h1', {}, 'Endpoint'), h('p', { class: 'error', role: 'alert' }, problemText(r)));
   const s = r.data;
@@ -401,13 +431,15 @@ function deliveryRows(d, s, reload) {
           toast(r.ok ? 'Retry accepted: a new round of attempts starts now' : problemText(r));
           reload();
         } }, 'Retry') : null));
-  const details = h('tr', { id: detailsId, class: 'details', hidden: !open }, h('td', { colspan: 6 }, attemptsTable(d)));
+  const payload = h('div', { class: 'payload-slot' });
+  const details = h('tr', { id: detailsId, class: 'details', hidden: !open }, h('td', { colspan: 6 }, attemptsTable(d), payload));
+  if (open) loadPayload(s, d, payload);
   toggle.addEventListener('click', () => {
     const shown = details.hidden;
     details.hidden = !shown;
     toggle.setAttribute('aria-expanded', String(shown));
     toggle.textContent = shown ? 'Hide attempts' : 'Show attempts';
-    if (shown) state.expanded.add(d.id); else state.expanded.delete(d.id);
+    if (shown) { state.expanded.add(d.id); loadPayload(s, d, payload); } else state.expanded.delete(d.id);
   });
   return [row, details];
 }
@@ -431,6 +463,35 @@ function attemptsTable(d) {
         'webhook-timestamp: the attempt\'s time, unix seconds',
         'X-Webhook-Signature, webhook-signature: computed with your secret (never shown here)',
       ].join('\n'))));
+}
+
+/** Fills slot with the delivery's payload, read once from GET …/deliveries/{id} (the list leaves payloads out). */
+async function loadPayload(s, d, slot) {
+  let p = state.payloads.get(d.id);
+  if (!p) {
+    slot.replaceChildren(h('p', { class: 'muted small' }, 'Loading the payload…'));
+    const r = await api('GET', `api/webhooks/${s.id}/deliveries/${d.id}`);
+    if (!r.ok) return slot.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The payload could not be read: ${problemText(r)}`));
+    p = { payload: r.data.payload, unavailable: r.data.payload_unavailable };
+    state.payloads.set(d.id, p);
+  }
+  slot.replaceChildren(payloadBlock(d.id, p.payload, p.unavailable));
+}
+
+/** The exact body sent on every attempt (shown indented), or why it is not shown. */
+function payloadBlock(id, payload, unavailable) {
+  if (payload === null || payload === undefined) {
+    return h('p', { class: 'result bad payload-gone', 'data-testid': 'payload-gone' }, h('strong', {}, 'Payload not available. '), unavailable || '');
+  }
+  let shown = payload;
+  try { shown = JSON.stringify(JSON.parse(payload), null, 2); } catch { /* shown as stored */ }
+  const bytes = new TextEncoder().encode(payload).length;
+  const details = h('details', { class: 'headers payload', open: state.payloadOpen.has(id) },
+    h('summary', {}, `Payload sent (${bytes.toLocaleString('en')} bytes)`),
+    h('p', { class: 'muted small' }, 'The same bytes on every attempt, signed; shown indented here.'),
+    h('pre', { 'data-testid': 'payload', tabindex: '0', 'aria-label': `Payload of delivery ${id}` }, shown));
+  details.addEventListener('toggle', () => { if (details.open) state.payloadOpen.add(id); else state.payloadOpen.delete(id); });
+  return details;
 }
 
 function recoverForm(s, reload) {
@@ -693,7 +754,7 @@ async function operatorDelivery(id) {
       h('dt', {}, 'User'), h('dd', {}, o.user_id), h('dt', {}, 'Endpoint'), h('dd', { class: 'url' }, o.url),
       h('dt', {}, 'Event'), h('dd', {}, `${d.event_type} · ${d.event_id}`), h('dt', {}, 'Attempts'), h('dd', {}, `${d.attempt_count} of ${d.max_attempts}`)),
     actions),
-    h('section', { class: 'card' }, attemptsTable(d)));
+    h('section', { class: 'card' }, attemptsTable(d), payloadBlock(d.id, d.payload, d.payload_unavailable)));
   if (d.status === 'pending' || d.status === 'retrying') state.timer = setTimeout(() => { if (state.view === 'Find deliveries') operatorDelivery(id); }, 2000);
 }
 
