@@ -12,8 +12,8 @@ public static class DeliveryPayloadReader
 {
     /// <summary>What the detail says when a delivery's payload is no longer stored.</summary>
     public const string GoneText =
-        "The payload of this delivery is no longer stored: it was kept once for its event and that copy has been removed " +
-        "(by retention or by hand). The delivery's record and its attempts remain.";
+        "The payload of this delivery is no longer stored: it was kept once for its event, and that copy has since been removed. " +
+        "The delivery's record and its attempts remain.";
 
     /// <summary>
     /// The exact JSON body the delivery sends (or sent) on every attempt: <paramref name="inline"/>

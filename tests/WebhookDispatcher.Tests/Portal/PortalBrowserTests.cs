@@ -84,6 +84,17 @@ public sealed class PortalBrowserTests
         await Expect(attempts.Nth(1)).ToContainTextAsync("receiver is down for maintenance");
         await details.Locator("details.payload summary").ClickAsync();
         await Expect(details.GetByTestId("payload")).ToContainTextAsync(evt.EmailId);
+        // The headers shown are those the receiver got, attempt by attempt, never a signature.
+        var deliveryId = await row.GetAttributeAsync("data-delivery");
+        var sent = _portal.Receiver.To("/flow").Where(r => r.Headers.GetValueOrDefault("x-webhook-delivery") == deliveryId).ToList();
+        Assert.That(sent, Has.Count.EqualTo(2));
+        await details.GetByText("Request headers sent").ClickAsync();
+        var headers = details.Locator("details.headers:not(.payload) pre");
+        await Expect(headers).ToContainTextAsync($"X-Webhook-Delivery: {deliveryId}");
+        for (var n = 1; n <= sent.Count; n++)
+            await Expect(headers).ToContainTextAsync($"webhook-timestamp: {sent[n - 1].Headers["webhook-timestamp"]} (attempt {n})");
+        Assert.That(await headers.TextContentAsync(), Does.Not.Contain(sent[0].Headers["webhook-signature"].Split(',')[1])
+            .And.Not.Contain(sent[0].Headers["x-webhook-signature"]));
         await PortalHarness.ScreenshotAsync(page, "delivery-log");
 
         // Fix the receiver, retry, and see it succeed (the log refreshes itself while a delivery is under way).

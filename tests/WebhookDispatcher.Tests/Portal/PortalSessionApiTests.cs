@@ -206,6 +206,22 @@ public sealed class PortalSessionApiTests
             Assert.That((await staff.GetAsync("/api/operator/deliveries?user_id=nobody")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden),
                 "the operator API takes an operator session, not the JWT itself");
         });
+
+        // A read-only operator link looks and changes nothing (the same rule as a user's).
+        var readOnlyLink = await (await staff.PostJsonAsync("/api/operator/portal-sessions", """{"read_only": true}""")).JsonAsync();
+        var readOnly = await (await TestTokens.Client(null).PostAsJsonAsync("/portal/session",
+            new { token = PortalHarness.TokenOf(readOnlyLink["url"]!.GetValue<string>()) })).JsonAsync();
+        using var looking = TestTokens.Client(null);
+        looking.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", readOnly["session_token"]!.GetValue<string>());
+        Assert.Multiple(async () =>
+        {
+            Assert.That((await looking.GetAsync("/api/operator/deliveries?user_id=nobody")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            Assert.That((await looking.PostAsync($"/api/operator/deliveries/{Guid.NewGuid()}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await looking.PostJsonAsync($"/api/operator/webhooks/{Guid.NewGuid()}/recover", """{"since": "2026-01-01T00:00:00Z"}""")).StatusCode,
+                Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await session.PostAsync($"/api/operator/deliveries/{Guid.NewGuid()}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.NotFound),
+                "the same call from a session that may change things reaches the handler");
+        });
     }
 
     [Test]

@@ -456,11 +456,12 @@ function attemptsTable(d) {
         h('td', {}, a.response_excerpt ? h('pre', { class: 'excerpt' }, a.response_excerpt) : '—'))))),
     h('details', { class: 'headers' }, h('summary', {}, 'Request headers sent'),
       h('pre', {}, [
-        'Content-Type: application/json',
+        'Content-Type: application/json; charset=utf-8',
         `X-Webhook-Event: ${d.event_type}`,
         `X-Webhook-Delivery: ${d.id}`,
         `webhook-id: ${d.event_id}`,
-        'webhook-timestamp: the attempt\'s time, unix seconds',
+        // The signature's timestamp is the attempt's start, stored as its time.
+        ...d.attempts.map(a => `webhook-timestamp: ${Math.floor(Date.parse(a.attempted_at) / 1000)}   (attempt ${a.attempt_number})`),
         'X-Webhook-Signature, webhook-signature: computed with your secret (never shown here)',
       ].join('\n'))));
 }
