@@ -68,6 +68,7 @@ public sealed class OpenApiTests
             [("get", "/api/operator/deliveries/{deliveryId}")] = ["200", "401", "403", "404", "503"],
             [("post", "/api/operator/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
             [("get", "/api/operator/webhooks")] = ["200", "400", "401", "403", "503"],
+            [("get", "/api/operator/audit")] = ["200", "400", "401", "403", "503"],
             [("post", "/api/operator/webhooks/{id}/recover")] = ["202", "400", "401", "403", "404", "409", "413", "415", "503"],
         };
         var actual = doc["paths"]!.AsObject()

@@ -335,6 +335,19 @@ public sealed class PortalBrowserTests
         await PortalHarness.ScreenshotAsync(page, "operator-endpoint");
         Assert.That(_portal.Logs.Lines.Where(l => l.Contains("Operator ops-alice recovered the failed deliveries") && l.Contains("1 restarted")), Is.Not.Empty);
 
+        // Both changes are in the audit log, newest first, with who made them and the answer.
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Audit log" }).ClickAsync();
+        await page.GetByLabel("User id").FillAsync(user);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Show", Exact = true }).ClickAsync();
+        var audit = page.Locator("table.audit tbody tr");
+        await Expect(audit).ToHaveCountAsync(2);
+        await Expect(audit.Nth(0)).ToContainTextAsync("Recovered failed deliveries");
+        await Expect(audit.Nth(0)).ToContainTextAsync("1 restarted");
+        await Expect(audit.Nth(1)).ToContainTextAsync("Retried a delivery");
+        await Expect(audit.Nth(1)).ToContainTextAsync($"delivery {await DeliveryOfAsync(evt.EventId)}");
+        await Expect(audit).ToContainTextAsync(["ops-alice", "ops-alice"]);
+        await PortalHarness.ScreenshotAsync(page, "operator-audit");
+
         // A user's session (and a user's JWT) never reaches the operator view.
         var (client, _) = await _portal.SessionAsync(await _portal.LinkAsync(user));
         using (client)

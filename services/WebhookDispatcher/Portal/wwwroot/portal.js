@@ -131,7 +131,10 @@ async function start() {
     h('button', { type: 'button', class: 'signout', onclick: signOut }, 'Sign out'));
   // Closing or reloading the page loses the token (it lives in memory only); end the session on the server too.
   addEventListener('pagehide', () => { if (state.token) endSession(state.token, true); });
-  if (data.scope === 'operator') { nav([['Find deliveries', operatorView], ['Find endpoints', operatorEndpointsView]]); operatorView(); }
+  if (data.scope === 'operator') {
+    nav([['Find deliveries', operatorView], ['Find endpoints', operatorEndpointsView], ['Audit log', auditView]]);
+    operatorView();
+  }
   else {
     nav([['Endpoints', endpointsView], ['Event catalog', catalogView], ['Statistics', statsView]]);
     const types = await api('GET', 'api/webhooks/event-types');
@@ -757,6 +760,41 @@ async function operatorDelivery(id) {
     actions),
     h('section', { class: 'card' }, attemptsTable(d), payloadBlock(d.id, d.payload, d.payload_unavailable)));
   if (d.status === 'pending' || d.status === 'retrying') state.timer = setTimeout(() => { if (state.view === 'Find deliveries') operatorDelivery(id); }, 2000);
+}
+
+const auditActions = { retry_delivery: 'Retried a delivery', recover_deliveries: 'Recovered failed deliveries' };
+
+/** The operator audit trail: every retry and recovery asked for in the operator view, newest first. */
+function auditView() {
+  setView('Audit log');
+  const who = h('input', { id: 'audit-operator', size: 24 });
+  const whose = h('input', { id: 'audit-user', size: 24 });
+  const results = h('div', { 'aria-live': 'polite' });
+  const load = async () => {
+    const p = new URLSearchParams({ limit: '100' });
+    if (who.value.trim()) p.set('operator', who.value.trim());
+    if (whose.value.trim()) p.set('user_id', whose.value.trim());
+    const r = await api('GET', `api/operator/audit?${p}`);
+    if (!r.ok) return results.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
+    if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No change recorded.'));
+    results.replaceChildren(h('section', { class: 'card flush' }, h('table', { class: 'list audit' },
+      h('caption', { class: 'sr-only' }, 'Changes made in the operator view, newest first'),
+      h('thead', {}, h('tr', {}, ['Time', 'Operator', 'Change', 'User', 'Endpoint and delivery', 'Answer'].map(t => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, r.data.data.map(e => h('tr', { 'data-audit': e.id },
+        h('td', {}, when(e.created_at)), h('td', {}, e.operator),
+        h('td', {}, auditActions[e.action] || e.action, e.since ? h('div', { class: 'muted small' }, `created after ${when(e.since)}`) : null),
+        h('td', {}, e.user_id),
+        h('td', { class: 'mono small' }, `webhook ${e.subscription_id}`, e.delivery_id ? h('div', {}, `delivery ${e.delivery_id}`) : null),
+        h('td', {}, badge(String(e.status_code), e.status_code === 202 ? 'ok' : 'bad'), ' ', e.result))))),
+      r.data.has_more ? h('p', { class: 'muted small pad' }, `The newest ${r.data.limit} shown; narrow by operator or user to see older ones.`) : null));
+  };
+  const form = h('form', { class: 'filters card', role: 'search', 'aria-label': 'Filter the audit log' },
+    h('label', { for: 'audit-operator' }, 'Operator'), who, h('label', { for: 'audit-user' }, 'User id'), whose,
+    h('button', { type: 'submit' }, 'Show'));
+  form.addEventListener('submit', e => { e.preventDefault(); load(); });
+  render(h('h1', {}, 'Audit log'),
+    h('p', { class: 'muted' }, 'Every retry and recovery asked for in the operator view, with who asked and the answer given.'), form, results);
+  load();
 }
 
 start().catch(err => render(h('section', { class: 'card narrow' }, h('h1', {}, 'Something went wrong'), h('p', {}, String(err)))));
