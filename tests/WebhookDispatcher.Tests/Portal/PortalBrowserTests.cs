@@ -309,6 +309,8 @@ public sealed class PortalBrowserTests
         await PortalHarness.ScreenshotAsync(page, "operator-search");
         await found.GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
         await Expect(page.Locator("table.attempts tbody tr")).ToContainTextAsync("The endpoint answered HTTP 500");
+        await page.Locator("details.payload summary").ClickAsync();
+        await Expect(page.GetByTestId("payload")).ToContainTextAsync(evt.EmailId);
         await page.GetByRole(AriaRole.Button, new() { Name = "Retry delivery" }).ClickAsync();
         await Expect(page.GetByTestId("operator-status")).ToHaveTextAsync("success", new() { Timeout = (float)Long.TotalMilliseconds });
         await PortalHarness.ScreenshotAsync(page, "operator-delivery");
