@@ -49,6 +49,14 @@ public sealed class OperatorAuditTrail(NpgsqlDataSource db, ILogger<OperatorAudi
     /// with the request, and a database failure here is logged (the change's log line, written
     /// first, stays the record) and not thrown.
     /// </summary>
+    /// <param name="operatorId">Who asked (the operator session's operator).</param>
+    /// <param name="action"><see cref="RetryDelivery"/> or <see cref="RecoverDeliveries"/>.</param>
+    /// <param name="subscriptionId">The subscription changed.</param>
+    /// <param name="userId">Its owner.</param>
+    /// <param name="deliveryId">The delivery retried; null for a recovery.</param>
+    /// <param name="since">The time a recovery counted from; null for a retry.</param>
+    /// <param name="statusCode">The HTTP status answered.</param>
+    /// <param name="result">What happened, in words; cut to <see cref="MaxResultChars"/> characters.</param>
     public async Task RecordAsync(string operatorId, string action, Guid subscriptionId, string userId, Guid? deliveryId, DateTimeOffset? since,
         int statusCode, string result)
     {
@@ -77,6 +85,10 @@ public sealed class OperatorAuditTrail(NpgsqlDataSource db, ILogger<OperatorAudi
     }
 
     /// <summary>Entries newest first, of one operator and/or one user when given, at most <paramref name="limit"/> (and whether more matched).</summary>
+    /// <param name="operatorId">Only this operator's entries; null for all.</param>
+    /// <param name="userId">Only entries about this user's subscriptions; null for all.</param>
+    /// <param name="limit">The most entries returned, 1 to <see cref="OperatorApi.MaxSearchResults"/>.</param>
+    /// <param name="cancellationToken">Cancels the statement.</param>
     /// <exception cref="NpgsqlException">The database failed.</exception>
     public async Task<(List<OperatorAuditEntry> Entries, bool HasMore)> ListAsync(string? operatorId, string? userId, int limit, CancellationToken cancellationToken)
     {
