@@ -400,6 +400,21 @@ public sealed class PortalBrowserTests
             await Expect(details.GetByTestId("payload")).ToContainTextAsync(marker);
         }
 
+        // The log's filters reach the API: a status neither has, a time before both, then a time after which both came.
+        var apply = page.GetByRole(AriaRole.Button, new() { Name = "Apply" });
+        var rows = page.Locator("tr[data-event]");
+        await page.Locator("#flt-status").SelectOptionAsync("failed");
+        await apply.ClickAsync();
+        await Expect(page.GetByText("No deliveries match.")).ToBeVisibleAsync();
+        await page.Locator("#flt-status").SelectOptionAsync("");
+        await page.GetByLabel("Created before", new() { Exact = true }).FillAsync("2020-01-01T00:00");
+        await apply.ClickAsync();
+        await Expect(page.GetByText("No deliveries match.")).ToBeVisibleAsync();
+        await page.GetByLabel("Created before", new() { Exact = true }).FillAsync("");
+        await page.GetByLabel("Created after", new() { Exact = true }).FillAsync("2020-01-01T00:00");
+        await apply.ClickAsync();
+        await Expect(rows).ToHaveCountAsync(2);
+
         // The stored copy removed (retention or by hand): the page says so, and the rest still shows.
         await using (var db = await OpenDatabaseAsync())
         await using (var command = new NpgsqlCommand("DELETE FROM webhook_event_payloads WHERE event_id = $1", db))

@@ -9,17 +9,20 @@ export function deliveryLog(s) {
     ['pending', 'retrying', 'success', 'failed', 'cancelled'].map(v => h('option', { value: v }, v)));
   const typeSel = h('select', { id: 'flt-type' }, h('option', { value: '' }, 'Any event type'), s.event_types.map(v => h('option', { value: v }, v)));
   const since = h('input', { id: 'flt-since', type: 'datetime-local' });
+  const until = h('input', { id: 'flt-until', type: 'datetime-local' });
   const body = h('div', {});
   const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter deliveries' },
     h('label', { for: 'flt-status' }, 'Status'), statusSel,
     h('label', { for: 'flt-type' }, 'Event type'), typeSel,
     h('label', { for: 'flt-since' }, 'Created after'), since,
+    h('label', { for: 'flt-until' }, 'Created before'), until,
     h('button', { type: 'submit', class: 'secondary' }, 'Apply'));
   const query = () => {
     const p = new URLSearchParams({ limit: '25', include_attempts: 'true' });
     if (statusSel.value) p.set('status', statusSel.value);
     if (typeSel.value) p.set('event_type', typeSel.value);
     if (since.value) p.set('since', new Date(since.value).toISOString());
+    if (until.value) p.set('until', new Date(until.value).toISOString());
     return p;
   };
   const view = `log:${s.id}`;
