@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
+using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Security;
@@ -12,10 +13,16 @@ using WebhookDispatcher.Subscriptions;
 namespace WebhookDispatcher.Portal;
 
 /// <summary>A delivery as the operator view shows it: with whose subscription it belongs to.</summary>
-/// <param name="Delivery">The delivery (attempts included when one delivery is asked for).</param>
+/// <param name="Delivery">The delivery (without its attempts; the detail has them).</param>
 /// <param name="UserId">The subscription's owner.</param>
 /// <param name="Url">The subscription's URL.</param>
 public sealed record OperatorDeliveryResponse(DeliveryResponse Delivery, string UserId, string Url);
+
+/// <summary>One delivery as the operator view shows it: with its attempts, its payload and whose it is.</summary>
+/// <param name="Delivery">The delivery, its attempts and its payload.</param>
+/// <param name="UserId">The subscription's owner.</param>
+/// <param name="Url">The subscription's URL.</param>
+public sealed record OperatorDeliveryDetailResponse(DeliveryDetailResponse Delivery, string UserId, string Url);
 
 /// <summary>The answer of the operator's delivery search.</summary>
 /// <param name="Data">Matching deliveries, newest first.</param>
@@ -28,7 +35,8 @@ public sealed record OperatorSearchResponse(IReadOnlyList<OperatorDeliveryRespon
 /// portal session only (<see cref="AuthExtensions.OperatorPolicy"/>): any user's deliveries, found
 /// by event id, delivery id, user id or URL host, any user's subscriptions by user id or host, the
 /// retry of a delivery and the recovery of a subscription's failed deliveries. Every change is
-/// logged with the operator who made it (<c>Operator {Operator} …</c>).
+/// logged with the operator who made it (<c>Operator {Operator} …</c>) and stored in the audit
+/// trail (<see cref="OperatorAuditTrail"/>, <c>GET /api/operator/audit</c>).
 /// </summary>
 public static partial class OperatorApi
 {
@@ -47,13 +55,15 @@ public static partial class OperatorApi
         group.MapGet("/deliveries", Search).WithName("OperatorSearchDeliveries")
             .WithSummary("Find deliveries of any user by event id, delivery id, user id or URL host");
         group.MapGet("/deliveries/{deliveryId:guid}", Get).WithName("OperatorGetDelivery")
-            .WithSummary("One delivery of any user, with its attempts").ProducesProblem(StatusCodes.Status404NotFound);
+            .WithSummary("One delivery of any user, with its attempts and its payload").ProducesProblem(StatusCodes.Status404NotFound);
         group.MapGet("/webhooks", SearchWebhooks).WithName("OperatorSearchWebhooks")
             .WithSummary("Find subscriptions of any user by user id or URL host");
         SubscriptionsApi.WithJsonBody(group.MapPost("/webhooks/{id:guid}/recover", Recover)).Accepts<RecoverRequest>("application/json")
             .WithName("OperatorRecoverDeliveries")
             .WithSummary("Give every failed delivery of any user's subscription created since a time a new round of attempts (logged with the operator)")
             .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapGet("/audit", OperatorAuditTrail.Get).WithName("OperatorAuditTrail")
+            .WithSummary("The operator audit trail, newest first: every retry and recovery asked for in the operator view, with who asked and the answer");
         group.MapPost("/deliveries/{deliveryId:guid}/retry", Retry).WithName("OperatorRetryDelivery")
             .WithSummary("Give a failed or cancelled delivery of any user a new round of attempts (logged with the operator)")
             .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
@@ -89,7 +99,7 @@ public static partial class OperatorApi
     }
 
     private static async Task<Results<Accepted<RecoverResponse>, ValidationProblem, ProblemHttpResult>> Recover(Guid id, HttpRequest request,
-        ClaimsPrincipal user, [AsParameters] RetryServices services, ILogger<OperatorAudit> audit, CancellationToken cancellationToken)
+        ClaimsPrincipal user, [AsParameters] RetryServices services, ILogger<OperatorAudit> audit, OperatorAuditTrail trail, CancellationToken cancellationToken)
     {
         var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
         if (refused is not null) return refused;
@@ -108,9 +118,16 @@ public static partial class OperatorApi
         if (subscription is null)
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
         var result = await SubscriptionsApi.RecoverAsync(subscription, since!.Value, services, cancellationToken);
+        var operatorId = user.FindFirstValue(PortalClaims.Operator)!;
+        var (status, outcome) = result.Result switch
+        {
+            Accepted<RecoverResponse> { Value: { } r } => (202, r.HasMore ? $"{r.Recovered} restarted, more left" : $"{r.Recovered} restarted"),
+            ProblemHttpResult p => (p.StatusCode, p.ProblemDetails.Title ?? p.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            _ => (400, "refused"),
+        };
         audit.LogInformation("Operator {Operator} recovered the failed deliveries since {Since} of webhook {SubscriptionId} (user {UserId}): {Outcome}",
-            user.FindFirstValue(PortalClaims.Operator), since.Value.ToString("O", System.Globalization.CultureInfo.InvariantCulture), subscription.Id, subscription.UserId,
-            result.Result is Accepted<RecoverResponse> { Value: { } r } ? $"{r.Recovered} restarted" : (result.Result as ProblemHttpResult)?.StatusCode.ToString());
+            operatorId, since.Value.ToString("O", System.Globalization.CultureInfo.InvariantCulture), subscription.Id, subscription.UserId, outcome);
+        await trail.RecordAsync(operatorId, OperatorAuditTrail.RecoverDeliveries, subscription.Id, subscription.UserId, null, since, status, outcome);
         return result;
     }
 
@@ -145,19 +162,19 @@ public static partial class OperatorApi
             limit, rows.Count > limit));
     }
 
-    private static async Task<Results<Ok<OperatorDeliveryResponse>, ProblemHttpResult>> Get(Guid deliveryId, WebhookDbContext db,
-        CancellationToken cancellationToken)
+    private static async Task<Results<Ok<OperatorDeliveryDetailResponse>, ProblemHttpResult>> Get(Guid deliveryId, WebhookDbContext db,
+        NpgsqlDataSource database, CancellationToken cancellationToken)
     {
         var row = await db.Deliveries.AsNoTracking().Include(d => d.Attempts).Where(d => d.Id == deliveryId)
             .Join(db.Subscriptions.AsNoTracking(), d => d.SubscriptionId, s => s.Id, (d, s) => new { Delivery = d, s.UserId, s.Url })
             .FirstOrDefaultAsync(cancellationToken);
-        return row is null
-            ? NotFound(deliveryId)
-            : TypedResults.Ok(new OperatorDeliveryResponse(DeliveryResponse.From(row.Delivery, true), row.UserId, row.Url));
+        if (row is null) return NotFound(deliveryId);
+        var payload = await DeliveryPayloadReader.ReadAsync(database, deliveryId, row.Delivery.Payload, cancellationToken);
+        return TypedResults.Ok(new OperatorDeliveryDetailResponse(DeliveryDetailResponse.From(row.Delivery, payload), row.UserId, row.Url));
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> Retry(Guid deliveryId, ClaimsPrincipal user,
-        [AsParameters] RetryServices services, ILogger<OperatorAudit> audit, CancellationToken cancellationToken)
+        [AsParameters] RetryServices services, ILogger<OperatorAudit> audit, OperatorAuditTrail trail, CancellationToken cancellationToken)
     {
         var subscriptionId = await services.Db.Deliveries.AsNoTracking().Where(d => d.Id == deliveryId).Select(d => (Guid?)d.SubscriptionId)
             .FirstOrDefaultAsync(cancellationToken);
@@ -167,9 +184,12 @@ public static partial class OperatorApi
         if (subscription is null) return NotFound(deliveryId);
         var operatorId = user.FindFirstValue(PortalClaims.Operator)!;
         var result = await SubscriptionsApi.RetryAsync(subscription, deliveryId, services, cancellationToken);
-        var status = result.Result is Accepted<DeliveryResponse> ? 202 : (result.Result as ProblemHttpResult)?.StatusCode ?? 0;
+        var (status, outcome) = result.Result is ProblemHttpResult p
+            ? (p.StatusCode, p.ProblemDetails.Title ?? p.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            : (202, "a new round of attempts started");
         audit.LogInformation("Operator {Operator} retried delivery {DeliveryId} of webhook {SubscriptionId} (user {UserId}): {Status}",
             operatorId, deliveryId, subscription.Id, subscription.UserId, status);
+        await trail.RecordAsync(operatorId, OperatorAuditTrail.RetryDelivery, subscription.Id, subscription.UserId, deliveryId, null, status, outcome);
         return result;
     }
 

@@ -74,7 +74,8 @@ internal sealed class PortalSessionHandler(IOptionsMonitor<AuthenticationSchemeO
 /// <summary>
 /// Refuses every request that could change something (any method but GET, HEAD and OPTIONS)
 /// from a read-only portal session with 403 and problem details, whatever the endpoint: the
-/// rule lives in one place, so a new endpoint cannot forget it.
+/// rule lives in one place, so a new endpoint cannot forget it. Signing out is the one
+/// exception: it ends the session and touches nothing else.
 /// </summary>
 internal static class PortalReadOnly
 {
@@ -82,7 +83,8 @@ internal static class PortalReadOnly
     public static IApplicationBuilder UsePortalReadOnly(this IApplicationBuilder app) => app.Use(async (context, next) =>
     {
         var method = context.Request.Method;
-        if (context.User.IsReadOnlySession() && !(HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method)))
+        if (context.User.IsReadOnlySession() && !(HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method))
+            && !IsSignOut(context.Request))
         {
             context.Response.StatusCode = StatusCodes.Status403Forbidden;
             await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
@@ -94,4 +96,8 @@ internal static class PortalReadOnly
         }
         await next(context);
     });
+
+    /// <summary>Signing out (<c>DELETE /portal/session</c>) changes only the session itself, so a read-only session may.</summary>
+    private static bool IsSignOut(HttpRequest request) =>
+        HttpMethods.IsDelete(request.Method) && string.Equals(request.Path.Value, "/portal/session", StringComparison.OrdinalIgnoreCase);
 }

@@ -8,6 +8,7 @@ public static class PortalExtensions
     {
         builder.Services.AddOptions<PortalOptions>().BindConfiguration(PortalOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<PortalSessionStore>();
+        builder.Services.AddSingleton<OperatorAuditTrail>();
         return builder;
     }
 

@@ -19,20 +19,28 @@ public static class PortalPages
 
     private static readonly FrozenDictionary<string, Asset> Assets = Load();
 
+    /// <summary>The page's files (<c>wwwroot/</c>, embedded as <c>portal/{name}</c>: the page, its script modules and its style), by name.</summary>
     private static FrozenDictionary<string, Asset> Load()
     {
         var assembly = typeof(PortalPages).Assembly;
         var assets = new Dictionary<string, Asset>(StringComparer.Ordinal);
-        foreach (var (name, type) in new[] { ("index.html", "text/html; charset=utf-8"), ("portal.js", "text/javascript; charset=utf-8"),
-                     ("portal.css", "text/css; charset=utf-8") })
+        foreach (var resource in assembly.GetManifestResourceNames().Where(n => n.StartsWith("portal/", StringComparison.Ordinal)))
         {
-            using var stream = assembly.GetManifestResourceStream("portal/" + name)
-                               ?? throw new InvalidOperationException($"The portal asset {name} is not embedded in the assembly.");
+            var name = resource["portal/".Length..];
+            var type = System.IO.Path.GetExtension(name) switch
+            {
+                ".html" => "text/html; charset=utf-8",
+                ".js" => "text/javascript; charset=utf-8",
+                ".css" => "text/css; charset=utf-8",
+                _ => throw new InvalidOperationException($"The portal asset {name} has a type the portal does not serve."),
+            };
+            using var stream = assembly.GetManifestResourceStream(resource)!;
             using var copy = new MemoryStream();
             stream.CopyTo(copy);
             var bytes = copy.ToArray();
             assets[name] = new Asset(bytes, type, $"\"{Convert.ToHexString(SHA256.HashData(bytes))[..16]}\"");
         }
+        if (!assets.ContainsKey("index.html")) throw new InvalidOperationException("The portal page (index.html) is not embedded in the assembly.");
         return assets.ToFrozenDictionary(StringComparer.Ordinal);
     }
 
@@ -45,7 +53,7 @@ public static class PortalPages
                 context.Request.Path.Value!.EndsWith('/') ? Results.Redirect(context.Request.PathBase + Path) : Serve(context, "index.html", options.Value))
             .AllowAnonymous().ExcludeFromDescription();
         app.MapGet(Path + "/assets/{name}", (string name, HttpContext context, IOptions<PortalOptions> options) =>
-                name is "portal.js" or "portal.css" ? Serve(context, name, options.Value) : Results.NotFound())
+                name != "index.html" && Assets.ContainsKey(name) ? Serve(context, name, options.Value) : Results.NotFound())
             .AllowAnonymous().ExcludeFromDescription();
         return app;
     }

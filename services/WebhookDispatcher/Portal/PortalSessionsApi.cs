@@ -48,7 +48,7 @@ public static class PortalSessionsApi
     /// <summary>Link lifetime when none is given, in seconds.</summary>
     public const int DefaultExpiresInSeconds = 3_600;
 
-    /// <summary>Maps the three endpoints.</summary>
+    /// <summary>Maps the four endpoints: minting links (user and operator), opening one, and signing out.</summary>
     public static IEndpointRouteBuilder MapPortalSessions(this IEndpointRouteBuilder app)
     {
         SubscriptionsApi.WithJsonBody(app.MapPost("/api/webhooks/portal-sessions", MintForUser)).RequireAuthorization().WithTags("Portal").WithName("CreatePortalSession")
@@ -66,7 +66,19 @@ public static class PortalSessionsApi
             .WithSummary("Trade a portal link's token (from its fragment) for a session token, once")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        app.MapDelete("/portal/session", End).RequireAuthorization(AuthExtensions.PortalSessionPolicy).WithTags("Portal").WithName("EndPortalSession")
+            .WithSummary("Sign out: end the calling portal session now (its bearer is refused from then on)")
+            .WithDescription("Takes the session's own bearer (wdps_…), read-only sessions included; a JWT gets 403. " +
+                             "The link that opened the session stays used.")
+            .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         return app;
+    }
+
+    private static async Task<NoContent> End(ClaimsPrincipal user, PortalSessionStore store, CancellationToken cancellationToken)
+    {
+        await store.EndAsync(Guid.Parse(user.FindFirstValue(PortalClaims.Session)!), cancellationToken);
+        return TypedResults.NoContent();
     }
 
     private static Task<Results<Created<PortalLinkResponse>, ValidationProblem, ProblemHttpResult>> MintForUser(

@@ -99,7 +99,10 @@ public static class AuthExtensions
             .SetDefaultPolicy(new AuthorizationPolicyBuilder(Scheme).RequireAuthenticatedUser().RequireClaim(JwtRegisteredClaimNames.Sub).Build())
             // The operator view: an operator's portal session only (never a user's JWT or session).
             .AddPolicy(OperatorPolicy, new AuthorizationPolicyBuilder(Scheme).RequireAuthenticatedUser()
-                .RequireClaim(PortalClaims.Scope, PortalClaims.OperatorScope).RequireClaim(PortalClaims.Operator).Build());
+                .RequireClaim(PortalClaims.Scope, PortalClaims.OperatorScope).RequireClaim(PortalClaims.Operator).Build())
+            // Signing out: a portal session of either scope (a JWT has no session to end).
+            .AddPolicy(PortalSessionPolicy, new AuthorizationPolicyBuilder(Scheme).RequireAuthenticatedUser()
+                .RequireClaim(PortalClaims.Session).Build());
         return builder;
     }
 
@@ -108,6 +111,9 @@ public static class AuthExtensions
 
     /// <summary>The authorization policy of the operator API.</summary>
     public const string OperatorPolicy = "portal-operator";
+
+    /// <summary>The authorization policy of signing out of the portal: any portal session, user or operator, read-only or not.</summary>
+    public const string PortalSessionPolicy = "portal-session";
 
     /// <summary>Longest accepted user id (<c>sub</c>), in characters; the <c>user_id</c> column's size.</summary>
     public const int MaxUserIdLength = 256;

@@ -93,6 +93,16 @@ internal static class OpenApiDocumentation
         ["recovered"] = s => Range(s, 0, SubscriptionsApi.MaxRecoverPerCall),
         ["other"] = s => Range(s, 0, null),
         ["bucket_seconds"] = s => Range(s, 1, null),
+        // One delivery's detail.
+        ["payload"] = s =>
+        {
+            s.MaxLength = EventSizeLimit.MaxMaxEventBytes;
+            s.Description = "The exact JSON body POSTed on every attempt, as a string (at most Delivery:MaxEventBytes of UTF-8); null only when it is no longer stored.";
+        },
+        // The operator audit trail.
+        ["action"] = s => Enum(s, [OperatorAuditTrail.RetryDelivery, OperatorAuditTrail.RecoverDeliveries]),
+        ["result"] = s => s.MaxLength = OperatorAuditTrail.MaxResultChars,
+        ["payload_unavailable"] = s => { s.MaxLength = 512; s.Description = "Why payload is null, in plain words; null when the payload is there."; },
     };
 
     /// <summary>The query and path parameters of the API, by name.</summary>
@@ -121,6 +131,8 @@ internal static class OpenApiDocumentation
         ["subscription_id"] = ("The subscription's id.", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
         ["delivery_id"] = ("The delivery's id (the X-Webhook-Delivery header receivers saw).", () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
         ["user_id"] = ("The owner's user id (the sub of their tokens).",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = AuthExtensions.MaxUserIdLength, Pattern = @"^\S(.*\S)?$" }),
+        ["operator"] = ("Only the changes of this operator (the sub of their token).",
             () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = AuthExtensions.MaxUserIdLength, Pattern = @"^\S(.*\S)?$" }),
         ["host"] = ("The host of subscription URLs (and their port, if any), e.g. hooks.example.com.",
             () => new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 255, Pattern = @"^[A-Za-z0-9.\-\[\]:]{1,255}$" }),

@@ -123,6 +123,61 @@ public sealed record DeliveryResponse(
             : null);
 }
 
+/// <summary>
+/// One delivery with its attempts and its payload (<c>GET /api/webhooks/{id}/deliveries/{deliveryId}</c>
+/// and the operator's detail): the fields of <see cref="DeliveryResponse"/>, its attempts, and its payload.
+/// </summary>
+/// <param name="Id">The delivery's id (also sent as <c>X-Webhook-Delivery</c>).</param>
+/// <param name="SubscriptionId">The subscription it is for.</param>
+/// <param name="EventType">Event type name, e.g. <c>email.received</c>.</param>
+/// <param name="EventId">The event's id (the payload's <c>id</c> and the <c>webhook-id</c> header).</param>
+/// <param name="Status">pending, retrying, success, failed or cancelled.</param>
+/// <param name="AttemptCount">Attempts started so far.</param>
+/// <param name="MaxAttempts">Attempts allowed, counting the rounds of manual retries.</param>
+/// <param name="ResponseStatusCode">HTTP status of the last attempt, if one was received.</param>
+/// <param name="ResponseBody">The start of the last response body (at most 4,096 characters).</param>
+/// <param name="ErrorMessage">Why the last attempt failed, if it did.</param>
+/// <param name="CreatedAt">Creation time (UTC).</param>
+/// <param name="FirstAttemptAt">Start of the first attempt (UTC).</param>
+/// <param name="LastAttemptAt">Start of the last attempt (UTC).</param>
+/// <param name="CompletedAt">When it reached a final status (UTC).</param>
+/// <param name="NextRetryAt">When the next attempt is due (UTC); null once final.</param>
+/// <param name="Attempts">The attempts, oldest first.</param>
+/// <param name="Payload">
+/// The exact JSON body POSTed on every attempt, as text (at most the event payload cap, <c>Delivery:MaxEventBytes</c>, 256 KiB by default); null
+/// only when it is no longer stored (<paramref name="PayloadUnavailable"/> says so).
+/// </param>
+/// <param name="PayloadUnavailable">Why <paramref name="Payload"/> is null, in plain words; null when it is there.</param>
+public sealed record DeliveryDetailResponse(
+    Guid Id,
+    Guid SubscriptionId,
+    string EventType,
+    Guid EventId,
+    string Status,
+    int AttemptCount,
+    int MaxAttempts,
+    int? ResponseStatusCode,
+    string? ResponseBody,
+    string? ErrorMessage,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? FirstAttemptAt,
+    DateTimeOffset? LastAttemptAt,
+    DateTimeOffset? CompletedAt,
+    DateTimeOffset? NextRetryAt,
+    IReadOnlyList<AttemptResponse> Attempts,
+    string? Payload,
+    string? PayloadUnavailable)
+{
+    /// <summary>Maps the entity (its attempts loaded) and its payload as <see cref="DeliveryPayloadReader"/> read it.</summary>
+    public static DeliveryDetailResponse From(WebhookDelivery d, string? payload)
+    {
+        var x = DeliveryResponse.From(d, withAttempts: true);
+        return new(x.Id, x.SubscriptionId, x.EventType, x.EventId, x.Status, x.AttemptCount, x.MaxAttempts, x.ResponseStatusCode,
+            x.ResponseBody, x.ErrorMessage, x.CreatedAt, x.FirstAttemptAt, x.LastAttemptAt, x.CompletedAt, x.NextRetryAt, x.Attempts!,
+            payload, payload is null ? DeliveryPayloadReader.GoneText : null);
+    }
+}
+
 /// <summary>The outcome of <c>POST /api/webhooks/{id}/test</c>.</summary>
 /// <param name="Success">Whether the endpoint answered 2xx.</param>
 /// <param name="StatusCode">The HTTP status, if an answer arrived.</param>

@@ -72,6 +72,24 @@ public static partial class SubscriptionsApi
         return TypedResults.Ok(result);
     }
 
+    /// <summary>
+    /// <c>GET /api/webhooks/{id}/deliveries/{deliveryId}</c>: one delivery of the caller's
+    /// subscription with its attempts and its payload, wherever the payload is stored; 404 for
+    /// another user's subscription or a delivery of another subscription, like a missing one.
+    /// </summary>
+    private static async Task<Results<Ok<DeliveryDetailResponse>, ProblemHttpResult>> GetDelivery(
+        Guid id, Guid deliveryId, [AsParameters] ApiServices services, NpgsqlDataSource database, CancellationToken cancellationToken)
+    {
+        if (!await services.Owned().AnyAsync(s => s.Id == id, cancellationToken)) return NotFound(id);
+        var delivery = await services.Db.Deliveries.AsNoTracking().Include(d => d.Attempts)
+            .FirstOrDefaultAsync(d => d.Id == deliveryId && d.SubscriptionId == id, cancellationToken);
+        if (delivery is null)
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found",
+                detail: $"No delivery {deliveryId} for webhook {id}.");
+        var payload = await DeliveryPayloadReader.ReadAsync(database, delivery.Id, delivery.Payload, cancellationToken);
+        return TypedResults.Ok(DeliveryDetailResponse.From(delivery, payload));
+    }
+
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(
         Guid id, Guid deliveryId, ClaimsPrincipal user, [AsParameters] RetryServices services, CancellationToken cancellationToken)
     {

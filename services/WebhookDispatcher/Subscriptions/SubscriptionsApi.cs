@@ -74,7 +74,10 @@ public static partial class SubscriptionsApi
             .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)")
             .RequireRateLimiting(TestRateLimit.Policy).ProducesProblem(StatusCodes.Status429TooManyRequests);
         one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
-            .WithSummary("The subscription's deliveries, newest first, by cursor or offset");
+            .WithSummary("The subscription's deliveries, newest first, by cursor or offset")
+            .WithDescription("Payloads are left out (each up to Delivery:MaxEventBytes); GET /api/webhooks/{id}/deliveries/{deliveryId} has one delivery's.");
+        one.MapGet("/deliveries/{deliveryId:guid}", GetDelivery).WithName("GetDelivery")
+            .WithSummary("One delivery with its attempts and its payload (the exact body sent on every attempt)");
         Changes(one.MapPost("/rotate-secret", RotateSecret)).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
             .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
         Changes(WithJsonBody(one.MapPost("/recover", Recover).Accepts<RecoverRequest>("application/json"))).WithName("RecoverDeliveries")

@@ -55,16 +55,20 @@ public sealed class OpenApiTests
             [("get", "/api/webhooks/stats")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/stats/timeline")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}/deliveries")] = ["200", "400", "401", "404", "503"],
+            [("get", "/api/webhooks/{id}/deliveries/{deliveryId}")] = ["200", "401", "404", "503"],
             [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "403", "404", "409", "503"],
             [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
             [("post", "/api/webhooks/{id}/recover")] = ["202", "400", "401", "403", "404", "409", "413", "415", "503"],
             [("post", "/api/webhooks/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "503"],
             [("post", "/api/operator/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "503"],
             [("post", "/portal/session")] = ["200", "400", "401", "413", "415", "503"],
+            // 403: a JWT (only a portal session has a session to end).
+            [("delete", "/portal/session")] = ["204", "401", "403", "503"],
             [("get", "/api/operator/deliveries")] = ["200", "400", "401", "403", "503"],
             [("get", "/api/operator/deliveries/{deliveryId}")] = ["200", "401", "403", "404", "503"],
             [("post", "/api/operator/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
             [("get", "/api/operator/webhooks")] = ["200", "400", "401", "403", "503"],
+            [("get", "/api/operator/audit")] = ["200", "400", "401", "403", "503"],
             [("post", "/api/operator/webhooks/{id}/recover")] = ["202", "400", "401", "403", "404", "409", "413", "415", "503"],
         };
         var actual = doc["paths"]!.AsObject()

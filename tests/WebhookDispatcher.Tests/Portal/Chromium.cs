@@ -55,6 +55,9 @@ public static class Chromium
         });
         context.SetDefaultTimeout(60_000);
         context.SetDefaultNavigationTimeout(60_000);
+        // Expect(…) waits for what the page shows; its default of 5 s is a wall-clock bound a busy
+        // 2-core machine can miss (a lazily read payload, a refresh behind other suites' work).
+        Assertions.SetDefaultExpectTimeout(60_000);
         return context;
     }
 

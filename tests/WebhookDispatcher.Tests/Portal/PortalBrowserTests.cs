@@ -77,10 +77,24 @@ public sealed class PortalBrowserTests
         await _portal.Dispatcher.PublishAsync(evt);
         var row = await WaitForStatusAsync(page, evt.EventId, "failed");
         await row.GetByRole(AriaRole.Button, new() { Name = "Show attempts" }).ClickAsync();
-        var attempts = page.Locator($"#d-{await row.GetAttributeAsync("data-delivery")} table.attempts tbody tr");
+        var details = page.Locator($"#d-{await row.GetAttributeAsync("data-delivery")}");
+        var attempts = details.Locator("table.attempts tbody tr");
         await Expect(attempts).ToHaveCountAsync(2);
         await Expect(attempts.Nth(0)).ToContainTextAsync("The endpoint answered HTTP 500");
         await Expect(attempts.Nth(1)).ToContainTextAsync("receiver is down for maintenance");
+        await details.Locator("details.payload summary").ClickAsync();
+        await Expect(details.GetByTestId("payload")).ToContainTextAsync(evt.EmailId);
+        // The headers shown are those the receiver got, attempt by attempt, never a signature.
+        var deliveryId = await row.GetAttributeAsync("data-delivery");
+        var sent = _portal.Receiver.To("/flow").Where(r => r.Headers.GetValueOrDefault("x-webhook-delivery") == deliveryId).ToList();
+        Assert.That(sent, Has.Count.EqualTo(2));
+        await details.GetByText("Request headers sent").ClickAsync();
+        var headers = details.Locator("details.headers:not(.payload) pre");
+        await Expect(headers).ToContainTextAsync($"X-Webhook-Delivery: {deliveryId}");
+        for (var n = 1; n <= sent.Count; n++)
+            await Expect(headers).ToContainTextAsync($"webhook-timestamp: {sent[n - 1].Headers["webhook-timestamp"]} (attempt {n})");
+        Assert.That(await headers.TextContentAsync(), Does.Not.Contain(sent[0].Headers["webhook-signature"].Split(',')[1])
+            .And.Not.Contain(sent[0].Headers["x-webhook-signature"]));
         await PortalHarness.ScreenshotAsync(page, "delivery-log");
 
         // Fix the receiver, retry, and see it succeed (the log refreshes itself while a delivery is under way).
@@ -171,11 +185,15 @@ public sealed class PortalBrowserTests
         await page.GotoAsync(await _portal.LinkAsync(user, readOnly: true));
         await Expect(page.GetByText("Read-only", new() { Exact = true })).ToBeVisibleAsync();
         await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = subscription["url"]!.GetValue<string>() })).ToBeVisibleAsync();
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Add endpoint" })).ToHaveCountAsync(0);
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Sign out" })).ToBeVisibleAsync();
         await page.GetByRole(AriaRole.Button, new() { Name = subscription["url"]!.GetValue<string>() }).ClickAsync();
         var row = await WaitForStatusAsync(page, evt.EventId, "failed");
         await PortalHarness.ScreenshotAsync(page, "read-only");
         await Expect(page.GetByText("null", new() { Exact = true })).ToHaveCountAsync(0);
-        foreach (var name in new[] { "Send test event", "Edit", "Disable", "Rotate secret", "Delete", "Retry", "Recover", "Add endpoint" })
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Show attempts" })).ToBeVisibleAsync();
+        foreach (var name in new[] { "Send test event", "Edit", "Disable", "Rotate secret", "Delete", "Retry", "Recover" })
             await Expect(page.GetByRole(AriaRole.Button, new() { Name = name, Exact = true })).ToHaveCountAsync(0);
         await Expect(row).ToBeVisibleAsync();
 
@@ -209,7 +227,11 @@ public sealed class PortalBrowserTests
     {
         var (alice, bob) = (Events.NewUser(), Events.NewUser());
         var bobs = await _portal.SubscribeAsync(bob, "/bob", retryCount: 0);
-        await _portal.SubscribeAsync(alice, "/alice", retryCount: 0);
+        var alices = await _portal.SubscribeAsync(alice, "/alice", retryCount: 0);
+        var bobsEvent = Events.EmailReceived(bob);
+        await _portal.Dispatcher.PublishAsync(bobsEvent);
+        Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(bobsEvent.EventId) == "success", Long), Is.True);
+        var bobsDelivery = await DeliveryOfAsync(bobsEvent.EventId);
 
         await using var context = await Chromium.ContextAsync();
         var page = await context.NewPageAsync();
@@ -231,7 +253,15 @@ public sealed class PortalBrowserTests
             Assert.That((await client.GetAsync($"/api/webhooks/{bobs.Id()}")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
             Assert.That((await client.GetAsync($"/api/webhooks/{bobs.Id()}/deliveries")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
             Assert.That((await client.PostAsync($"/api/webhooks/{bobs.Id()}/test", null)).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+            Assert.That((await client.GetAsync($"/api/webhooks/{bobs.Id()}/deliveries/{bobsDelivery}")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+            Assert.That((await client.GetAsync($"/api/webhooks/{alices.Id()}/deliveries/{bobsDelivery}")).StatusCode, Is.EqualTo(HttpStatusCode.NotFound),
+                "bob's delivery under alice's own endpoint");
+            Assert.That((await client.PostAsync($"/api/webhooks/{bobs.Id()}/deliveries/{bobsDelivery}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+            Assert.That((await client.PostAsync($"/api/webhooks/{alices.Id()}/deliveries/{bobsDelivery}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
         }
+        using var bobsOwn = _portal.Client(bob);
+        Assert.That((await bobsOwn.GetAsync($"/api/webhooks/{bobs.Id()}/deliveries/{bobsDelivery}")).StatusCode, Is.EqualTo(HttpStatusCode.OK),
+            "the same request as its owner works, so the 404s above are about whose it is");
     }
 
     [Test]
@@ -279,6 +309,8 @@ public sealed class PortalBrowserTests
         await PortalHarness.ScreenshotAsync(page, "operator-search");
         await found.GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
         await Expect(page.Locator("table.attempts tbody tr")).ToContainTextAsync("The endpoint answered HTTP 500");
+        await page.Locator("details.payload summary").ClickAsync();
+        await Expect(page.GetByTestId("payload")).ToContainTextAsync(evt.EmailId);
         await page.GetByRole(AriaRole.Button, new() { Name = "Retry delivery" }).ClickAsync();
         await Expect(page.GetByTestId("operator-status")).ToHaveTextAsync("success", new() { Timeout = (float)Long.TotalMilliseconds });
         await PortalHarness.ScreenshotAsync(page, "operator-delivery");
@@ -305,6 +337,19 @@ public sealed class PortalBrowserTests
         await PortalHarness.ScreenshotAsync(page, "operator-endpoint");
         Assert.That(_portal.Logs.Lines.Where(l => l.Contains("Operator ops-alice recovered the failed deliveries") && l.Contains("1 restarted")), Is.Not.Empty);
 
+        // Both changes are in the audit log, newest first, with who made them and the answer.
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Audit log" }).ClickAsync();
+        await page.GetByLabel("User id").FillAsync(user);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Show", Exact = true }).ClickAsync();
+        var audit = page.Locator("table.audit tbody tr");
+        await Expect(audit).ToHaveCountAsync(2);
+        await Expect(audit.Nth(0)).ToContainTextAsync("Recovered failed deliveries");
+        await Expect(audit.Nth(0)).ToContainTextAsync("1 restarted");
+        await Expect(audit.Nth(1)).ToContainTextAsync("Retried a delivery");
+        await Expect(audit.Nth(1)).ToContainTextAsync($"delivery {await DeliveryOfAsync(evt.EventId)}");
+        await Expect(audit).ToContainTextAsync(["ops-alice", "ops-alice"]);
+        await PortalHarness.ScreenshotAsync(page, "operator-audit");
+
         // A user's session (and a user's JWT) never reaches the operator view.
         var (client, _) = await _portal.SessionAsync(await _portal.LinkAsync(user));
         using (client)
@@ -321,6 +366,121 @@ public sealed class PortalBrowserTests
         await userPage.GotoAsync(await _portal.LinkAsync(user));
         await Expect(userPage.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
         await Expect(userPage.GetByRole(AriaRole.Button, new() { Name = "Find deliveries" })).ToHaveCountAsync(0);
+    }
+
+    [Test]
+    public async Task A_deliverys_payload_is_shown_whether_stored_in_its_row_or_once_per_event_and_the_page_says_so_when_it_is_gone()
+    {
+        var user = Events.NewUser();
+        await _portal.SubscribeAsync(user, "/payloads", retryCount: 0);
+        var small = Events.EmailReceived(user);
+        var large = Events.EmailReceived(user) with
+        {
+            BodyPreview = string.Concat(Enumerable.Repeat("Minutes of the planning meeting, item by item. ", 250)) + "END-OF-PREVIEW",
+        };
+        await _portal.Dispatcher.PublishAsync(small);
+        await _portal.Dispatcher.PublishAsync(large);
+        foreach (var id in new[] { small.EventId, large.EventId })
+            Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(id) == "success", Long), Is.True);
+        Assert.That(await InlinePayloadLengthAsync(large.EventId), Is.Null, "the large payload is stored once per event, not in its delivery row");
+        Assert.That(await InlinePayloadLengthAsync(small.EventId), Is.Not.Null, "the small one is in its row");
+
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(user));
+        await page.GetByRole(AriaRole.Button, new() { Name = _portal.ReceiverUrl("/payloads") }).ClickAsync();
+        foreach (var (evt, marker) in new[] { (small, small.BodyPreview), (large, "END-OF-PREVIEW") })
+        {
+            var details = await ShowAttemptsAsync(page, evt.EventId);
+            var bytes = System.Text.Encoding.UTF8.GetByteCount(WebhookDispatcher.Payloads.WebhookPayload.Build(evt));
+            await Expect(details.Locator("details.payload summary")).ToHaveTextAsync(
+                $"Payload sent ({bytes.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} bytes)");
+            await details.Locator("details.payload summary").ClickAsync();
+            await Expect(details.GetByTestId("payload")).ToContainTextAsync(evt.EmailId);
+            await Expect(details.GetByTestId("payload")).ToContainTextAsync(marker);
+        }
+
+        // The log's filters reach the API: a status neither has, a time before both, then a time after which both came.
+        var apply = page.GetByRole(AriaRole.Button, new() { Name = "Apply" });
+        var rows = page.Locator("tr[data-event]");
+        await page.Locator("#flt-status").SelectOptionAsync("failed");
+        await apply.ClickAsync();
+        await Expect(page.GetByText("No deliveries match.")).ToBeVisibleAsync();
+        await page.Locator("#flt-status").SelectOptionAsync("");
+        await page.GetByLabel("Created before", new() { Exact = true }).FillAsync("2020-01-01T00:00");
+        await apply.ClickAsync();
+        await Expect(page.GetByText("No deliveries match.")).ToBeVisibleAsync();
+        await page.GetByLabel("Created before", new() { Exact = true }).FillAsync("");
+        await page.GetByLabel("Created after", new() { Exact = true }).FillAsync("2020-01-01T00:00");
+        await apply.ClickAsync();
+        await Expect(rows).ToHaveCountAsync(2);
+
+        // The stored copy removed (retention or by hand): the page says so, and the rest still shows.
+        await using (var db = await OpenDatabaseAsync())
+        await using (var command = new NpgsqlCommand("DELETE FROM webhook_event_payloads WHERE event_id = $1", db))
+        {
+            command.Parameters.Add(new() { Value = large.EventId });
+            Assert.That(await command.ExecuteNonQueryAsync(), Is.EqualTo(1));
+        }
+        var again = await context.NewPageAsync();
+        await again.GotoAsync(await _portal.LinkAsync(user));
+        await again.GetByRole(AriaRole.Button, new() { Name = _portal.ReceiverUrl("/payloads") }).ClickAsync();
+        var gone = await ShowAttemptsAsync(again, large.EventId);
+        await Expect(gone.GetByTestId("payload-gone")).ToContainTextAsync("no longer stored");
+        await Expect(gone.Locator("table.attempts tbody tr")).ToHaveCountAsync(1);
+        var kept = await ShowAttemptsAsync(again, small.EventId);
+        await kept.Locator("details.payload summary").ClickAsync();
+        await Expect(kept.GetByTestId("payload")).ToContainTextAsync(small.EmailId);
+    }
+
+    [Test]
+    public async Task Signing_out_with_the_keyboard_ends_the_session_on_the_server_at_once_and_leaving_the_page_ends_it_too()
+    {
+        var user = Events.NewUser();
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        var sessionToken = await OpenCapturingSessionAsync(page, await _portal.LinkAsync(user, readOnly: true));
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        using var bearer = _portal.Client(null);
+        bearer.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", sessionToken);
+        Assert.That((await bearer.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.OK), "the page's session works before");
+
+        await FocusByTabAsync(page, "Sign out");
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "You have signed out" })).ToBeFocusedAsync();
+        await Expect(page.GetByTestId("signed-out")).ToContainTextAsync("cannot be used again");
+        Assert.That((await bearer.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "ended on the server at once");
+        await Expect(page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button)).ToHaveCountAsync(0);
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Sign out" })).ToHaveCountAsync(0);
+
+        // Leaving the page (closing, reloading or navigating away) loses the token, and ends its session too.
+        var second = await context.NewPageAsync();
+        var secondToken = await OpenCapturingSessionAsync(second, await _portal.LinkAsync(user));
+        await Expect(second.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        using var secondBearer = _portal.Client(null);
+        secondBearer.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", secondToken);
+        Assert.That((await secondBearer.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await second.GotoAsync("about:blank");
+        Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(
+            async () => (await secondBearer.GetAsync("/api/webhooks")).StatusCode == HttpStatusCode.Unauthorized, Long), Is.True);
+        Assert.That(_portal.Logs.Lines.Where(l => l.Contains(sessionToken) || l.Contains(secondToken)), Is.Empty, "no session token in the server's logs");
+    }
+
+    /// <summary>Opens <paramref name="link"/> in <paramref name="page"/> and returns the session token the page got for it (from the answer it read).</summary>
+    private static async Task<string> OpenCapturingSessionAsync(IPage page, string link)
+    {
+        var opened = page.WaitForResponseAsync(r => r.Request.Method == "POST" && new Uri(r.Url).AbsolutePath == "/portal/session");
+        await page.GotoAsync(link);
+        var body = await (await opened).JsonAsync();
+        return body!.Value.GetProperty("session_token").GetString()!;
+    }
+
+    /// <summary>Waits for the event's delivery in the log and unfolds its attempts; returns the row that holds them.</summary>
+    private static async Task<ILocator> ShowAttemptsAsync(IPage page, Guid eventId)
+    {
+        var row = await WaitForStatusAsync(page, eventId, "success");
+        await row.GetByRole(AriaRole.Button, new() { Name = "Show attempts" }).ClickAsync();
+        return page.Locator($"#d-{await row.GetAttributeAsync("data-delivery")}");
     }
 
     /// <summary>Presses Tab until the focused element's text is <paramref name="text"/> (at most 60 times).</summary>
@@ -364,6 +524,22 @@ public sealed class PortalBrowserTests
         await using var command = new NpgsqlCommand("SELECT status FROM webhook_deliveries WHERE event_id = $1", db);
         command.Parameters.Add(new() { Value = eventId });
         return (string?)await command.ExecuteScalarAsync();
+    }
+
+    private async Task<Guid> DeliveryOfAsync(Guid eventId)
+    {
+        await using var db = await OpenDatabaseAsync();
+        await using var command = new NpgsqlCommand("SELECT id FROM webhook_deliveries WHERE event_id = $1", db);
+        command.Parameters.Add(new() { Value = eventId });
+        return (Guid)(await command.ExecuteScalarAsync())!;
+    }
+
+    private async Task<int?> InlinePayloadLengthAsync(Guid eventId)
+    {
+        await using var db = await OpenDatabaseAsync();
+        await using var command = new NpgsqlCommand("SELECT length(payload) FROM webhook_deliveries WHERE event_id = $1", db);
+        command.Parameters.Add(new() { Value = eventId });
+        return await command.ExecuteScalarAsync() is int length ? length : null;
     }
 
     private Task<NpgsqlConnection> OpenDatabaseAsync() =>

@@ -226,7 +226,10 @@ public sealed class PortalHarness : IAsyncDisposable
             ? Repo.Path($"docs/portal/{name}.png")
             : System.IO.Path.Combine(TestContext.CurrentContext.WorkDirectory, "portal-screenshots", $"{name}.png");
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
-        await page.ScreenshotAsync(new PageScreenshotOptions { Path = path, FullPage = true });
+        // The toast is fixed to the viewport: in a full-page picture it would float over the middle,
+        // so it is put away first (as after its 6 s), its fade skipped.
+        await page.EvaluateAsync("document.getElementById('toast')?.classList.remove('shown')");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = path, FullPage = true, Animations = ScreenshotAnimations.Disabled });
     }
 
     public async ValueTask DisposeAsync()

@@ -112,6 +112,50 @@ public sealed class PortalSessionApiTests
     }
 
     [Test]
+    public async Task Signing_out_ends_the_session_at_once_read_only_and_operator_sessions_included_and_a_jwt_has_nothing_to_end()
+    {
+        var user = Events.NewUser();
+        var (session, _) = await OpenSessionAsync(user, readOnly: true);
+        var (other, _) = await OpenSessionAsync(user, readOnly: false);
+        using (session)
+        using (other)
+        {
+            Assert.That((await session.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.OK), "the session works before");
+            var end = await session.DeleteAsync("/portal/session");
+            Assert.That(end.StatusCode, Is.EqualTo(HttpStatusCode.NoContent), "a read-only session may sign out: it changes nothing else");
+            Assert.That((await session.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "refused at once");
+            Assert.That((await session.DeleteAsync("/portal/session")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+            Assert.That((await other.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.OK), "only the session that signed out ends");
+        }
+        await using (var db = await OpenAsync())
+        await using (var ended = new NpgsqlCommand(
+            "SELECT count(*) FILTER (WHERE session_expires_at <= now()), count(*) FROM webhook_portal_sessions WHERE created_by = $1", db))
+        {
+            ended.Parameters.Add(new() { Value = user });
+            await using var row = await ended.ExecuteReaderAsync();
+            await row.ReadAsync();
+            Assert.That((row.GetInt64(0), row.GetInt64(1)), Is.EqualTo((1L, 2L)), "the ended session's row says so");
+        }
+
+        using var jwt = TestTokens.Client(user);
+        Assert.That((await jwt.DeleteAsync("/portal/session")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "a JWT is no portal session");
+        Assert.That((await TestTokens.Client(null).DeleteAsync("/portal/session")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+
+        using var staff = TestTokens.Client(null);
+        staff.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
+            new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = TestTokens.SigningKey },
+            "ops-carol", TimeSpan.FromHours(1), "webhooks:operator"));
+        var link = await (await staff.PostJsonAsync("/api/operator/portal-sessions", "{}")).JsonAsync();
+        var opened = await (await TestTokens.Client(null).PostAsJsonAsync("/portal/session",
+            new { token = PortalHarness.TokenOf(link["url"]!.GetValue<string>()) })).JsonAsync();
+        using var operatorSession = TestTokens.Client(null);
+        operatorSession.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", opened["session_token"]!.GetValue<string>());
+        Assert.That((await operatorSession.GetAsync("/api/operator/deliveries?user_id=nobody")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That((await operatorSession.DeleteAsync("/portal/session")).StatusCode, Is.EqualTo(HttpStatusCode.NoContent));
+        Assert.That((await operatorSession.GetAsync("/api/operator/deliveries?user_id=nobody")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
+
+    [Test]
     public async Task A_service_credential_names_the_user_and_a_users_own_token_cannot()
     {
         var (user, other) = (Events.NewUser(), Events.NewUser());
@@ -161,6 +205,22 @@ public sealed class PortalSessionApiTests
             Assert.That((await session.GetAsync("/api/webhooks")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "an operator is no user");
             Assert.That((await staff.GetAsync("/api/operator/deliveries?user_id=nobody")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden),
                 "the operator API takes an operator session, not the JWT itself");
+        });
+
+        // A read-only operator link looks and changes nothing (the same rule as a user's).
+        var readOnlyLink = await (await staff.PostJsonAsync("/api/operator/portal-sessions", """{"read_only": true}""")).JsonAsync();
+        var readOnly = await (await TestTokens.Client(null).PostAsJsonAsync("/portal/session",
+            new { token = PortalHarness.TokenOf(readOnlyLink["url"]!.GetValue<string>()) })).JsonAsync();
+        using var looking = TestTokens.Client(null);
+        looking.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", readOnly["session_token"]!.GetValue<string>());
+        Assert.Multiple(async () =>
+        {
+            Assert.That((await looking.GetAsync("/api/operator/deliveries?user_id=nobody")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            Assert.That((await looking.PostAsync($"/api/operator/deliveries/{Guid.NewGuid()}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await looking.PostJsonAsync($"/api/operator/webhooks/{Guid.NewGuid()}/recover", """{"since": "2026-01-01T00:00:00Z"}""")).StatusCode,
+                Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await session.PostAsync($"/api/operator/deliveries/{Guid.NewGuid()}/retry", null)).StatusCode, Is.EqualTo(HttpStatusCode.NotFound),
+                "the same call from a session that may change things reaches the handler");
         });
     }
 

@@ -1,0 +1,89 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Microsoft.EntityFrameworkCore;
+using WebhookDispatcher.Security;
+using WebhookDispatcher.Tests.Api;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Portal;
+
+/// <summary>
+/// The operator audit trail (<c>webhook_operator_audit</c>, <c>GET /api/operator/audit</c>) on the
+/// shared dispatcher: every change asked for through the operator API is stored with the operator,
+/// the owner and the answer, refused ones included; operators read it, users never.
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class OperatorAuditTests
+{
+    [Test]
+    public async Task Every_operator_change_is_stored_with_who_whose_and_the_answer_and_only_operators_read_it()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(500);
+        var user = Events.NewUser();
+        var operatorId = "ops-" + Guid.NewGuid().ToString("N")[..8];
+        var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url + "/audit", ["email.received"], retryCount: 0);
+        await Dispatcher.PublishAsync(Events.EmailReceived(user));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, "failed", TimeSpan.FromSeconds(60)), Is.True);
+        var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
+        using var session = await OperatorSessionAsync(operatorId, readOnly: false);
+
+        var retried = await session.PostAsync($"/api/operator/deliveries/{delivery.Id}/retry", null);
+        var recovered = await session.PostAsJsonAsync($"/api/operator/webhooks/{subscription.Id}/recover", new { since = DateTimeOffset.UtcNow.AddHours(1).ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture) });
+        await Dispatcher.QueryAsync(db => db.Subscriptions.Where(s => s.Id == subscription.Id).ExecuteUpdateAsync(s => s.SetProperty(x => x.IsActive, false)));
+        var refused = await session.PostAsync($"/api/operator/deliveries/{delivery.Id}/retry", null);
+        Assert.That(new[] { retried.StatusCode, recovered.StatusCode, refused.StatusCode },
+            Is.EqualTo(new[] { HttpStatusCode.Accepted, HttpStatusCode.Accepted, HttpStatusCode.Conflict }));
+
+        var trail = await (await session.GetAsync($"/api/operator/audit?user_id={user}")).JsonAsync();
+        var entries = trail["data"]!.AsArray().Select(e => e!).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(entries.Select(e => e["action"]!.GetValue<string>()), Is.EqualTo(new[] { "retry_delivery", "recover_deliveries", "retry_delivery" }),
+                "newest first");
+            Assert.That(entries.Select(e => e["status_code"]!.GetValue<int>()), Is.EqualTo(new[] { 409, 202, 202 }));
+            Assert.That(entries.Select(e => e["result"]!.GetValue<string>()),
+                Is.EqualTo(new[] { "Subscription is disabled", "0 restarted", "a new round of attempts started" }));
+            Assert.That(entries.Select(e => e["operator"]!.GetValue<string>()), Is.All.EqualTo(operatorId));
+            Assert.That(entries.Select(e => e["user_id"]!.GetValue<string>()), Is.All.EqualTo(user));
+            Assert.That(entries.Select(e => e["subscription_id"]!.GetValue<Guid>()), Is.All.EqualTo(subscription.Id));
+            Assert.That(entries[0]["delivery_id"]!.GetValue<Guid>(), Is.EqualTo(delivery.Id));
+            Assert.That(entries[1]["delivery_id"], Is.Null);
+            Assert.That(entries[1]["since"]!.GetValue<DateTimeOffset>(), Is.GreaterThan(DateTimeOffset.UtcNow));
+            Assert.That(trail["has_more"]!.GetValue<bool>(), Is.False);
+        });
+
+        var byOperator = await (await session.GetAsync($"/api/operator/audit?operator={operatorId}&limit=2")).JsonAsync();
+        Assert.That(byOperator["data"]!.AsArray(), Has.Count.EqualTo(2));
+        Assert.That(byOperator["has_more"]!.GetValue<bool>(), Is.True);
+        using var looking = await OperatorSessionAsync(operatorId, readOnly: true);
+        Assert.That((await looking.GetAsync($"/api/operator/audit?user_id={user}")).StatusCode, Is.EqualTo(HttpStatusCode.OK), "a read-only operator reads it");
+        var bad = await session.GetAsync("/api/operator/audit?limit=0&operator=%20padded");
+        Assert.That(bad.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await bad.JsonAsync()).ErrorFields(), Is.EquivalentTo(new[] { "limit", "operator" }));
+
+        using var owner = TestTokens.Client(user);
+        Assert.That((await owner.GetAsync($"/api/operator/audit?user_id={user}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "a user's JWT");
+        var link = await (await owner.PostAsJsonAsync("/api/webhooks/portal-sessions", new { })).JsonAsync();
+        var opened = await (await TestTokens.Client(null).PostAsJsonAsync("/portal/session",
+            new { token = PortalHarness.TokenOf(link["url"]!.GetValue<string>()) })).JsonAsync();
+        using var userSession = TestTokens.Client(null);
+        userSession.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", opened["session_token"]!.GetValue<string>());
+        Assert.That((await userSession.GetAsync($"/api/operator/audit?user_id={user}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "a user's session");
+    }
+
+    private static async Task<HttpClient> OperatorSessionAsync(string operatorId, bool readOnly)
+    {
+        using var staff = TestTokens.Client(null);
+        staff.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
+            new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = TestTokens.SigningKey },
+            operatorId, TimeSpan.FromHours(1), "webhooks:operator"));
+        JsonNode link = await (await staff.PostAsJsonAsync("/api/operator/portal-sessions", new { read_only = readOnly })).JsonAsync();
+        var opened = await (await TestTokens.Client(null).PostAsJsonAsync("/portal/session",
+            new { token = PortalHarness.TokenOf(link["url"]!.GetValue<string>()) })).JsonAsync();
+        var session = TestTokens.Client(null);
+        session.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", opened["session_token"]!.GetValue<string>());
+        return session;
+    }
+}
