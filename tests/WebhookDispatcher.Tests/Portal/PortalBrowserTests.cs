@@ -453,6 +453,12 @@ public sealed class PortalBrowserTests
         await Expect(page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button)).ToHaveCountAsync(0);
         await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Sign out" })).ToHaveCountAsync(0);
 
+        // A new link opened in the same page changes only the fragment: it is traded all the same and leaves the address bar.
+        var reopened = await OpenCapturingSessionAsync(page, await _portal.LinkAsync(user, readOnly: true));
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Endpoints" })).ToBeVisibleAsync();
+        Assert.That(page.Url, Does.Not.Contain("token"), "the new link's token is gone from the address bar");
+        Assert.That(reopened, Is.Not.EqualTo(sessionToken));
+
         // Leaving the page (closing, reloading or navigating away) loses the token, and ends its session too.
         var second = await context.NewPageAsync();
         var secondToken = await OpenCapturingSessionAsync(second, await _portal.LinkAsync(user));

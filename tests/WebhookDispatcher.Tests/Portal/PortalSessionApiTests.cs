@@ -158,11 +158,11 @@ public sealed class PortalSessionApiTests
     [Test]
     public async Task A_service_credential_names_the_user_and_a_users_own_token_cannot()
     {
-        var (user, other) = (Events.NewUser(), Events.NewUser());
+        var (user, other, backend) = (Events.NewUser(), Events.NewUser(), "notely-backend-" + Guid.NewGuid().ToString("N"));
         using var service = TestTokens.Client(null);
         service.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
             new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = TestTokens.SigningKey },
-            "notely-backend", TimeSpan.FromHours(1), "webhooks:portal-links"));
+            backend, TimeSpan.FromHours(1), "webhooks:portal-links"));
         var created = await service.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = user, read_only = true });
         Assert.That(created.StatusCode, Is.EqualTo(HttpStatusCode.Created), await created.Content.ReadAsStringAsync());
         var token = PortalHarness.TokenOf((await created.JsonAsync())["url"]!.GetValue<string>());
@@ -176,6 +176,12 @@ public sealed class PortalSessionApiTests
         Assert.That((await refused.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "user_id" }));
         Assert.That((await service.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = " padded" })).StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
         Assert.That(await RowsCreatedByAsync(other), Is.Zero);
+
+        // A service credential that forgets the user gets no portal of its own.
+        var unnamed = await service.PostJsonAsync("/api/webhooks/portal-sessions", """{"read_only": true}""");
+        Assert.That(unnamed.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await unnamed.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "user_id" }));
+        Assert.That(await RowsCreatedByAsync(backend), Is.EqualTo(1), "only the link that named the user");
     }
 
     [Test]

@@ -263,4 +263,8 @@ async function catalogView() {
       h('details', {}, h('summary', {}, 'JSON Schema'), h('pre', {}, JSON.stringify(e.schema, null, 2)))))));
 }
 
+// A new link opened where the portal already is (an embedding app sets the iframe's src to a fresh
+// link, or a tab follows one) changes only the fragment, which loads nothing: load the page again,
+// so the new token is traded and leaves the address bar (the old session ends as the page goes).
+addEventListener('hashchange', () => { if (/(?:^#|&)token=/.test(location.hash)) location.reload(); });
 start().catch(err => render(h('section', { class: 'card narrow' }, h('h1', {}, 'Something went wrong'), h('p', {}, String(err)))));
