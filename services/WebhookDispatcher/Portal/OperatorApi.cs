@@ -27,8 +27,9 @@ public sealed record OperatorDeliveryDetailResponse(DeliveryDetailResponse Deliv
 /// <summary>The answer of the operator's delivery search.</summary>
 /// <param name="Data">Matching deliveries, newest first.</param>
 /// <param name="Limit">The most returned.</param>
-/// <param name="HasMore">Whether more matched than <paramref name="Limit"/> (narrow the search).</param>
-public sealed record OperatorSearchResponse(IReadOnlyList<OperatorDeliveryResponse> Data, int Limit, bool HasMore);
+/// <param name="HasMore">Whether more matched than <paramref name="Limit"/>.</param>
+/// <param name="NextCursor">When <paramref name="HasMore"/>: pass it as <c>cursor</c> with the same search for the older matches.</param>
+public sealed record OperatorSearchResponse(IReadOnlyList<OperatorDeliveryResponse> Data, int Limit, bool HasMore, string? NextCursor);
 
 /// <summary>
 /// The operator view's API (<c>/api/operator</c>), for Notely's support staff through an operator
@@ -135,9 +136,11 @@ public static partial class OperatorApi
         [FromQuery(Name = "subscription_id")] string? subscriptionIdText,
         [FromQuery(Name = "event_id")] string? eventIdText, [FromQuery(Name = "delivery_id")] string? deliveryIdText,
         [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "status")] string? statusText,
-        [FromQuery(Name = "limit")] string? limitText, CancellationToken cancellationToken)
+        [FromQuery(Name = "limit")] string? limitText, [FromQuery(Name = "cursor")] string? cursorText, CancellationToken cancellationToken)
     {
         var q = new ApiInput.Query();
+        var cursor = cursorText is null ? null : PageCursor.Decode(cursorText, PageCursor.Lists.OperatorDeliveries, Guid.Empty);
+        if (cursorText is not null && cursor is null) q.Errors["cursor"] = ["Not a cursor this search issued; pass next_cursor from the previous answer unchanged."];
         var subscriptionId = Id(q, "subscription_id", subscriptionIdText);
         var eventId = Id(q, "event_id", eventIdText);
         var deliveryId = Id(q, "delivery_id", deliveryIdText);
@@ -155,11 +158,15 @@ public static partial class OperatorApi
         if (eventId is { } e) deliveries = deliveries.Where(d => d.EventId == e);
         if (deliveryId is { } d0) deliveries = deliveries.Where(d => d.Id == d0);
         if (status is not null) deliveries = deliveries.Where(d => d.Status == status);
+        if (cursor is not null)
+            deliveries = deliveries.Where(d => EF.Functions.LessThan(ValueTuple.Create(d.CreatedAt, d.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
         var rows = await deliveries.Join(subscriptions, d => d.SubscriptionId, s => s.Id, (d, s) => new { Delivery = d, s.UserId, s.Url })
             .OrderByDescending(r => r.Delivery.CreatedAt).ThenByDescending(r => r.Delivery.Id).Take(limit + 1).ToListAsync(cancellationToken);
+        var last = rows.Count > limit ? rows[limit - 1].Delivery : null;
         return TypedResults.Ok(new OperatorSearchResponse(
             [.. rows.Take(limit).Select(r => new OperatorDeliveryResponse(DeliveryResponse.From(r.Delivery, false), r.UserId, r.Url))],
-            limit, rows.Count > limit));
+            limit, last is not null,
+            last is null ? null : new PageCursor(PageCursor.Lists.OperatorDeliveries, Guid.Empty, last.CreatedAt, last.Id).Encode()));
     }
 
     private static async Task<Results<Ok<OperatorDeliveryDetailResponse>, ProblemHttpResult>> Get(Guid deliveryId, WebhookDbContext db,

@@ -25,6 +25,9 @@ public sealed record PageCursor(PageCursor.Lists List, Guid Scope, DateTimeOffse
 
         /// <summary><c>GET /api/webhooks/{id}/deliveries</c>.</summary>
         Deliveries = 2,
+
+        /// <summary><c>GET /api/operator/deliveries</c> (the operator's search).</summary>
+        OperatorDeliveries = 3,
     }
 
     private const byte Version = 1;

@@ -73,6 +73,36 @@ public sealed class OperatorAuditTests
         Assert.That((await userSession.GetAsync($"/api/operator/audit?user_id={user}")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "a user's session");
     }
 
+    [Test]
+    public async Task An_operators_search_pages_through_every_match_by_cursor_newest_first()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url + "/paged", ["email.received"]);
+        for (var i = 0; i < 5; i++)
+            await Dispatcher.PublishAsync(Events.EmailReceived(user));
+        Assert.That(await Dispatcher.EventuallyAsync(async () => (await Dispatcher.DeliveriesAsync(subscription.Id)).Count == 5, TimeSpan.FromSeconds(60)), Is.True);
+        var expected = (await Dispatcher.DeliveriesAsync(subscription.Id)).OrderByDescending(d => d.CreatedAt).ThenByDescending(d => d.Id).Select(d => d.Id).ToList();
+        using var session = await OperatorSessionAsync("ops-" + Guid.NewGuid().ToString("N")[..8], readOnly: true);
+
+        var seen = new List<Guid>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var query = $"/api/operator/deliveries?user_id={user}&limit=2" + (cursor is null ? "" : $"&cursor={cursor}");
+            var page = await (await session.GetAsync(query)).JsonAsync();
+            seen.AddRange(page["data"]!.AsArray().Select(o => o!["delivery"]!["id"]!.GetValue<Guid>()));
+            cursor = page["next_cursor"]?.GetValue<string>();
+            Assert.That(page["has_more"]!.GetValue<bool>(), Is.EqualTo(cursor is not null));
+        } while (cursor is not null && ++pages < 10);
+        Assert.That(seen, Is.EqualTo(expected), "every match once, newest first, over three pages");
+
+        var bad = await session.GetAsync($"/api/operator/deliveries?user_id={user}&cursor=not-a-cursor");
+        Assert.That(bad.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await bad.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "cursor" }));
+    }
+
     private static async Task<HttpClient> OperatorSessionAsync(string operatorId, bool readOnly)
     {
         using var staff = TestTokens.Client(null);

@@ -70,22 +70,37 @@ export function operatorView() {
   const kind = h('select', { id: 'op-kind' }, [['event_id', 'Event id'], ['delivery_id', 'Delivery id'], ['user_id', 'User id'], ['host', 'URL host']]
     .map(([v, l]) => h('option', { value: v }, l)));
   const value = h('input', { id: 'op-value', required: true, size: 40 });
+  const status = h('select', { id: 'op-status' }, [['', 'Any status'], ['failed', 'Failed'], ['retrying', 'Retrying'], ['pending', 'Pending'],
+    ['success', 'Success'], ['cancelled', 'Cancelled']].map(([v, l]) => h('option', { value: v }, l)));
   const results = h('div', { 'aria-live': 'polite' });
   const form = h('form', { class: 'filters card', role: 'search', 'aria-label': 'Find deliveries' },
     h('label', { for: 'op-kind' }, 'Find by'), kind, h('label', { for: 'op-value', class: 'sr-only' }, 'Value'), value,
-    h('button', { type: 'submit' }, 'Find'));
+    h('label', { for: 'op-status' }, 'Status'), status, h('button', { type: 'submit' }, 'Find'));
+  const row = o => h('tr', { 'data-delivery': o.delivery.id },
+    h('td', {}, badge(o.delivery.status, o.delivery.status === 'success' ? 'ok' : o.delivery.status === 'failed' ? 'bad' : 'info')),
+    h('td', {}, o.delivery.event_type, h('div', { class: 'muted small mono' }, o.delivery.event_id)),
+    h('td', {}, o.user_id), h('td', { class: 'url' }, o.url), h('td', {}, when(o.delivery.created_at)),
+    h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => operatorDelivery(o.delivery.id) }, 'Open')));
   const search = async () => {
-    const r = await api('GET', `api/operator/deliveries?${new URLSearchParams({ [kind.value]: value.value.trim() })}`);
+    const query = { [kind.value]: value.value.trim() };
+    if (status.value) query.status = status.value;
+    const r = await api('GET', `api/operator/deliveries?${new URLSearchParams(query)}`);
     if (!r.ok) return results.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
     if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No delivery matches.'));
+    const body = h('tbody', {}, r.data.data.map(row));
+    const more = h('p', { class: 'pad' });
+    // Older matches page by the cursor the answer gives (same search, newest first).
+    const older = cursor => cursor ? more.replaceChildren(h('button', { type: 'button', onclick: async () => {
+      const next = await api('GET', `api/operator/deliveries?${new URLSearchParams({ ...query, cursor })}`);
+      if (!next.ok) return more.replaceChildren(h('span', { class: 'error', role: 'alert' }, problemText(next)));
+      body.append(...next.data.data.map(row));
+      older(next.data.next_cursor);
+    } }, 'Load older deliveries')) : more.replaceChildren();
+    older(r.data.next_cursor);
     results.replaceChildren(h('section', { class: 'card flush' }, h('table', { class: 'list' },
       h('caption', { class: 'sr-only' }, 'Matching deliveries'),
       h('thead', {}, h('tr', {}, ['Status', 'Event', 'User', 'Endpoint', 'Created', ''].map(t => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, r.data.data.map(o => h('tr', { 'data-delivery': o.delivery.id },
-        h('td', {}, badge(o.delivery.status, o.delivery.status === 'success' ? 'ok' : o.delivery.status === 'failed' ? 'bad' : 'info')),
-        h('td', {}, o.delivery.event_type, h('div', { class: 'muted small mono' }, o.delivery.event_id)),
-        h('td', {}, o.user_id), h('td', { class: 'url' }, o.url), h('td', {}, when(o.delivery.created_at)),
-        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => operatorDelivery(o.delivery.id) }, 'Open'))))))));
+      body), more));
   };
   form.addEventListener('submit', e => { e.preventDefault(); search(); });
   render(h('h1', {}, 'Find deliveries'),
