@@ -129,6 +129,9 @@ public static class PortalSessionsApi
         using var body = document!;
         if (body.RootElement.ValueKind != JsonValueKind.Object || !body.RootElement.TryGetProperty("token", out var t) || t.ValueKind != JsonValueKind.String)
             return ApiInput.Invalid("token", "Required: the token from the portal link's fragment.");
+        // As everywhere in the API, an unknown field is refused (and the link is not used up).
+        foreach (var property in body.RootElement.EnumerateObject())
+            if (property.Name != "token") return ApiInput.Invalid(property.Name, "Unknown field. Accepted fields: token.");
         var opened = await store.OpenAsync(t.GetString()!, options.Value.SessionMinutes, cancellationToken);
         if (opened is not { } o)
             return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Portal link not valid",

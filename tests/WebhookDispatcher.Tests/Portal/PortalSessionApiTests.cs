@@ -68,8 +68,12 @@ public sealed class PortalSessionApiTests
             Assert.That(row.GetBoolean(2), Is.True);
         }
 
-        // Two browsers racing to open the same link: exactly one session.
         using var anonymous = TestTokens.Client(null);
+        var extra = await anonymous.PostJsonAsync("/portal/session", $$"""{"token": "{{token}}", "extra": 1}""");
+        Assert.That(extra.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), "an unknown field is refused");
+        Assert.That((await extra.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "extra" }));
+
+        // Two browsers racing to open the same link (not used up by the refused one): exactly one session.
         var opens = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => anonymous.PostAsJsonAsync("/portal/session", new { token })));
         Assert.That(opens.Count(r => r.StatusCode == HttpStatusCode.OK), Is.EqualTo(1));
         Assert.That(opens.Where(r => r.StatusCode != HttpStatusCode.OK).Select(r => r.StatusCode), Is.All.EqualTo(HttpStatusCode.Unauthorized));
