@@ -35,6 +35,7 @@ public sealed partial class DeliveryScheduler(
 {
     private const int MaxClaimBatch = 500;
     private static readonly TimeSpan IdleLaneLifetime = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan HoldsLeftWake = TimeSpan.FromMilliseconds(20);
 
     private readonly Channel<DeliveryWork> _incoming = Channel.CreateUnbounded<DeliveryWork>(new() { SingleReader = true });
     private readonly Channel<Guid> _unresolved = Channel.CreateUnbounded<Guid>(new() { SingleReader = true });
@@ -153,6 +154,7 @@ public sealed partial class DeliveryScheduler(
     private DateTimeOffset NextWake(DateTimeOffset now)
     {
         var next = now + TimeSpan.FromSeconds(1);
+        if (holds.HoldsLeft) next = now + HoldsLeftWake;
         if (_claimPausedUntil > now && _claimPausedUntil < next) next = _claimPausedUntil;
         foreach (var lane in _lanes.All)
             if (lane.NextWake(now, lane.RateSharers(Replicas)) is { } wake && wake < next) next = wake;

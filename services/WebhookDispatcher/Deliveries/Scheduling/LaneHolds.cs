@@ -17,6 +17,9 @@ public sealed partial class LaneHolds(
 {
     private const int MaxBacklogTake = 5000;
 
+    /// <summary>Deliveries marked held in one pass of the scheduler at most; more are marked in the passes after it.</summary>
+    public const int MaxHoldsPerPass = 500;
+
     /// <summary>
     /// How long a rate-limited lane's refill from its backlog lasts at most, at its rate share: the
     /// rest stays in the database, where it costs no memory and any replica may take it.
@@ -24,6 +27,9 @@ public sealed partial class LaneHolds(
     public static readonly TimeSpan RateLimitedRefill = TimeSpan.FromSeconds(60);
 
     private DateTimeOffset _nextHoldPass;
+
+    /// <summary>Whether the last hold pass left deliveries to mark for the next one (the scheduler then passes again soon).</summary>
+    public bool HoldsLeft { get; private set; }
     private DateTimeOffset _nextHeartbeat;
 
     /// <summary>The reconciler's grace: how long past due a delivery may be before a reconciler takes it.</summary>
@@ -87,7 +93,7 @@ public sealed partial class LaneHolds(
 
     /// <summary>
     /// Every second, marks the deliveries that have waited here for half the grace as held by
-    /// this dispatcher (each once); every third of the grace, renews the heartbeat that keeps all
+    /// this dispatcher (each once; at most <see cref="MaxHoldsPerPass"/> a pass, the rest in the next passes); every third of the grace, renews the heartbeat that keeps all
     /// those holds alive and learns how many dispatchers drain each backlog (<see cref="EndpointLane.Sharers"/>).
     /// </summary>
     public async Task RenewIfDueAsync(IReadOnlyList<EndpointLane> lanes, DateTimeOffset now, CancellationToken stop)
@@ -117,17 +123,28 @@ public sealed partial class LaneHolds(
 
     private async Task HoldWaitingAsync(IReadOnlyList<EndpointLane> lanes, DateTimeOffset now, CancellationToken stop)
     {
-        var due = lanes.SelectMany(l => l.WaitingDeliveries).Where(w => w.HeldUntil - now < Grace / 2).ToList();
+        HoldsLeft = false;
+        var due = lanes.SelectMany(l => l.WaitingDeliveries).Where(w => w.HeldUntil - now < Grace / 2).Take(MaxHoldsPerPass + 1).ToList();
         if (due.Count == 0) return;
+        if (due.Count > MaxHoldsPerPass)
+        {
+            // The rest in the next passes: a burst's thousands of holds in one statement would keep
+            // every lane's claims waiting for it (half the grace is left before any of them is due).
+            due.RemoveAt(MaxHoldsPerPass);
+            _nextHoldPass = now;
+            HoldsLeft = true;
+        }
         try
         {
-            foreach (var chunk in due.Chunk(5000))
-                await store.HoldAsync(chunk.Select(w => w.DeliveryId).ToList(), true, stop);
+            await store.HoldAsync(due.Select(w => w.DeliveryId).ToList(), true, stop);
             // Held by this dispatcher's heartbeat from now on: no renewal per delivery.
             foreach (var w in due) w.HeldUntil = DateTimeOffset.MaxValue;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            // Tried again in a second, not at once.
+            _nextHoldPass = now + TimeSpan.FromSeconds(1);
+            HoldsLeft = false;
             store.OnFailure(ex);
             LogHoldFailed(logger, ex, due.Count);
         }
