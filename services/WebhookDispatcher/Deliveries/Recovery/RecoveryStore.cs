@@ -140,8 +140,8 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
     /// keep in memory, end only by their record, or by their lease (the attempt's timeout + 30 s,
     /// subject to <paramref name="settle"/> like any lease). After such a gap every heartbeat has
     /// lapsed with the database, so a hold of another dispatcher counts as its death only once
-    /// passes have run again for <paramref name="grace"/>: the replicas still running renew
-    /// theirs meanwhile, and keep what waits in their lanes.
+    /// passes have run again for <paramref name="grace"/> (or <paramref name="settle"/>, if shorter):
+    /// the replicas still running renew theirs meanwhile, and keep what waits in their lanes.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
     /// <param name="self">The dispatcher running the pass (<see cref="DispatcherIdentity"/>).</param>
@@ -153,6 +153,9 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
     public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(Guid self, TimeSpan grace, int batchSize, TimeSpan gap, TimeSpan settle,
         CancellationToken cancellationToken)
     {
+        // After a gap, how long passes run again before another dispatcher's lapsed heartbeat means
+        // its death: the grace (the heartbeat's lifetime), or the settle time if shorter.
+        var renewal = grace < settle ? grace : settle;
         await using var batch = Db.CreateBatch();
         // Passes leave their time in one shared row. After a gap (the database was down, or no
         // dispatcher ran), lost attempts are given back only once passes have run again for
@@ -214,15 +217,15 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                            AND (d.held_until IS NULL OR d.held_until < now())
                            AND (d.held_by IS NULL OR (d.held_by <> $3 AND NOT EXISTS (
                                     SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now())
-                                AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - make_interval(secs => $1)))
+                                AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - make_interval(secs => $4)))
                            AND NOT d.in_flight
                          ORDER BY d.next_retry_at LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
-            """, grace.TotalSeconds, batchSize, self));
+            """, grace.TotalSeconds, batchSize, self, renewal.TotalSeconds));
         // A backlog whose hold ran out: the replica that held it has stopped.
         // (Here and above: after a gap every heartbeat has lapsed with the database; the replicas
         // still running renew theirs within a second or two of its return, so a hold counts as
-        // its dispatcher's death only once passes have run again for the grace.)
+        // its dispatcher's death only once passes have run again for `renewal`.)
         batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries SET next_retry_at = now(), held_by = NULL
             WHERE id IN (SELECT d.id FROM webhook_deliveries d
@@ -233,7 +236,7 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                                 AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - make_interval(secs => $3)))
                          LIMIT $1 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
-            """, batchSize, self, grace.TotalSeconds));
+            """, batchSize, self, renewal.TotalSeconds));
         var work = new List<DeliveryWork>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         do
