@@ -6,6 +6,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Messaging;
 using WebhookDispatcher.Messaging.BrokerDelay;
 using WebhookDispatcher.Security;
 using WebhookDispatcher.Subscriptions;
@@ -63,8 +64,10 @@ public sealed class ClusterFailoverTests
         var leader = await LocalCluster.ValueOfAsync("rabbit-leader", DeliveryQueues.FanOut, vhost);
 
         // A publisher as a Notely service is one: confirmed publishes, one that failed or was not
-        // confirmed within 10 s published again (the event id makes a repeat harmless; a publish
-        // caught by the node's death may otherwise never complete). Half before the kill, half after.
+        // confirmed within 10 s cancelled and published again, as the service's own sends are
+        // (the event id makes a repeat harmless; a publish caught by the node's death may
+        // otherwise never complete, and only a failed or cancelled one has its channel replaced).
+        // Half before the kill, half after.
         var published = new ConcurrentBag<Guid>();
         var republished = 0;
         async Task PublishAsync(int count)
@@ -77,7 +80,7 @@ public sealed class ClusterFailoverTests
                 {
                     try
                     {
-                        await dispatcher.PublishAsync(evt).WaitAsync(TimeSpan.FromSeconds(10));
+                        await MessagingExtensions.SendConfirmedAsync(ct => dispatcher.PublishAsync(evt, ct), CancellationToken.None);
                         break;
                     }
                     catch (Exception) when (DateTime.UtcNow < deadline)
