@@ -1,3 +1,4 @@
+using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Deliveries;
@@ -105,6 +106,43 @@ public sealed class ReconcilerGraceTests
             (await Dispatcher.DeliveriesAsync(abandonedSubscription)).All(d => d.Status == DeliveryStatus.Success), Patience), Is.True);
         Assert.That(held.Requests, Is.Empty);
         await CancelAsync(heldId);
+    }
+
+    [Test]
+    public async Task After_a_gap_in_the_passes_a_lapsed_dispatchers_waiting_deliveries_are_left_for_the_grace_then_taken()
+    {
+        var (receiver, subscription) = await EndpointAsync();
+        await using var _ = receiver;
+        // Waiting in the lanes of a dispatcher whose heartbeat lapsed: killed, or alive and about
+        // to renew it once the database is back.
+        var waiting = await StoreAsync(subscription, DateTimeOffset.UtcNow.AddSeconds(-60), null);
+        var lapsed = Guid.NewGuid();
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"INSERT INTO webhook_dispatchers (id, alive_until) VALUES ({lapsed}, now() - interval '10 seconds')"));
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"UPDATE webhook_deliveries SET held_by = {lapsed} WHERE id = {waiting}"));
+        var store = Dispatcher.Services.GetRequiredService<RecoveryStore>();
+        Task<IReadOnlyList<DeliveryWork>> PassAsync() => store.ReclaimOverdueAsync(Guid.NewGuid(), TimeSpan.FromSeconds(5), 500,
+            TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), CancellationToken.None);
+        var publish = Dispatcher.Services.GetRequiredService<IPublishEndpoint>();
+
+        // No pass for a minute (the database was away): this one is the first after the gap.
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"UPDATE webhook_reconciler_state SET last_pass_at = now() - interval '1 minute' WHERE id = 1"));
+        var first = await PassAsync();
+        await publish.PublishBatch(first.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)));
+        // Passes have run for the grace since.
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"UPDATE webhook_reconciler_state SET up_since = now() - interval '6 seconds' WHERE id = 1"));
+        var later = await PassAsync();
+        await publish.PublishBatch(later.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Select(w => w.DeliveryId), Does.Not.Contain(waiting), "just after the gap: its dispatcher may be renewing its heartbeat");
+            Assert.That(later.Select(w => w.DeliveryId), Does.Contain(waiting), "once passes ran for the grace: its dispatcher is gone");
+        });
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True);
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"DELETE FROM webhook_dispatchers WHERE id = {lapsed}"));
     }
 
     [Test]
