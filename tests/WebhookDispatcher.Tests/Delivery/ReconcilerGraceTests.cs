@@ -109,6 +109,54 @@ public sealed class ReconcilerGraceTests
     }
 
     [Test]
+    public async Task A_pass_never_takes_its_own_dispatchers_attempts_or_holds_for_a_dead_ones_even_with_its_heartbeat_lapsed()
+    {
+        var (own, ownSubscription) = await EndpointAsync();
+        var (other, otherSubscription) = await EndpointAsync();
+        await using var _ = own;
+        await using var __ = other;
+        // Each dispatcher claimed an attempt a minute ago (leased for 30 more minutes) and holds a
+        // delivery overdue by a minute in its lanes. Neither heartbeat lives: the pass's own lapsed
+        // (as in a database outage), the other's is gone (killed).
+        var now = DateTimeOffset.UtcNow;
+        var ownAttempt = await StoreAsync(ownSubscription, now.AddMinutes(30), null, attemptCount: 1);
+        var ownWaiting = await StoreAsync(ownSubscription, now.AddMinutes(-1), null);
+        var otherAttempt = await StoreAsync(otherSubscription, now.AddMinutes(30), null, attemptCount: 1);
+        var otherWaiting = await StoreAsync(otherSubscription, now.AddMinutes(-1), null);
+        var (self, killed) = (Guid.NewGuid(), Guid.NewGuid());
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"INSERT INTO webhook_dispatchers (id, alive_until) VALUES ({self}, now() - interval '10 seconds')"));
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"""
+            UPDATE webhook_deliveries SET held_by = CASE WHEN subscription_id = {ownSubscription} THEN {self} ELSE {killed} END,
+                   last_attempt_at = CASE WHEN in_flight THEN now() - interval '1 minute' END
+            WHERE id IN ({ownAttempt}, {ownWaiting}, {otherAttempt}, {otherWaiting})
+            """));
+
+        // The pass `self` runs (its work published as the reconciler does).
+        var work = await Dispatcher.Services.GetRequiredService<RecoveryStore>().ReclaimOverdueAsync(
+            self, TimeSpan.FromSeconds(5), 500, TimeSpan.FromHours(1), TimeSpan.Zero, CancellationToken.None);
+        await Dispatcher.Services.GetRequiredService<IPublishEndpoint>()
+            .PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)));
+
+        var taken = work.Select(w => w.DeliveryId).ToHashSet();
+        Assert.Multiple(() =>
+        {
+            Assert.That(taken, Does.Contain(otherAttempt).And.Contain(otherWaiting), "control: the dead dispatcher's attempt and hold are taken");
+            Assert.That(taken, Does.Not.Contain(ownAttempt).And.Not.Contain(ownWaiting), "its own are left to it");
+        });
+        Assert.That(await other.WaitForAsync(2, Patience), Is.True);
+        var untouched = (await Dispatcher.DeliveriesAsync(ownSubscription)).ToDictionary(d => d.Id);
+        Assert.Multiple(() =>
+        {
+            Assert.That(own.Requests, Is.Empty);
+            Assert.That((untouched[ownAttempt].InFlight, untouched[ownAttempt].AttemptCount), Is.EqualTo((true, 1)));
+            Assert.That(untouched[ownWaiting].AttemptCount, Is.Zero);
+        });
+        await CancelAsync(ownAttempt, ownWaiting);
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"DELETE FROM webhook_dispatchers WHERE id = {self}"));
+    }
+
+    [Test]
     public async Task After_a_gap_in_the_passes_a_lapsed_dispatchers_waiting_deliveries_are_left_for_the_grace_then_taken()
     {
         var (receiver, subscription) = await EndpointAsync();

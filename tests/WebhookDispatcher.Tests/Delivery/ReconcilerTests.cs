@@ -1,4 +1,3 @@
-using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Deliveries;
@@ -113,53 +112,6 @@ public sealed class ReconcilerTests
         await Dispatcher.QueryAsync(db => db.Deliveries.Where(d => d.Id == running.Id)
             .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null)));
         await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"DELETE FROM webhook_dispatchers WHERE id = {live}"));
-    }
-
-    [Test]
-    public async Task A_pass_never_takes_its_own_dispatchers_attempts_or_holds_for_a_dead_ones_even_with_its_heartbeat_lapsed()
-    {
-        await using var receiver = await TestReceiver.AnsweringAsync(200);
-        var own = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url + "/own", ["email.received"]);
-        var other = await Dispatcher.SubscribeAsync(Events.NewUser(), receiver.Url + "/other", ["email.received"]);
-        // Each dispatcher claimed an attempt a minute ago (leased for 30 more minutes) and holds a
-        // delivery overdue by a minute in its lanes. Neither heartbeat lives: the pass's own lapsed
-        // (as in a database outage), the other's is gone (killed).
-        var ownAttempt = await StoreDeliveryAsync(own.Id, 1, 4, DeliveryStatus.Pending, DateTimeOffset.UtcNow.AddMinutes(30), inFlight: true);
-        var ownWaiting = await StoreDeliveryAsync(own.Id, 0, 4, DeliveryStatus.Pending, DateTimeOffset.UtcNow.AddMinutes(-1));
-        var otherAttempt = await StoreDeliveryAsync(other.Id, 1, 4, DeliveryStatus.Pending, DateTimeOffset.UtcNow.AddMinutes(30), inFlight: true);
-        var otherWaiting = await StoreDeliveryAsync(other.Id, 0, 4, DeliveryStatus.Pending, DateTimeOffset.UtcNow.AddMinutes(-1));
-        var (self, killed) = (Guid.NewGuid(), Guid.NewGuid());
-        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
-            $"INSERT INTO webhook_dispatchers (id, alive_until) VALUES ({self}, now() - interval '10 seconds')"));
-        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"""
-            UPDATE webhook_deliveries SET held_by = CASE WHEN subscription_id = {own.Id} THEN {self} ELSE {killed} END,
-                   last_attempt_at = CASE WHEN in_flight THEN now() - interval '1 minute' END
-            WHERE id IN ({ownAttempt.Id}, {ownWaiting.Id}, {otherAttempt.Id}, {otherWaiting.Id})
-            """));
-
-        // The pass `self` runs (its work published as the reconciler does, so other tests' rows it takes go on).
-        var work = await Dispatcher.Services.GetRequiredService<RecoveryStore>().ReclaimOverdueAsync(
-            self, TimeSpan.FromSeconds(5), 500, TimeSpan.FromHours(1), TimeSpan.Zero, CancellationToken.None);
-        await Dispatcher.Services.GetRequiredService<IPublishEndpoint>()
-            .PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)));
-
-        var taken = work.Select(w => w.DeliveryId).ToHashSet();
-        Assert.Multiple(() =>
-        {
-            Assert.That(taken, Does.Contain(otherAttempt.Id).And.Contain(otherWaiting.Id), "control: the dead dispatcher's attempt and hold are taken");
-            Assert.That(taken, Does.Not.Contain(ownAttempt.Id).And.Not.Contain(ownWaiting.Id), "its own are left to it");
-        });
-        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(receiver.To("/other").Count == 2), TimeSpan.FromSeconds(30)), Is.True);
-        var untouched = (await Dispatcher.DeliveriesAsync(own.Id)).ToDictionary(d => d.Id);
-        Assert.Multiple(() =>
-        {
-            Assert.That(receiver.To("/own"), Is.Empty);
-            Assert.That((untouched[ownAttempt.Id].InFlight, untouched[ownAttempt.Id].AttemptCount), Is.EqualTo((true, 1)));
-            Assert.That(untouched[ownWaiting.Id].AttemptCount, Is.Zero);
-        });
-        await Dispatcher.QueryAsync(db => db.Deliveries.Where(d => d.SubscriptionId == own.Id)
-            .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null)));
-        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"DELETE FROM webhook_dispatchers WHERE id = {self}"));
     }
 
     [Test]
