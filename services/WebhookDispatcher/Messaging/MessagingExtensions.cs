@@ -46,6 +46,30 @@ public static class MessagingExtensions
     /// </summary>
     public static readonly TimeSpan ConfirmTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Runs one of the service's own publishes or sends, <paramref name="send"/>, with a token that
+    /// is cancelled after <see cref="ConfirmTimeout"/>. Cancelling the send itself, not only the wait
+    /// for it, is what replaces its channel: MassTransit disposes a channel whose use failed or was
+    /// cancelled and opens a new one for the next send, and stops retrying the send in the
+    /// background (a refused or unconfirmed send is otherwise retried by MassTransit on the same
+    /// schedule as a reconnect, up to 1,000 times). The caller makes the send again.
+    /// </summary>
+    /// <exception cref="TimeoutException">Not confirmed within <see cref="ConfirmTimeout"/>; the send was cancelled.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public static async Task SendConfirmedAsync(Func<CancellationToken, Task> send, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(ConfirmTimeout);
+        try
+        {
+            await send(deadline.Token).WaitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"The broker did not confirm the send within {ConfirmTimeout.TotalSeconds:0} s; it was cancelled and its channel is replaced", ex);
+        }
+    }
+
     /// <summary>The largest message RabbitMQ can be configured to accept (<c>max_message_size</c>): 536,870,912 bytes (512 MiB).</summary>
     public const uint MaxBrokerMessageBytes = 512 * 1024 * 1024;
 
@@ -64,6 +88,10 @@ public static class MessagingExtensions
         var deployTopologyOnly = MessagingOptions.DeployTopologyOnlyIn(builder.Configuration);
         if (deployTopologyOnly) builder.Services.AddHostedService<TopologyCommand.RefuseToServe>();
         builder.Services.AddSingleton(new RabbitMqTopology(broker));
+        // Receive endpoints reconnect within about a second of the broker's return, not on MassTransit's schedule.
+        builder.Services.AddSingleton<ReceiveEndpointWatchdog>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ReceiveEndpointWatchdog>());
+        builder.Services.AddReceiveEndpointObserver(sp => sp.GetRequiredService<ReceiveEndpointWatchdog>());
         var contributors = builder.Services.Where(d => d.ServiceType == typeof(IBusContributor))
             .Select(d => (IBusContributor)d.ImplementationInstance!).ToList();
 

@@ -6,6 +6,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Messaging;
 using WebhookDispatcher.Messaging.BrokerDelay;
 using WebhookDispatcher.Security;
 using WebhookDispatcher.Subscriptions;
@@ -63,8 +64,10 @@ public sealed class ClusterFailoverTests
         var leader = await LocalCluster.ValueOfAsync("rabbit-leader", DeliveryQueues.FanOut, vhost);
 
         // A publisher as a Notely service is one: confirmed publishes, one that failed or was not
-        // confirmed within 10 s published again (the event id makes a repeat harmless; a publish
-        // caught by the node's death may otherwise never complete). Half before the kill, half after.
+        // confirmed within 10 s cancelled and published again, as the service's own sends are
+        // (the event id makes a repeat harmless; a publish caught by the node's death may
+        // otherwise never complete, and only a failed or cancelled one has its channel replaced).
+        // Half before the kill, half after.
         var published = new ConcurrentBag<Guid>();
         var republished = 0;
         async Task PublishAsync(int count)
@@ -77,7 +80,7 @@ public sealed class ClusterFailoverTests
                 {
                     try
                     {
-                        await dispatcher.PublishAsync(evt).WaitAsync(TimeSpan.FromSeconds(10));
+                        await MessagingExtensions.SendConfirmedAsync(ct => dispatcher.PublishAsync(evt, ct), CancellationToken.None);
                         break;
                     }
                     catch (Exception) when (DateTime.UtcNow < deadline)
@@ -103,6 +106,14 @@ public sealed class ClusterFailoverTests
             var all = await Dispatcher.EventuallyAsync(() => Task.FromResult(DistinctEvents(receiver) >= events), Patience);
             TestContext.Progress.WriteLine($"[cluster] node {killed} (leader of {DeliveryQueues.FanOut}) killed: {DistinctEvents(receiver)} of {events} " +
                                            $"events delivered, {receiver.Requests.Count - DistinctEvents(receiver)} repeated POSTs, {republished} publishes repeated");
+            // The broker goes on counting the dead node's consumer of webhook-delivery (a quorum
+            // queue keeps it until the node is back); the replica count that splits the limits must
+            // not: after a refresh it is still this one dispatcher.
+            var topology = dispatcher.Services.GetRequiredService<RabbitMqTopology>();
+            var stale = await Dispatcher.EventuallyAsync(async () =>
+                await topology.ConsumerCountAsync(DeliveryQueues.Delivery, CancellationToken.None) >= 2, TimeSpan.FromSeconds(30));
+            await Task.Delay(ReplicaCounter.RefreshInterval + TimeSpan.FromSeconds(2));
+            var replicas = dispatcher.Services.GetRequiredService<DeliveryScheduler>().Replicas;
             // The receiver has them all; their records follow within moments (the recorder batches).
             var deliveries = await DeliveriesAsync(subscription);
             await Dispatcher.EventuallyAsync(async () =>
@@ -110,6 +121,8 @@ public sealed class ClusterFailoverTests
             Assert.Multiple(() =>
             {
                 Assert.That(killed, Is.EqualTo(leader), "control: the node that led the fan-out queue was killed");
+                Assert.That(stale, Is.True, "control: the broker still counts the dead node's consumer");
+                Assert.That(replicas, Is.EqualTo(1), "one replica, whatever the broker counts");
                 Assert.That(all, Is.True, "every published event reaches the receiver");
                 Assert.That(published.Distinct().Count(), Is.EqualTo(events), "every publish was confirmed in the end");
                 Assert.That(deliveries, Has.Count.EqualTo(events));

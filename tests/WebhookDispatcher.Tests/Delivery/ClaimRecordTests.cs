@@ -89,7 +89,7 @@ public sealed class ClaimRecordTests
             Database.ExecuteInAsync("UPDATE webhook_deliveries SET next_retry_at = now() - interval '1 hour' WHERE id = @id", ("id", deliveryId));
 
         public Task<IReadOnlyList<DeliveryWork>> GiveBackAsync() =>
-            Recovery.ReclaimOverdueAsync(TimeSpan.Zero, 100, TimeSpan.FromHours(1), TimeSpan.Zero, CancellationToken.None);
+            Recovery.ReclaimOverdueAsync(Guid.NewGuid(), TimeSpan.Zero, 100, TimeSpan.FromHours(1), TimeSpan.Zero, CancellationToken.None);
 
         public async ValueTask DisposeAsync()
         {

@@ -149,8 +149,9 @@ public sealed class DatabaseOutageTests
     [Test]
     public async Task An_answer_kept_in_memory_through_an_outage_longer_than_the_lease_is_recorded_not_made_again()
     {
-        // A dispatcher of its own with the production reconciler (every second here, 10 s grace,
-        // 30 s settle), so a give-back could race the recorder the moment PostgreSQL returns.
+        // A dispatcher of its own with the production reconciler (every second here, 5 s grace,
+        // 30 s settle), so a give-back could race the recorder the moment PostgreSQL returns. Its
+        // heartbeat lapses in the outage too: its own pass must still leave its claim alone.
         await using var dispatcher = await IsolatedDispatcher.StartAsync(new Dictionary<string, string?>
         {
             ["Delivery:AllowPrivateNetworks"] = "true",
@@ -171,7 +172,7 @@ public sealed class DatabaseOutageTests
         await using (await PostgresServer.OutageAsync())
         {
             gate.Release(10); // the answer arrives while the database is away
-            // Down past the claim's lease (timeout 10 s + 30 s) and the grace (10 s).
+            // Down past the claim's lease (timeout 10 s + 30 s), a grace (5 s then 10 s) and more.
             var until = claimedAt + TimeSpan.FromSeconds(10 + 30 + 10 + 5);
             if (until > receiver.Now) await Task.Delay(until - receiver.Now);
         }

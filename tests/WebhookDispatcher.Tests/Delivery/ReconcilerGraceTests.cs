@@ -1,3 +1,4 @@
+using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Deliveries;
@@ -105,6 +106,91 @@ public sealed class ReconcilerGraceTests
             (await Dispatcher.DeliveriesAsync(abandonedSubscription)).All(d => d.Status == DeliveryStatus.Success), Patience), Is.True);
         Assert.That(held.Requests, Is.Empty);
         await CancelAsync(heldId);
+    }
+
+    [Test]
+    public async Task A_pass_never_takes_its_own_dispatchers_attempts_or_holds_for_a_dead_ones_even_with_its_heartbeat_lapsed()
+    {
+        var (own, ownSubscription) = await EndpointAsync();
+        var (other, otherSubscription) = await EndpointAsync();
+        await using var _ = own;
+        await using var __ = other;
+        // Each dispatcher claimed an attempt a minute ago (leased for 30 more minutes) and holds a
+        // delivery overdue by a minute in its lanes. Neither heartbeat lives: the pass's own lapsed
+        // (as in a database outage), the other's is gone (killed).
+        var now = DateTimeOffset.UtcNow;
+        var ownAttempt = await StoreAsync(ownSubscription, now.AddMinutes(30), null, attemptCount: 1);
+        var ownWaiting = await StoreAsync(ownSubscription, now.AddMinutes(-1), null);
+        var otherAttempt = await StoreAsync(otherSubscription, now.AddMinutes(30), null, attemptCount: 1);
+        var otherWaiting = await StoreAsync(otherSubscription, now.AddMinutes(-1), null);
+        var (self, killed) = (Guid.NewGuid(), Guid.NewGuid());
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"INSERT INTO webhook_dispatchers (id, alive_until) VALUES ({self}, now() - interval '10 seconds')"));
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"""
+            UPDATE webhook_deliveries SET held_by = CASE WHEN subscription_id = {ownSubscription} THEN {self} ELSE {killed} END,
+                   last_attempt_at = CASE WHEN in_flight THEN now() - interval '1 minute' END
+            WHERE id IN ({ownAttempt}, {ownWaiting}, {otherAttempt}, {otherWaiting})
+            """));
+
+        // The pass `self` runs (its work published as the reconciler does).
+        var work = await Dispatcher.Services.GetRequiredService<RecoveryStore>().ReclaimOverdueAsync(
+            self, TimeSpan.FromSeconds(5), 500, TimeSpan.FromHours(1), TimeSpan.Zero, CancellationToken.None);
+        await Dispatcher.Services.GetRequiredService<IPublishEndpoint>()
+            .PublishBatch(work.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)));
+
+        var taken = work.Select(w => w.DeliveryId).ToHashSet();
+        Assert.Multiple(() =>
+        {
+            Assert.That(taken, Does.Contain(otherAttempt).And.Contain(otherWaiting), "control: the dead dispatcher's attempt and hold are taken");
+            Assert.That(taken, Does.Not.Contain(ownAttempt).And.Not.Contain(ownWaiting), "its own are left to it");
+        });
+        Assert.That(await other.WaitForAsync(2, Patience), Is.True);
+        var untouched = (await Dispatcher.DeliveriesAsync(ownSubscription)).ToDictionary(d => d.Id);
+        Assert.Multiple(() =>
+        {
+            Assert.That(own.Requests, Is.Empty);
+            Assert.That((untouched[ownAttempt].InFlight, untouched[ownAttempt].AttemptCount), Is.EqualTo((true, 1)));
+            Assert.That(untouched[ownWaiting].AttemptCount, Is.Zero);
+        });
+        await CancelAsync(ownAttempt, ownWaiting);
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"DELETE FROM webhook_dispatchers WHERE id = {self}"));
+    }
+
+    [Test]
+    public async Task After_a_gap_in_the_passes_a_lapsed_dispatchers_waiting_deliveries_are_left_for_the_grace_then_taken()
+    {
+        var (receiver, subscription) = await EndpointAsync();
+        await using var _ = receiver;
+        // Waiting in the lanes of a dispatcher whose heartbeat lapsed: killed, or alive and about
+        // to renew it once the database is back.
+        var waiting = await StoreAsync(subscription, DateTimeOffset.UtcNow.AddSeconds(-60), null);
+        var lapsed = Guid.NewGuid();
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"INSERT INTO webhook_dispatchers (id, alive_until) VALUES ({lapsed}, now() - interval '10 seconds')"));
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"UPDATE webhook_deliveries SET held_by = {lapsed} WHERE id = {waiting}"));
+        var store = Dispatcher.Services.GetRequiredService<RecoveryStore>();
+        Task<IReadOnlyList<DeliveryWork>> PassAsync() => store.ReclaimOverdueAsync(Guid.NewGuid(), TimeSpan.FromSeconds(5), 500,
+            TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(30), CancellationToken.None);
+        var publish = Dispatcher.Services.GetRequiredService<IPublishEndpoint>();
+
+        // No pass for a minute (the database was away): this one is the first after the gap.
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"UPDATE webhook_reconciler_state SET last_pass_at = now() - interval '1 minute' WHERE id = 1"));
+        var first = await PassAsync();
+        await publish.PublishBatch(first.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)));
+        // Passes have run for the grace since.
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"UPDATE webhook_reconciler_state SET up_since = now() - interval '6 seconds' WHERE id = 1"));
+        var later = await PassAsync();
+        await publish.PublishBatch(later.Select(w => new DeliverWebhook(w.DeliveryId, w.SubscriptionId)));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Select(w => w.DeliveryId), Does.Not.Contain(waiting), "just after the gap: its dispatcher may be renewing its heartbeat");
+            Assert.That(later.Select(w => w.DeliveryId), Does.Contain(waiting), "once passes ran for the grace: its dispatcher is gone");
+        });
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True);
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlAsync($"DELETE FROM webhook_dispatchers WHERE id = {lapsed}"));
     }
 
     [Test]

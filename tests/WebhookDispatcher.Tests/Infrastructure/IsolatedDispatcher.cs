@@ -127,10 +127,10 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
     }
 
     /// <summary>Publishes an event on this instance's virtual host, as a Notely service would.</summary>
-    public async Task PublishAsync(INotelyEvent evt)
+    public async Task PublishAsync(INotelyEvent evt, CancellationToken cancellationToken = default)
     {
         await using var scope = Services.CreateAsyncScope();
-        await scope.ServiceProvider.GetRequiredService<IPublishEndpoint>().Publish(evt, evt.GetType());
+        await scope.ServiceProvider.GetRequiredService<IPublishEndpoint>().Publish(evt, evt.GetType(), cancellationToken);
     }
 
     /// <summary>

@@ -2,6 +2,7 @@ using MassTransit;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Messaging;
 using WebhookDispatcher.Messaging.BrokerDelay;
 using WebhookDispatcher.Tests.Infrastructure;
 
@@ -83,6 +84,45 @@ public sealed class BrokerRestartTests
                 "the retry handed over during the outage is made once the broker is back");
             Assert.That(deliveries.Select(d => (d.Status, d.Attempts.Count)), Is.EqualTo(new[] { (DeliveryStatus.Success, 2), (DeliveryStatus.Success, 2) }));
             Assert.That(busesBack, Is.True, "every dispatcher of the run reconnected its bus");
+        });
+    }
+
+    [Test]
+    public async Task After_a_broker_restart_the_receive_endpoints_reconnect_as_soon_as_it_answers_not_on_MassTransits_schedule()
+    {
+        await using var deployment = await PrivateDeployment.StartAsync();
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        await deployment.SubscribeAsync(user, receiver.Url);
+        var services = deployment.Dispatcher!.Services;
+        var watchdog = services.GetRequiredService<ReceiveEndpointWatchdog>();
+        var bus = services.GetRequiredService<IBusControl>();
+        var restarts = watchdog.Restarts;
+        TimeSpan back;
+        try
+        {
+            await Servers.StopBrokerAsync();
+            Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(watchdog.Down.Count >= 2), Patience), Is.True,
+                "control: both worker endpoints know the broker is gone");
+            // Away long enough for MassTransit's first reconnect (4.5-7.5 s after the loss, +1 s) to
+            // fail: its next comes 6.75-11.25 s later.
+            await Task.Delay(TimeSpan.FromSeconds(8));
+        }
+        finally
+        {
+            await Servers.StartBrokerAsync();
+            back = receiver.Now;
+        }
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(bus.CheckHealth().Status == BusHealthStatus.Healthy), Patience), Is.True,
+            "the endpoints are connected again");
+        var ready = receiver.Now - back;
+        await deployment.Dispatcher.PublishAsync(Events.EmailReceived(user));
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True, "and deliver");
+        TestContext.Progress.WriteLine($"[console] broker back: endpoints ready {ready.TotalSeconds:F1} s later ({watchdog.Restarts - restarts} restart(s) by the watch)");
+        Assert.Multiple(() =>
+        {
+            Assert.That(ready, Is.LessThan(Slack), "ready within seconds of the broker's return");
+            Assert.That(watchdog.Restarts, Is.GreaterThan(restarts), "restarted by the watch once the broker answered");
         });
     }
 

@@ -76,8 +76,9 @@ public sealed partial class RetryPublisher(IBus bus, RabbitMqTopology topology, 
                 ? await topology.EnsureDelayAsync(DeliveryQueues.Delivery, group.Key, CancellationToken.None)
                 : DeliveryQueues.Delivery;
             var endpoint = await bus.GetSendEndpoint(new Uri($"exchange:{exchange}"));
-            // Bounded: an unconfirmed send is made again (Messaging.MessagingExtensions.ConfirmTimeout).
-            await endpoint.SendBatch(group.Select(m => m.Message), Mandatory).WaitAsync(Messaging.MessagingExtensions.ConfirmTimeout);
+            // Bounded: an unconfirmed send is cancelled and made again, on a new channel (Messaging.MessagingExtensions.SendConfirmedAsync).
+            var messages = group.Select(m => m.Message).ToList();
+            await Messaging.MessagingExtensions.SendConfirmedAsync(ct => endpoint.SendBatch(messages, Mandatory, ct), CancellationToken.None);
         }
     }
 

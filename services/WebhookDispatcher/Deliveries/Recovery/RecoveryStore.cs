@@ -133,17 +133,29 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
     /// attempts left (their message was lost, purged, or never sent) and the backlogs whose hold
     /// ran out (see <see cref="LaneStore.DeferToBacklogAsync"/>) are made due now and returned, to be
     /// re-published: at most <paramref name="batchSize"/> of each. Safe to run in several
-    /// processes at once (SKIP LOCKED).
+    /// processes at once (SKIP LOCKED). What <paramref name="self"/> claimed or holds is never
+    /// taken for a dead dispatcher's, whatever its heartbeat row says: the process running this
+    /// pass is alive, and its heartbeat lapses only because the database was away (a lapse no
+    /// longer than the outage that caused it), so its own attempts in flight, whose answers it may
+    /// keep in memory, end only by their record, or by their lease (the attempt's timeout + 30 s,
+    /// subject to <paramref name="settle"/> like any lease). After such a gap every heartbeat has
+    /// lapsed with the database, so a hold of another dispatcher counts as its death only once
+    /// passes have run again for <paramref name="grace"/> (or <paramref name="settle"/>, if shorter):
+    /// the replicas still running renew theirs meanwhile, and keep what waits in their lanes.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed.</exception>
+    /// <param name="self">The dispatcher running the pass (<see cref="DispatcherIdentity"/>).</param>
     /// <param name="grace">How long past due a delivery may be before it counts as lost.</param>
     /// <param name="batchSize">Deliveries re-published per pass at most, of each kind.</param>
     /// <param name="gap">Passes further apart than this mean the database (or every dispatcher) was away.</param>
     /// <param name="settle">How long passes must have run again since such a gap before attempts are given back.</param>
     /// <param name="cancellationToken">Cancels the pass.</param>
-    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(TimeSpan grace, int batchSize, TimeSpan gap, TimeSpan settle,
+    public async Task<IReadOnlyList<DeliveryWork>> ReclaimOverdueAsync(Guid self, TimeSpan grace, int batchSize, TimeSpan gap, TimeSpan settle,
         CancellationToken cancellationToken)
     {
+        // After a gap, how long passes run again before another dispatcher's lapsed heartbeat means
+        // its death: the grace (the heartbeat's lifetime), or the settle time if shorter.
+        var renewal = grace < settle ? grace : settle;
         await using var batch = Db.CreateBatch();
         // Passes leave their time in one shared row. After a gap (the database was down, or no
         // dispatcher ran), lost attempts are given back only once passes have run again for
@@ -164,9 +176,10 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                        (SELECT count(*) FROM webhook_delivery_attempts a WHERE a.delivery_id = d.id)::int AS recorded
                 FROM webhook_deliveries d
                 WHERE d.in_flight AND d.status IN ('pending', 'retrying')
-                  -- The lease ran out, or the dispatcher that claimed it (held_by) stopped its heartbeat.
+                  -- The lease ran out, or the dispatcher that claimed it (held_by) stopped its
+                  -- heartbeat: another one ($4 is this pass's own, alive whatever its row says).
                   AND (d.next_retry_at < now() - make_interval(secs => $1)
-                       OR (d.held_by IS NOT NULL AND d.last_attempt_at < now() - make_interval(secs => $1) AND NOT EXISTS (
+                       OR (d.held_by IS NOT NULL AND d.held_by <> $4 AND d.last_attempt_at < now() - make_interval(secs => $1) AND NOT EXISTS (
                                SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now())))
                   AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - $3 * interval '1 second'
                 FOR UPDATE SKIP LOCKED),
@@ -195,30 +208,35 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                 last_delivery_at = GREATEST(s.last_delivery_at, now()), last_failure_at = GREATEST(s.last_failure_at, now())
             FROM (SELECT subscription_id, count(*) AS n FROM given WHERE failed GROUP BY subscription_id) g
             WHERE s.id = g.subscription_id
-            """, grace.TotalSeconds, options.Value.MaxLostAttempts, settle.TotalSeconds));
+            """, grace.TotalSeconds, options.Value.MaxLostAttempts, settle.TotalSeconds, self));
         batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries SET next_retry_at = now(), held_by = NULL
             WHERE id IN (SELECT d.id FROM webhook_deliveries d
                          WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < now() - make_interval(secs => $1)
                            AND d.attempt_count < d.max_attempts
                            AND (d.held_until IS NULL OR d.held_until < now())
-                           AND (d.held_by IS NULL OR NOT EXISTS (
-                                    SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now()))
+                           AND (d.held_by IS NULL OR (d.held_by <> $3 AND NOT EXISTS (
+                                    SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now())
+                                AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - make_interval(secs => $4)))
                            AND NOT d.in_flight
                          ORDER BY d.next_retry_at LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
-            """, grace.TotalSeconds, batchSize));
+            """, grace.TotalSeconds, batchSize, self, renewal.TotalSeconds));
         // A backlog whose hold ran out: the replica that held it has stopped.
+        // (Here and above: after a gap every heartbeat has lapsed with the database; the replicas
+        // still running renew theirs within a second or two of its return, so a hold counts as
+        // its dispatcher's death only once passes have run again for `renewal`.)
         batch.BatchCommands.Add(Command("""
             UPDATE webhook_deliveries SET next_retry_at = now(), held_by = NULL
             WHERE id IN (SELECT d.id FROM webhook_deliveries d
                          WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at IS NULL
                            AND (d.held_until IS NULL OR d.held_until < now())
-                           AND (d.held_by IS NULL OR NOT EXISTS (
-                                    SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now()))
+                           AND (d.held_by IS NULL OR (d.held_by <> $2 AND NOT EXISTS (
+                                    SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now())
+                                AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - make_interval(secs => $3)))
                          LIMIT $1 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
-            """, batchSize));
+            """, batchSize, self, renewal.TotalSeconds));
         var work = new List<DeliveryWork>();
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         do

@@ -1,12 +1,16 @@
+using Npgsql;
 using WebhookDispatcher.Messaging.BrokerDelay;
 
 namespace WebhookDispatcher.Deliveries;
 
 /// <summary>
 /// How many replicas share each subscription's limits: the consumers of
-/// <see cref="DeliveryQueues.Delivery"/>, read from the broker every <see cref="RefreshInterval"/>.
+/// <see cref="DeliveryQueues.Delivery"/>, read from the broker every <see cref="RefreshInterval"/>,
+/// at most the dispatchers whose heartbeat lives (<c>webhook_dispatchers</c>): a quorum queue keeps
+/// counting the consumers of a node that died until the node is back (seen on the local cluster:
+/// 4 for 2 replicas, for as long as the node was away), which would halve every replica's share.
 /// </summary>
-public sealed partial class ReplicaCounter(RabbitMqTopology topology, ILogger<ReplicaCounter> logger)
+public sealed partial class ReplicaCounter(RabbitMqTopology topology, NpgsqlDataSource db, ILogger<ReplicaCounter> logger)
 {
     /// <summary>How often the count is read from the broker.</summary>
     public static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(15);
@@ -29,8 +33,10 @@ public sealed partial class ReplicaCounter(RabbitMqTopology topology, ILogger<Re
     {
         try
         {
-            var consumers = await topology.ConsumerCountAsync(DeliveryQueues.Delivery, CancellationToken.None);
-            Volatile.Write(ref _replicas, Math.Max(1, (int)(consumers ?? 1)));
+            var consumers = (int)(await topology.ConsumerCountAsync(DeliveryQueues.Delivery, CancellationToken.None) ?? 1);
+            await using var alive = db.CreateCommand("SELECT count(*)::int FROM webhook_dispatchers WHERE alive_until >= now()");
+            if (await alive.ExecuteScalarAsync() is int dispatchers && dispatchers > 0) consumers = Math.Min(consumers, dispatchers);
+            Volatile.Write(ref _replicas, Math.Max(1, consumers));
         }
         catch (Exception ex)
         {
@@ -38,6 +44,6 @@ public sealed partial class ReplicaCounter(RabbitMqTopology topology, ILogger<Re
         }
     }
 
-    [LoggerMessage(LogLevel.Debug, "Could not count the replicas on the broker; keeping the last count")]
+    [LoggerMessage(LogLevel.Debug, "Could not count the replicas on the broker or in the database; keeping the last count")]
     private static partial void LogReplicaCountFailed(ILogger logger, Exception ex);
 }

@@ -49,7 +49,10 @@ internal sealed class BrokerDelayRedeliveryContext<TMessage>(
             callback?.Invoke(context, sendContext);
         });
         var endpoint = await context.GetSendEndpoint(destination);
-        await endpoint.Send(context.Message, new ForwardMessagePipe<TMessage>(context, pipe), context.CancellationToken);
+        // Bounded like the service's other sends: unconfirmed, it is cancelled (its channel replaced)
+        // and the consumer fails, so the broker hands the message back.
+        await MessagingExtensions.SendConfirmedAsync(
+            ct => endpoint.Send(context.Message, new ForwardMessagePipe<TMessage>(context, pipe), ct), context.CancellationToken);
     }
 }
 
