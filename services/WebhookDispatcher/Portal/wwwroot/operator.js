@@ -88,14 +88,14 @@ export function operatorView() {
     if (!r.ok) return results.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
     if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No delivery matches.'));
     const body = h('tbody', {}, r.data.data.map(row));
-    const more = h('p', { class: 'pad' });
+    const more = h('div', {});
     // Older matches page by the cursor the answer gives (same search, newest first).
-    const older = cursor => cursor ? more.replaceChildren(h('button', { type: 'button', onclick: async () => {
+    const older = cursor => cursor ? more.replaceChildren(h('p', { class: 'pad' }, h('button', { type: 'button', onclick: async () => {
       const next = await api('GET', `api/operator/deliveries?${new URLSearchParams({ ...query, cursor })}`);
-      if (!next.ok) return more.replaceChildren(h('span', { class: 'error', role: 'alert' }, problemText(next)));
+      if (!next.ok) return more.replaceChildren(h('p', { class: 'error pad', role: 'alert' }, problemText(next)));
       body.append(...next.data.data.map(row));
       older(next.data.next_cursor);
-    } }, 'Load older deliveries')) : more.replaceChildren();
+    } }, 'Load older deliveries'))) : more.replaceChildren();
     older(r.data.next_cursor);
     results.replaceChildren(h('section', { class: 'card flush' }, h('table', { class: 'list' },
       h('caption', { class: 'sr-only' }, 'Matching deliveries'),
