@@ -19,7 +19,7 @@ public sealed class FanOutSizes(FanOutStore store) : IDisposable
     /// <summary>How long a user's count is kept before it is read again.</summary>
     public static readonly TimeSpan KnownFor = TimeSpan.FromSeconds(30);
 
-    /// <summary>Users whose counts are kept at most (one small entry each); beyond it the oldest go first.</summary>
+    /// <summary>Users whose counts are kept at most (one small entry each); when full, a new user's count is not kept (read again with its next batch) until the cache compacts.</summary>
     public const int MaxUsersKnown = 100_000;
 
     private readonly MemoryCache _counts = new(new MemoryCacheOptions { SizeLimit = MaxUsersKnown });
