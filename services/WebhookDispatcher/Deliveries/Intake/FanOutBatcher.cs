@@ -85,10 +85,10 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
             // Events that write much (payloads near the cap, or a user with many subscriptions)
             // are stored apart, so the other events of the batch do not wait for their rows.
             var many = await ManySubscriptionsAsync(batch);
-            var apart = batch.Where(p => p.Event.Payload.Length >= LargePayloadChars || many.ContainsKey(p.Event.UserId)).ToList();
+            var apart = batch.FindAll(p => p.Event.Payload.Length >= LargePayloadChars || many.ContainsKey(p.Event.UserId));
             if (apart.Count > 0)
             {
-                batch.RemoveAll(p => p.Event.Payload.Length >= LargePayloadChars || many.ContainsKey(p.Event.UserId));
+                batch = batch.Except(apart).ToList();
                 foreach (var part in ApartStatements(apart, many))
                     running.Add(StoreApartAsync(part));
             }
