@@ -25,10 +25,24 @@ public static class BrokenConnections
         _ => false,
     };
 
-    /// <summary>Clears <paramref name="dataSource"/>'s pool when <paramref name="exception"/> shows a broken connection; returns whether it did.</summary>
+    /// <summary>
+    /// Whether <paramref name="exception"/> is the server refusing a statement's data (SQL state
+    /// class 22, such as a NUL in a text value). Npgsql 10 can then leave that statement's
+    /// automatic preparation corrupt on its connection, and its next run there fails with
+    /// "Received unexpected backend message DataRow" (npgsql/npgsql#6391, open); closing the
+    /// pool's connections drops it. Rare by design: inputs are validated before they reach SQL.
+    /// </summary>
+    public static bool LeavesStatementCorrupt(Exception exception) =>
+        exception is PostgresException { SqlState: var state } && state.StartsWith("22", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Clears <paramref name="dataSource"/>'s pool when <paramref name="exception"/> shows a broken
+    /// connection (<see cref="IsBroken"/>) or a statement left corrupt on its connection
+    /// (<see cref="LeavesStatementCorrupt"/>); returns whether it did.
+    /// </summary>
     public static bool ClearIfBroken(NpgsqlDataSource dataSource, Exception exception)
     {
-        if (!IsBroken(exception)) return false;
+        if (!IsBroken(exception) && !LeavesStatementCorrupt(exception)) return false;
         dataSource.Clear();
         return true;
     }

@@ -67,7 +67,8 @@ public static class DatabaseAvailability
         {
             return await operation(cancellationToken);
         }
-        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && BrokenConnections.ClearIfBroken(dataSource, ex))
+        // Cleared for a corrupt statement too, but run again only for a broken connection: refused data fails the same way twice.
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && BrokenConnections.ClearIfBroken(dataSource, ex) && BrokenConnections.IsBroken(ex))
         {
             return await operation(cancellationToken);
         }

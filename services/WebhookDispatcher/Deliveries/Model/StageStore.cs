@@ -25,18 +25,10 @@ public abstract class StageStore(NpgsqlDataSource db)
 
     /// <summary>
     /// Tells the store a statement failed: when the failure shows a broken connection (the
-    /// database restarted), the pool is cleared so the next statement opens a fresh one instead
-    /// of failing on the next dead pooled connection. So it is when the server refused a
-    /// statement's data (SQLSTATE class 22, such as a NUL in a publisher's user id): Npgsql 10
-    /// can leave the failed statement's automatic preparation corrupt on its connection, and the
-    /// next run of that statement there fails with "Received unexpected backend message DataRow"
-    /// (npgsql/npgsql#6391, open); closing the pool's connections drops it.
+    /// database restarted) or a statement left corrupt on its connection, the pool is cleared
+    /// (<see cref="Data.BrokenConnections.ClearIfBroken"/>).
     /// </summary>
-    public void OnFailure(Exception exception)
-    {
-        if (Data.BrokenConnections.ClearIfBroken(Db, exception)) return;
-        if (exception is PostgresException { SqlState: var state } && state.StartsWith("22", StringComparison.Ordinal)) Db.Clear();
-    }
+    public void OnFailure(Exception exception) => Data.BrokenConnections.ClearIfBroken(Db, exception);
 
     /// <summary>A batch command with positional parameters (<c>$1</c> …).</summary>
     protected static NpgsqlBatchCommand Command(string sql, params object?[] values)
