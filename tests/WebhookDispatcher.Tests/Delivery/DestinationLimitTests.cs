@@ -20,24 +20,10 @@ public sealed class DestinationLimitTests
             ["Delivery:AllowPrivateNetworks"] = "true",
             ["Delivery:MaxInFlightPerHost"] = "3",
         });
-        var gate = new SemaphoreSlim(0);
-        int flooding = 0, mostFlooding = 0;
+        var held = new HeldRequests();
         await using var receiver = await TestReceiver.StartAsync(async (_, c) =>
         {
-            if (c.Request.Path.StartsWithSegments("/flood"))
-            {
-                var now = Interlocked.Increment(ref flooding);
-                int seen;
-                while ((seen = Volatile.Read(ref mostFlooding)) < now && Interlocked.CompareExchange(ref mostFlooding, now, seen) != seen) { }
-                try
-                {
-                    await gate.WaitAsync(c.RequestAborted);
-                }
-                finally
-                {
-                    Interlocked.Decrement(ref flooding);
-                }
-            }
+            if (c.Request.Path.StartsWithSegments("/flood")) await held.HoldAsync(c.RequestAborted);
             c.Response.StatusCode = StatusCodes.Status200OK;
         });
         var tenant = Events.NewUser();
@@ -50,20 +36,20 @@ public sealed class DestinationLimitTests
         for (var e = 0; e < 6; e++)
             await dispatcher.PublishAsync(Events.EmailReceived(tenant));
         // The limit is reached (a positive signal, not a sleep) ...
-        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(Volatile.Read(ref flooding) >= 3), TimeSpan.FromSeconds(60)), Is.True,
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(held.Now >= 3), TimeSpan.FromSeconds(60)), Is.True,
             "three of the tenant's POSTs are held by the receiver");
         // ... and another user's delivery to the same host is not held by it.
         await dispatcher.PublishAsync(Events.EmailReceived(other));
         Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(60), "/neighbour"), Is.True, "the other user's delivery arrived");
-        Assert.That(Volatile.Read(ref flooding), Is.EqualTo(3), "still three of the tenant's in flight, no more");
+        Assert.That(held.Now, Is.EqualTo(3), "still three of the tenant's in flight, no more");
 
-        gate.Release(1000);
+        held.ReleaseAll();
         Assert.That(await Dispatcher.EventuallyAsync(async () => await Dispatcher.QueryAsync(db =>
             db.Deliveries.CountAsync(d => flood.Contains(d.SubscriptionId) && d.Status == DeliveryStatus.Success)) == 36, TimeSpan.FromSeconds(90)),
             Is.True, "every delivery of the tenant arrived");
         Assert.Multiple(() =>
         {
-            Assert.That(Volatile.Read(ref mostFlooding), Is.EqualTo(3), "never more than Delivery:MaxInFlightPerHost at once");
+            Assert.That(held.Most, Is.EqualTo(3), "never more than Delivery:MaxInFlightPerHost at once");
             Assert.That(receiver.To("/neighbour"), Has.Count.EqualTo(1));
         });
         _ = neighbour;

@@ -22,24 +22,10 @@ public sealed class UserLimitTests
             ["Delivery:MaxInFlight"] = "5",
             ["Delivery:MaxInFlightPerUser"] = "4",
         });
-        var gate = new SemaphoreSlim(0);
-        int holding = 0, mostHolding = 0;
+        var held = new HeldRequests();
         RequestDelegate hold = async c =>
         {
-            if (c.Request.Path.StartsWithSegments("/slow"))
-            {
-                var now = Interlocked.Increment(ref holding);
-                int seen;
-                while ((seen = Volatile.Read(ref mostHolding)) < now && Interlocked.CompareExchange(ref mostHolding, now, seen) != seen) { }
-                try
-                {
-                    await gate.WaitAsync(c.RequestAborted);
-                }
-                finally
-                {
-                    Interlocked.Decrement(ref holding);
-                }
-            }
+            if (c.Request.Path.StartsWithSegments("/slow")) await held.HoldAsync(c.RequestAborted);
             c.Response.StatusCode = StatusCodes.Status200OK;
         };
         await using var first = await TestReceiver.StartAsync((_, c) => hold(c));
@@ -58,16 +44,16 @@ public sealed class UserLimitTests
 
         for (var e = 0; e < 3; e++)
             await dispatcher.PublishAsync(Events.EmailReceived(tenant));
-        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(Volatile.Read(ref holding) >= 4), TimeSpan.FromSeconds(60)), Is.True,
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(held.Now >= 4), TimeSpan.FromSeconds(60)), Is.True,
             "four of the tenant's POSTs are held by its receivers");
         await dispatcher.PublishAsync(Events.EmailReceived(other));
         Assert.That(await first.WaitForAsync(1, TimeSpan.FromSeconds(30), "/other"), Is.True, "the other user's delivery took the place left");
-        Assert.That(Volatile.Read(ref holding), Is.EqualTo(4), "still four of the tenant's in flight, no more");
+        Assert.That(held.Now, Is.EqualTo(4), "still four of the tenant's in flight, no more");
 
-        gate.Release(1000);
+        held.ReleaseAll();
         Assert.That(await Dispatcher.EventuallyAsync(async () => await Dispatcher.QueryAsync(db =>
             db.Deliveries.CountAsync(d => slow.Contains(d.SubscriptionId) && d.Status == DeliveryStatus.Success)) == 18, TimeSpan.FromSeconds(90)),
             Is.True, "every delivery of the tenant arrived");
-        Assert.That(Volatile.Read(ref mostHolding), Is.EqualTo(4), "never more than Delivery:MaxInFlightPerUser at once");
+        Assert.That(held.Most, Is.EqualTo(4), "never more than Delivery:MaxInFlightPerUser at once");
     }
 }
