@@ -45,6 +45,7 @@ public static class DeliveryExtensions
             builder.Services.AddSingleton<AttemptRecorder>();
             builder.Services.AddSingleton<LaneHolds>();
             builder.Services.AddSingleton<LaneSettings>();
+            builder.Services.AddSingleton<InsertClaims>();
             builder.Services.AddSingleton<ReplicaCounter>();
             builder.Services.AddSingleton<DeliveryScheduler>();
             builder.Services.AddSingleton<FanOutBatcher>();

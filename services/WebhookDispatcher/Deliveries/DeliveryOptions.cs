@@ -19,6 +19,14 @@ public sealed class DeliveryOptions
     /// </summary>
     public bool AllowPrivateNetworks { get; set; }
 
+    /// <summary>
+    /// Whether the fan-out claims new deliveries as it inserts them, for subscriptions whose lane
+    /// could start them at once (<see cref="InsertClaims"/>, docs/decisions/0011). Default true;
+    /// false makes every delivery wait for the scheduler's claim statement (one more statement
+    /// and one more row write per delivery), for comparing the two.
+    /// </summary>
+    public bool ClaimAtInsert { get; set; } = true;
+
     /// <summary>Attempts in flight at once in one process, all subscriptions together (1–100000). Default 2000.</summary>
     [Range(1, 100_000)]
     public int MaxInFlight { get; set; } = 2000;

@@ -1,6 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using System.Text;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Subscriptions;
@@ -21,16 +22,19 @@ public sealed class ClaimRecordTests
         {
             Database = database;
             DataSource = dataSource;
-            Lanes = new LaneStore(dataSource, new DispatcherIdentity());
+            Lanes = new LaneStore(dataSource, Identity);
             Attempts = new AttemptStore(dataSource, Options.Create(new AutoDisableOptions()));
             Recovery = new RecoveryStore(dataSource, Options.Create(new DeliveryOptions()));
+            FanOut = new FanOutStore(dataSource);
         }
 
         public ScratchDatabase Database { get; }
+        public DispatcherIdentity Identity { get; } = new();
         public NpgsqlDataSource DataSource { get; }
         public LaneStore Lanes { get; }
         public AttemptStore Attempts { get; }
         public RecoveryStore Recovery { get; }
+        public FanOutStore FanOut { get; }
 
         public static async Task<Stores> CreateAsync()
         {
@@ -49,8 +53,8 @@ public sealed class ClaimRecordTests
         /// <summary>A subscription with one pending delivery, due now.</summary>
         public Task<Guid> AddDeliveryAsync(int retryCount = 3) => AddDeliveryAsync(Guid.NewGuid(), "{}", retryCount);
 
-        /// <summary>A subscription with one pending delivery of <paramref name="eventId"/>, due now.</summary>
-        public async Task<Guid> AddDeliveryAsync(Guid eventId, string payload, int retryCount = 3)
+        /// <summary>An active subscription to email.received.</summary>
+        public async Task<WebhookSubscription> AddSubscriptionAsync(int retryCount = 3)
         {
             var subscription = new WebhookSubscription
             {
@@ -62,6 +66,18 @@ public sealed class ClaimRecordTests
                 CreatedAt = DateTimeOffset.UtcNow,
                 UpdatedAt = DateTimeOffset.UtcNow,
             };
+            await QueryAsync(async db =>
+            {
+                db.Subscriptions.Add(subscription);
+                return await db.SaveChangesAsync();
+            });
+            return subscription;
+        }
+
+        /// <summary>A subscription with one pending delivery of <paramref name="eventId"/>, due now.</summary>
+        public async Task<Guid> AddDeliveryAsync(Guid eventId, string payload, int retryCount = 3)
+        {
+            var subscription = await AddSubscriptionAsync(retryCount);
             var delivery = new WebhookDelivery
             {
                 Id = Guid.CreateVersion7(),
@@ -75,8 +91,6 @@ public sealed class ClaimRecordTests
             };
             await QueryAsync(async db =>
             {
-                db.Subscriptions.Add(subscription);
-                await db.SaveChangesAsync();
                 delivery.SubscriptionId = subscription.Id;
                 db.Deliveries.Add(delivery);
                 return await db.SaveChangesAsync();
@@ -87,6 +101,14 @@ public sealed class ClaimRecordTests
         /// <summary>The lease of a claimed attempt ran out (as if its process had stopped answering for its timeout + 30 s + the grace).</summary>
         public Task ExpireLeaseAsync(Guid deliveryId) =>
             Database.ExecuteInAsync("UPDATE webhook_deliveries SET next_retry_at = now() - interval '1 hour' WHERE id = @id", ("id", deliveryId));
+
+        /// <summary>The dispatcher a delivery is held by or claimed for (<c>held_by</c>, not mapped by EF).</summary>
+        public async Task<Guid?> HeldByAsync(Guid deliveryId)
+        {
+            await using var cmd = DataSource.CreateCommand("SELECT held_by FROM webhook_deliveries WHERE id = $1");
+            cmd.Parameters.Add(new() { Value = deliveryId });
+            return await cmd.ExecuteScalarAsync() is Guid id ? id : null;
+        }
 
         public Task<IReadOnlyList<DeliveryWork>> GiveBackAsync() =>
             Recovery.ReclaimOverdueAsync(Guid.NewGuid(), TimeSpan.Zero, 100, TimeSpan.FromHours(1), TimeSpan.Zero, CancellationToken.None);
@@ -129,6 +151,60 @@ public sealed class ClaimRecordTests
             Assert.That(delivery.AttemptCount, Is.EqualTo(1));
             Assert.That(delivery.Attempts.Select(a => (a.AttemptNumber, a.StatusCode)), Is.EqualTo(new (int, int?)[] { (1, 200) }));
         });
+    }
+
+    [Test]
+    public async Task A_fan_out_given_room_claims_that_many_deliveries_as_it_inserts_them_and_a_give_back_makes_them_claimable_again()
+    {
+        await using var stores = await Stores.CreateAsync();
+        var subscription = await stores.AddSubscriptionAsync();
+        var dispatcherId = stores.Identity.Id;
+        var events = Enumerable.Range(0, 3)
+            .Select(i => new FanOutEvent(Guid.NewGuid(), subscription.UserId, "email.received", $$"""{"n":{{i}}}""")).ToList();
+
+        var stored = await stores.FanOut.FanOutAndClaimAsync(events, new ClaimGrant([subscription.Id], [2]), dispatcherId,
+            DateTimeOffset.UtcNow, CancellationToken.None);
+
+        var rows = await stores.QueryAsync(db => db.Deliveries.Where(d => d.SubscriptionId == subscription.Id).OrderBy(d => d.Id).ToListAsync());
+        var claimed = stored.Claimed.ToDictionary(c => c.Id);
+        Assert.Multiple(() =>
+        {
+            Assert.That(stored.Claimed, Has.Count.EqualTo(2), "as many as the room");
+            Assert.That(stored.Work, Has.Count.EqualTo(1), "the rest waits for a claim");
+            Assert.That(stored.Claimed.Select(c => c.EventId), Is.EqualTo(events.Take(2).Select(e => e.EventId)), "the first events of the statement");
+            Assert.That(stored.Claimed.Select(c => Encoding.UTF8.GetString(c.Body)), Is.EqualTo(new[] { """{"n":0}""", """{"n":1}""" }),
+                "each with its event's payload as the body");
+            Assert.That(stored.Claimed.All(c => c.AttemptNumber == 1 && c.MaxAttempts == 4 && c.Url == subscription.Url && c.Secret == "whsec_test"),
+                "with what the attempt needs");
+            foreach (var row in rows.Where(r => claimed.ContainsKey(r.Id)))
+            {
+                Assert.That((row.AttemptCount, row.InFlight), Is.EqualTo((1, true)), "written as the claim leaves a row");
+                Assert.That(row.FirstAttemptAt, Is.EqualTo(row.CreatedAt), "claimed in the statement that made it");
+                Assert.That(row.LastAttemptAt, Is.EqualTo(claimed[row.Id].ClaimedAt), "the claim's token");
+                Assert.That(row.NextRetryAt, Is.EqualTo(row.CreatedAt + TimeSpan.FromSeconds(10 + LaneStore.LeaseMarginSeconds)), "leased for the timeout and margin");
+            }
+            var waiting = rows.Single(r => !claimed.ContainsKey(r.Id));
+            Assert.That((waiting.AttemptCount, waiting.InFlight, waiting.FirstAttemptAt), Is.EqualTo((0, false, (DateTimeOffset?)null)));
+        });
+
+        var first = stored.Claimed[0];
+        Assert.That(await stores.HeldByAsync(first.Id), Is.EqualTo(dispatcherId), "claimed for this dispatcher, whose heartbeat covers it");
+        var replica = new LaneStore(stores.DataSource, new DispatcherIdentity());
+        Assert.That(await replica.ClaimAsync([first.Id], CancellationToken.None), Is.Empty, "a claim at insert is a claim: no second one while it stands");
+        // The scheduler could not start it (its lane filled meanwhile): given back, it is claimed as a new delivery is.
+        await replica.UnclaimAsync([first.Id], CancellationToken.None);
+        Assert.That(await stores.QueryAsync(db => db.Deliveries.CountAsync(d => d.Id == first.Id && d.InFlight)), Is.EqualTo(1),
+            "control: another dispatcher cannot give back this one's claim");
+        await stores.Lanes.UnclaimAsync([first.Id], CancellationToken.None);
+        var row = await stores.QueryAsync(db => db.Deliveries.SingleAsync(d => d.Id == first.Id));
+        Assert.Multiple(async () =>
+        {
+            Assert.That((row.AttemptCount, row.InFlight, row.FirstAttemptAt, row.LastAttemptAt),
+                Is.EqualTo((0, false, (DateTimeOffset?)null, (DateTimeOffset?)null)), "as made without a claim");
+            Assert.That(await stores.HeldByAsync(first.Id), Is.EqualTo(dispatcherId), "held here, where it waits in its lane");
+        });
+        var again = (await stores.Lanes.ClaimAsync([first.Id], CancellationToken.None)).Single();
+        Assert.That(again.AttemptNumber, Is.EqualTo(1), "its first attempt, claimed as a new delivery is");
     }
 
     [Test]

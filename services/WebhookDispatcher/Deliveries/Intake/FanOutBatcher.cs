@@ -17,7 +17,8 @@ namespace WebhookDispatcher.Deliveries;
 /// (<see cref="FanOutSizes"/>), go in short statements of their own, one user each, beside the
 /// others (<see cref="MaxConcurrentApart"/>).
 /// </summary>
-public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, DeliveryScheduler scheduler, IOptions<DeliveryOptions> options, TimeProvider time)
+public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, DeliveryScheduler scheduler, InsertClaims claims, DispatcherIdentity dispatcher,
+    IOptions<DeliveryOptions> options, TimeProvider time)
     : BackgroundService
 {
     /// <summary>How long a small batch waits for more events; the event waits for its commit, so this adds to its latency.</summary>
@@ -97,7 +98,7 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
                 _statements.Release();
                 continue;
             }
-            var statement = StoreAsync(batch, _statements);
+            var statement = StoreAsync(batch, _statements, claimAtInsert: true);
             running.Add(statement);
             // One statement at a time while they are quick (the next batch grows meanwhile: group
             // commit); one that takes longer does not hold up the events behind it, which go into
@@ -158,7 +159,12 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
     }
 
     /// <summary>Stores one batch (one statement) and completes its consumers; never throws. Frees its statement slot in <paramref name="slots"/>.</summary>
-    private async Task StoreAsync(List<PendingFanOut> batch, SemaphoreSlim slots)
+    /// <remarks>
+    /// With <paramref name="claimAtInsert"/> (small events' statements) the statement also claims
+    /// the new deliveries of lanes that could start them at once (<see cref="InsertClaims"/>);
+    /// events stored apart are paced and capped downstream, so theirs wait for the scheduler's claim.
+    /// </remarks>
+    private async Task StoreAsync(List<PendingFanOut> batch, SemaphoreSlim slots, bool claimAtInsert = false)
     {
         try
         {
@@ -166,10 +172,21 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
             var events = new List<FanOutEvent>();
             foreach (var p in batch)
                 if (seen.Add(p.Event.EventId)) events.Add(p.Event);
+            var grant = claimAtInsert ? claims.Take(events.Select(e => e.UserId)) : ClaimGrant.None;
             try
             {
-                var work = await store.FanOutAsync(events, time.GetUtcNow().ToUniversalTime(), CancellationToken.None);
-                scheduler.Enqueue(work);
+                FanOutResult? stored = null;
+                try
+                {
+                    stored = await store.FanOutAndClaimAsync(events, grant, dispatcher.Id, time.GetUtcNow().ToUniversalTime(), CancellationToken.None);
+                }
+                finally
+                {
+                    // Always handed back, so the loop publishes room again; nothing claimed when the statement failed.
+                    if (grant != ClaimGrant.None) claims.Return(stored?.Claimed ?? []);
+                }
+                // Wakes the loop for the claimed ones too.
+                scheduler.Enqueue(stored.Work);
                 CompleteBatch([.. batch], null);
             }
             catch (Exception ex)

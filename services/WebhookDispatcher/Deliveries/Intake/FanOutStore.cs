@@ -24,99 +24,81 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         return timeOfDay < MidnightMargin || timeOfDay > TimeSpan.FromDays(1) - MidnightMargin;
     }
 
-    /// <summary>A first delivery of events seen for the first time, payloads in the delivery rows: one INSERT.</summary>
-    private const string FirstSeenSql = """
-        WITH e AS (
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload))
-        INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
-                                        created_at, next_retry_at)
-        SELECT webhook_uuid_v7(), s.id, e.event_type, e.event_id, e.payload, 'pending', 0, 1 + s.retry_count, now(), now()
-        FROM e JOIN webhook_subscriptions s
-          ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
-        ON CONFLICT DO NOTHING
-        RETURNING id, subscription_id
-        """;
-
     /// <summary>
-    /// Events that may have been fanned out before, payloads in the delivery rows: existing
-    /// deliveries are looked for in the last <see cref="DedupDays"/> days ($5 ≤ id &lt; $6), and
-    /// those never attempted are returned again (<c>existing</c> reads the snapshot from before the INSERT).
+    /// The fan-out statement, one per variant: <paramref name="maybeSeen"/> looks for existing
+    /// deliveries in the last <see cref="DedupDays"/> days ($9 ≤ id &lt; $10) and returns again
+    /// those never attempted (<c>existing</c> reads the snapshot from before the INSERT);
+    /// <paramref name="separate"/> carries a flag per event (the last parameter) saying its payload
+    /// is stored once per event: such a payload gets one row in <c>webhook_event_payloads</c> when
+    /// the event makes at least one new delivery, and its deliveries point at it. The payload row
+    /// is made before the deliveries that join it, so its id (the database's clock) is never later
+    /// than theirs, and retention keeps a payload day while the next day's deliveries live (see
+    /// <see cref="Data.HistoryRetention"/>). Every variant claims at insert the first deliveries of
+    /// each subscription granted room ($5 subscriptions, $6 rooms; see <see cref="ClaimGrant"/>):
+    /// such a row is written as the claim would leave it (<see cref="LaneStore.ClaimAsync"/>), so
+    /// its attempt needs no second statement, and comes back with what the attempt needs.
     /// </summary>
-    private const string MaybeSeenSql = """
-        WITH e AS (
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS e(event_id, user_id, event_type, payload)),
-        m AS (
-            SELECT e.event_id, e.event_type, e.payload, s.id AS subscription_id, s.retry_count
-            FROM e JOIN webhook_subscriptions s
-              ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
-        existing AS (
-            SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
-            FROM m JOIN webhook_deliveries d
-              ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $5 AND d.id < $6),
-        ins AS (
-            INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, status, attempt_count, max_attempts,
-                                            created_at, next_retry_at)
-            SELECT webhook_uuid_v7(), m.subscription_id, m.event_type, m.event_id, m.payload, 'pending', 0, 1 + m.retry_count, now(), now()
-            FROM m
-            WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)
-            ON CONFLICT DO NOTHING
-            RETURNING id, subscription_id)
-        SELECT id, subscription_id FROM ins
-        UNION ALL
-        SELECT id, subscription_id FROM existing WHERE status = 'pending' AND attempt_count = 0
-        """;
-
-    /// <summary>
-    /// A batch with a payload stored once per event (the last parameter says which): such a
-    /// payload gets one row in <c>webhook_event_payloads</c> when the event makes at least one
-    /// new delivery, and its deliveries point at it. The payload row is made before the
-    /// deliveries that join it, so its id (the database's clock) is never later than theirs, and
-    /// retention keeps a payload day while the next day's deliveries live (see <see cref="Data.HistoryRetention"/>).
-    /// </summary>
-    private static readonly string FirstSeenPayloadRowsSql = WithPayloadRows(maybeSeen: false);
-
-    /// <summary>As <see cref="FirstSeenPayloadRowsSql"/>, for events that may have been fanned out before (as <see cref="MaybeSeenSql"/>).</summary>
-    private static readonly string MaybeSeenPayloadRowsSql = WithPayloadRows(maybeSeen: true);
-
-    private static string WithPayloadRows(bool maybeSeen)
+    private static string FanOutSql(bool maybeSeen, bool separate)
     {
-        const string NewOfMaybeSeen = """
-            existing AS (
-                SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
-                FROM m JOIN webhook_deliveries d
-                  ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $5 AND d.id < $6),
-            n AS (
-                SELECT * FROM m
-                WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)),
-            """;
-        const string NewOfFirstSeen = "n AS (SELECT * FROM m),";
-        var separate = maybeSeen ? "$7" : "$5";
+        var separateParameter = maybeSeen ? "$11" : "$9";
+        var events = separate
+            ? $"unnest($1::uuid[], $2::text[], $3::text[], $4::text[], {separateParameter}::boolean[]) WITH ORDINALITY AS e(event_id, user_id, event_type, payload, separate, ord)"
+            : "unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(event_id, user_id, event_type, payload, ord)";
+        var newOnes = maybeSeen
+            ? """
+              existing AS (
+                  SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
+                  FROM m JOIN webhook_deliveries d
+                    ON d.subscription_id = m.subscription_id AND d.event_id = m.event_id AND d.id >= $9 AND d.id < $10),
+              n AS (
+                  SELECT * FROM m
+                  WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.subscription_id = m.subscription_id AND x.event_id = m.event_id)),
+              """
+            : "n AS (SELECT * FROM m),";
+        var payloadRows = separate
+            ? """
+              p AS (
+                  INSERT INTO webhook_event_payloads (id, event_id, payload)
+                  SELECT webhook_uuid_v7(), e.event_id, e.payload FROM e
+                  WHERE e.separate AND EXISTS (SELECT 1 FROM n WHERE n.event_id = e.event_id)
+                  RETURNING id, event_id),
+              """
+            : "";
         return $"""
-            WITH e AS (
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], {separate}::boolean[])
-                    AS e(event_id, user_id, event_type, payload, separate)),
+            WITH e AS (SELECT * FROM {events}),
             m AS (
-                SELECT e.event_id, e.event_type, e.separate, s.id AS subscription_id, s.retry_count
+                SELECT e.event_id, e.event_type, {(separate ? "e.separate" : "false AS separate")}, s.id AS subscription_id, s.retry_count,
+                       s.timeout_seconds, row_number() OVER (PARTITION BY s.id ORDER BY e.ord) <= COALESCE(a.room, 0) AS claimed
                 FROM e JOIN webhook_subscriptions s
-                  ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
-            {(maybeSeen ? NewOfMaybeSeen : NewOfFirstSeen)}
-            p AS (
-                INSERT INTO webhook_event_payloads (id, event_id, payload)
-                SELECT webhook_uuid_v7(), e.event_id, e.payload FROM e
-                WHERE e.separate AND EXISTS (SELECT 1 FROM n WHERE n.event_id = e.event_id)
-                RETURNING id, event_id),
+                  ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
+                LEFT JOIN unnest($5::uuid[], $6::int[]) AS a(subscription_id, room) ON a.subscription_id = s.id),
+            {newOnes}
+            {payloadRows}
             ins AS (
                 INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, payload_id, status, attempt_count,
-                                                max_attempts, created_at, next_retry_at)
+                                                max_attempts, created_at, first_attempt_at, last_attempt_at, next_retry_at, held_by, in_flight)
                 SELECT webhook_uuid_v7(), n.subscription_id, n.event_type, n.event_id, CASE WHEN n.separate THEN NULL ELSE e.payload END,
-                       p.id, 'pending', 0, 1 + n.retry_count, now(), now()
-                FROM n JOIN e ON e.event_id = n.event_id LEFT JOIN p ON p.event_id = n.event_id
+                       {(separate ? "p.id" : "NULL::uuid")}, 'pending', CASE WHEN n.claimed THEN 1 ELSE 0 END, 1 + n.retry_count, now(),
+                       CASE WHEN n.claimed THEN now() END, CASE WHEN n.claimed THEN now() END,
+                       CASE WHEN n.claimed THEN now() + make_interval(secs => n.timeout_seconds + $8) ELSE now() END,
+                       CASE WHEN n.claimed THEN $7::uuid END, n.claimed
+                FROM n JOIN e ON e.event_id = n.event_id {(separate ? "LEFT JOIN p ON p.event_id = n.event_id" : "")}
                 ON CONFLICT DO NOTHING
-                RETURNING id, subscription_id)
-            SELECT id, subscription_id FROM ins
-            {(maybeSeen ? "UNION ALL SELECT id, subscription_id FROM existing WHERE status = 'pending' AND attempt_count = 0" : "")}
+                RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt)
+            SELECT ins.id, ins.subscription_id, ins.in_flight, ins.event_id, ins.event_type, ins.attempt_count, ins.max_attempts, ins.last_attempt_at,
+                   ins.round_first_attempt, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds,
+                   s.rate_limit_per_second, s.user_id
+            FROM ins LEFT JOIN webhook_subscriptions s ON ins.in_flight AND s.id = ins.subscription_id
+            {(maybeSeen ? """
+                          UNION ALL
+                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+                          FROM existing WHERE status = 'pending' AND attempt_count = 0
+                          """ : "")}
             """;
     }
+
+    private static readonly string[] Statements =
+        [FanOutSql(false, false), FanOutSql(true, false), FanOutSql(false, true), FanOutSql(true, true)];
 
     /// <summary>
     /// Creates one pending delivery per (event, active subscription of the event's user that
@@ -124,16 +106,30 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
     /// returns the work to attempt: the new deliveries, and, for events that may have been seen
     /// before (<see cref="FanOutEvent.MaybeSeen"/>), those that exist but were never attempted (a
     /// redelivered event after a crash between commit and attempt; otherwise the reconciler
-    /// re-publishes them).
+    /// re-publishes them). Claims nothing at insert.
     /// </summary>
-    /// <param name="events">Events with distinct ids.</param>
-    /// <param name="now">The process's clock, used only to bound the look-back for events seen before
-    /// (days, with an hour's margin either side of midnight UTC); the new deliveries are created
-    /// and due at the database's <c>now()</c>, the clock of every due time.</param>
-    /// <param name="cancellationToken">Cancels the statement.</param>
+    /// <inheritdoc cref="FanOutAndClaimAsync" path="/param"/>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
     public async Task<IReadOnlyList<DeliveryWork>> FanOutAsync(IReadOnlyList<FanOutEvent> events, DateTimeOffset now,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken) =>
+        (await FanOutAndClaimAsync(events, ClaimGrant.None, Guid.Empty, now, cancellationToken)).Work;
+
+    /// <summary>
+    /// As <see cref="FanOutAsync"/>, and claims at insert, for this dispatcher, the first
+    /// deliveries of each subscription in <paramref name="grant"/>, as many as its room: those
+    /// come back in <see cref="FanOutResult.Claimed"/>, with the event's payload as their body,
+    /// and must be started (or given back) by the scheduler; the rest in <see cref="FanOutResult.Work"/>.
+    /// </summary>
+    /// <param name="events">Events with distinct ids.</param>
+    /// <param name="grant">Room to claim at insert, per subscription (<see cref="ClaimGrant.None"/>: none).</param>
+    /// <param name="dispatcherId">The dispatcher that runs the claimed attempts (its heartbeat covers them).</param>
+    /// <param name="now">The process's clock, used only to bound the look-back for events seen before
+    /// (days, with an hour's margin either side of midnight UTC); the new deliveries are created,
+    /// due and leased at the database's <c>now()</c>, the clock of every due time.</param>
+    /// <param name="cancellationToken">Cancels the statement.</param>
+    /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
+    public async Task<FanOutResult> FanOutAndClaimAsync(IReadOnlyList<FanOutEvent> events, ClaimGrant grant, Guid dispatcherId,
+        DateTimeOffset now, CancellationToken cancellationToken)
     {
         // The pair (subscription, event) is unique within each day partition (ON CONFLICT). An
         // event that may have been fanned out before, and near midnight UTC every event, is also
@@ -143,11 +139,15 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         // look: it costs the planner a second pass over the partitions.
         var maybeSeen = events.Any(e => e.MaybeSeen) || NearMidnightUtc(now);
         var separate = events.Any(e => EventPayloads.StoredOncePerEvent(e.Payload));
-        await using var cmd = Db.CreateCommand(separate ? (maybeSeen ? MaybeSeenPayloadRowsSql : FirstSeenPayloadRowsSql) : maybeSeen ? MaybeSeenSql : FirstSeenSql);
+        await using var cmd = Db.CreateCommand(Statements[(maybeSeen ? 1 : 0) + (separate ? 2 : 0)]);
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventId).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.UserId).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.EventType).ToArray() });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.Payload).ToArray() });
+        cmd.Parameters.Add(new() { Value = grant.SubscriptionIds });
+        cmd.Parameters.Add(new() { Value = grant.Rooms });
+        cmd.Parameters.Add(new() { Value = dispatcherId });
+        cmd.Parameters.Add(new() { Value = (double)LaneStore.LeaseMarginSeconds });
         if (maybeSeen)
         {
             cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now - TimeSpan.FromDays(DedupDays)) });
@@ -156,10 +156,30 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         }
         if (separate) cmd.Parameters.Add(new() { Value = events.Select(e => EventPayloads.StoredOncePerEvent(e.Payload)).ToArray() });
         var work = new List<DeliveryWork>(events.Count);
-        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-            work.Add(new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)));
-        return work;
+        List<ClaimedDelivery>? claimed = null;
+        Dictionary<Guid, byte[]>? bodies = null; // event id -> its payload's UTF-8 bytes, shared by its claimed deliveries
+        Dictionary<Guid, string>? payloads = null;
+        await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken))
+        {
+            if (!r.GetBoolean(2))
+            {
+                work.Add(new DeliveryWork(r.GetGuid(0), r.GetGuid(1)));
+                continue;
+            }
+            var eventId = r.GetGuid(3);
+            bodies ??= [];
+            if (!bodies.TryGetValue(eventId, out var body))
+            {
+                payloads ??= events.ToDictionary(e => e.EventId, e => e.Payload);
+                bodies[eventId] = body = System.Text.Encoding.UTF8.GetBytes(payloads[eventId]);
+            }
+            (claimed ??= []).Add(new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(7), r.GetGuid(1), eventId, r.GetString(4), body,
+                r.GetInt32(5), r.GetInt32(6), r.GetString(9), r.GetString(10), r.IsDBNull(11) ? null : r.GetString(11),
+                r.IsDBNull(12) ? null : r.GetFieldValue<DateTimeOffset>(12), r.GetInt32(13), r.IsDBNull(14) ? null : r.GetInt32(14),
+                r.GetString(15), r.GetInt32(8)));
+        }
+        return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[]);
     }
 
     /// <summary>Each user's count of active subscriptions (users with none are absent), for <see cref="FanOutSizes"/>.</summary>

@@ -44,3 +44,8 @@ public sealed record ClaimedDelivery(
 /// <param name="FinishedAt">When the answer was complete or the request failed (UTC).</param>
 public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset StartedAt, WebhookResponse Response, AttemptDecision Decision,
     DateTimeOffset FinishedAt);
+
+/// <summary>What a fan-out statement stored: deliveries to queue in their lanes, and those claimed at insert, to start now.</summary>
+/// <param name="Work">Deliveries that wait in their subscription's lane for a claim.</param>
+/// <param name="Claimed">Deliveries claimed at insert for this dispatcher (<see cref="ClaimGrant"/>), each with its body.</param>
+public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed);

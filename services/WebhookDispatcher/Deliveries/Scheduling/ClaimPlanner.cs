@@ -58,6 +58,29 @@ public sealed class ClaimPlanner
         return plan;
     }
 
+    /// <summary>
+    /// How many attempts <paramref name="lane"/> could start now under its own room and its
+    /// destination's and user's, less <paramref name="destinationUsed"/> and <paramref name="userUsed"/>
+    /// already promised elsewhere (0 or more).
+    /// </summary>
+    public int Room(EndpointLane lane, DateTimeOffset now, int cap, int destinationCap, int userCap, int replicas,
+        int destinationUsed = 0, int userUsed = 0)
+    {
+        var n = lane.Room(now, cap, lane.RateSharers(replicas));
+        if (n > 0 && lane.Destination is { } destination) n = Math.Min(n, _destinations.Room(destination, destinationCap) - destinationUsed);
+        if (n > 0 && lane.User is { } user) n = Math.Min(n, _users.Room(user, userCap) - userUsed);
+        return Math.Max(0, n);
+    }
+
+    /// <summary>Counts one attempt of <paramref name="lane"/> claimed elsewhere (at insert) when it fits under every cap; false when it does not (nothing counted).</summary>
+    public bool TryAdmit(EndpointLane lane, DateTimeOffset now, int cap, int destinationCap, int userCap, int replicas)
+    {
+        if (Room(lane, now, cap, destinationCap, userCap, replicas) <= 0) return false;
+        if (lane.Destination is not null) _destinations.Add(lane.Destination, 1);
+        if (lane.User is not null) _users.Add(lane.User, 1);
+        return true;
+    }
+
     /// <summary>The claim failed: every planned delivery goes back to its lane, and nothing counts against its destination or user.</summary>
     public void PutBack(List<Planned> plan)
     {

@@ -25,6 +25,7 @@ public sealed partial class DeliveryScheduler(
     LaneStore store,
     LaneHolds holds,
     LaneSettings settings,
+    InsertClaims claims,
     ReplicaCounter replicas,
     AttemptRunner runner,
     AttemptRecorder recorder,
@@ -109,6 +110,7 @@ public sealed partial class DeliveryScheduler(
                 DrainCompletions(now);
                 // The heartbeat first: holds written in this pass need it alive.
                 await holds.RenewIfDueAsync(_lanes.All, now, stop);
+                await StartClaimedAsync(now, stop);
                 await ResolveAsync(stop);
                 await DrainIncomingAsync(now, stop);
                 if (_newLanes.Count > 0)
@@ -118,6 +120,7 @@ public sealed partial class DeliveryScheduler(
                 }
                 await holds.RefillAsync(_lanes.All, now, Replicas, stop);
                 var more = await StartWhatMayStartAsync(now);
+                PublishRoom(now);
                 replicas.RefreshIfDue(now);
                 if (now >= _nextCleanup)
                 {
@@ -136,7 +139,9 @@ public sealed partial class DeliveryScheduler(
                 await Task.Delay(TimeSpan.FromSeconds(1), time, CancellationToken.None);
             }
         }
-        // Stopping: no new attempts. Let those in flight finish and be recorded.
+        // Stopping: no new attempts (deliveries claimed at insert from now on wait for the
+        // reconciler's give-back, as after a crash). Let those in flight finish and be recorded.
+        claims.Withdraw();
         while (Volatile.Read(ref _running) > 0)
             await Task.Delay(50, CancellationToken.None);
         await recorder.DrainAsync();
@@ -216,12 +221,9 @@ public sealed partial class DeliveryScheduler(
         Volatile.Write(ref _completionWanted, 0);
         var lanes = _lanes.All;
         if (now < _claimPausedUntil || lanes.Count == 0) return false;
-        var o = options.Value;
-        var replicaCount = Replicas;
-        var plan = _planner.Plan(lanes, now, budget: Math.Min(o.MaxInFlight - _inFlight, MaxClaimBatch),
-            cap: (o.MaxInFlightPerSubscription + replicaCount - 1) / replicaCount,
-            destinationCap: (o.MaxInFlightPerHost + replicaCount - 1) / replicaCount,
-            userCap: (o.MaxInFlightPerUser + replicaCount - 1) / replicaCount, replicaCount, out var leftWaiting);
+        var caps = Caps();
+        var plan = _planner.Plan(lanes, now, budget: Math.Min(options.Value.MaxInFlight - _inFlight, MaxClaimBatch),
+            caps.Subscription, caps.Destination, caps.User, caps.Replicas, out var leftWaiting);
         // An attempt that finished before the request was seen: pass again to count it.
         var finishedMeanwhile = leftWaiting && WantCompletions();
         if (plan.Count == 0) return finishedMeanwhile;
@@ -256,11 +258,71 @@ public sealed partial class DeliveryScheduler(
             // The claim carries the subscription as it is now (a PATCH may have changed its URL or limit).
             lane.Learn(delivery.UserId, delivery.Url, delivery.RateLimitPerSecond);
             lane.Started(now, delivery.RateLimitPerSecond);
-            _inFlight++;
-            Interlocked.Increment(ref _running);
-            _ = AttemptAsync(lane, delivery, now, destination, user);
+            Start(lane, delivery, now, destination, user);
         }
         return finishedMeanwhile || plan.Count >= MaxClaimBatch || claimed.Count < plan.Count;
+    }
+
+    /// <summary>This pass's caps, each a replica's share of its setting (rounded up).</summary>
+    private (int Subscription, int Destination, int User, int Replicas) Caps()
+    {
+        var o = options.Value;
+        var n = Replicas;
+        return ((o.MaxInFlightPerSubscription + n - 1) / n, (o.MaxInFlightPerHost + n - 1) / n, (o.MaxInFlightPerUser + n - 1) / n, n);
+    }
+
+    private void Start(EndpointLane lane, ClaimedDelivery delivery, DateTimeOffset now, string? destination, string? user)
+    {
+        _inFlight++;
+        Interlocked.Increment(ref _running);
+        _ = AttemptAsync(lane, delivery, now, destination, user);
+    }
+
+    /// <summary>
+    /// Starts the deliveries the fan-out claimed at insert (<see cref="InsertClaims"/>) that still
+    /// fit under their caps; gives back the others, which then wait in their lanes as new ones do
+    /// (if that fails, the reconciler gives them back when their lease ends).
+    /// </summary>
+    private async Task StartClaimedAsync(DateTimeOffset now, CancellationToken stop)
+    {
+        if (!claims.TryRead(out var delivery)) return;
+        var caps = Caps();
+        var budget = options.Value.MaxInFlight;
+        List<DeliveryWork>? giveBack = null;
+        do
+        {
+            var lane = _lanes.GetOrAdd(delivery.SubscriptionId, out _);
+            lane.Learn(delivery.UserId, delivery.Url, delivery.RateLimitPerSecond);
+            if (_inFlight < budget && _planner.TryAdmit(lane, now, caps.Subscription, caps.Destination, caps.User, caps.Replicas))
+            {
+                lane.StartedClaimed(delivery.Id, now, delivery.RateLimitPerSecond);
+                Start(lane, delivery, now, lane.Destination, lane.User);
+            }
+            else (giveBack ??= []).Add(new DeliveryWork(delivery.Id, delivery.SubscriptionId));
+        } while (claims.TryRead(out delivery));
+        if (giveBack is null) return;
+        try
+        {
+            await store.UnclaimAsync(giveBack.Select(w => w.DeliveryId).ToList(), stop);
+            foreach (var w in giveBack) _incoming.Writer.TryWrite(w);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            store.OnFailure(ex);
+            LogUnclaimFailed(logger, ex, giveBack.Count);
+        }
+    }
+
+    /// <summary>Publishes the room the next fan-out statement may claim at insert; none while claims pause or when the setting is off.</summary>
+    private void PublishRoom(DateTimeOffset now)
+    {
+        if (!options.Value.ClaimAtInsert || now < _claimPausedUntil)
+        {
+            claims.Withdraw();
+            return;
+        }
+        var caps = Caps();
+        claims.Publish(_lanes.All, _planner, now, options.Value.MaxInFlight - _inFlight, caps.Subscription, caps.Destination, caps.User, caps.Replicas);
     }
 
     /// <summary>
@@ -322,6 +384,9 @@ public sealed partial class DeliveryScheduler(
 
     [LoggerMessage(LogLevel.Warning, "Could not claim {Count} delivery(ies); trying again in 2 s")]
     private static partial void LogClaimFailed(ILogger logger, Exception ex, int count);
+
+    [LoggerMessage(LogLevel.Warning, "Could not give back {Count} delivery(ies) claimed at insert that no longer fit their lanes; the reconciler will when their lease ends")]
+    private static partial void LogUnclaimFailed(ILogger logger, Exception ex, int count);
 
     [LoggerMessage(LogLevel.Warning, "Could not look up the subscription of {Count} delivery(ies); the reconciler will re-publish them")]
     private static partial void LogResolveFailed(ILogger logger, Exception ex, int count);

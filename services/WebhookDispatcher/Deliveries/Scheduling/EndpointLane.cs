@@ -127,10 +127,17 @@ public sealed class EndpointLane(Guid subscriptionId)
     /// <param name="now">The time.</param>
     /// <param name="cap">Attempts in flight allowed to this subscription in this process.</param>
     /// <param name="replicas">Replicas sharing the subscription's rate limit (1 or more).</param>
-    public int Startable(DateTimeOffset now, int cap, int replicas)
+    public int Startable(DateTimeOffset now, int cap, int replicas) => _queue.Count == 0 ? 0 : Math.Min(_queue.Count, Room(now, cap, replicas));
+
+    /// <summary>
+    /// How many attempts could start now, whatever waits: the cap minus what is in flight,
+    /// limited by the rate window and the circuit (a half-open circuit moves on from open here).
+    /// One while the settings are unknown and nothing is in flight.
+    /// </summary>
+    /// <inheritdoc cref="Startable" path="/param"/>
+    public int Room(DateTimeOffset now, int cap, int replicas)
     {
-        if (_queue.Count == 0) return 0;
-        var n = Math.Min(_queue.Count, cap - InFlight);
+        var n = cap - InFlight;
         switch (Circuit)
         {
             case CircuitState.Open when now < OpenUntil:
@@ -191,6 +198,13 @@ public sealed class EndpointLane(Guid subscriptionId)
         LastActivity = now;
         if (RateLimitPerSecond is not null) _starts.Enqueue(now);
         if (Circuit == CircuitState.HalfOpen) _probeInFlight = true;
+    }
+
+    /// <summary>A delivery claimed at insert (<see cref="InsertClaims"/>) starts now, without having waited here.</summary>
+    public void StartedClaimed(Guid deliveryId, DateTimeOffset now, int? rateLimitPerSecond)
+    {
+        _known.Add(deliveryId);
+        Started(now, rateLimitPerSecond);
     }
 
     /// <summary>A taken delivery was not claimed (final, not due, or another replica has it): forget it.</summary>
