@@ -33,6 +33,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         SELECT webhook_uuid_v7(), s.id, e.event_type, e.event_id, e.payload, 'pending', 0, 1 + s.retry_count, now(), now()
         FROM e JOIN webhook_subscriptions s
           ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
+             AND (s.filter_path IS NULL OR e.payload::jsonb @@ s.filter_path)
         ON CONFLICT DO NOTHING
         RETURNING id, subscription_id
         """;
@@ -48,7 +49,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         m AS (
             SELECT e.event_id, e.event_type, e.payload, s.id AS subscription_id, s.retry_count
             FROM e JOIN webhook_subscriptions s
-              ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
+              ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
+                 AND (s.filter_path IS NULL OR e.payload::jsonb @@ s.filter_path)),
         existing AS (
             SELECT d.id, d.subscription_id, d.event_id, d.status, d.attempt_count
             FROM m JOIN webhook_deliveries d
@@ -98,7 +100,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             m AS (
                 SELECT e.event_id, e.event_type, e.separate, s.id AS subscription_id, s.retry_count
                 FROM e JOIN webhook_subscriptions s
-                  ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)),
+                  ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
+                     AND (s.filter_path IS NULL OR e.payload::jsonb @@ s.filter_path)),
             {(maybeSeen ? NewOfMaybeSeen : NewOfFirstSeen)}
             p AS (
                 INSERT INTO webhook_event_payloads (id, event_id, payload)
@@ -120,7 +123,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
 
     /// <summary>
     /// Creates one pending delivery per (event, active subscription of the event's user that
-    /// includes its type), skipping those that exist (unique (subscription_id, event_id)), and
+    /// includes its type and whose filter, if any, selects the payload: Shaping/PayloadFilter.cs), skipping those that exist (unique (subscription_id, event_id)), and
     /// returns the work to attempt: the new deliveries, and, for events that may have been seen
     /// before (<see cref="FanOutEvent.MaybeSeen"/>), those that exist but were never attempted (a
     /// redelivered event after a crash between commit and attempt; otherwise the reconciler
