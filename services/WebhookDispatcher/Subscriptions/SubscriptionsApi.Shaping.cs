@@ -70,8 +70,9 @@ public static partial class SubscriptionsApi
     private static void MapShaping(RouteGroupBuilder one) =>
         WithJsonBody(one.MapPost("/preview", Preview).Accepts<PreviewRequest>("application/json")).WithName("PreviewWebhook")
             .WithSummary("Render an event type's example payload with the subscription's template (or one given) and say whether its filter selects it")
-            .WithDescription("Nothing is sent or stored. 422 when the template fails to render the example (the message says why).")
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+            .WithDescription("Nothing is sent or stored. 422 when the template fails to render the example (the message says why). " +
+                             "A POST: a read-only portal session gets 403 like on every POST.")
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status403Forbidden);
 
     private static async Task<Results<Ok<PreviewResponse>, ValidationProblem, ProblemHttpResult>> Preview(
         Guid id, HttpRequest request, [AsParameters] ApiServices services, NpgsqlDataSource database, CancellationToken cancellationToken)
