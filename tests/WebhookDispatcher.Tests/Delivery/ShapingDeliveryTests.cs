@@ -56,6 +56,32 @@ public sealed class ShapingDeliveryTests
     }
 
     [Test]
+    public async Task A_filter_selects_large_events_stored_once_per_event_too()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        var filtered = await WithAsync(await Dispatcher.SubscribeAsync(user, receiver.Url + "/filtered", ["email.received"]),
+            filter: """{"data.from": "alice@example.com"}""");
+        await Dispatcher.SubscribeAsync(user, receiver.Url + "/control", ["email.received"]);
+        var preview = new string('x', EventPayloads.SeparateFromChars + 10);
+        var matching = Events.EmailReceived(user) with { BodyPreview = preview };
+        var other = Events.EmailReceived(user) with { BodyPreview = preview, From = "mallory@example.com" };
+
+        await Dispatcher.PublishAsync(other);
+        await Dispatcher.PublishAsync(matching);
+
+        Assert.That(await receiver.WaitForAsync(2, Patience, "/control"), Is.True, "the control received both events");
+        Assert.That(await receiver.WaitForAsync(1, Patience, "/filtered"), Is.True);
+        var rows = await Dispatcher.QueryAsync(db => db.Deliveries.AsNoTracking().Where(d => d.SubscriptionId == filtered.Id).ToListAsync());
+        Assert.Multiple(() =>
+        {
+            Assert.That(rows.Select(r => r.EventId), Is.EqualTo(new[] { matching.EventId }));
+            Assert.That(rows.Single().Payload, Is.Null, "the payload is stored once per event, not in the row");
+            Assert.That(receiver.To("/filtered").Single().Body.Length, Is.GreaterThan(EventPayloads.SeparateFromChars));
+        });
+    }
+
+    [Test]
     public async Task A_custom_template_body_arrives_byte_exact_signed_with_its_content_type_and_a_retry_sends_the_same_bytes()
     {
         await using var receiver = await TestReceiver.FailingFirstAsync(1, 503);
