@@ -265,6 +265,11 @@ internal sealed partial class Runner(Receiver receiver, IBusControl bus, List<Di
         return r;
     }
 
+    private static readonly bool Shaping = Environment.GetEnvironmentVariable("WEBHOOKS_LOAD_SHAPING") == "1";
+
+    private static readonly object ShapingFilter = System.Text.Json.JsonDocument.Parse(
+        """{"data.from": {"$prefix": "alice@"}, "data.to[]": {"$in": ["bob@example.com", "carol@example.com"]}, "$not": {"data.subject": {"$contains": "[spam]"}}}""").RootElement;
+
     private async Task<(string User, List<string> Paths)> SubscribeAsync(string kind, int count, int timeoutSeconds = 10, string? baseUrl = null)
     {
         var user = "load-" + Guid.NewGuid().ToString("N")[..10];
@@ -275,8 +280,11 @@ internal sealed partial class Runner(Receiver receiver, IBusControl bus, List<Di
         for (var i = 0; i < count; i++)
         {
             var path = $"/{kind}/{user}-{i}";
-            using var response = await _api.PostAsJsonAsync("/api/webhooks",
-                new { url = (baseUrl ?? receiver.Url) + path, event_types = new[] { "email.received" }, retry_count = 3, timeout_seconds = timeoutSeconds });
+            // WEBHOOKS_LOAD_SHAPING=1: every subscription with a filter its events match and the Slack template (issue 19's comparison run).
+            using var response = await _api.PostAsJsonAsync("/api/webhooks", Shaping
+                ? (object)new { url = (baseUrl ?? receiver.Url) + path, event_types = new[] { "email.received" }, retry_count = 3, timeout_seconds = timeoutSeconds,
+                                filter = ShapingFilter, template = new { builtin = "slack" } }
+                : new { url = (baseUrl ?? receiver.Url) + path, event_types = new[] { "email.received" }, retry_count = 3, timeout_seconds = timeoutSeconds });
             response.EnsureSuccessStatusCode();
             paths.Add(path);
         }

@@ -42,6 +42,7 @@ public static class DeliveryExtensions
             builder.Services.AddSingleton<AttemptStore>();
             builder.Services.AddSingleton<RetryPublisher>();
             builder.Services.AddSingleton<AttemptRunner>();
+            builder.Services.AddSingleton<Shaping.TemplateRenderer>();
             builder.Services.AddSingleton<AttemptRecorder>();
             builder.Services.AddSingleton<LaneHolds>();
             builder.Services.AddSingleton<LaneSettings>();

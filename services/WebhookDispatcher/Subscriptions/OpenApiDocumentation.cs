@@ -23,7 +23,7 @@ internal static class OpenApiDocumentation
     [
         AttemptOutcome.Success, AttemptOutcome.HttpStatus, AttemptOutcome.Redirect, AttemptOutcome.Timeout,
         AttemptOutcome.ConnectionRefused, AttemptOutcome.DnsFailure, AttemptOutcome.TlsError, AttemptOutcome.ConnectionError,
-        AttemptOutcome.BlockedAddress, AttemptOutcome.Lost,
+        AttemptOutcome.BlockedAddress, AttemptOutcome.Lost, AttemptOutcome.TemplateError,
     ];
 
     /// <summary>Constraints of a property, by its JSON name; applied wherever the name appears in the API's own schemas.</summary>
@@ -99,6 +99,24 @@ internal static class OpenApiDocumentation
             s.MaxLength = EventSizeLimit.MaxMaxEventBytes;
             s.Description = "The exact JSON body POSTed on every attempt, as a string (at most Delivery:MaxEventBytes of UTF-8); null only when it is no longer stored.";
         },
+        // Filters and templates (Shaping/).
+        ["filter"] = s => s.Description = "Payload filter: an object of conditions over dotted paths of the payload (data.from, data.to[]) " +
+            $"with $eq, $ne, $in, $nin, $gt, $gte, $lt, $lte, $exists, $prefix, $contains, $and, $or, $not; at most {Shaping.PayloadFilter.MaxDepth} levels, " +
+            $"{Shaping.PayloadFilter.MaxNodes} conditions and {Shaping.PayloadFilter.MaxBytes} bytes. An event it does not select makes no delivery. " +
+            "Null: every event of the subscription's types. See docs/webhooks.md#filters.",
+        ["template"] = s => s.Description = "What renders the request body: {\"builtin\": \"slack|discord|teams|text\"} or " +
+            $"{{\"liquid\": \"…\" (at most {Shaping.WebhookTemplate.MaxLiquidChars} characters), \"content_type\": \"…\"}}; null: the payload JSON. See docs/webhooks.md#templates.",
+        ["liquid"] = s => s.MaxLength = Shaping.WebhookTemplate.MaxLiquidChars,
+        ["content_type"] = s => s.MaxLength = Shaping.WebhookTemplate.MaxContentTypeChars,
+        ["body"] = s =>
+        {
+            s.MaxLength = Math.Max(Shaping.TemplateRenderer.MaxOutputChars, EventSizeLimit.MaxMaxEventBytes);
+            s.Description = "The exact request body as UTF-8 text: the template's rendering, or the payload JSON without a template.";
+        },
+        ["max_depth"] = s => Range(s, 1, null),
+        ["max_conditions"] = s => Range(s, 1, null),
+        ["max_bytes"] = s => Range(s, 1, null),
+        ["documentation"] = s => s.MaxLength = 256,
         // The operator audit trail.
         ["action"] = s => Enum(s, [OperatorAuditTrail.RetryDelivery, OperatorAuditTrail.RecoverDeliveries]),
         ["result"] = s => s.MaxLength = OperatorAuditTrail.MaxResultChars,
@@ -146,6 +164,7 @@ internal static class OpenApiDocumentation
         [typeof(CreateSubscriptionRequest)] = ["url", "event_types"],
         [typeof(UpdateSubscriptionRequest)] = [],
         [typeof(RecoverRequest)] = ["since"],
+        [typeof(PreviewRequest)] = [],
         [typeof(PortalSessionRequest)] = [],
         [typeof(OpenPortalSessionRequest)] = ["token"],
     };

@@ -15,11 +15,12 @@ public sealed record SubscriptionFields(
     int? TimeoutSeconds,
     bool? IsActive,
     bool HasRateLimit = false,
-    int? RateLimitPerSecond = null)
+    int? RateLimitPerSecond = null,
+    Shaping.ShapingFields? Shaping = null)
 {
     /// <summary>Whether the request changes anything.</summary>
     public bool Any => Url is not null || EventTypes is not null || HasDescription || RetryCount is not null || TimeoutSeconds is not null ||
-                       IsActive is not null || HasRateLimit;
+                       IsActive is not null || HasRateLimit || Shaping?.Any == true;
 }
 
 /// <summary>The body of <c>POST /api/webhooks</c> (for the OpenAPI document; validation reads the JSON itself).</summary>
@@ -29,8 +30,10 @@ public sealed record SubscriptionFields(
 /// <param name="RetryCount">0–10, default 3.</param>
 /// <param name="TimeoutSeconds">1–60, default 10.</param>
 /// <param name="RateLimitPerSecond">At most this many attempts start per second (1–10000); null (the default) for no limit.</param>
+/// <param name="Filter">Payload filter (docs/webhooks.md, "Filters"); only matching events make deliveries. Null or absent: every event of its types.</param>
+/// <param name="Template">{"builtin": "slack|discord|teams|text"} or {"liquid": "…", "content_type": "…"} (docs/webhooks.md, "Templates"); null or absent: the payload JSON.</param>
 public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds,
-    int? RateLimitPerSecond);
+    int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null);
 
 /// <summary>The body of <c>POST /api/webhooks/{id}/recover</c>.</summary>
 /// <param name="Since">Failed deliveries created at or after this time (RFC 3339, with its offset) get a new round of attempts.</param>
@@ -39,7 +42,7 @@ public sealed record RecoverRequest(DateTimeOffset Since);
 /// <summary>The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.</summary>
 public sealed record UpdateSubscriptionRequest(
     string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive,
-    int? RateLimitPerSecond);
+    int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null);
 
 /// <summary>
 /// Reads and validates the JSON body of <c>POST /api/webhooks</c> and <c>PATCH /api/webhooks/{id}</c>
@@ -58,7 +61,8 @@ public static class SubscriptionRequest
     private const int MaxMessagesPerField = 5;
     private const int MaxFieldsReported = 20;
 
-    private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second"];
+    private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second",
+        .. Shaping.ShapingFields.Names];
     private static readonly string[] UpdateFields = [.. CreateFields, "is_active"];
 
     /// <summary>Validates <paramref name="body"/>; returns the fields and an empty error dictionary when valid.</summary>
@@ -166,7 +170,9 @@ public static class SubscriptionRequest
             else error("is_active", "Must be true or false.");
         }
 
-        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit);
+        // A template is tried on the examples of the request's event types (on update without them, the handler tries the stored ones).
+        var shaping = Shaping.ShapingFields.Read(body, eventTypes, error);
+        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit, shaping);
     }
 
     private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";

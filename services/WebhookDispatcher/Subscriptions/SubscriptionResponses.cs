@@ -26,7 +26,14 @@ public sealed record EventTypeResponse(string Name, string Category, string Desc
 }
 
 /// <summary>The event-type catalog.</summary>
-public sealed record EventTypesResponse(IReadOnlyList<EventTypeResponse> EventTypes);
+public sealed record EventTypesResponse(IReadOnlyList<EventTypeResponse> EventTypes)
+{
+    /// <summary>The payload filter language subscriptions' <c>filter</c> uses.</summary>
+    public FilterSyntaxResponse? Filters { get; init; }
+
+    /// <summary>The built-in templates a subscription's <c>template</c> may name.</summary>
+    public IReadOnlyList<BuiltInTemplateResponse>? Templates { get; init; }
+}
 
 /// <summary>Delivery statistics of a subscription (deliveries that reached a final state).</summary>
 public sealed record SubscriptionStatistics(
@@ -59,11 +66,17 @@ public sealed record SubscriptionResponse(
     DateTimeOffset UpdatedAt,
     SubscriptionStatistics Statistics)
 {
+    /// <summary>The payload filter (docs/webhooks.md, "Filters"); null: every event of its types.</summary>
+    public JsonNode? Filter { get; init; }
+
+    /// <summary>The template (docs/webhooks.md, "Templates"); null: the payload JSON is sent.</summary>
+    public JsonNode? Template { get; init; }
+
     /// <summary>Maps the entity, leaving the secret out.</summary>
     public static SubscriptionResponse From(WebhookSubscription s) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
         s.TimeoutSeconds, s.RateLimitPerSecond, s.DisabledReason, s.DisabledAt, s.CreatedAt, s.UpdatedAt, new SubscriptionStatistics(s.TotalDeliveries, s.SuccessfulDeliveries, s.FailedDeliveries,
             s.TotalDeliveries == 0 ? null : Math.Round((double)s.SuccessfulDeliveries / s.TotalDeliveries, 4),
-            s.LastDeliveryAt, s.LastSuccessAt, s.LastFailureAt));
+            s.LastDeliveryAt, s.LastSuccessAt, s.LastFailureAt)) { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template) };
 }
 
 /// <summary>The answer to a create: the subscription and, this once, its secret.</summary>
@@ -78,7 +91,14 @@ public sealed record CreatedSubscriptionResponse(
     int? RateLimitPerSecond,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    string Secret);
+    string Secret)
+{
+    /// <summary>The payload filter; null: every event of its types.</summary>
+    public JsonNode? Filter { get; init; }
+
+    /// <summary>The template; null: the payload JSON is sent.</summary>
+    public JsonNode? Template { get; init; }
+}
 
 /// <summary>A page of a list, newest first.</summary>
 /// <param name="Data">The items.</param>

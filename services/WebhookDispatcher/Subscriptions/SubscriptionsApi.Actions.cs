@@ -28,8 +28,14 @@ public static partial class SubscriptionsApi
         var eventId = Guid.NewGuid();
         var payload = WebhookPayload.Build(eventId, "webhook.test", now,
             new JsonObject { ["message"] = "Test webhook from Notely", ["subscription_id"] = s.Id });
-        var request = SignedWebhook.Create(s.Url, payload, "webhook.test", Guid.NewGuid(), eventId,
-            SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now);
+        // Through the subscription's template, as a delivery would be.
+        var rendered = s.Template is null
+            ? new Shaping.RenderedBody(System.Text.Encoding.UTF8.GetBytes(payload), "", null)
+            : Shaping.TemplateRenderer.Render(Shaping.WebhookTemplate.FromJson(s.Template), System.Text.Encoding.UTF8.GetBytes(payload));
+        if (rendered.Error is not null) return TypedResults.Ok(new TestResponse(false, null, 0, rendered.Error));
+        var request = SignedWebhook.Create(s.Url, rendered.Body, "webhook.test", Guid.NewGuid(), eventId,
+            SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now)
+            with { ContentType = s.Template is null ? null : rendered.ContentType };
         var response = await sender.SendAsync(request, cancellationToken);
         if (response.Outcome is AttemptOutcome.BlockedAddress or AttemptOutcome.DnsFailure)
         {

@@ -73,6 +73,7 @@ public static partial class SubscriptionsApi
         Changes(one.MapPost("/test", Test)).WithName("TestWebhook")
             .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)")
             .RequireRateLimiting(TestRateLimit.Policy).ProducesProblem(StatusCodes.Status429TooManyRequests);
+        MapShaping(one);
         one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
             .WithSummary("The subscription's deliveries, newest first, by cursor or offset")
             .WithDescription("Payloads are left out (each up to Delivery:MaxEventBytes); GET /api/webhooks/{id}/deliveries/{deliveryId} has one delivery's.");
@@ -100,7 +101,8 @@ public static partial class SubscriptionsApi
         .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
         .WithMetadata(new RequestSizeLimitAttribute(ApiInput.MaxWireBodyBytes));
 
-    private static Ok<EventTypesResponse> ListEventTypes() => TypedResults.Ok(new EventTypesResponse(EventTypeResponse.Catalog));
+    private static Ok<EventTypesResponse> ListEventTypes() => TypedResults.Ok(new EventTypesResponse(EventTypeResponse.Catalog)
+        { Filters = FilterSyntaxResponse.Instance, Templates = BuiltInTemplateResponse.All });
 
     private static Results<Ok<EventTypeResponse>, ProblemHttpResult> GetEventType(string name) =>
         EventTypeResponse.Find(name) is { } eventType
@@ -136,6 +138,9 @@ public static partial class SubscriptionsApi
             RetryCount = fields.RetryCount ?? WebhookSubscription.DefaultRetryCount,
             TimeoutSeconds = fields.TimeoutSeconds ?? WebhookSubscription.DefaultTimeoutSeconds,
             RateLimitPerSecond = fields.RateLimitPerSecond,
+            Filter = fields.Shaping?.Filter,
+            FilterPath = fields.Shaping?.FilterPath,
+            Template = fields.Shaping?.Template,
         };
         // The execution strategy retries the whole transaction on a broken connection; a retry
         // after a commit whose answer was lost finds the subscription stored and stops there.
@@ -159,7 +164,8 @@ public static partial class SubscriptionsApi
         }
         var s = subscription;
         return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
-            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, s.Secret));
+            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, s.Secret)
+        { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template) });
     }
 
     private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
@@ -200,6 +206,7 @@ public static partial class SubscriptionsApi
         var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: false, services.Options.Value.RequireHttps,
             services.Delivery.Value.AllowPrivateNetworks);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        if (await TemplateOnStoredTypesAsync(id, fields, services, cancellationToken) is { } templateProblem) return templateProblem;
 
         var userId = services.UserId;
         if (fields.Any)
@@ -227,6 +234,8 @@ public static partial class SubscriptionsApi
                     }
                 }
                 if (fields.HasRateLimit) u.SetProperty(s => s.RateLimitPerSecond, fields.RateLimitPerSecond);
+                if (fields.Shaping is { HasFilter: true } f) u.SetProperty(s => s.Filter, f.Filter).SetProperty(s => s.FilterPath, f.FilterPath);
+                if (fields.Shaping is { HasTemplate: true } t) u.SetProperty(s => s.Template, t.Template);
                 u.SetProperty(s => s.UpdatedAt, now);
             }, cancellationToken);
             if (updated == 0) return NotFound(id);

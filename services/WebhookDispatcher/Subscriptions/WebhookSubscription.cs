@@ -69,6 +69,21 @@ public sealed class WebhookSubscription
     /// </summary>
     public int? RateLimitPerSecond { get; set; }
 
+    /// <summary>
+    /// Payload filter as its owner gave it (compact JSON, at most <see cref="Shaping.PayloadFilter.MaxBytes"/>
+    /// bytes); null: every event of its types. See <see cref="Shaping.PayloadFilter"/>.
+    /// </summary>
+    public string? Filter { get; set; }
+
+    /// <summary>The SQL/JSON path predicate (PostgreSQL <c>jsonpath</c>) of <see cref="Filter"/>, evaluated by the fan-out's INSERT; null with it.</summary>
+    public string? FilterPath { get; set; }
+
+    /// <summary>
+    /// The template that renders the request body (compact JSON of a <see cref="Shaping.WebhookTemplate"/>);
+    /// null: the payload JSON as it is.
+    /// </summary>
+    public string? Template { get; set; }
+
     /// <summary>Deliveries that reached a final state (success or failed).</summary>
     public long TotalDeliveries { get; set; }
 

@@ -140,6 +140,47 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
+    public async Task A_user_sets_a_filter_and_a_template_sees_a_bad_part_named_previews_the_body_and_saves_them()
+    {
+        var user = Events.NewUser();
+        var link = await _portal.LinkAsync(user);
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(link);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Add endpoint" }).ClickAsync();
+        await page.GetByLabel("URL").FillAsync(_portal.ReceiverUrl("/shaped"));
+        await page.GetByRole(AriaRole.Checkbox, new() { Name = "email.received" }).CheckAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create endpoint" }).ClickAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "I have saved it" }).ClickAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Edit" }).ClickAsync();
+
+        // A bad part of the filter is named under its field; nothing is saved.
+        await page.GetByLabel("Filter (optional, JSON)").FillAsync("""{"$or": [{"data.from": {"$gt": "soon"}}]}""");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save changes" }).ClickAsync();
+        await Expect(page.Locator("#f-filter-error")).ToContainTextAsync("filter.$or[0].data.from.$gt: Expects a number or an RFC 3339 timestamp");
+
+        // Preview renders the example with the form's template before anything is saved.
+        await page.GetByLabel("Filter (optional, JSON)").FillAsync("""{"data.to[]": {"$contains": "@example.com"}}""");
+        await page.GetByLabel("Template (optional, JSON)").FillAsync("""{"builtin": "slack"}""");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Preview" }).ClickAsync();
+        await Expect(page.GetByTestId("preview")).ToContainTextAsync("email.received example: the filter selects it");
+        await Expect(page.GetByTestId("preview")).ToContainTextAsync("Content-Type: application/json");
+        await Expect(page.GetByTestId("preview-body")).ToContainTextAsync("{\"text\": \"*email.received* at ");
+        await PortalHarness.ScreenshotAsync(page, "filter-template");
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save changes" }).ClickAsync();
+        await Expect(page.GetByTestId("filter")).ToContainTextAsync("\"data.to[]\"");
+        await Expect(page.GetByTestId("template")).ToHaveTextAsync("slack");
+        using var client = _portal.Client(user);
+        var stored = (await (await client.GetAsync("/api/webhooks")).JsonAsync())["data"]![0]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(stored["filter"]!.ToJsonString(), Is.EqualTo("""{"data.to[]":{"$contains":"@example.com"}}"""));
+            Assert.That(stored["template"]!.ToJsonString(), Is.EqualTo("""{"builtin":"slack"}"""));
+        });
+    }
+
+    [Test]
     public async Task An_expired_a_used_and_a_tampered_link_are_refused()
     {
         var user = Events.NewUser();

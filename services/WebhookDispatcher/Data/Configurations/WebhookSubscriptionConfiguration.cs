@@ -27,6 +27,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(s => s.Description).HasMaxLength(1024);
         b.Property(s => s.DisabledReason).HasMaxLength(32);
         b.Property(s => s.FailuresSinceSuccess).HasDefaultValue(0);
+        b.Property(s => s.FilterPath).HasColumnType("jsonpath");
         // No database defaults for is_active, retry_count and timeout_seconds: EF omits a property
         // whose value is the CLR default (false, 0) when the column has one, which turned
         // retry_count 0 into 3. The entity's initialisers are the defaults.

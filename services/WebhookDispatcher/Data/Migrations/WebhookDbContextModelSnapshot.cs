@@ -243,6 +243,14 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasDefaultValue(0)
                         .HasColumnName("failures_since_success");
 
+                    b.Property<string>("Filter")
+                        .HasColumnType("text")
+                        .HasColumnName("filter");
+
+                    b.Property<string>("FilterPath")
+                        .HasColumnType("jsonpath")
+                        .HasColumnName("filter_path");
+
                     b.Property<bool>("IsActive")
                         .HasColumnType("boolean")
                         .HasColumnName("is_active");
@@ -287,6 +295,10 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("bigint")
                         .HasDefaultValue(0L)
                         .HasColumnName("successful_deliveries");
+
+                    b.Property<string>("Template")
+                        .HasColumnType("text")
+                        .HasColumnName("template");
 
                     b.Property<int>("TimeoutSeconds")
                         .HasColumnType("integer")

@@ -35,4 +35,11 @@ public static class AttemptOutcome
     /// times in a row: the delivery is failed rather than tried again forever. No answer is known.
     /// </summary>
     public const string Lost = "lost";
+
+    /// <summary>
+    /// The subscription's template failed to render the payload (a limit, an unknown filter, …):
+    /// nothing was sent, and the delivery fails at once, since rendering is deterministic and would
+    /// fail again. A manual retry after the template is fixed starts a new round.
+    /// </summary>
+    public const string TemplateError = "template_error";
 }

@@ -1,5 +1,6 @@
 using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
+using WebhookDispatcher.Shaping;
 
 namespace WebhookDispatcher.Deliveries;
 
@@ -15,15 +16,17 @@ namespace WebhookDispatcher.Deliveries;
 public sealed class AttemptRunner : IDisposable
 {
     private readonly WebhookSender _sender;
+    private readonly TemplateRenderer _templates;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _largeBodies = new(1, 1);
     private readonly PartitionedRateLimiter<string>? _largeBytes;
     private readonly int _mostKibAtOnce;
 
     /// <summary>Creates the runner; <paramref name="options"/> gives the pace of large bodies, read once.</summary>
-    public AttemptRunner(WebhookSender sender, TimeProvider time, IOptions<DeliveryOptions> options)
+    public AttemptRunner(WebhookSender sender, TimeProvider time, IOptions<DeliveryOptions> options, TemplateRenderer templates)
     {
         _sender = sender;
+        _templates = templates;
         _time = time;
         var perSecond = options.Value.LargeBodyBytesPerSecondPerUser;
         if (perSecond <= 0) return;
@@ -49,20 +52,33 @@ public sealed class AttemptRunner : IDisposable
     public async Task<FinishedAttempt> RunAsync(ClaimedDelivery delivery, DateTimeOffset startedAt)
     {
         WebhookResponse response;
+        var (body, contentType) = (delivery.Body, (string?)null);
         try
         {
+            if (delivery.Template is not null)
+            {
+                // Rendered off the caller's thread (the scheduler's loop), once per attempt: the same
+                // template over the same payload renders the same bytes (TemplateRenderer).
+                await Task.Yield();
+                var rendered = _templates.Render(delivery.SubscriptionId, delivery.Template, delivery.Body);
+                if (rendered.Error is not null)
+                    return new FinishedAttempt(delivery, startedAt, new WebhookResponse(AttemptOutcome.TemplateError, null, null,
+                        WebhookSender.Storable(rendered.Error, WebhookSender.MaxErrorChars), TimeSpan.Zero, null),
+                        new AttemptDecision(DeliveryStatus.Failed, null, false), _time.GetUtcNow());
+                (body, contentType) = (rendered.Body, rendered.ContentType);
+            }
             WebhookRequest request;
-            if (delivery.Body.Length < EventPayloads.Large) request = Sign(delivery, startedAt);
+            if (body.Length < EventPayloads.Large) request = Sign(delivery, body, startedAt);
             else
             {
                 await Task.Yield(); // off the caller's thread
                 // Not acquired (the user's queue holds 10 s of waits): it goes now, unpaced,
                 // rather than wait towards the end of its lease.
-                using var paced = _largeBytes is null ? null : await _largeBytes.AcquireAsync(delivery.UserId, Math.Min(Kib(delivery.Body.Length), _mostKibAtOnce));
+                using var paced = _largeBytes is null ? null : await _largeBytes.AcquireAsync(delivery.UserId, Math.Min(Kib(body.Length), _mostKibAtOnce));
                 await _largeBodies.WaitAsync();
                 try
                 {
-                    request = Sign(delivery, startedAt);
+                    request = Sign(delivery, body, startedAt);
                 }
                 finally
                 {
@@ -72,6 +88,7 @@ public sealed class AttemptRunner : IDisposable
             // Once claimed, the attempt runs to its own deadline and is recorded even if the host
             // is stopping: cancelling it halfway would leave a POST the receiver may have handled
             // with no record.
+            if (contentType is not null) request = request with { ContentType = contentType };
             response = await _sender.SendAsync(request, CancellationToken.None);
         }
         catch (Exception ex)
@@ -93,8 +110,8 @@ public sealed class AttemptRunner : IDisposable
 
     private static int Kib(int bytes) => (bytes + 1023) / 1024;
 
-    private static WebhookRequest Sign(ClaimedDelivery delivery, DateTimeOffset startedAt) =>
-        SignedWebhook.Create(delivery.Url, delivery.Body, delivery.EventType, delivery.Id, delivery.EventId,
+    private static WebhookRequest Sign(ClaimedDelivery delivery, byte[] body, DateTimeOffset startedAt) =>
+        SignedWebhook.Create(delivery.Url, body, delivery.EventType, delivery.Id, delivery.EventId,
             SignedWebhook.ActiveSecrets(delivery.Secret, delivery.PreviousSecret, delivery.PreviousSecretExpiresAt, startedAt),
             delivery.TimeoutSeconds, startedAt);
 }

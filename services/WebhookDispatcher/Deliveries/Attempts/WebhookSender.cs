@@ -14,7 +14,8 @@ namespace WebhookDispatcher.Deliveries;
 /// <param name="Body">The exact body bytes (UTF-8 JSON).</param>
 /// <param name="Headers">Extra request headers (signatures, ids).</param>
 /// <param name="Timeout">Total deadline: connect, send, response headers and body read.</param>
-public sealed record WebhookRequest(string Url, byte[] Body, IReadOnlyDictionary<string, string> Headers, TimeSpan Timeout);
+/// <param name="ContentType">The body's media type; null for the payload's <c>application/json; charset=utf-8</c> (a template names its own).</param>
+public sealed record WebhookRequest(string Url, byte[] Body, IReadOnlyDictionary<string, string> Headers, TimeSpan Timeout, string? ContentType = null);
 
 /// <summary>The outcome of one webhook POST.</summary>
 /// <param name="Outcome">One of <see cref="AttemptOutcome"/>.</param>
@@ -50,7 +51,9 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
     {
         using var message = new HttpRequestMessage(HttpMethod.Post, request.Url);
         message.Content = new ByteArrayContent(request.Body);
-        message.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
+        message.Content.Headers.ContentType = request.ContentType is null
+            ? new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" }
+            : MediaTypeHeaderValue.Parse(request.ContentType);
         message.Headers.UserAgent.ParseAdd(options.Value.UserAgent);
         foreach (var (name, value) in request.Headers)
             message.Headers.TryAddWithoutValidation(name, value);

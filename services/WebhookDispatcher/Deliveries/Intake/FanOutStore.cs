@@ -71,6 +71,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                        s.timeout_seconds, row_number() OVER (PARTITION BY s.id ORDER BY e.ord) <= COALESCE(a.room, 0) AS claimed
                 FROM e JOIN webhook_subscriptions s
                   ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
+                     AND (s.filter_path IS NULL OR e.payload::jsonb @@ s.filter_path)
                 LEFT JOIN unnest($5::uuid[], $6::int[]) AS a(subscription_id, room) ON a.subscription_id = s.id),
             {newOnes}
             {payloadRows}
@@ -87,11 +88,11 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                 RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt)
             SELECT ins.id, ins.subscription_id, ins.in_flight, ins.event_id, ins.event_type, ins.attempt_count, ins.max_attempts, ins.last_attempt_at,
                    ins.round_first_attempt, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds,
-                   s.rate_limit_per_second, s.user_id
+                   s.rate_limit_per_second, s.user_id, s.template
             FROM ins LEFT JOIN webhook_subscriptions s ON ins.in_flight AND s.id = ins.subscription_id
             {(maybeSeen ? """
                           UNION ALL
-                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
                           FROM existing WHERE status = 'pending' AND attempt_count = 0
                           """ : "")}
             """;
@@ -102,7 +103,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
 
     /// <summary>
     /// Creates one pending delivery per (event, active subscription of the event's user that
-    /// includes its type), skipping those that exist (unique (subscription_id, event_id)), and
+    /// includes its type and whose filter, if any, selects the payload: Shaping/PayloadFilter.cs),
+    /// skipping those that exist (unique (subscription_id, event_id)), and
     /// returns the work to attempt: the new deliveries, and, for events that may have been seen
     /// before (<see cref="FanOutEvent.MaybeSeen"/>), those that exist but were never attempted (a
     /// redelivered event after a crash between commit and attempt; otherwise the reconciler
@@ -177,7 +179,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             (claimed ??= []).Add(new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(7), r.GetGuid(1), eventId, r.GetString(4), body,
                 r.GetInt32(5), r.GetInt32(6), r.GetString(9), r.GetString(10), r.IsDBNull(11) ? null : r.GetString(11),
                 r.IsDBNull(12) ? null : r.GetFieldValue<DateTimeOffset>(12), r.GetInt32(13), r.IsDBNull(14) ? null : r.GetInt32(14),
-                r.GetString(15), r.GetInt32(8)));
+                r.GetString(15), r.GetInt32(8), r.IsDBNull(16) ? null : r.GetString(16)));
         }
         return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[]);
     }

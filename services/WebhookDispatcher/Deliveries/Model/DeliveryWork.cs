@@ -17,7 +17,8 @@ public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId)
 /// <summary>A delivery claimed for one attempt, with what the attempt needs from its subscription.</summary>
 /// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.
 /// <see cref="Body"/> is the payload's UTF-8 bytes, one array shared by the deliveries of one event claimed together: never modified.
-/// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).</remarks>
+/// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).
+/// <see cref="Template"/> is the subscription's template (Shaping/WebhookTemplate.cs), null to send <see cref="Body"/> as it is.</remarks>
 public sealed record ClaimedDelivery(
     Guid Id,
     DateTimeOffset ClaimedAt,
@@ -34,7 +35,8 @@ public sealed record ClaimedDelivery(
     int TimeoutSeconds,
     int? RateLimitPerSecond,
     string UserId,
-    int RoundFirstAttempt = 1);
+    int RoundFirstAttempt = 1,
+    string? Template = null);
 
 /// <summary>One finished attempt, ready to be stored.</summary>
 /// <param name="Delivery">The claim the attempt was made under.</param>

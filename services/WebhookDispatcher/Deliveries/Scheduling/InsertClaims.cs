@@ -15,7 +15,7 @@ public sealed record ClaimGrant(Guid[] SubscriptionIds, int[] Rooms)
 }
 
 /// <summary>
-/// Claim at insert (docs/decisions/0012): after each pass the <see cref="DeliveryScheduler"/>'s
+/// Claim at insert (docs/decisions/0011): after each pass the <see cref="DeliveryScheduler"/>'s
 /// loop publishes which lanes could start an attempt at once (settings known, no rate limit,
 /// circuit closed, nothing waiting, room under the subscription's, destination's, user's and
 /// process's caps); the next fan-out statement takes that room and claims its new deliveries for

@@ -101,6 +101,7 @@ export const outcomes = {
   connection_error: () => 'The connection failed or was cut before an answer arrived.',
   blocked_address: () => 'The URL leads to an address webhooks may not be sent to (loopback, private or link-local).',
   lost: () => 'The dispatcher stopped during this attempt, so it was made again.',
+  template_error: () => 'The endpoint\'s template failed to render this event, so nothing was sent and it is not retried: fix the template, then retry.',
 };
 
 export function cause(a) { return (outcomes[a.outcome] || (() => a.outcome))(a); }

@@ -127,6 +127,8 @@ async function endpointView(id, notice) {
       h('span', { class: 'muted small' }, ` · ${s.statistics.successful_deliveries} succeeded, ${s.statistics.failed_deliveries} failed`)),
     h('dt', {}, 'Retries'), h('dd', {}, `${s.retry_count} after the first attempt · timeout ${s.timeout_seconds} s`),
     h('dt', {}, 'Rate limit'), h('dd', {}, s.rate_limit_per_second ? `${s.rate_limit_per_second} per second` : 'none'),
+    h('dt', {}, 'Filter'), h('dd', {}, s.filter ? h('code', { 'data-testid': 'filter' }, JSON.stringify(s.filter)) : 'none: every event of its types'),
+    h('dt', {}, 'Template'), h('dd', {}, s.template ? h('code', { 'data-testid': 'template' }, s.template.builtin ?? 'custom Liquid') : 'none: the JSON payload'),
     s.description ? [h('dt', {}, 'Description'), h('dd', {}, s.description)] : null);
   render(
     h('p', {}, h('button', { type: 'button', class: 'link', onclick: () => endpointsView() }, '← All endpoints')),
@@ -204,6 +206,14 @@ function formView(s) {
   const retries = h('input', { id: 'f-retry', type: 'number', min: 0, max: 10, value: s?.retry_count ?? 3, 'aria-describedby': 'f-retry-hint f-retry-error' });
   const timeout = h('input', { id: 'f-timeout', type: 'number', min: 1, max: 60, value: s?.timeout_seconds ?? 10, 'aria-describedby': 'f-timeout-error' });
   const rate = h('input', { id: 'f-rate', type: 'number', min: 1, max: 10000, value: s?.rate_limit_per_second ?? '', 'aria-describedby': 'f-rate-hint f-rate-error' });
+  // Filter and template as JSON text (docs/webhooks.md#filters, #templates); empty: none.
+  const filter = h('textarea', { id: 'f-filter', rows: 3, spellcheck: 'false', class: 'mono', 'aria-describedby': 'f-filter-hint f-filter-error',
+    placeholder: '{"data.from": {"$prefix": "alice@"}}' });
+  filter.value = s?.filter ? JSON.stringify(s.filter, null, 2) : '';
+  const template = h('textarea', { id: 'f-template', rows: 4, spellcheck: 'false', class: 'mono', 'aria-describedby': 'f-template-hint f-template-error',
+    placeholder: '{"builtin": "slack"}' });
+  template.value = s?.template ? JSON.stringify(s.template, null, 2) : '';
+  const previewOut = h('div', { id: 'preview-result', 'aria-live': 'polite' });
   const chosen = new Set(s?.event_types ?? []);
   const boxes = state.events.map(e => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'event_types', value: e.name, checked: chosen.has(e.name) }), ` ${e.name}`,
@@ -218,6 +228,11 @@ function formView(s) {
       field('f-retry', 'Retries', retries, '0–10 after the first attempt; waits 2, 4, 8 … s.'),
       field('f-timeout', 'Timeout (seconds)', timeout),
       field('f-rate', 'Rate limit per second (optional)', rate, 'Empty: no limit.')),
+    field('f-filter', 'Filter (optional, JSON)', filter, 'Only events it selects are delivered, e.g. {"data.to[]": {"$contains": "@example.com"}}. Empty: every event.'),
+    field('f-template', 'Template (optional, JSON)', template,
+      'The body sent: {"builtin": "slack"} (or discord, teams, text), or {"liquid": "…", "content_type": "application/json"}. Empty: the JSON payload.'),
+    s ? h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => preview(s, filter, template, previewOut, errors) }, 'Preview')) : null,
+    previewOut,
     errors,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, s ? 'Save changes' : 'Create endpoint'),
       h('button', { type: 'button', class: 'secondary', onclick: () => (s ? endpointView(s.id) : endpointsView()) }, 'Cancel')));
@@ -225,7 +240,10 @@ function formView(s) {
     e.preventDefault();
     for (const el of form.querySelectorAll('.field-error')) el.textContent = '';
     errors.textContent = '';
+    const shaping = readShaping(filter, template);
+    if (!shaping) return;
     const body = {
+      ...shaping,
       url: url.value.trim(),
       event_types: [...form.querySelectorAll('input[name=event_types]:checked')].map(b => b.value),
       description: description.value === '' ? null : description.value,
@@ -236,9 +254,13 @@ function formView(s) {
     const r = s ? await api('PATCH', `api/webhooks/${s.id}`, body) : await api('POST', 'api/webhooks', body);
     if (!r.ok) {
       const map = { url: 'f-url', event_types: 'f-events', description: 'f-description', retry_count: 'f-retry', timeout_seconds: 'f-timeout', rate_limit_per_second: 'f-rate' };
+      map.filter = 'f-filter';
+      map.template = 'f-template';
       for (const [k, v] of Object.entries(r.data?.errors ?? {})) {
-        const el = document.getElementById(`${map[k]}-error`);
-        if (el) el.textContent = v.join(' ');
+        // Nested parts (filter.$and[1].data.x.$gt, template.liquid) go to their field, named.
+        const root = k.split('.')[0];
+        const el = document.getElementById(`${map[k] ?? map[root]}-error`);
+        if (el) el.textContent = (el.textContent ? el.textContent + ' ' : '') + (k === root ? v.join(' ') : `${k}: ${v.join(' ')}`);
       }
       errors.textContent = problemText(r);
       return;
@@ -249,6 +271,36 @@ function formView(s) {
   });
   render(h('p', {}, h('button', { type: 'button', class: 'link', onclick: () => (s ? endpointView(s.id) : endpointsView()) }, '← Back')),
     h('h1', { id: 'form-title' }, s ? 'Edit endpoint' : 'Add an endpoint'), form);
+}
+
+/** The filter and template textareas as request fields; null (and the field's error shown) when one is not JSON. */
+function readShaping(filter, template) {
+  const out = {};
+  for (const [key, el] of [['filter', filter], ['template', template]]) {
+    const text = el.value.trim();
+    if (text === '') { out[key] = null; continue; }
+    try { out[key] = JSON.parse(text); } catch (err) {
+      document.getElementById(`${el.id}-error`).textContent = `Not JSON: ${err.message}`;
+      return null;
+    }
+  }
+  return out;
+}
+
+/** Renders the first event type's example with the form's filter and template, as a delivery would send it; stores nothing. */
+async function preview(s, filter, template, out, errors) {
+  errors.textContent = '';
+  for (const el of [filter, template]) document.getElementById(`${el.id}-error`).textContent = '';
+  const shaping = readShaping(filter, template);
+  if (!shaping) return;
+  const r = await api('POST', `api/webhooks/${s.id}/preview`, shaping);
+  if (!r.ok) return out.replaceChildren(h('p', { class: 'error', role: 'alert', 'data-testid': 'preview-error' },
+    r.data?.errors ? Object.entries(r.data.errors).map(([k, v]) => `${k}: ${v.join(' ')}`).join(' ') : problemText(r)));
+  const p = r.data;
+  out.replaceChildren(h('div', { class: 'result', 'data-testid': 'preview' },
+    h('strong', {}, `${p.event_type} example: `, p.filter_matches ? 'the filter selects it' : 'the filter does not select it (no delivery)'),
+    h('div', { class: 'muted small' }, `Content-Type: ${p.content_type}`),
+    h('pre', { 'data-testid': 'preview-body', class: 'wrap' }, p.body)));
 }
 
 async function catalogView() {

@@ -1,0 +1,73 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Notely.Events;
+using WebhookDispatcher.Payloads;
+
+namespace WebhookDispatcher.Shaping;
+
+/// <summary>The <c>filter</c> and <c>template</c> of a create or update request, when present.</summary>
+/// <param name="HasFilter">Whether <c>filter</c> was given (null removes it).</param>
+/// <param name="Filter">The filter's compact JSON; null to remove.</param>
+/// <param name="FilterPath">Its SQL/JSON path predicate; null with <paramref name="Filter"/>.</param>
+/// <param name="HasTemplate">Whether <c>template</c> was given (null removes it).</param>
+/// <param name="Template">The template's stored form; null to remove.</param>
+public sealed record ShapingFields(bool HasFilter, string? Filter, string? FilterPath, bool HasTemplate, string? Template)
+{
+    /// <summary>Nothing given.</summary>
+    public static readonly ShapingFields None = new(false, null, null, false, null);
+
+    /// <summary>Whether the request changes the filter or the template.</summary>
+    public bool Any => HasFilter || HasTemplate;
+
+    /// <summary>The request fields this reads.</summary>
+    public static readonly IReadOnlyList<string> Names = ["filter", "template"];
+
+    /// <summary>
+    /// Reads <c>filter</c> and <c>template</c> from a request body; errors go to <paramref name="error"/>
+    /// keyed by the bad part (<c>filter.$or[0].data.to[].$in</c>, <c>template.liquid</c>). A template is
+    /// also rendered over the example payload of each of <paramref name="eventTypes"/> (when known),
+    /// so one that cannot render them (an unknown filter, a limit) is refused now rather than at its
+    /// first delivery.
+    /// </summary>
+    public static ShapingFields Read(JsonElement body, IReadOnlyCollection<string>? eventTypes, Action<string, string> error)
+    {
+        var hasFilter = body.TryGetProperty("filter", out var f);
+        string? filter = null, filterPath = null;
+        if (hasFilter && f.ValueKind != JsonValueKind.Null)
+        {
+            var compiled = PayloadFilter.Compile(f);
+            foreach (var (where, message) in compiled.Errors) error(where, message);
+            (filter, filterPath) = (compiled.Json, compiled.JsonPath);
+        }
+        var hasTemplate = body.TryGetProperty("template", out var t);
+        string? template = null;
+        if (hasTemplate && t.ValueKind != JsonValueKind.Null)
+        {
+            var (read, errors) = WebhookTemplate.Read(t);
+            foreach (var (where, message) in errors) error(where, message);
+            if (read is not null && eventTypes is not null && RenderError(read, eventTypes) is { } problem) error("template", problem);
+            else template = read?.ToJson();
+        }
+        return new ShapingFields(hasFilter, filter, filterPath, hasTemplate, template);
+    }
+
+    /// <summary>Why <paramref name="template"/> fails on an example payload of <paramref name="eventTypes"/>, or null.</summary>
+    public static string? RenderError(WebhookTemplate template, IEnumerable<string> eventTypes)
+    {
+        foreach (var type in eventTypes)
+        {
+            if (EventCatalog.All.FirstOrDefault(e => e.Name == type) is not { } info) continue;
+            var rendered = TemplateRenderer.Render(template, ExamplePayload(info));
+            if (rendered.Error is not null) return $"Rendering the {type} example failed: {rendered.Error}";
+        }
+        return null;
+    }
+
+    /// <summary>The catalog's example payload of <paramref name="eventType"/> as the UTF-8 bytes a delivery would carry.</summary>
+    public static byte[] ExamplePayload(EventTypeInfo eventType) =>
+        Encoding.UTF8.GetBytes(EventSchemas.ExamplePayload(eventType).ToJsonString(WebhookPayload.JsonOptions));
+
+    /// <summary>A stored JSON column as the API shows it.</summary>
+    public static JsonNode? Node(string? json) => json is null ? null : JsonNode.Parse(json);
+}
