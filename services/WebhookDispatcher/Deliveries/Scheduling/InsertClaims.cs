@@ -21,7 +21,8 @@ public sealed record ClaimGrant(Guid[] SubscriptionIds, int[] Rooms)
 /// process's caps); the next fan-out statement takes that room and claims its new deliveries for
 /// those subscriptions as it inserts them, so their attempts start with no claim statement of
 /// their own. One grant is out at a time: the loop publishes the next only once the statement
-/// has handed back what it claimed, which the loop counts before anything else. The loop checks
+/// has handed back what it claimed, which the loop counts before anything else; meanwhile what is
+/// left of the room (less what was claimed) serves the next statement. The loop checks
 /// each claimed delivery against its lane again when it starts it, and gives back what no longer
 /// fits (<see cref="LaneStore.UnclaimAsync"/>).
 /// </summary>
@@ -35,7 +36,10 @@ public sealed class InsertClaims
 
     private readonly Channel<ClaimedDelivery> _claimed = Channel.CreateUnbounded<ClaimedDelivery>(new() { SingleReader = true });
     private Dictionary<string, List<(Guid SubscriptionId, int Room)>> _byUser = NoRoom;
+    private Dictionary<string, List<(Guid SubscriptionId, int Room)>>? _taken; // the room a statement holds
     private int _out; // 1 from Take until Return
+    private int _withdrawals;
+    private int _takenAt; // _withdrawals when the room was taken
 
     /// <summary>
     /// Takes the published room for the users of a fan-out statement, or <see cref="ClaimGrant.None"/>
@@ -44,8 +48,9 @@ public sealed class InsertClaims
     /// </summary>
     public ClaimGrant Take(IEnumerable<string> userIds)
     {
+        if (Interlocked.CompareExchange(ref _out, 1, 0) != 0) return ClaimGrant.None;
+        var takenAt = Volatile.Read(ref _withdrawals);
         var byUser = Interlocked.Exchange(ref _byUser, NoRoom);
-        if (byUser.Count == 0 || Interlocked.Exchange(ref _out, 1) != 0) return ClaimGrant.None;
         var ids = new List<Guid>();
         var rooms = new List<int>();
         foreach (var user in userIds.Distinct())
@@ -55,18 +60,48 @@ public sealed class InsertClaims
                     ids.Add(subscriptionId);
                     rooms.Add(room);
                 }
-        if (ids.Count > 0) return new ClaimGrant([.. ids], [.. rooms]);
-        Volatile.Write(ref _out, 0);
-        return ClaimGrant.None;
+        if (ids.Count == 0)
+        {
+            // Nothing for these users: the room stays published for the next statement.
+            Interlocked.CompareExchange(ref _byUser, byUser, NoRoom);
+            Volatile.Write(ref _out, 0);
+            return ClaimGrant.None;
+        }
+        _taken = byUser;
+        _takenAt = takenAt;
+        return new ClaimGrant([.. ids], [.. rooms]);
     }
 
-    /// <summary>Hands back what a statement given room claimed (nothing when it failed); the loop starts them and may publish room again.</summary>
+    /// <summary>
+    /// Hands back what a statement given room claimed (nothing when it failed), for the loop to
+    /// start; what is left of the room stays published for the next statement until the loop,
+    /// having counted these, publishes afresh.
+    /// </summary>
     public void Return(IReadOnlyList<ClaimedDelivery> claimed)
     {
         foreach (var c in claimed) _claimed.Writer.TryWrite(c);
-        // Room published while this statement ran did not count what it claimed.
-        Volatile.Write(ref _byUser, NoRoom);
+        var taken = _taken;
+        _taken = null;
+        if (taken is not null && Volatile.Read(ref _withdrawals) == _takenAt)
+            Interlocked.CompareExchange(ref _byUser, Less(taken, claimed), NoRoom);
         Volatile.Write(ref _out, 0);
+    }
+
+    /// <summary>The room of <paramref name="taken"/> less one for each delivery claimed: its entries for other users stay as they are.</summary>
+    private static Dictionary<string, List<(Guid SubscriptionId, int Room)>> Less(
+        Dictionary<string, List<(Guid SubscriptionId, int Room)>> taken, IReadOnlyList<ClaimedDelivery> claimed)
+    {
+        if (claimed.Count == 0) return taken;
+        var used = claimed.CountBy(c => c.SubscriptionId).ToDictionary();
+        var left = new Dictionary<string, List<(Guid SubscriptionId, int Room)>>(taken);
+        foreach (var user in claimed.Select(c => c.UserId).Distinct())
+        {
+            if (!taken.TryGetValue(user, out var lanes)) continue;
+            var rest = lanes.Select(l => (l.SubscriptionId, Room: l.Room - used.GetValueOrDefault(l.SubscriptionId))).Where(l => l.Room > 0).ToList();
+            if (rest.Count > 0) left[user] = rest;
+            else left.Remove(user);
+        }
+        return left.Count == 0 ? NoRoom : left;
     }
 
     /// <summary>A delivery claimed at insert, to start or give back.</summary>
@@ -106,6 +141,10 @@ public sealed class InsertClaims
         Volatile.Write(ref _byUser, byUser.Count == 0 ? NoRoom : byUser);
     }
 
-    /// <summary>Publishes no room (the process stops, or claims pause after a database failure).</summary>
-    public void Withdraw() => Volatile.Write(ref _byUser, NoRoom);
+    /// <summary>Publishes no room (the process stops, or claims pause after a database failure); what a statement holds now is not published again.</summary>
+    public void Withdraw()
+    {
+        Interlocked.Increment(ref _withdrawals);
+        Volatile.Write(ref _byUser, NoRoom);
+    }
 }
