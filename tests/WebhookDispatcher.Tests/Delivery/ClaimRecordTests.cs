@@ -192,10 +192,10 @@ public sealed class ClaimRecordTests
         var replica = new LaneStore(stores.DataSource, new DispatcherIdentity());
         Assert.That(await replica.ClaimAsync([first.Id], CancellationToken.None), Is.Empty, "a claim at insert is a claim: no second one while it stands");
         // The scheduler could not start it (its lane filled meanwhile): given back, it is claimed as a new delivery is.
-        await replica.UnclaimAsync([first.Id], CancellationToken.None);
+        await replica.UnclaimAsync([first.Id], holdHere: true, CancellationToken.None);
         Assert.That(await stores.QueryAsync(db => db.Deliveries.CountAsync(d => d.Id == first.Id && d.InFlight)), Is.EqualTo(1),
             "control: another dispatcher cannot give back this one's claim");
-        await stores.Lanes.UnclaimAsync([first.Id], CancellationToken.None);
+        await stores.Lanes.UnclaimAsync([first.Id], holdHere: true, CancellationToken.None);
         var row = await stores.QueryAsync(db => db.Deliveries.SingleAsync(d => d.Id == first.Id));
         Assert.Multiple(async () =>
         {

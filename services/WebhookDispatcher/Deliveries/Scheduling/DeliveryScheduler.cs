@@ -139,11 +139,11 @@ public sealed partial class DeliveryScheduler(
                 await Task.Delay(TimeSpan.FromSeconds(1), time, CancellationToken.None);
             }
         }
-        // Stopping: no new attempts (deliveries claimed at insert from now on wait for the
-        // reconciler's give-back, as after a crash). Let those in flight finish and be recorded.
-        claims.Withdraw();
+        // Stopping: no new attempts. Let those in flight finish and be recorded; deliveries
+        // claimed at insert and not started are given back.
         while (Volatile.Read(ref _running) > 0)
             await Task.Delay(50, CancellationToken.None);
+        await GiveBackClaimedAsync();
         await recorder.DrainAsync();
         await holds.ReleaseAsync(_lanes.All);
         _drained.TrySetResult();
@@ -279,53 +279,6 @@ public sealed partial class DeliveryScheduler(
     }
 
     /// <summary>
-    /// Starts the deliveries the fan-out claimed at insert (<see cref="InsertClaims"/>) that still
-    /// fit under their caps; gives back the others, which then wait in their lanes as new ones do
-    /// (if that fails, the reconciler gives them back when their lease ends).
-    /// </summary>
-    private async Task StartClaimedAsync(DateTimeOffset now, CancellationToken stop)
-    {
-        if (!claims.TryRead(out var delivery)) return;
-        var caps = Caps();
-        var budget = options.Value.MaxInFlight;
-        List<DeliveryWork>? giveBack = null;
-        do
-        {
-            var lane = _lanes.GetOrAdd(delivery.SubscriptionId, out _);
-            lane.Learn(delivery.UserId, delivery.Url, delivery.RateLimitPerSecond);
-            if (_inFlight < budget && _planner.TryAdmit(lane, now, caps.Subscription, caps.Destination, caps.User, caps.Replicas))
-            {
-                lane.StartedClaimed(delivery.Id, now, delivery.RateLimitPerSecond);
-                Start(lane, delivery, now, lane.Destination, lane.User);
-            }
-            else (giveBack ??= []).Add(new DeliveryWork(delivery.Id, delivery.SubscriptionId));
-        } while (claims.TryRead(out delivery));
-        if (giveBack is null) return;
-        try
-        {
-            await store.UnclaimAsync(giveBack.Select(w => w.DeliveryId).ToList(), stop);
-            foreach (var w in giveBack) _incoming.Writer.TryWrite(w);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            store.OnFailure(ex);
-            LogUnclaimFailed(logger, ex, giveBack.Count);
-        }
-    }
-
-    /// <summary>Publishes the room the next fan-out statement may claim at insert; none while claims pause or when the setting is off.</summary>
-    private void PublishRoom(DateTimeOffset now)
-    {
-        if (!options.Value.ClaimAtInsert || now < _claimPausedUntil)
-        {
-            claims.Withdraw();
-            return;
-        }
-        var caps = Caps();
-        claims.Publish(_lanes.All, _planner, now, options.Value.MaxInFlight - _inFlight, caps.Subscription, caps.Destination, caps.User, caps.Replicas);
-    }
-
-    /// <summary>
     /// Asks finishing attempts to wake the loop: deliveries wait that the capacity they free may
     /// start. Without that, a finish is taken into account at the next pass, and an attempt that
     /// ends wakes no thread (at moderate rates most end with nothing waiting). True when a finish
@@ -359,6 +312,7 @@ public sealed partial class DeliveryScheduler(
     /// <inheritdoc />
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
+        claims.Close();
         await _stopping.CancelAsync();
         Signal();
         if (ExecuteTask is null) return;
@@ -384,9 +338,6 @@ public sealed partial class DeliveryScheduler(
 
     [LoggerMessage(LogLevel.Warning, "Could not claim {Count} delivery(ies); trying again in 2 s")]
     private static partial void LogClaimFailed(ILogger logger, Exception ex, int count);
-
-    [LoggerMessage(LogLevel.Warning, "Could not give back {Count} delivery(ies) claimed at insert that no longer fit their lanes; the reconciler will when their lease ends")]
-    private static partial void LogUnclaimFailed(ILogger logger, Exception ex, int count);
 
     [LoggerMessage(LogLevel.Warning, "Could not look up the subscription of {Count} delivery(ies); the reconciler will re-publish them")]
     private static partial void LogResolveFailed(ILogger logger, Exception ex, int count);

@@ -39,6 +39,7 @@ public sealed class InsertClaims
     private Dictionary<string, List<(Guid SubscriptionId, int Room)>>? _taken; // the room a statement holds
     private int _out; // 1 from Take until Return
     private int _withdrawals;
+    private volatile bool _closed;
     private int _takenAt; // _withdrawals when the room was taken
 
     /// <summary>
@@ -48,7 +49,7 @@ public sealed class InsertClaims
     /// </summary>
     public ClaimGrant Take(IEnumerable<string> userIds)
     {
-        if (Interlocked.CompareExchange(ref _out, 1, 0) != 0) return ClaimGrant.None;
+        if (_closed || Interlocked.CompareExchange(ref _out, 1, 0) != 0) return ClaimGrant.None;
         var takenAt = Volatile.Read(ref _withdrawals);
         var byUser = Interlocked.Exchange(ref _byUser, NoRoom);
         var ids = new List<Guid>();
@@ -139,6 +140,25 @@ public sealed class InsertClaims
             list.Add((lane.SubscriptionId, room));
         }
         Volatile.Write(ref _byUser, byUser.Count == 0 ? NoRoom : byUser);
+    }
+
+    /// <summary>The process stops: no room is taken from now on (the loop gives back what was claimed before, <see cref="WaitReturnedAsync"/>).</summary>
+    public void Close()
+    {
+        _closed = true;
+        Withdraw();
+    }
+
+    /// <summary>Waits until no statement holds room, at most <paramref name="timeout"/>; false if one still does.</summary>
+    public async Task<bool> WaitReturnedAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (Out)
+        {
+            if (DateTime.UtcNow >= deadline) return false;
+            await Task.Delay(20);
+        }
+        return true;
     }
 
     /// <summary>Publishes no room (the process stops, or claims pause after a database failure); what a statement holds now is not published again.</summary>

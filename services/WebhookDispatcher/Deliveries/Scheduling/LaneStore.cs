@@ -170,19 +170,22 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
 
     /// <summary>
     /// Gives back deliveries this dispatcher claimed at insert (<see cref="InsertClaims"/>) and
-    /// did not start (their lane filled meanwhile): they become as the fan-out makes them without
-    /// a claim (no attempt, due now), held by this dispatcher, in whose lanes they wait.
+    /// did not start (their lane filled meanwhile, or the process stops): they become as the
+    /// fan-out makes them without a claim (no attempt, due now), held by this dispatcher when
+    /// <paramref name="holdHere"/> (they wait in its lanes), else by none (a running replica takes them).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed (the reconciler gives them back when their lease ends).</exception>
-    public async Task UnclaimAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
+    public async Task UnclaimAsync(IReadOnlyCollection<Guid> deliveryIds, bool holdHere, CancellationToken cancellationToken)
     {
         await using var cmd = Db.CreateCommand("""
             UPDATE webhook_deliveries
-            SET attempt_count = 0, first_attempt_at = NULL, last_attempt_at = NULL, next_retry_at = now(), in_flight = false, held_by = $2
+            SET attempt_count = 0, first_attempt_at = NULL, last_attempt_at = NULL, next_retry_at = now(), in_flight = false,
+                held_by = CASE WHEN $3 THEN $2 END
             WHERE id = ANY ($1) AND in_flight AND held_by = $2 AND attempt_count = 1 AND status = 'pending'
             """);
         cmd.Parameters.Add(new() { Value = deliveryIds.ToArray() });
         cmd.Parameters.Add(new() { Value = dispatcher.Id });
+        cmd.Parameters.Add(new() { Value = holdHere });
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
