@@ -15,11 +15,13 @@ public sealed record SubscriptionFields(
     int? TimeoutSeconds,
     bool? IsActive,
     bool HasRateLimit = false,
-    int? RateLimitPerSecond = null)
+    int? RateLimitPerSecond = null,
+    Dictionary<string, string>? Headers = null,
+    string? SignatureScheme = null)
 {
     /// <summary>Whether the request changes anything.</summary>
     public bool Any => Url is not null || EventTypes is not null || HasDescription || RetryCount is not null || TimeoutSeconds is not null ||
-                       IsActive is not null || HasRateLimit;
+                       IsActive is not null || HasRateLimit || Headers is not null || SignatureScheme is not null;
 }
 
 /// <summary>The body of <c>POST /api/webhooks</c> (for the OpenAPI document; validation reads the JSON itself).</summary>
@@ -29,17 +31,25 @@ public sealed record SubscriptionFields(
 /// <param name="RetryCount">0–10, default 3.</param>
 /// <param name="TimeoutSeconds">1–60, default 10.</param>
 /// <param name="RateLimitPerSecond">At most this many attempts start per second (1–10000); null (the default) for no limit.</param>
+/// <param name="Headers">Custom headers sent with every attempt: at most 20, each value at most 1 KiB of printable ASCII, 8 KiB in all;
+/// no <c>webhook-*</c>, <c>X-Webhook-*</c>, <c>Host</c>, <c>Content-Type</c>, <c>Content-Length</c> or other framing headers. Credential values
+/// (<c>Authorization</c>, names containing key, token, secret, password, cookie …) are stored sealed and shown masked.</param>
+/// <param name="SignatureScheme"><c>hmac</c> (default), <c>ed25519</c> (Standard Webhooks <c>v1a</c>) or <c>both</c>.</param>
 public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds,
-    int? RateLimitPerSecond);
+    int? RateLimitPerSecond, IReadOnlyDictionary<string, string>? Headers = null, string? SignatureScheme = null);
 
 /// <summary>The body of <c>POST /api/webhooks/{id}/recover</c>.</summary>
 /// <param name="Since">Failed deliveries created at or after this time (RFC 3339, with its offset) get a new round of attempts.</param>
 public sealed record RecoverRequest(DateTimeOffset Since);
 
-/// <summary>The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.</summary>
+/// <summary>
+/// The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.
+/// <c>headers</c> replaces the whole set (<c>null</c> or <c>{}</c> removes them all); a credential header sent back with its masked value
+/// exactly as the API showed it (ending in <c>…(redacted)</c>) keeps its stored value.
+/// </summary>
 public sealed record UpdateSubscriptionRequest(
     string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive,
-    int? RateLimitPerSecond);
+    int? RateLimitPerSecond, IReadOnlyDictionary<string, string>? Headers = null, string? SignatureScheme = null);
 
 /// <summary>
 /// Reads and validates the JSON body of <c>POST /api/webhooks</c> and <c>PATCH /api/webhooks/{id}</c>
@@ -58,7 +68,8 @@ public static class SubscriptionRequest
     private const int MaxMessagesPerField = 5;
     private const int MaxFieldsReported = 20;
 
-    private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second"];
+    private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second",
+        "headers", "signature_scheme"];
     private static readonly string[] UpdateFields = [.. CreateFields, "is_active"];
 
     /// <summary>Validates <paramref name="body"/>; returns the fields and an empty error dictionary when valid.</summary>
@@ -166,7 +177,18 @@ public static class SubscriptionRequest
             else error("is_active", "Must be true or false.");
         }
 
-        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit);
+        Dictionary<string, string>? headers = null;
+        if (body.TryGetProperty("headers", out var h)) headers = SubscriptionHeaders.Read(h, error);
+
+        string? scheme = null;
+        if (body.TryGetProperty("signature_scheme", out var sc))
+        {
+            if (sc.ValueKind == JsonValueKind.String && SignatureSchemes.All.Contains(sc.GetString())) scheme = sc.GetString();
+            else error("signature_scheme", $"Must be one of {string.Join(", ", SignatureSchemes.All)}.");
+        }
+
+        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit,
+            headers, scheme);
     }
 
     private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";

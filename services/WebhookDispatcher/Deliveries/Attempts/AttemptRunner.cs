@@ -15,15 +15,17 @@ namespace WebhookDispatcher.Deliveries;
 public sealed class AttemptRunner : IDisposable
 {
     private readonly WebhookSender _sender;
+    private readonly SubscriptionSigner _signer;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _largeBodies = new(1, 1);
     private readonly PartitionedRateLimiter<string>? _largeBytes;
     private readonly int _mostKibAtOnce;
 
     /// <summary>Creates the runner; <paramref name="options"/> gives the pace of large bodies, read once.</summary>
-    public AttemptRunner(WebhookSender sender, TimeProvider time, IOptions<DeliveryOptions> options)
+    public AttemptRunner(WebhookSender sender, SubscriptionSigner signer, TimeProvider time, IOptions<DeliveryOptions> options)
     {
         _sender = sender;
+        _signer = signer;
         _time = time;
         var perSecond = options.Value.LargeBodyBytesPerSecondPerUser;
         if (perSecond <= 0) return;
@@ -93,8 +95,5 @@ public sealed class AttemptRunner : IDisposable
 
     private static int Kib(int bytes) => (bytes + 1023) / 1024;
 
-    private static WebhookRequest Sign(ClaimedDelivery delivery, DateTimeOffset startedAt) =>
-        SignedWebhook.Create(delivery.Url, delivery.Body, delivery.EventType, delivery.Id, delivery.EventId,
-            SignedWebhook.ActiveSecrets(delivery.Secret, delivery.PreviousSecret, delivery.PreviousSecretExpiresAt, startedAt),
-            delivery.TimeoutSeconds, startedAt);
+    private WebhookRequest Sign(ClaimedDelivery delivery, DateTimeOffset startedAt) => _signer.Create(delivery, startedAt);
 }

@@ -17,7 +17,9 @@ public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId)
 /// <summary>A delivery claimed for one attempt, with what the attempt needs from its subscription.</summary>
 /// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.
 /// <see cref="Body"/> is the payload's UTF-8 bytes, one array shared by the deliveries of one event claimed together: never modified.
-/// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).</remarks>
+/// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).
+/// <see cref="Secret"/>, <see cref="PreviousSecret"/>, <see cref="SigningKey"/>, <see cref="PreviousSigningKey"/> and the credential values
+/// of <see cref="Headers"/> are as stored (sealed): <see cref="SubscriptionSigner"/> opens them.</remarks>
 public sealed record ClaimedDelivery(
     Guid Id,
     DateTimeOffset ClaimedAt,
@@ -34,7 +36,11 @@ public sealed record ClaimedDelivery(
     int TimeoutSeconds,
     int? RateLimitPerSecond,
     string UserId,
-    int RoundFirstAttempt = 1);
+    int RoundFirstAttempt = 1,
+    string? Headers = null,
+    string SignatureScheme = Security.SignatureSchemes.Hmac,
+    string? SigningKey = null,
+    string? PreviousSigningKey = null);
 
 /// <summary>One finished attempt, ready to be stored.</summary>
 /// <param name="Delivery">The claim the attempt was made under.</param>
