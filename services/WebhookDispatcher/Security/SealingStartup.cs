@@ -15,7 +15,7 @@ namespace WebhookDispatcher.Security;
 /// again every <see cref="RetryInterval"/> until it can; a key problem found then stops the service.
 /// </summary>
 public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHostApplicationLifetime lifetime, ILogger<SealingStartup> logger)
-    : IHostedService, IDisposable
+    : IHostedService
 {
     /// <summary>How often the check is tried again while the database is away.</summary>
     public static readonly TimeSpan RetryInterval = TimeSpan.FromSeconds(5);
@@ -23,6 +23,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
     /// <summary>Rows rewritten per statement batch.</summary>
     public const int BatchSize = 500;
 
+    // Never disposed: it has no timer, and the host may stop a service after disposing the container.
     private readonly CancellationTokenSource _stopping = new();
     private Task? _retry;
 
@@ -48,9 +49,6 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
         await _stopping.CancelAsync();
         if (_retry is not null) await _retry.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
-
-    /// <inheritdoc />
-    public void Dispose() => _stopping.Dispose();
 
     /// <summary>The check, then the sealing of every value not sealed with the current key. Returns the rows rewritten.</summary>
     /// <exception cref="InvalidOperationException">A sealed value that no configured main key opens.</exception>

@@ -35,7 +35,8 @@ public sealed class SealingOptions : IValidatableObject
         else if (SecretSealer.DecodeKey(MainKey) is null)
             yield return new ValidationResult("Sealing:MainKey must be the base64 of exactly 32 bytes (openssl rand -base64 32).", [nameof(MainKey)]);
         for (var i = 0; i < OldMainKeys.Count; i++)
-            if (SecretSealer.DecodeKey(OldMainKeys[i]) is null)
+            // An empty entry is how an environment variable clears one: ignored.
+            if (!string.IsNullOrWhiteSpace(OldMainKeys[i]) && SecretSealer.DecodeKey(OldMainKeys[i]) is null)
                 yield return new ValidationResult($"Sealing:OldMainKeys:{i} must be the base64 of exactly 32 bytes.", [nameof(OldMainKeys)]);
     }
 }

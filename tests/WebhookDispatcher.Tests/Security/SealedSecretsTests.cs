@@ -115,13 +115,17 @@ public sealed class SealedSecretsTests
         }
         // Step 2 of docs/operations.md: the new key is the main key, the old one only opens.
         await using (var during = await IsolatedDispatcher.StartAsync(Settings(OtherKey, TestTokens.SealingKey)))
+        {
             await during.PublishAsync((EmailReceived)EventSchemas.Example(EventCatalog.For<EmailReceived>(), user, Guid.NewGuid()));
-        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True);
+            Assert.That(await receiver.WaitForAsync(1, Patience), Is.True);
+        }
         var dump = await DumpAsync(database.ConnectionString, user);
         // Step 3: the old key removed.
         await using (var after = await IsolatedDispatcher.StartAsync(Settings(OtherKey, null)))
+        {
             await after.PublishAsync((EmailReceived)EventSchemas.Example(EventCatalog.For<EmailReceived>(), user, Guid.NewGuid()));
-        Assert.That(await receiver.WaitForAsync(2, Patience), Is.True);
+            Assert.That(await receiver.WaitForAsync(2, Patience), Is.True);
+        }
 
         var newId = SecretSealer.KeyId(Convert.FromBase64String(OtherKey));
         var oldId = SecretSealer.KeyId(Convert.FromBase64String(TestTokens.SealingKey));
