@@ -95,6 +95,43 @@ public sealed class SubscriptionHeadersTests
         });
     }
 
+    [Test]
+    public async Task Credential_values_never_appear_in_the_service_log_even_at_trace_level()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            ["Delivery:AllowPrivateNetworks"] = "true",
+            ["Logging:LogLevel:Default"] = "Trace",
+            ["Logging:LogLevel:Microsoft.AspNetCore"] = "Trace",
+            ["Logging:LogLevel:Microsoft.EntityFrameworkCore"] = "Trace",
+            ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Trace",
+        });
+        var address = await service.WaitUntilServingAsync(TimeSpan.FromSeconds(60));
+        Assert.That(address, Is.Not.Null, service.Output);
+        using var api = new HttpClient { BaseAddress = address };
+        api.DefaultRequestHeaders.Authorization = new("Bearer", TestTokens.For(Events.NewUser()));
+
+        var created = await CreateAsync(api, receiver.Url, new JsonObject { ["headers"] = new JsonObject { ["Authorization"] = Token } });
+        var path = $"/api/webhooks/{created.Id()}";
+        await api.PostAsync($"{path}/test", null);
+        await api.GetAsync(path);
+        await api.PatchJsonAsync(path, """{"headers": {"Authorization": "Bear…(redacted)", "X-B": "2"}}""");
+        var refused = await api.PatchJsonAsync(path, """{"headers": {"Authorization": "Bearer s3cr3t-refused\u0001"}}""");
+        await api.PostAsync($"{path}/test", null);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(receiver.Requests.Select(r => r.Headers["authorization"]), Is.All.EqualTo(Token), "the value was used");
+            Assert.That(receiver.Requests, Has.Count.EqualTo(2));
+            Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+            Assert.That(service.Output, Does.Contain("webhook_subscriptions"), "trace logging was on");
+            Assert.That(service.Output, Does.Not.Contain("s3cr3t"), "no credential value in the log");
+        });
+    }
+
     private static IEnumerable<TestCaseData> RefusedHeaders()
     {
         foreach (var name in new[] { "webhook-signature", "Webhook-Id", "X-Webhook-Signature", "X-Webhook-Event", "Host", "Content-Length",
