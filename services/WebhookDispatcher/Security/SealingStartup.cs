@@ -113,7 +113,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
                          LATERAL (VALUES (s.secret), (s.previous_secret), (s.signing_key), (s.previous_signing_key)) AS x(v)
                   WHERE x.v LIKE 'sealed:v1:%'
                   UNION ALL
-                  SELECT h.value FROM webhook_subscriptions s, jsonb_each_text(s.headers) AS h
+                  SELECT h.value FROM webhook_subscriptions s, json_each_text(s.headers) AS h
                   WHERE h.value LIKE 'sealed:v1:%') AS sealed(v)
             GROUP BY 1
             """);
@@ -148,7 +148,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
         await using var cmd = db.CreateCommand("""
             SELECT id, secret, previous_secret, signing_key, previous_signing_key, headers::text FROM webhook_subscriptions
             WHERE secret NOT LIKE $1 OR previous_secret NOT LIKE $1 OR signing_key NOT LIKE $1 OR previous_signing_key NOT LIKE $1
-               OR EXISTS (SELECT 1 FROM jsonb_each_text(headers) AS h WHERE h.value NOT LIKE $1 AND h.key ~* $2)
+               OR EXISTS (SELECT 1 FROM json_each_text(headers) AS h WHERE h.value NOT LIKE $1 AND h.key ~* $2)
             LIMIT $3
             """);
         cmd.Parameters.Add(new() { Value = SecretSealer.Prefix + sealer.CurrentKeyId + ":%" });
@@ -169,7 +169,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
         foreach (var row in rows)
         {
             var command = new NpgsqlBatchCommand("""
-                UPDATE webhook_subscriptions SET secret = $2, previous_secret = $3, signing_key = $4, previous_signing_key = $5, headers = $6::jsonb
+                UPDATE webhook_subscriptions SET secret = $2, previous_secret = $3, signing_key = $4, previous_signing_key = $5, headers = $6::json
                 WHERE id = $1 AND secret = $7 AND previous_secret IS NOT DISTINCT FROM $8 AND signing_key IS NOT DISTINCT FROM $9
                   AND previous_signing_key IS NOT DISTINCT FROM $10 AND headers::text IS NOT DISTINCT FROM $11
                 """);

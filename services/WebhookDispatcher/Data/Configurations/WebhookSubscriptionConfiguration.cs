@@ -25,7 +25,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         // Sealed values (Security/SecretSealer.cs) are longer than the secrets they hold.
         b.Property(s => s.Secret).HasMaxLength(512);
         b.Property(s => s.PreviousSecret).HasMaxLength(512);
-        b.Property(s => s.Headers).HasColumnType("jsonb");
+        b.Property(s => s.Headers).HasColumnType("json");
         b.Property(s => s.SignatureScheme).HasMaxLength(16);
         b.Property(s => s.SigningKey).HasMaxLength(512);
         b.Property(s => s.PreviousSigningKey).HasMaxLength(512);

@@ -25,7 +25,7 @@ namespace WebhookDispatcher.Data.Migrations
                 ALTER TABLE webhook_subscriptions
                     ALTER COLUMN secret TYPE character varying(512),
                     ALTER COLUMN previous_secret TYPE character varying(512),
-                    ADD COLUMN headers jsonb,
+                    ADD COLUMN headers json, -- json, not jsonb: the headers keep the order their owner gave
                     ADD COLUMN signature_scheme character varying(16) NOT NULL DEFAULT 'hmac',
                     ADD COLUMN signing_key character varying(512),
                     ADD COLUMN previous_signing_key character varying(512);

@@ -260,7 +260,7 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnName("last_success_at");
 
                     b.Property<string>("Headers")
-                        .HasColumnType("jsonb")
+                        .HasColumnType("json")
                         .HasColumnName("headers");
 
                     b.Property<string>("PreviousSecret")
