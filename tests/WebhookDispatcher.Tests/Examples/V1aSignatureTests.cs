@@ -19,8 +19,8 @@ namespace WebhookDispatcher.Tests.Examples;
 /// <summary>
 /// Standard Webhooks <c>v1a</c> (Ed25519) signatures: real deliveries of a webhook signed with
 /// both schemes, before and during a rotation, checked by the Python, Node and C# receiver
-/// examples with the public key alone; the HMAC part still verifies (with the examples and the
-/// StandardWebhooks NuGet package); an Ed25519-only webhook sends no HMAC; and the test vector
+/// examples with the public key alone; the HMAC part still verifies (with the examples, the
+/// StandardWebhooks NuGet package and the svix and standardwebhooks npm packages); an Ed25519-only webhook sends no HMAC; and the test vector
 /// published in docs/webhooks.md is what the service signs and what every example accepts.
 /// </summary>
 [NonParallelizable]
@@ -114,6 +114,48 @@ public sealed class V1aSignatureTests
         headers["webhook-signature"] = v1;
         Assert.DoesNotThrow(() => new StandardWebhook(_secret).Verify(Encoding.UTF8.GetString(_beforeRotation.Body), headers));
         Assert.Throws<WebhookVerificationException>(() => new StandardWebhook(WebhookSigner.NewSecret()).Verify(Encoding.UTF8.GetString(_beforeRotation.Body), headers));
+    }
+
+    [Test]
+    public async Task The_svix_and_standardwebhooks_npm_libraries_still_verify_the_v1_part_of_a_dual_signed_delivery()
+    {
+        async Task<JsonNode> VerifyAsync(string secret, ReceivedRequest request)
+        {
+            var input = new JsonObject
+            {
+                ["secret"] = secret,
+                ["headers"] = new JsonObject
+                {
+                    ["webhook-id"] = request.Headers["webhook-id"],
+                    ["webhook-timestamp"] = request.Headers["webhook-timestamp"],
+                    ["webhook-signature"] = request.Headers["webhook-signature"],
+                },
+                ["body"] = Encoding.UTF8.GetString(request.Body),
+            };
+            var start = new ProcessStartInfo("node", [Repo.Path("tests/tools/verify-v1-libraries.js")])
+            {
+                WorkingDirectory = Repo.Path("tests/tools"), RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+            };
+            using var process = Process.Start(start)!;
+            await process.StandardInput.WriteAsync(input.ToJsonString());
+            process.StandardInput.Close();
+            var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.That(process.ExitCode, Is.Zero, output);
+            return JsonNode.Parse(output)!;
+        }
+
+        var genuine = await VerifyAsync(_secret, _beforeRotation);
+        var wrongSecret = await VerifyAsync(WebhookSigner.NewSecret(), _beforeRotation);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_beforeRotation.Headers["webhook-signature"], Does.Contain("v1a,"), "the request also carries v1a");
+            Assert.That(genuine["standardwebhooks"]!.GetValue<bool>(), Is.True, "standardwebhooks (npm)");
+            Assert.That(genuine["svix"]!.GetValue<bool>(), Is.True, "svix (npm)");
+            Assert.That(wrongSecret["standardwebhooks"]!.GetValue<bool>(), Is.False);
+            Assert.That(wrongSecret["svix"]!.GetValue<bool>(), Is.False);
+        });
     }
 
     [Test]

@@ -7,10 +7,6 @@ namespace WebhookDispatcher.Deliveries;
 /// <summary>Builds the signed request of one attempt (deliveries and the test endpoint alike).</summary>
 public static class SignedWebhook
 {
-    /// <summary>The secrets that sign now: the current one, and the previous one until its grace period ends.</summary>
-    public static IReadOnlyList<string> ActiveSecrets(string secret, string? previousSecret, DateTimeOffset? previousExpiresAt, DateTimeOffset now) =>
-        previousSecret is not null && previousExpiresAt > now ? [secret, previousSecret] : [secret];
-
     /// <summary>
     /// The request: the payload's UTF-8 bytes, <c>X-Webhook-Signature</c> with the current secret
     /// (<paramref name="secrets"/>[0]), <c>X-Webhook-Event</c>, <c>X-Webhook-Delivery</c> and the
