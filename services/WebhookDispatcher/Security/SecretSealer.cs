@@ -8,7 +8,7 @@ namespace WebhookDispatcher.Security;
 
 /// <summary>
 /// The main keys that seal secrets at rest (section <c>Sealing</c>): signing secrets, previous
-/// secrets, credential header values and Ed25519 private keys (decision 0011). Each key is the
+/// secrets, credential header values and Ed25519 private keys (decision 0012). Each key is the
 /// base64 of 32 random bytes (<c>openssl rand -base64 32</c>).
 /// </summary>
 public sealed class SealingOptions : IValidatableObject
