@@ -36,11 +36,11 @@ public sealed record ClaimedDelivery(
     int TimeoutSeconds,
     int? RateLimitPerSecond,
     string UserId,
-    int RoundFirstAttempt = 1,
-    string? Headers = null,
-    string SignatureScheme = Security.SignatureSchemes.Hmac,
-    string? SigningKey = null,
-    string? PreviousSigningKey = null);
+    string? Headers,
+    string SignatureScheme,
+    string? SigningKey,
+    string? PreviousSigningKey,
+    int RoundFirstAttempt = 1);
 
 /// <summary>One finished attempt, ready to be stored.</summary>
 /// <param name="Delivery">The claim the attempt was made under.</param>
