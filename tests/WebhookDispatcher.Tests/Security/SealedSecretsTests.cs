@@ -178,6 +178,20 @@ public sealed class SealedSecretsTests
         Assert.That(service.Output, Does.Contain("Sealing:MainKey").And.Contain("32"));
     }
 
+    [Test]
+    public async Task With_the_database_away_at_start_the_check_waits_for_it_instead_of_stopping_the_start()
+    {
+        // A port nothing listens on: every connection is refused.
+        await using var away = NpgsqlDataSource.Create("Host=127.0.0.1;Port=1;Username=x;Password=x;Timeout=2");
+        var sealer = Dispatcher.Services.GetRequiredService<SecretSealer>();
+        var lifetime = Dispatcher.Services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>();
+        var startup = new SealingStartup(away, sealer, lifetime, Microsoft.Extensions.Logging.Abstractions.NullLogger<SealingStartup>.Instance);
+
+        Assert.DoesNotThrowAsync(() => startup.StartAsync(CancellationToken.None), "the service starts; the check runs again later");
+        Assert.ThrowsAsync(Is.InstanceOf<NpgsqlException>(), () => startup.RunAsync(CancellationToken.None), "the check itself needs the database");
+        await startup.StopAsync(CancellationToken.None);
+    }
+
     /// <summary>Each subscription row of <paramref name="user"/> as JSON text, every column: what a backup holds.</summary>
     private static async Task<List<string>> DumpAsync(string connectionString, string user)
     {
