@@ -122,7 +122,7 @@ public static partial class SubscriptionsApi
         using var body = document!;
         var options = services.Options.Value;
         var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.RequireHttps, services.Delivery.Value.AllowPrivateNetworks);
-        if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = [m]))
+        if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
             return TypedResults.ValidationProblem(errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
@@ -219,7 +219,7 @@ public static partial class SubscriptionsApi
             // another PATCH of the headers keeps the last one whole, as for any field).
             var current = await services.Owned().Where(s => s.Id == id).Select(s => new { s.Headers }).FirstOrDefaultAsync(cancellationToken);
             if (current is null) return NotFound(id);
-            if (!SubscriptionHeaders.KeepMasked(asked, SubscriptionHeaders.Open(current.Headers, services.Sealer), (f, m) => errors[f] = [m]))
+            if (!SubscriptionHeaders.KeepMasked(asked, SubscriptionHeaders.Open(current.Headers, services.Sealer), (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
                 return TypedResults.ValidationProblem(errors);
             storedHeaders = SubscriptionHeaders.ToStored(asked, services.Sealer);
         }
