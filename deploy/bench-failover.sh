@@ -56,6 +56,7 @@ BROKER="${ConnectionStrings__RabbitMq%/}"
 export ConnectionStrings__RabbitMq="$BROKER/$VHOST"
 export ASPNETCORE_ENVIRONMENT=Production Delivery__AllowPrivateNetworks=true
 export Auth__SigningKey="bench-failover-signing-key-0123456789abcdef"
+export Sealing__MainKey="YmVuY2gtZmFpbG92ZXItbWFpbi1rZXktMzItYnl0ZXM="
 export Logging__LogLevel__Default=Warning
 
 psql_primary() {
@@ -80,7 +81,7 @@ svc topology >"$RUN/topology.log" 2>&1
 cat >"$RUN/replica.sh" <<SH
 #!/usr/bin/env bash
 n=\$1
-$(export -p | grep -E 'ConnectionStrings__|ASPNETCORE_ENVIRONMENT|Delivery__|Auth__|Logging__')
+$(export -p | grep -E 'ConnectionStrings__|ASPNETCORE_ENVIRONMENT|Delivery__|Auth__|Sealing__|Logging__')
 cd "$RUN/bin"
 nohup dotnet WebhookDispatcher.dll --urls "http://127.0.0.1:\$(( $PORT + n - 1 ))" >>"$RUN/replica\$n.log" 2>&1 &
 echo \$! >"$RUN/replica\$n.pid"

@@ -12,6 +12,7 @@ if (args.FirstOrDefault() == TopologyCommand.Name) builder.Configuration[Messagi
 builder.AddObservability();
 builder.AddHealth();
 builder.AddData();
+builder.AddSealing();
 builder.AddDeliveries();
 builder.AddMessaging();
 builder.AddAuth();

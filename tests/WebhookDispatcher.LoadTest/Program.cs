@@ -577,6 +577,7 @@ internal sealed class DispatcherProcess : IAsyncDisposable
         start.Environment["Database__MigrateOnStartup"] = "true";
         start.Environment["Delivery__AllowPrivateNetworks"] = "true";
         start.Environment["Auth__SigningKey"] = signingKey;
+        start.Environment["Sealing__MainKey"] = "bG9hZC10ZXN0LW1haW4ta2V5LXNlYWxpbmctMzItYnk=";
         foreach (var (name, value) in extraEnvironment)
             start.Environment[name] = value;
         var process = Process.Start(start)!;

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using NSec.Cryptography;
 
 namespace Notely.WebhookDemo;
 
@@ -37,5 +38,32 @@ public static class WebhookVerifier
         var expected = Encoding.ASCII.GetBytes("v1," + Convert.ToBase64String(HMACSHA256.HashData(key, signed)));
         return signatureHeader.Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Any(candidate => CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(candidate), expected));
+    }
+
+    /// <summary>
+    /// Checks the Standard Webhooks asymmetric signature (<c>v1a</c>, for webhooks whose
+    /// <c>signature_scheme</c> is <c>ed25519</c> or <c>both</c>): one <c>v1a,&lt;base64&gt;</c> entry of
+    /// <c>webhook-signature</c> must be the Ed25519 signature of <c>"{webhook-id}.{webhook-timestamp}.{body}"</c>
+    /// by the webhook's public key <c>whpk_&lt;base64 of 32 bytes&gt;</c>, and the timestamp within
+    /// <see cref="Tolerance"/> of now. Uses NSec.Cryptography (libsodium); .NET has no Ed25519 of its own.
+    /// </summary>
+    public static bool VerifyAsymmetric(string publicKey, string? webhookId, string? timestamp, string? signatureHeader, byte[] body,
+        DateTimeOffset now)
+    {
+        if (webhookId is null || signatureHeader is null || !long.TryParse(timestamp, out var seconds)) return false;
+        if ((now - DateTimeOffset.FromUnixTimeSeconds(seconds)).Duration() > Tolerance) return false;
+        if (!publicKey.StartsWith("whpk_", StringComparison.Ordinal)) return false;
+        var algorithm = SignatureAlgorithm.Ed25519;
+        if (!PublicKey.TryImport(algorithm, Convert.FromBase64String(publicKey[5..]), KeyBlobFormat.RawPublicKey, out var key) || key is null)
+            return false;
+        var signed = Encoding.UTF8.GetBytes($"{webhookId}.{timestamp}.").Concat(body).ToArray();
+        foreach (var entry in signatureHeader.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (!entry.StartsWith("v1a,", StringComparison.Ordinal)) continue;
+            var signature = new byte[64];
+            if (Convert.TryFromBase64String(entry[4..], signature, out var written) && written == 64 && algorithm.Verify(key, signed, signature))
+                return true;
+        }
+        return false;
     }
 }

@@ -8,10 +8,14 @@
 //    the timestamp must be within 5 minutes of now. Verify this one: it also stops replays.
 //  * X-Webhook-Signature: "sha256=" + hex HMAC-SHA256 of the body keyed with the UTF-8 bytes of the
 //    whole secret (the original Notely scheme). It carries the newest secret only.
+// A webhook whose signature_scheme is "ed25519" or "both" also signs "{id}.{timestamp}.{body}" with
+// Ed25519: "v1a,<base64>" entries in webhook-signature, verified with the webhook's public key
+// "whpk_<base64 of 32 bytes>" (node:crypto, no package). Give the public key where a secret goes;
+// with only public keys, no HMAC is checked.
 //
 // Run as a receiver:  WEBHOOK_SECRET=whsec_... PORT=5099 node verify-webhook.js
-// (WEBHOOK_SECRET may hold several secrets separated by spaces or commas, e.g. old and new during a
-// rotation.) It answers 200 {"ok": true, ...} to a verified POST and 401 {"ok": false, "reason": ...}
+// (WEBHOOK_SECRET may hold several secrets or whpk_ public keys separated by spaces or commas, e.g.
+// old and new during a rotation.) It answers 200 {"ok": true, ...} to a verified POST and 401 {"ok": false, "reason": ...}
 // otherwise, and prints "listening on http://127.0.0.1:<port>" once ready.
 'use strict';
 const crypto = require('node:crypto');
@@ -23,6 +27,17 @@ class WebhookVerificationError extends Error {}
 
 function standardKey(secret) {
   return secret.startsWith('whsec_') ? Buffer.from(secret.slice('whsec_'.length), 'base64') : Buffer.from(secret, 'utf8');
+}
+
+// An Ed25519 public key as DER (SubjectPublicKeyInfo): this fixed prefix, then the 32 raw bytes.
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** Whether signature (base64) is publicKey's ("whpk_<base64>") Ed25519 signature of signed (a Buffer). */
+function ed25519Verifies(publicKey, signed, signature) {
+  const raw = Buffer.from(publicKey.slice('whpk_'.length), 'base64');
+  if (raw.length !== 32) return false;
+  const key = crypto.createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+  return crypto.verify(null, signed, key, Buffer.from(signature, 'base64'));
 }
 
 function safeEqual(a, b) {
@@ -46,7 +61,11 @@ function verifyStandard(secrets, headers, body, nowSeconds = Date.now() / 1000, 
   }
   const signed = Buffer.concat([Buffer.from(`${id}.${timestamp}.`, 'utf8'), body]);
   const candidates = signatureHeader.split(' ').filter((e) => e.startsWith('v1,')).map((e) => e.slice(3));
-  for (const secret of secrets) {
+  const asymmetric = signatureHeader.split(' ').filter((e) => e.startsWith('v1a,')).map((e) => e.slice(4));
+  for (const publicKey of secrets.filter((s) => s.startsWith('whpk_'))) {
+    if (asymmetric.some((c) => ed25519Verifies(publicKey, signed, c))) return id;
+  }
+  for (const secret of secrets.filter((s) => !s.startsWith('whpk_'))) {
     const expected = crypto.createHmac('sha256', standardKey(secret)).update(signed).digest('base64');
     if (candidates.some((c) => safeEqual(expected, c))) return id;
   }
@@ -56,7 +75,7 @@ function verifyStandard(secrets, headers, body, nowSeconds = Date.now() / 1000, 
 /** Checks X-Webhook-Signature (sha256=<hex>); throws WebhookVerificationError. */
 function verifyLegacy(secrets, headers, body) {
   const header = headers['x-webhook-signature'] || '';
-  for (const secret of secrets) {
+  for (const secret of secrets.filter((s) => !s.startsWith('whpk_'))) {
     const expected = 'sha256=' + crypto.createHmac('sha256', Buffer.from(secret, 'utf8')).update(body).digest('hex');
     if (safeEqual(expected, header)) return;
   }

@@ -8,10 +8,14 @@ Two signatures come with every request (docs/webhooks.md):
     the timestamp must be within 5 minutes of now. Verify this one: it also stops replays.
   * X-Webhook-Signature: "sha256=" + hex HMAC-SHA256 of the body keyed with the UTF-8 bytes of the
     whole secret (the original Notely scheme). It carries the newest secret only.
+A webhook whose signature_scheme is "ed25519" or "both" also signs "{id}.{timestamp}.{body}" with
+Ed25519: "v1a,<base64>" entries in webhook-signature, verified with the webhook's public key
+"whpk_<base64 of 32 bytes>" (PyNaCl: pip install pynacl, or Debian's python3-nacl). Give the public
+key where a secret goes; with only public keys, no HMAC is checked.
 
 Run as a receiver:  WEBHOOK_SECRET=whsec_... PORT=5099 python3 verify_webhook.py
-(WEBHOOK_SECRET may hold several secrets separated by spaces or commas, e.g. old and new during a
-rotation.) It answers 200 {"ok": true, ...} to a verified POST and 401 {"ok": false, "reason": ...}
+(WEBHOOK_SECRET may hold several secrets or whpk_ public keys separated by spaces or commas, e.g.
+old and new during a rotation.) It answers 200 {"ok": true, ...} to a verified POST and 401 {"ok": false, "reason": ...}
 otherwise, and prints "listening on http://127.0.0.1:<port>" once ready.
 """
 import base64
@@ -55,17 +59,33 @@ def verify_standard(secrets, headers, body, now=None, tolerance=TOLERANCE_SECOND
         raise WebhookVerificationError("webhook-timestamp is outside the tolerance (stale or replayed request)")
     signed = f"{webhook_id}.{timestamp}.".encode("utf-8") + body
     candidates = [entry[3:] for entry in signature_header.split() if entry.startswith("v1,")]
-    for secret in secrets:
+    asymmetric = [entry[4:] for entry in signature_header.split() if entry.startswith("v1a,")]
+    for key in (s for s in secrets if s.startswith("whpk_")):
+        if any(_ed25519_verifies(key, signed, candidate) for candidate in asymmetric):
+            return webhook_id
+    for secret in (s for s in secrets if not s.startswith("whpk_")):
         expected = base64.b64encode(hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()).decode("ascii")
         if any(hmac.compare_digest(expected, candidate) for candidate in candidates):
             return webhook_id
     raise WebhookVerificationError("no webhook-signature entry matches (wrong secret or changed body)")
 
 
+def _ed25519_verifies(public_key, signed, signature):
+    """Whether signature (base64) is public_key's ("whpk_<base64>") Ed25519 signature of signed."""
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+    try:
+        VerifyKey(base64.b64decode(public_key[len("whpk_"):], validate=True)).verify(
+            signed, base64.b64decode(signature, validate=True))
+        return True
+    except (BadSignatureError, binascii.Error, ValueError):
+        return False
+
+
 def verify_legacy(secrets, headers, body):
     """Checks X-Webhook-Signature (sha256=<hex>); raises WebhookVerificationError."""
     header = headers.get("x-webhook-signature", "")
-    for secret in secrets:
+    for secret in (s for s in secrets if not s.startswith("whpk_")):
         expected = "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, header):
             return

@@ -71,7 +71,7 @@ public static partial class OperatorApi
         return app;
     }
 
-    private static async Task<Results<Ok<OperatorWebhooksResponse>, ValidationProblem>> SearchWebhooks(WebhookDbContext db,
+    private static async Task<Results<Ok<OperatorWebhooksResponse>, ValidationProblem>> SearchWebhooks(WebhookDbContext db, SecretSealer sealer,
         [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "limit")] string? limitText,
         CancellationToken cancellationToken)
     {
@@ -84,7 +84,7 @@ public static partial class OperatorApi
         var rows = await Subscriptions(db, userId, host).OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Take(limit + 1)
             .ToListAsync(cancellationToken);
         return TypedResults.Ok(new OperatorWebhooksResponse(
-            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s), s.UserId))], limit, rows.Count > limit));
+            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s, sealer), s.UserId))], limit, rows.Count > limit));
     }
 
     private static IQueryable<WebhookSubscription> Subscriptions(WebhookDbContext db, string? userId, string? host)

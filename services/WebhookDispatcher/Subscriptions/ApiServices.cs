@@ -18,8 +18,10 @@ namespace WebhookDispatcher.Subscriptions;
 /// <param name="Time">The process clock.</param>
 /// <param name="Options">The management API's settings.</param>
 /// <param name="Delivery">The delivery settings (which networks subscriber URLs may point into).</param>
+/// <param name="Sealer">Seals and opens the secrets at rest.</param>
 internal sealed record ApiServices(
-    ClaimsPrincipal User, WebhookDbContext Db, TimeProvider Time, IOptions<SubscriptionOptions> Options, IOptions<DeliveryOptions> Delivery)
+    ClaimsPrincipal User, WebhookDbContext Db, TimeProvider Time, IOptions<SubscriptionOptions> Options, IOptions<DeliveryOptions> Delivery,
+    SecretSealer Sealer)
 {
     /// <summary>The caller's user id (the token's <c>sub</c>).</summary>
     /// <exception cref="InvalidOperationException">The token has no <c>sub</c> claim.</exception>

@@ -72,6 +72,28 @@ internal static class OpenApiDocumentation
             s.Description = "Why the subscription is inactive: endpoint_gone (it answered 410 Gone), failing (every delivery failed for days), owner (turned off through the API); null while active.";
         },
         ["secret"] = s => { s.Pattern = "^whsec_[A-Za-z0-9+/]{43}=$"; s.Description = "Signing secret in the Standard Webhooks form (whsec_ and 32 random bytes in base64), shown only in this answer."; },
+        ["headers"] = s =>
+        {
+            s.MaxProperties = SubscriptionHeaders.MaxCount;
+            if (s.AdditionalProperties is OpenApiSchema value) value.MaxLength = SubscriptionHeaders.MaxValueLength;
+            s.Description = $"Custom headers sent with every attempt and the test send: at most {SubscriptionHeaders.MaxCount} names (HTTP tokens), " +
+                            $"each value at most {SubscriptionHeaders.MaxValueLength} printable ASCII characters, {SubscriptionHeaders.MaxTotalLength} in all. " +
+                            "webhook-*, X-Webhook-*, Host, Content-Type, Content-Length, Transfer-Encoding, Connection and other framing headers are refused. " +
+                            "Values of credential headers (Authorization, names containing auth, key, token, secret, password, cookie …) are stored encrypted " +
+                            $"and shown masked: their first four characters (values of 16 or more) and '{SubscriptionHeaders.MaskSuffix}'. " +
+                            "PATCH replaces the whole set (null or {} removes all); a masked value sent back exactly as shown keeps the stored value.";
+        },
+        ["signature_scheme"] = s =>
+        {
+            Enum(s, [.. SignatureSchemes.All]);
+            s.Description = "Which signatures requests carry: hmac (default; X-Webhook-Signature and webhook-signature v1), ed25519 " +
+                            "(webhook-signature v1a only, verified with public_key) or both.";
+        },
+        ["public_key"] = s =>
+        {
+            s.Pattern = "^whpk_[A-Za-z0-9+/]{43}=$";
+            s.Description = "The Ed25519 public key (Standard Webhooks whpk_ form) that verifies v1a signatures; null until a scheme with ed25519 is chosen. Rotates with the secret.";
+        },
         ["name"] = s => Enum(s, EventTypeNames),
         ["category"] = s => Enum(s, [.. EventCatalog.All.Select(t => t.Category).Distinct()]),
         ["user_id"] = s => s.MaxLength = 256,

@@ -16,11 +16,13 @@ public sealed record SubscriptionFields(
     bool? IsActive,
     bool HasRateLimit = false,
     int? RateLimitPerSecond = null,
-    Shaping.ShapingFields? Shaping = null)
+    Shaping.ShapingFields? Shaping = null,
+    Dictionary<string, string>? Headers = null,
+    string? SignatureScheme = null)
 {
     /// <summary>Whether the request changes anything.</summary>
     public bool Any => Url is not null || EventTypes is not null || HasDescription || RetryCount is not null || TimeoutSeconds is not null ||
-                       IsActive is not null || HasRateLimit || Shaping?.Any == true;
+                       IsActive is not null || HasRateLimit || Shaping?.Any == true || Headers is not null || SignatureScheme is not null;
 }
 
 /// <summary>The body of <c>POST /api/webhooks</c> (for the OpenAPI document; validation reads the JSON itself).</summary>
@@ -30,19 +32,29 @@ public sealed record SubscriptionFields(
 /// <param name="RetryCount">0–10, default 3.</param>
 /// <param name="TimeoutSeconds">1–60, default 10.</param>
 /// <param name="RateLimitPerSecond">At most this many attempts start per second (1–10000); null (the default) for no limit.</param>
+/// <param name="Headers">Custom headers sent with every attempt: at most 20, each value at most 1 KiB of printable ASCII, 8 KiB in all;
+/// no <c>webhook-*</c>, <c>X-Webhook-*</c>, <c>Host</c>, <c>Content-Type</c>, <c>Content-Length</c> or other framing headers. Credential values
+/// (<c>Authorization</c>, names containing key, token, secret, password, cookie …) are stored sealed and shown masked.</param>
+/// <param name="SignatureScheme"><c>hmac</c> (default), <c>ed25519</c> (Standard Webhooks <c>v1a</c>) or <c>both</c>.</param>
 /// <param name="Filter">Payload filter (docs/webhooks.md, "Filters"); only matching events make deliveries. Null or absent: every event of its types.</param>
 /// <param name="Template">{"builtin": "slack|discord|teams|text"} or {"liquid": "…", "content_type": "…"} (docs/webhooks.md, "Templates"); null or absent: the payload JSON.</param>
 public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds,
-    int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null);
+    int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null, IReadOnlyDictionary<string, string>? Headers = null,
+    string? SignatureScheme = null);
 
 /// <summary>The body of <c>POST /api/webhooks/{id}/recover</c>.</summary>
 /// <param name="Since">Failed deliveries created at or after this time (RFC 3339, with its offset) get a new round of attempts.</param>
 public sealed record RecoverRequest(DateTimeOffset Since);
 
-/// <summary>The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.</summary>
+/// <summary>
+/// The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.
+/// <c>headers</c> replaces the whole set (<c>null</c> or <c>{}</c> removes them all); a credential header sent back with its masked value
+/// exactly as the API showed it (ending in <c>…(redacted)</c>) keeps its stored value.
+/// </summary>
 public sealed record UpdateSubscriptionRequest(
     string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive,
-    int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null);
+    int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null, IReadOnlyDictionary<string, string>? Headers = null,
+    string? SignatureScheme = null);
 
 /// <summary>
 /// Reads and validates the JSON body of <c>POST /api/webhooks</c> and <c>PATCH /api/webhooks/{id}</c>
@@ -62,7 +74,7 @@ public static class SubscriptionRequest
     private const int MaxFieldsReported = 20;
 
     private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second",
-        .. Shaping.ShapingFields.Names];
+        "headers", "signature_scheme", .. Shaping.ShapingFields.Names];
     private static readonly string[] UpdateFields = [.. CreateFields, "is_active"];
 
     /// <summary>Validates <paramref name="body"/>; returns the fields and an empty error dictionary when valid.</summary>
@@ -170,9 +182,20 @@ public static class SubscriptionRequest
             else error("is_active", "Must be true or false.");
         }
 
+        Dictionary<string, string>? headers = null;
+        if (body.TryGetProperty("headers", out var h)) headers = SubscriptionHeaders.Read(h, error);
+
+        string? scheme = null;
+        if (body.TryGetProperty("signature_scheme", out var sc))
+        {
+            if (sc.ValueKind == JsonValueKind.String && SignatureSchemes.All.Contains(sc.GetString())) scheme = sc.GetString();
+            else error("signature_scheme", $"Must be one of {string.Join(", ", SignatureSchemes.All)}.");
+        }
+
         // A template is tried on the examples of the request's event types (on update without them, the handler tries the stored ones).
         var shaping = Shaping.ShapingFields.Read(body, eventTypes, error);
-        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit, shaping);
+        return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit,
+            shaping, headers, scheme);
     }
 
     private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
+using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Subscriptions;
 
@@ -49,7 +50,10 @@ public sealed record SubscriptionStatistics(
 /// <remarks>
 /// <c>disabled_reason</c> says why an inactive subscription is off: <c>endpoint_gone</c> (it
 /// answered 410 Gone), <c>failing</c> (every delivery failed for days) or <c>owner</c> (turned
-/// off through the API); null while active. <c>disabled_at</c> is when.
+/// off through the API); null while active. <c>disabled_at</c> is when. <c>headers</c> shows
+/// credential values masked (<see cref="SubscriptionHeaders.MaskSuffix"/>); <c>public_key</c> is
+/// the Ed25519 key (<c>whpk_…</c>) that verifies <c>v1a</c> signatures, null until a scheme with
+/// Ed25519 is chosen.
 /// </remarks>
 public sealed record SubscriptionResponse(
     Guid Id,
@@ -64,7 +68,10 @@ public sealed record SubscriptionResponse(
     DateTimeOffset? DisabledAt,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    SubscriptionStatistics Statistics)
+    SubscriptionStatistics Statistics,
+    IReadOnlyDictionary<string, string>? Headers = null,
+    string SignatureScheme = SignatureSchemes.Hmac,
+    string? PublicKey = null)
 {
     /// <summary>The payload filter (docs/webhooks.md, "Filters"); null: every event of its types.</summary>
     public JsonNode? Filter { get; init; }
@@ -72,11 +79,21 @@ public sealed record SubscriptionResponse(
     /// <summary>The template (docs/webhooks.md, "Templates"); null: the payload JSON is sent.</summary>
     public JsonNode? Template { get; init; }
 
-    /// <summary>Maps the entity, leaving the secret out.</summary>
-    public static SubscriptionResponse From(WebhookSubscription s) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
+    /// <summary>Maps the entity, leaving the secret and private key out and masking credential headers.</summary>
+    /// <exception cref="System.Security.Cryptography.CryptographicException">A sealed value the configured main keys do not open.</exception>
+    public static SubscriptionResponse From(WebhookSubscription s, SecretSealer sealer) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
         s.TimeoutSeconds, s.RateLimitPerSecond, s.DisabledReason, s.DisabledAt, s.CreatedAt, s.UpdatedAt, new SubscriptionStatistics(s.TotalDeliveries, s.SuccessfulDeliveries, s.FailedDeliveries,
             s.TotalDeliveries == 0 ? null : Math.Round((double)s.SuccessfulDeliveries / s.TotalDeliveries, 4),
-            s.LastDeliveryAt, s.LastSuccessAt, s.LastFailureAt)) { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template) };
+            s.LastDeliveryAt, s.LastSuccessAt, s.LastFailureAt),
+        SubscriptionHeaders.Masked(s.Headers, sealer), s.SignatureScheme, PublicKeyOf(s.SigningKey, sealer))
+    {
+        Filter = Shaping.ShapingFields.Node(s.Filter),
+        Template = Shaping.ShapingFields.Node(s.Template),
+    };
+
+    /// <summary>The <c>whpk_</c> public key of a stored (sealed) private key; null for none.</summary>
+    public static string? PublicKeyOf(string? signingKey, SecretSealer sealer) =>
+        signingKey is null ? null : WebhookSigner.PublicKey(sealer.Unseal(signingKey));
 }
 
 /// <summary>The answer to a create: the subscription and, this once, its secret.</summary>
@@ -91,7 +108,10 @@ public sealed record CreatedSubscriptionResponse(
     int? RateLimitPerSecond,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    string Secret)
+    string Secret,
+    IReadOnlyDictionary<string, string>? Headers = null,
+    string SignatureScheme = SignatureSchemes.Hmac,
+    string? PublicKey = null)
 {
     /// <summary>The payload filter; null: every event of its types.</summary>
     public JsonNode? Filter { get; init; }
@@ -207,5 +227,6 @@ public sealed record TestResponse(bool Success, int? StatusCode, long ResponseTi
 
 /// <summary>The answer to a secret rotation: the new secret, shown this once.</summary>
 /// <param name="Secret">The new secret.</param>
-/// <param name="PreviousSecretExpiresAt">Until when the old secret keeps signing beside it.</param>
-public sealed record RotatedSecretResponse(string Secret, DateTimeOffset PreviousSecretExpiresAt);
+/// <param name="PreviousSecretExpiresAt">Until when the old secret (and the old Ed25519 key) keeps signing beside it.</param>
+/// <param name="PublicKey">The new Ed25519 public key (<c>whpk_…</c>) when the webhook has one; the old key's <c>v1a</c> signatures continue until <paramref name="PreviousSecretExpiresAt"/>.</param>
+public sealed record RotatedSecretResponse(string Secret, DateTimeOffset PreviousSecretExpiresAt, string? PublicKey = null);

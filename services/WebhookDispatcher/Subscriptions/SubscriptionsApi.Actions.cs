@@ -20,7 +20,8 @@ public static partial class SubscriptionsApi
         "No connection was made: the URL's host does not lead to an address webhooks can be sent to.";
 
     private static async Task<Results<Ok<TestResponse>, ProblemHttpResult>> Test(
-        Guid id, [AsParameters] ApiServices services, WebhookSender sender, ILoggerFactory logs, CancellationToken cancellationToken)
+        Guid id, [AsParameters] ApiServices services, WebhookSender sender, SubscriptionSigner signer, ILoggerFactory logs,
+        CancellationToken cancellationToken)
     {
         var s = await services.Owned().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
         if (s is null) return NotFound(id);
@@ -33,8 +34,7 @@ public static partial class SubscriptionsApi
             ? new Shaping.RenderedBody(System.Text.Encoding.UTF8.GetBytes(payload), "", null)
             : Shaping.TemplateRenderer.Render(Shaping.WebhookTemplate.FromJson(s.Template), System.Text.Encoding.UTF8.GetBytes(payload));
         if (rendered.Error is not null) return TypedResults.Ok(new TestResponse(false, null, 0, rendered.Error));
-        var request = SignedWebhook.Create(s.Url, rendered.Body, "webhook.test", Guid.NewGuid(), eventId,
-            SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now)
+        var request = signer.Create(s, rendered.Body, "webhook.test", Guid.NewGuid(), eventId, now)
             with { ContentType = s.Template is null ? null : rendered.ContentType };
         var response = await sender.SendAsync(request, cancellationToken);
         if (response.Outcome is AttemptOutcome.BlockedAddress or AttemptOutcome.DnsFailure)
@@ -53,18 +53,27 @@ public static partial class SubscriptionsApi
         Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
         var userId = services.UserId;
-        var current = await services.Owned().Where(s => s.Id == id).Select(s => s.Secret).FirstOrDefaultAsync(cancellationToken);
-        if (current is null) return NotFound(id);
+        var found = await services.Owned().Where(s => s.Id == id).Select(s => new { s.Secret, s.SigningKey }).FirstOrDefaultAsync(cancellationToken);
+        if (found is null) return NotFound(id);
+        var current = found.Secret;
         var now = services.Time.GetUtcNow().ToDatabasePrecision();
         var secret = WebhookSigner.NewSecret();
+        var sealer = services.Sealer;
+        // The Ed25519 key (when there is one) rotates with the secret and has the same grace.
+        var privateKey = found.SigningKey is null ? null : WebhookSigner.NewPrivateKey();
+        var sealedKey = sealer.SealOrNull(privateKey);
         var expires = now.AddHours(services.Options.Value.SecretRotationGraceHours);
         // Compare-and-swap on the secret: of two rotations at once one wins and the other gets 409,
         // so no caller is handed a secret that never signs.
         var rotated = await services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId && s.Secret == current)
-            .ExecuteUpdateAsync(u => u.SetProperty(s => s.PreviousSecret, current).SetProperty(s => s.PreviousSecretExpiresAt, expires)
-                .SetProperty(s => s.Secret, secret).SetProperty(s => s.UpdatedAt, now), cancellationToken);
+            .ExecuteUpdateAsync(u =>
+            {
+                u.SetProperty(s => s.PreviousSecret, current).SetProperty(s => s.PreviousSecretExpiresAt, expires)
+                    .SetProperty(s => s.Secret, sealer.Seal(secret)).SetProperty(s => s.UpdatedAt, now);
+                if (sealedKey is not null) u.SetProperty(s => s.PreviousSigningKey, s => s.SigningKey).SetProperty(s => s.SigningKey, sealedKey);
+            }, cancellationToken);
         return rotated == 1
-            ? TypedResults.Ok(new RotatedSecretResponse(secret, expires))
+            ? TypedResults.Ok(new RotatedSecretResponse(secret, expires, privateKey is null ? null : WebhookSigner.PublicKey(privateKey)))
             : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Secret changed meanwhile",
                 detail: "Another rotation of this webhook's secret finished first; its new secret is the current one.");
     }

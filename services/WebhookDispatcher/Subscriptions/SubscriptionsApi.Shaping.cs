@@ -75,7 +75,8 @@ public static partial class SubscriptionsApi
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status403Forbidden);
 
     private static async Task<Results<Ok<PreviewResponse>, ValidationProblem, ProblemHttpResult>> Preview(
-        Guid id, HttpRequest request, [AsParameters] ApiServices services, NpgsqlDataSource database, CancellationToken cancellationToken)
+        Guid id, HttpRequest request, [AsParameters] ApiServices services, NpgsqlDataSource database, SubscriptionSigner signer,
+        CancellationToken cancellationToken)
     {
         var s = await services.Owned().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
         if (s is null) return NotFound(id);
@@ -128,9 +129,11 @@ public static partial class SubscriptionsApi
                 detail: rendered.Error, extensions: new Dictionary<string, object?> { ["field"] = "template", ["event_type"] = eventType });
         var now = services.Time.GetUtcNow();
         var eventId = JsonDocument.Parse(payload).RootElement.GetProperty("id").GetGuid();
-        var signed = SignedWebhook.Create(s.Url, rendered.Body, eventType, Guid.Empty, eventId,
-            SignedWebhook.ActiveSecrets(s.Secret, s.PreviousSecret, s.PreviousSecretExpiresAt, now), s.TimeoutSeconds, now);
-        return TypedResults.Ok(new PreviewResponse(eventType, matches, rendered.ContentType, Encoding.UTF8.GetString(rendered.Body), signed.Headers));
+        var signed = signer.Create(s, rendered.Body, eventType, Guid.Empty, eventId, now);
+        // The subscription's own headers as the API shows them: credential values masked, never in full.
+        var headers = new Dictionary<string, string>(signed.Headers, StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, shown) in SubscriptionHeaders.Masked(s.Headers, services.Sealer) ?? new Dictionary<string, string>()) headers[name] = shown;
+        return TypedResults.Ok(new PreviewResponse(eventType, matches, rendered.ContentType, Encoding.UTF8.GetString(rendered.Body), headers));
     }
 
     /// <summary>Evaluates a filter as the fan-out does: PostgreSQL's <c>@@</c> over the payload.</summary>

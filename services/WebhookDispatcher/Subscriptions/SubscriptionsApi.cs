@@ -124,9 +124,15 @@ public static partial class SubscriptionsApi
         using var body = document!;
         var options = services.Options.Value;
         var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.RequireHttps, services.Delivery.Value.AllowPrivateNetworks);
+        if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
+            return TypedResults.ValidationProblem(errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var db = services.Db;
+        var sealer = services.Sealer;
+        var secret = WebhookSigner.NewSecret();
+        var scheme = fields.SignatureScheme ?? SignatureSchemes.Hmac;
+        var privateKey = SignatureSchemes.UsesEd25519(scheme) ? WebhookSigner.NewPrivateKey() : null;
         var subscription = new WebhookSubscription
         {
             Id = Guid.CreateVersion7(),
@@ -134,13 +140,16 @@ public static partial class SubscriptionsApi
             Url = fields.Url!,
             EventTypes = fields.EventTypes!,
             Description = fields.Description,
-            Secret = WebhookSigner.NewSecret(),
+            Secret = sealer.Seal(secret),
             RetryCount = fields.RetryCount ?? WebhookSubscription.DefaultRetryCount,
             TimeoutSeconds = fields.TimeoutSeconds ?? WebhookSubscription.DefaultTimeoutSeconds,
             RateLimitPerSecond = fields.RateLimitPerSecond,
             Filter = fields.Shaping?.Filter,
             FilterPath = fields.Shaping?.FilterPath,
             Template = fields.Shaping?.Template,
+            Headers = fields.Headers is { } headers ? SubscriptionHeaders.ToStored(headers, sealer) : null,
+            SignatureScheme = scheme,
+            SigningKey = sealer.SealOrNull(privateKey),
         };
         // The execution strategy retries the whole transaction on a broken connection; a retry
         // after a commit whose answer was lost finds the subscription stored and stops there.
@@ -164,7 +173,8 @@ public static partial class SubscriptionsApi
         }
         var s = subscription;
         return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
-            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, s.Secret)
+            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, sealer.Unseal(s.Secret),
+            SubscriptionHeaders.Masked(s.Headers, sealer), s.SignatureScheme, SubscriptionResponse.PublicKeyOf(s.SigningKey, sealer))
         { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template) });
     }
 
@@ -186,14 +196,14 @@ public static partial class SubscriptionsApi
             query = query.Where(s => EF.Functions.LessThan(ValueTuple.Create(s.CreatedAt, s.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
         // One row more than asked tells whether another page follows.
         var rows = await query.OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Skip(offset).Take(limit + 1).ToListAsync(cancellationToken);
-        return TypedResults.Ok(Page(rows, limit, cursor is null ? offset : null, SubscriptionResponse.From,
+        return TypedResults.Ok(Page(rows, limit, cursor is null ? offset : null, s => SubscriptionResponse.From(s, services.Sealer),
             s => new PageCursor(PageCursor.Lists.Subscriptions, Guid.Empty, s.CreatedAt, s.Id), total));
     }
 
     private static async Task<Results<Ok<SubscriptionResponse>, ProblemHttpResult>> Get(
         Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken) =>
         await services.Owned().FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } s
-            ? TypedResults.Ok(SubscriptionResponse.From(s))
+            ? TypedResults.Ok(SubscriptionResponse.From(s, services.Sealer))
             : NotFound(id);
 
     private static async Task<Results<Ok<SubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Update(
@@ -209,6 +219,21 @@ public static partial class SubscriptionsApi
         if (await TemplateOnStoredTypesAsync(id, fields, services, cancellationToken) is { } templateProblem) return templateProblem;
 
         var userId = services.UserId;
+        string? storedHeaders = null;
+        if (fields.Headers is { } asked)
+        {
+            // Masked credential values sent back keep what is stored (read here; a PATCH racing
+            // another PATCH of the headers keeps the last one whole, as for any field).
+            var current = await services.Owned().Where(s => s.Id == id).Select(s => new { s.Headers }).FirstOrDefaultAsync(cancellationToken);
+            if (current is null) return NotFound(id);
+            if (!SubscriptionHeaders.KeepMasked(asked, SubscriptionHeaders.Open(current.Headers, services.Sealer), (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
+                return TypedResults.ValidationProblem(errors);
+            storedHeaders = SubscriptionHeaders.ToStored(asked, services.Sealer);
+        }
+        // A scheme with Ed25519 chosen for the first time makes the webhook's key pair.
+        var newKey = fields.SignatureScheme is { } scheme && SignatureSchemes.UsesEd25519(scheme)
+            ? services.Sealer.Seal(WebhookSigner.NewPrivateKey())
+            : null;
         if (fields.Any)
         {
             // One conditional UPDATE (the query filter adds deleted_at IS NULL): a PATCH racing a
@@ -236,12 +261,15 @@ public static partial class SubscriptionsApi
                 if (fields.HasRateLimit) u.SetProperty(s => s.RateLimitPerSecond, fields.RateLimitPerSecond);
                 if (fields.Shaping is { HasFilter: true } f) u.SetProperty(s => s.Filter, f.Filter).SetProperty(s => s.FilterPath, f.FilterPath);
                 if (fields.Shaping is { HasTemplate: true } t) u.SetProperty(s => s.Template, t.Template);
+                if (fields.Headers is not null) u.SetProperty(s => s.Headers, storedHeaders);
+                if (fields.SignatureScheme is { } scheme) u.SetProperty(s => s.SignatureScheme, scheme);
+                if (newKey is not null) u.SetProperty(s => s.SigningKey, s => s.SigningKey ?? newKey);
                 u.SetProperty(s => s.UpdatedAt, now);
             }, cancellationToken);
             if (updated == 0) return NotFound(id);
         }
         return await services.Owned().FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } subscription
-            ? TypedResults.Ok(SubscriptionResponse.From(subscription))
+            ? TypedResults.Ok(SubscriptionResponse.From(subscription, services.Sealer))
             : NotFound(id);
     }
 

@@ -37,7 +37,7 @@ public sealed class WebhookSubscription
     public required List<string> EventTypes { get; set; }
 
     /// <summary>
-    /// Signing secret. In the Standard Webhooks form <c>whsec_&lt;base64&gt;</c>, the decoded bytes key
+    /// Signing secret, sealed at rest (<see cref="Security.SecretSealer"/>; plain text in rows from before sealing). In the Standard Webhooks form <c>whsec_&lt;base64&gt;</c>, the decoded bytes key
     /// <c>webhook-signature</c>; the UTF-8 bytes of the whole string key <c>X-Webhook-Signature</c>.
     /// </summary>
     public required string Secret { get; set; }
@@ -47,6 +47,21 @@ public sealed class WebhookSubscription
 
     /// <summary>End of the rotation grace period (UTC); after it <see cref="PreviousSecret"/> is ignored.</summary>
     public DateTimeOffset? PreviousSecretExpiresAt { get; set; }
+
+    /// <summary>
+    /// Custom headers sent with every attempt: a JSON object of names to values, credential values
+    /// sealed (<see cref="SubscriptionHeaders"/>); null for none.
+    /// </summary>
+    public string? Headers { get; set; }
+
+    /// <summary>Which signatures its requests carry: <see cref="Security.SignatureSchemes"/> (<c>hmac</c>, <c>ed25519</c> or <c>both</c>).</summary>
+    public string SignatureScheme { get; set; } = Security.SignatureSchemes.Hmac;
+
+    /// <summary>Its Ed25519 private key (<c>whsk_…</c>, sealed); made when a scheme with Ed25519 is first chosen, null before.</summary>
+    public string? SigningKey { get; set; }
+
+    /// <summary>The private key replaced by the last rotation (sealed); it signs beside the new one until <see cref="PreviousSecretExpiresAt"/>.</summary>
+    public string? PreviousSigningKey { get; set; }
 
     /// <summary>Free text shown to the owner.</summary>
     public string? Description { get; set; }

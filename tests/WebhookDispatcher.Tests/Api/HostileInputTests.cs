@@ -221,8 +221,8 @@ public sealed class HostileInputTests
         {
             Assert.That(first.StatusCode, Is.EqualTo(HttpStatusCode.OK));
             Assert.That(second.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-            Assert.That(stored.Secret, Is.EqualTo((await second.JsonAsync())["secret"]!.GetValue<string>()));
-            Assert.That(stored.PreviousSecret, Is.EqualTo((await first.JsonAsync())["secret"]!.GetValue<string>()));
+            Assert.That(Dispatcher.Unseal(stored.Secret), Is.EqualTo((await second.JsonAsync())["secret"]!.GetValue<string>()));
+            Assert.That(Dispatcher.Unseal(stored.PreviousSecret), Is.EqualTo((await first.JsonAsync())["secret"]!.GetValue<string>()));
         });
     }
 

@@ -82,8 +82,8 @@ public sealed class SecretRotationTests
         var stored = await Dispatcher.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync(s => s.Id == created.Id()));
         Assert.Multiple(async () =>
         {
-            Assert.That(stored.Secret, Is.EqualTo(winner["secret"]!.GetValue<string>()));
-            Assert.That(stored.PreviousSecret, Is.EqualTo(original), "the loser did not push the original secret out");
+            Assert.That(Dispatcher.Unseal(stored.Secret), Is.EqualTo(winner["secret"]!.GetValue<string>()));
+            Assert.That(Dispatcher.Unseal(stored.PreviousSecret), Is.EqualTo(original), "the loser did not push the original secret out");
             Assert.That(loser.Content.Headers.ContentType?.MediaType, Is.EqualTo("application/problem+json"));
             Assert.That((await loser.JsonAsync())["secret"], Is.Null);
         });

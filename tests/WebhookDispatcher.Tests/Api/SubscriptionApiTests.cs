@@ -210,7 +210,7 @@ public sealed class SubscriptionApiTests
         {
             Assert.That(stored.IsActive, Is.True);
             Assert.That(stored.DeletedAt, Is.Null);
-            Assert.That(stored.Secret, Is.EqualTo(ownerSubscription.Secret));
+            Assert.That(Dispatcher.Unseal(stored.Secret), Is.EqualTo(Dispatcher.Unseal(ownerSubscription.Secret)));
             Assert.That(delivery.Status, Is.EqualTo(DeliveryStatus.Failed));
             Assert.That(receiver.Requests, Has.Count.EqualTo(1), "the intruder's test call reached nobody");
         });

@@ -33,6 +33,7 @@ public sealed class TimeZoneTests
                     ["ConnectionStrings__Postgres"] = TestInfrastructure.Postgres,
                     ["ConnectionStrings__RabbitMq"] = RabbitManagement.AmqpUri(vhost),
                     ["Auth__SigningKey"] = TestTokens.SigningKey,
+                    ["Sealing__MainKey"] = TestTokens.SealingKey,
                     ["Delivery__AllowPrivateNetworks"] = "true",
                     ["Reconciler__IntervalSeconds"] = "3600",
                 });

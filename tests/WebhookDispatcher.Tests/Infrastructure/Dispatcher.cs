@@ -26,6 +26,7 @@ public sealed class DispatcherFactory : WebApplicationFactory<Program>
         // Tests run reconciler passes by hand, right away; the settle rule has a test of its own.
         builder.UseSetting("Reconciler:SettleSeconds", "0");
         builder.UseSetting("Auth:SigningKey", TestTokens.SigningKey);
+        builder.UseSetting("Sealing:MainKey", TestTokens.SealingKey);
     }
 }
 
@@ -93,6 +94,9 @@ public static class Dispatcher
         await db.SaveChangesAsync();
         return subscription;
     }
+
+    /// <summary>The plain text of a value stored sealed (secrets, private keys, credential headers), as the dispatcher opens it.</summary>
+    public static string? Unseal(string? stored) => stored is null ? null : Services.GetRequiredService<SecretSealer>().Unseal(stored);
 
     /// <summary>Runs a query on a fresh context.</summary>
     public static async Task<T> QueryAsync<T>(Func<WebhookDbContext, Task<T>> query)

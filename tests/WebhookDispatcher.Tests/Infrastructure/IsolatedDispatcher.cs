@@ -84,6 +84,7 @@ public sealed class IsolatedDispatcher : IAsyncDisposable
             builder.UseSetting("Database:MigrateOnStartup", "false");
             builder.UseSetting("Reconciler:IntervalSeconds", "3600");
             builder.UseSetting("Auth:SigningKey", TestTokens.SigningKey);
+            builder.UseSetting("Sealing:MainKey", TestTokens.SealingKey);
             foreach (var (key, value) in settings)
                 builder.UseSetting(key, value);
             builder.ConfigureTestServices(collection =>

@@ -54,6 +54,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             ["ConnectionStrings:Postgres"] = TestInfrastructure.Postgres,
             ["ConnectionStrings:RabbitMq"] = new UriBuilder(TestInfrastructure.RabbitMq) { Path = "/" + Uri.EscapeDataString(vhost) }.Uri.ToString(),
             ["Logging:Console:FormatterName"] = "simple",
+            ["Sealing:MainKey"] = TestTokens.SealingKey,
         };
         foreach (var (key, value) in settings) environment[key] = value;
         foreach (var (key, value) in environment) start.Environment[key.Replace(":", "__")] = value;

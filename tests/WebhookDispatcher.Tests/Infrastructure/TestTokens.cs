@@ -8,6 +8,9 @@ public static class TestTokens
 {
     public const string SigningKey = "test-signing-key-0123456789-0123456789-abcdef";
 
+    /// <summary>The main key (Sealing:MainKey) every dispatcher of a test run seals secrets with: they share one database.</summary>
+    public const string SealingKey = "dGVzdC1vbmx5LW1haW4ta2V5LXNlYWxpbmctMzItYnk=";
+
     public static string For(string userId) => AuthExtensions.CreateDevelopmentToken(
         new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = SigningKey }, userId, TimeSpan.FromHours(1));
 

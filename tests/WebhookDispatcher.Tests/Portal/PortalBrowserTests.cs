@@ -181,6 +181,45 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
+    public async Task A_user_sets_custom_headers_and_the_ed25519_scheme_sees_credentials_masked_and_an_unchanged_edit_keeps_them()
+    {
+        const string credential = "Bearer portal-credential-000000001";
+        var user = Events.NewUser();
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(user));
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Add endpoint" }).ClickAsync();
+        await page.GetByLabel("URL").FillAsync(_portal.ReceiverUrl("/options"));
+        await page.GetByRole(AriaRole.Checkbox, new() { Name = "email.received" }).CheckAsync();
+        await page.GetByLabel("Custom headers (optional)").FillAsync($"Authorization: {credential}\nX-Tenant: acme");
+        await page.GetByLabel("Signatures").SelectOptionAsync("both");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create endpoint" }).ClickAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "I have saved it" }).ClickAsync();
+
+        await Expect(page.GetByTestId("headers")).ToContainTextAsync("Authorization: Bear…(redacted)");
+        await Expect(page.GetByTestId("headers")).ToContainTextAsync("X-Tenant: acme");
+        await Expect(page.GetByTestId("signature-scheme")).ToContainTextAsync("Ed25519 (v1a)");
+        await Expect(page.GetByTestId("public-key")).ToContainTextAsync("whpk_");
+        await PortalHarness.ScreenshotAsync(page, "endpoint-options");
+        // Edit and save without touching the headers: the masked value goes back and keeps the credential.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Edit" }).ClickAsync();
+        await Expect(page.GetByLabel("Custom headers (optional)")).ToHaveValueAsync("Authorization: Bear…(redacted)\nX-Tenant: acme");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save changes" }).ClickAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Send test event" }).ClickAsync();
+        await Expect(page.GetByTestId("test-result")).ToContainTextAsync("Test delivered");
+
+        var sent = _portal.Receiver.To("/options").Single();
+        Assert.Multiple(async () =>
+        {
+            Assert.That(sent.Headers["authorization"], Is.EqualTo(credential));
+            Assert.That(sent.Headers["x-tenant"], Is.EqualTo("acme"));
+            Assert.That(sent.Headers["webhook-signature"], Does.Contain("v1,").And.Contain("v1a,"));
+            Assert.That(await page.ContentAsync(), Does.Not.Contain("portal-credential"), "the credential is never on the page");
+        });
+    }
+
+    [Test]
     public async Task An_expired_a_used_and_a_tampered_link_are_refused()
     {
         var user = Events.NewUser();

@@ -22,8 +22,13 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(s => s.UserId).HasMaxLength(256);
         b.Property(s => s.Url).HasMaxLength(WebhookSubscription.MaxUrlLength);
         b.Property(s => s.EventTypes).HasColumnType("text[]");
-        b.Property(s => s.Secret).HasMaxLength(256);
-        b.Property(s => s.PreviousSecret).HasMaxLength(256);
+        // Sealed values (Security/SecretSealer.cs) are longer than the secrets they hold.
+        b.Property(s => s.Secret).HasMaxLength(512);
+        b.Property(s => s.PreviousSecret).HasMaxLength(512);
+        b.Property(s => s.Headers).HasColumnType("json");
+        b.Property(s => s.SignatureScheme).HasMaxLength(16);
+        b.Property(s => s.SigningKey).HasMaxLength(512);
+        b.Property(s => s.PreviousSigningKey).HasMaxLength(512);
         b.Property(s => s.Description).HasMaxLength(1024);
         b.Property(s => s.DisabledReason).HasMaxLength(32);
         b.Property(s => s.FailuresSinceSuccess).HasDefaultValue(0);

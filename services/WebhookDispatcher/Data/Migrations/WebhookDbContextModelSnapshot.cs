@@ -267,14 +267,23 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_success_at");
 
+                    b.Property<string>("Headers")
+                        .HasColumnType("json")
+                        .HasColumnName("headers");
+
                     b.Property<string>("PreviousSecret")
-                        .HasMaxLength(256)
-                        .HasColumnType("character varying(256)")
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)")
                         .HasColumnName("previous_secret");
 
                     b.Property<DateTimeOffset?>("PreviousSecretExpiresAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("previous_secret_expires_at");
+
+                    b.Property<string>("PreviousSigningKey")
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)")
+                        .HasColumnName("previous_signing_key");
 
                     b.Property<int?>("RateLimitPerSecond")
                         .HasColumnType("integer")
@@ -286,9 +295,20 @@ namespace WebhookDispatcher.Data.Migrations
 
                     b.Property<string>("Secret")
                         .IsRequired()
-                        .HasMaxLength(256)
-                        .HasColumnType("character varying(256)")
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)")
                         .HasColumnName("secret");
+
+                    b.Property<string>("SignatureScheme")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("signature_scheme");
+
+                    b.Property<string>("SigningKey")
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)")
+                        .HasColumnName("signing_key");
 
                     b.Property<long>("SuccessfulDeliveries")
                         .ValueGeneratedOnAdd()

@@ -17,15 +17,18 @@ public sealed class AttemptRunner : IDisposable
 {
     private readonly WebhookSender _sender;
     private readonly TemplateRenderer _templates;
+    private readonly SubscriptionSigner _signer;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _largeBodies = new(1, 1);
     private readonly PartitionedRateLimiter<string>? _largeBytes;
     private readonly int _mostKibAtOnce;
 
     /// <summary>Creates the runner; <paramref name="options"/> gives the pace of large bodies, read once.</summary>
-    public AttemptRunner(WebhookSender sender, TimeProvider time, IOptions<DeliveryOptions> options, TemplateRenderer templates)
+    public AttemptRunner(WebhookSender sender, SubscriptionSigner signer, TimeProvider time, IOptions<DeliveryOptions> options,
+        TemplateRenderer templates)
     {
         _sender = sender;
+        _signer = signer;
         _templates = templates;
         _time = time;
         var perSecond = options.Value.LargeBodyBytesPerSecondPerUser;
@@ -110,8 +113,5 @@ public sealed class AttemptRunner : IDisposable
 
     private static int Kib(int bytes) => (bytes + 1023) / 1024;
 
-    private static WebhookRequest Sign(ClaimedDelivery delivery, byte[] body, DateTimeOffset startedAt) =>
-        SignedWebhook.Create(delivery.Url, body, delivery.EventType, delivery.Id, delivery.EventId,
-            SignedWebhook.ActiveSecrets(delivery.Secret, delivery.PreviousSecret, delivery.PreviousSecretExpiresAt, startedAt),
-            delivery.TimeoutSeconds, startedAt);
+    private WebhookRequest Sign(ClaimedDelivery delivery, byte[] body, DateTimeOffset startedAt) => _signer.Create(delivery, body, startedAt);
 }

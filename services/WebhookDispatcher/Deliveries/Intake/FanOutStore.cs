@@ -88,11 +88,11 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                 RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt)
             SELECT ins.id, ins.subscription_id, ins.in_flight, ins.event_id, ins.event_type, ins.attempt_count, ins.max_attempts, ins.last_attempt_at,
                    ins.round_first_attempt, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds,
-                   s.rate_limit_per_second, s.user_id, s.template
+                   s.rate_limit_per_second, s.user_id, s.template, s.headers::text, s.signature_scheme, s.signing_key, s.previous_signing_key
             FROM ins LEFT JOIN webhook_subscriptions s ON ins.in_flight AND s.id = ins.subscription_id
             {(maybeSeen ? """
                           UNION ALL
-                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
                           FROM existing WHERE status = 'pending' AND attempt_count = 0
                           """ : "")}
             """;
@@ -179,7 +179,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             (claimed ??= []).Add(new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(7), r.GetGuid(1), eventId, r.GetString(4), body,
                 r.GetInt32(5), r.GetInt32(6), r.GetString(9), r.GetString(10), r.IsDBNull(11) ? null : r.GetString(11),
                 r.IsDBNull(12) ? null : r.GetFieldValue<DateTimeOffset>(12), r.GetInt32(13), r.IsDBNull(14) ? null : r.GetInt32(14),
-                r.GetString(15), r.GetInt32(8), r.IsDBNull(16) ? null : r.GetString(16)));
+                r.GetString(15), r.IsDBNull(17) ? null : r.GetString(17), r.GetString(18), r.IsDBNull(19) ? null : r.GetString(19),
+                r.IsDBNull(20) ? null : r.GetString(20), r.GetInt32(8), r.IsDBNull(16) ? null : r.GetString(16)));
         }
         return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[]);
     }

@@ -18,7 +18,9 @@ public readonly record struct DeliveryWork(Guid DeliveryId, Guid SubscriptionId)
 /// <remarks><see cref="ClaimedAt"/> is the claim's token: the delivery's <c>last_attempt_at</c> while the claim stands.
 /// <see cref="Body"/> is the payload's UTF-8 bytes, one array shared by the deliveries of one event claimed together: never modified.
 /// <see cref="RoundFirstAttempt"/> is the number of the current round's first attempt (1, or where a manual retry restarted).
-/// <see cref="Template"/> is the subscription's template (Shaping/WebhookTemplate.cs), null to send <see cref="Body"/> as it is.</remarks>
+/// <see cref="Template"/> is the subscription's template (Shaping/WebhookTemplate.cs), null to send <see cref="Body"/> as it is.
+/// <see cref="Secret"/>, <see cref="PreviousSecret"/>, <see cref="SigningKey"/>, <see cref="PreviousSigningKey"/> and the credential values
+/// of <see cref="Headers"/> are as stored (sealed): <see cref="SubscriptionSigner"/> opens them.</remarks>
 public sealed record ClaimedDelivery(
     Guid Id,
     DateTimeOffset ClaimedAt,
@@ -35,6 +37,10 @@ public sealed record ClaimedDelivery(
     int TimeoutSeconds,
     int? RateLimitPerSecond,
     string UserId,
+    string? Headers,
+    string SignatureScheme,
+    string? SigningKey,
+    string? PreviousSigningKey,
     int RoundFirstAttempt = 1,
     string? Template = null);
 

@@ -70,7 +70,8 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
                       CASE WHEN octet_length(d.payload) <= $4 THEN d.payload END,
                       d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
-                      d.last_attempt_at, s.user_id, d.round_first_attempt, d.payload_id, s.template
+                      d.last_attempt_at, s.user_id, d.round_first_attempt, d.payload_id,
+                      s.headers::text, s.signature_scheme, s.signing_key, s.previous_signing_key, s.template
             """))
         {
             AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes, dispatcher.Id);
@@ -80,7 +81,8 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
                 rows.Add((new ClaimedDelivery(r.GetGuid(0), r.GetFieldValue<DateTimeOffset>(13), r.GetGuid(1), r.GetGuid(2), r.GetString(3), [],
                     r.GetInt32(5), r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
                     r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12),
-                    r.GetString(14), r.GetInt32(15), r.IsDBNull(17) ? null : r.GetString(17)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(16) ? null : r.GetGuid(16)));
+                    r.GetString(14), r.IsDBNull(17) ? null : r.GetString(17), r.GetString(18), r.IsDBNull(19) ? null : r.GetString(19),
+                    r.IsDBNull(20) ? null : r.GetString(20), r.GetInt32(15), r.IsDBNull(21) ? null : r.GetString(21)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(16) ? null : r.GetGuid(16)));
             }
         }
         var claimed = await WithBodiesAsync(rows, cancellationToken);

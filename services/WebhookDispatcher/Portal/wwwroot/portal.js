@@ -129,12 +129,36 @@ async function endpointView(id, notice) {
     h('dt', {}, 'Rate limit'), h('dd', {}, s.rate_limit_per_second ? `${s.rate_limit_per_second} per second` : 'none'),
     h('dt', {}, 'Filter'), h('dd', {}, s.filter ? h('code', { 'data-testid': 'filter' }, JSON.stringify(s.filter)) : 'none: every event of its types'),
     h('dt', {}, 'Template'), h('dd', {}, s.template ? h('code', { 'data-testid': 'template' }, s.template.builtin ?? 'custom Liquid') : 'none: the JSON payload'),
-    s.description ? [h('dt', {}, 'Description'), h('dd', {}, s.description)] : null);
+    s.description ? [h('dt', {}, 'Description'), h('dd', {}, s.description)] : null,
+    ...optionFacts(s));
   render(
     h('p', {}, h('button', { type: 'button', class: 'link', onclick: () => endpointsView() }, '← All endpoints')),
     h('div', { class: 'titlebar' }, h('h1', { class: 'url' }, s.url)),
     h('section', { class: 'card' }, facts, actions, result),
     deliveryLog(s));
+}
+
+// Custom headers (credential values come masked from the API) and the signature scheme with its public key.
+function optionFacts(s) {
+  const headers = Object.entries(s.headers ?? {});
+  return [
+    h('dt', {}, 'Headers'), h('dd', { 'data-testid': 'headers' }, headers.length === 0 ? 'none'
+      : h('ul', { class: 'plain mono small' }, headers.map(([name, value]) => h('li', {}, `${name}: ${value}`)))),
+    h('dt', {}, 'Signatures'), h('dd', { 'data-testid': 'signature-scheme' },
+      { hmac: 'HMAC-SHA256 (v1)', ed25519: 'Ed25519 (v1a)', both: 'HMAC-SHA256 (v1) and Ed25519 (v1a)' }[s.signature_scheme] ?? s.signature_scheme,
+      s.public_key ? h('div', {}, h('span', { class: 'muted small' }, 'Public key: '), h('code', { 'data-testid': 'public-key' }, s.public_key)) : null),
+  ];
+}
+
+// "Name: value" lines as the API's headers object (the masked value of a credential sent back keeps it).
+function parseHeaders(text) {
+  const headers = {};
+  for (const line of text.split('\n').map(l => l.trim()).filter(Boolean)) {
+    const colon = line.indexOf(':');
+    if (colon < 0) headers[line] = '';
+    else headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+  }
+  return headers;
 }
 
 async function sendTest(s, out) {
@@ -170,7 +194,8 @@ async function rotate(s, out) {
     'A new secret signs from now on. The old one keeps signing beside it for the grace period, so receivers can switch without gaps.', 'Rotate')) return;
   const r = await api('POST', `api/webhooks/${s.id}/rotate-secret`);
   if (!r.ok) return out.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
-  out.replaceChildren(secretPanel('New signing secret', r.data.secret, `The previous secret keeps signing until ${when(r.data.previous_secret_expires_at)}.`));
+  out.replaceChildren(secretPanel('New signing secret', r.data.secret, `The previous secret keeps signing until ${when(r.data.previous_secret_expires_at)}.` +
+    (r.data.public_key ? ` New Ed25519 public key: ${r.data.public_key} (the previous key signs v1a beside it until then).` : '')));
 }
 
 async function remove(s) {
@@ -214,6 +239,11 @@ function formView(s) {
     placeholder: '{"builtin": "slack"}' });
   template.value = s?.template ? JSON.stringify(s.template, null, 2) : '';
   const previewOut = h('div', { id: 'preview-result', 'aria-live': 'polite' });
+  const headers = h('textarea', { id: 'f-headers', rows: 3, 'aria-describedby': 'f-headers-hint f-headers-error', placeholder: 'Authorization: Bearer …' },
+    Object.entries(s?.headers ?? {}).map(([name, value]) => `${name}: ${value}`).join('\n'));
+  const scheme = h('select', { id: 'f-scheme', 'aria-describedby': 'f-scheme-hint f-scheme-error' },
+    [['hmac', 'HMAC-SHA256 (v1)'], ['ed25519', 'Ed25519 (v1a)'], ['both', 'Both']].map(([value, label]) =>
+      h('option', { value, selected: (s?.signature_scheme ?? 'hmac') === value }, label)));
   const chosen = new Set(s?.event_types ?? []);
   const boxes = state.events.map(e => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'event_types', value: e.name, checked: chosen.has(e.name) }), ` ${e.name}`,
@@ -228,6 +258,9 @@ function formView(s) {
       field('f-retry', 'Retries', retries, '0–10 after the first attempt; waits 2, 4, 8 … s.'),
       field('f-timeout', 'Timeout (seconds)', timeout),
       field('f-rate', 'Rate limit per second (optional)', rate, 'Empty: no limit.')),
+    field('f-headers', 'Custom headers (optional)', headers,
+      'One "Name: value" a line, sent with every attempt. Credential values (Authorization, …key, …token, …secret) are stored encrypted and shown masked; leave a masked value as it is to keep it.'),
+    field('f-scheme', 'Signatures', scheme, 'Ed25519 (v1a) lets receivers verify with a public key; Both while receivers move over.'),
     field('f-filter', 'Filter (optional, JSON)', filter, 'Only events it selects are delivered, e.g. {"data.to[]": {"$contains": "@example.com"}}. Empty: every event.'),
     field('f-template', 'Template (optional, JSON)', template,
       'The body sent: {"builtin": "slack"} (or discord, teams, text), or {"liquid": "…", "content_type": "application/json"}. Empty: the JSON payload.'),
@@ -250,12 +283,13 @@ function formView(s) {
       retry_count: Number(retries.value),
       timeout_seconds: Number(timeout.value),
       rate_limit_per_second: rate.value === '' ? null : Number(rate.value),
+      headers: parseHeaders(headers.value),
+      signature_scheme: scheme.value,
     };
     const r = s ? await api('PATCH', `api/webhooks/${s.id}`, body) : await api('POST', 'api/webhooks', body);
     if (!r.ok) {
-      const map = { url: 'f-url', event_types: 'f-events', description: 'f-description', retry_count: 'f-retry', timeout_seconds: 'f-timeout', rate_limit_per_second: 'f-rate' };
-      map.filter = 'f-filter';
-      map.template = 'f-template';
+      const map = { url: 'f-url', event_types: 'f-events', description: 'f-description', retry_count: 'f-retry', timeout_seconds: 'f-timeout',
+        rate_limit_per_second: 'f-rate', headers: 'f-headers', signature_scheme: 'f-scheme', filter: 'f-filter', template: 'f-template' };
       for (const [k, v] of Object.entries(r.data?.errors ?? {})) {
         // Nested parts (filter.$and[1].data.x.$gt, template.liquid) go to their field, named.
         const root = k.split('.')[0];
