@@ -114,9 +114,11 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
                   WHERE x.v LIKE 'sealed:v1:%'
                   UNION ALL
                   SELECT h.value FROM webhook_subscriptions s, json_each_text(s.headers) AS h
-                  WHERE h.value LIKE 'sealed:v1:%') AS sealed(v)
+                  WHERE h.value LIKE 'sealed:v1:%' AND h.key ~* $1) AS sealed(v)
             GROUP BY 1
             """);
+        // Only credential headers' values are sealed by the service (SubscriptionHeaders.ToStored).
+        cmd.Parameters.Add(new() { Value = "(" + string.Join("|", SubscriptionHeaders.CredentialNameParts) + ")" });
         var problems = new List<string>();
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
             while (await reader.ReadAsync(cancellationToken))

@@ -90,6 +90,13 @@ public static class SubscriptionHeaders
             {
                 // The masked form sent back: KeepMasked puts the stored value in its place.
             }
+            else if (value.StartsWith(ReservedPrefix, StringComparison.OrdinalIgnoreCase))
+            {
+                // Only the service seals: a value that looks sealed is never opened for a tenant.
+                error(field, $"'{shown}': values starting with \"{ReservedPrefix}\" are reserved for what the service stores sealed.");
+                valid = false;
+                continue;
+            }
             else if (value.Length > MaxValueLength) { error(field, $"'{shown}': the value is longer than {MaxValueLength} characters."); valid = false; continue; }
             else if (value.Length == 0 || value.Any(c => c is not ('\t' or (>= ' ' and <= '~'))) || value[0] is ' ' or '\t' || value[^1] is ' ' or '\t')
             {
@@ -134,6 +141,9 @@ public static class SubscriptionHeaders
         return ok;
     }
 
+    /// <summary>The start of a sealed value (<see cref="SecretSealer.Prefix"/>'s scheme): refused in any header value a tenant sends.</summary>
+    public const string ReservedPrefix = "sealed:";
+
     /// <summary>Why <paramref name="name"/> cannot be a custom header; null when it can.</summary>
     public static string? NameProblem(string name)
     {
@@ -160,7 +170,8 @@ public static class SubscriptionHeaders
         if (Opened.TryGetValue(stored, out var cached)) return cached;
         var parsed = JsonSerializer.Deserialize<Dictionary<string, string>>(stored) ?? [];
         var opened = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        foreach (var (name, value) in parsed) opened[name] = sealer.Unseal(value);
+        // Only credential values were sealed here (ToStored); any other value is sent as it was given.
+        foreach (var (name, value) in parsed) opened[name] = IsCredential(name) ? sealer.Unseal(value) : value;
         if (Opened.Count >= MaxCached) Opened.Clear();
         Opened[stored] = opened;
         return opened;

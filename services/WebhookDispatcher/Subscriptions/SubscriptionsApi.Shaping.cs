@@ -40,7 +40,7 @@ public sealed record FilterSyntaxResponse(IReadOnlyList<string> Operators, IRead
         [
             new("Emails from one sender", JsonDocument.Parse("""{"data.from": "alice@example.com"}""").RootElement),
             new("Emails to anyone at example.com", JsonDocument.Parse("""{"data.to[]": {"$contains": "@example.com"}}""").RootElement),
-            new("Tasks that are urgent or overdue", JsonDocument.Parse("""{"$or": [{"data.priority": {"$in": ["high", "urgent"]}}, {"data.due_at": {"$lt": "2026-12-01T00:00:00Z"}}]}""").RootElement),
+            new("Tasks titled \"Urgent…\" or due before December", JsonDocument.Parse("""{"$or": [{"data.title": {"$prefix": "Urgent"}}, {"data.due_date": {"$lt": "2026-12-01T00:00:00Z"}}]}""").RootElement),
             new("Exports of at least 1 MB with a file", JsonDocument.Parse("""{"data.size_bytes": {"$gte": 1000000}, "data.download_url": {"$exists": true}}""").RootElement),
             new("Anything but drafts", JsonDocument.Parse("""{"$not": {"data.subject": {"$prefix": "[draft]"}}}""").RootElement),
         ],
@@ -133,8 +133,14 @@ public static partial class SubscriptionsApi
         // The subscription's own headers as the API shows them: credential values masked, never in full.
         var headers = new Dictionary<string, string>(signed.Headers, StringComparer.OrdinalIgnoreCase);
         foreach (var (name, shown) in SubscriptionHeaders.Masked(s.Headers, services.Sealer) ?? new Dictionary<string, string>()) headers[name] = shown;
+        // No signature: the body of a preview is the caller's choice, and a signature over it would
+        // let anyone who may preview sign whatever they like with the subscription's keys.
+        foreach (var name in SignatureHeaders)
+            if (headers.ContainsKey(name)) headers[name] = "(computed when sent)";
         return TypedResults.Ok(new PreviewResponse(eventType, matches, rendered.ContentType, Encoding.UTF8.GetString(rendered.Body), headers));
     }
+
+    private static readonly string[] SignatureHeaders = ["X-Webhook-Signature", "webhook-signature"];
 
     /// <summary>Evaluates a filter as the fan-out does: PostgreSQL's <c>@@</c> over the payload.</summary>
     private static async Task<bool> MatchesAsync(NpgsqlDataSource database, byte[] payload, string filterPath, CancellationToken cancellationToken)

@@ -145,6 +145,11 @@ public sealed class SubscriptionHeadersTests
             .SetName("More than 20 headers are refused");
         yield return new TestCaseData("{" + string.Join(",", Enumerable.Range(0, 9).Select(i => $"\"X-H{i}\": \"{new string('v', 1000)}\"")) + "}", "8192")
             .SetName("More than 8 KiB of headers are refused");
+        // Only the service seals: a value shaped like a sealed one (copied from a dump) is never opened for a tenant.
+        yield return new TestCaseData("""{"X-Tenant": "sealed:v1:0123abcd:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}""", "X-Tenant")
+            .SetName("A value shaped like a sealed one is refused");
+        yield return new TestCaseData("""{"X-Api-Key": "SEALED:v1:deadbeef:AAAA"}""", "X-Api-Key")
+            .SetName("A credential value shaped like a sealed one is refused");
         yield return new TestCaseData("""{"Authorization": "Bear…(redacted)"}""", "Authorization")
             .SetName("A masked value with nothing stored to keep is refused");
     }
