@@ -210,6 +210,18 @@ public sealed class PortalBrowserTests
         await Expect(page.GetByTestId("test-result")).ToContainTextAsync("Test delivered");
 
         var sent = _portal.Receiver.To("/options").Single();
+
+        // A delivery's log shows the endpoint's own headers as the API does: the credential masked.
+        var evt = Events.EmailReceived(user);
+        await _portal.Dispatcher.PublishAsync(evt);
+        var row = await WaitForStatusAsync(page, evt.EventId, "success");
+        await row.GetByRole(AriaRole.Button, new() { Name = "Show attempts" }).ClickAsync();
+        var details = page.Locator($"#d-{await row.GetAttributeAsync("data-delivery")}");
+        await details.GetByText("Request headers sent").ClickAsync();
+        var shownHeaders = details.Locator("details.headers:not(.payload) pre");
+        await Expect(shownHeaders).ToContainTextAsync("X-Tenant: acme");
+        await Expect(shownHeaders).ToContainTextAsync("Authorization: Bear…(redacted)");
+        await Expect(shownHeaders).ToContainTextAsync("v1 with your secret and v1a with the private key");
         Assert.Multiple(async () =>
         {
             Assert.That(sent.Headers["authorization"], Is.EqualTo(credential));

@@ -106,7 +106,12 @@ export const outcomes = {
 
 export function cause(a) { return (outcomes[a.outcome] || (() => a.outcome))(a); }
 
-export function attemptsTable(d) {
+/**
+ * The attempts of a delivery and the headers they carried. With the endpoint s (as it is set now):
+ * its custom headers (credentials masked, as the API shows them), its template's content type and
+ * its signature scheme.
+ */
+export function attemptsTable(d, s = null) {
   if (!d.attempts?.length) return h('p', { class: 'muted' }, 'No attempt has been made yet.');
   return h('div', {},
     h('table', { class: 'attempts' }, h('caption', {}, `Attempts of delivery ${d.id}`),
@@ -117,19 +122,23 @@ export function attemptsTable(d) {
         h('td', {}, cause(a), a.error_message ? h('div', { class: 'muted small' }, a.error_message) : null),
         h('td', {}, a.response_excerpt ? h('pre', { class: 'excerpt' }, a.response_excerpt) : '—'))))),
     h('details', { class: 'headers' }, h('summary', {}, 'Request headers sent'),
+      s ? h('p', { class: 'muted small' }, 'As the endpoint is set now; an attempt made before a change carried what was set then.') : null,
       h('pre', {}, [
-        'Content-Type: application/json; charset=utf-8',
+        s?.template ? 'Content-Type: as the endpoint\'s template sets it (Preview on its form shows it)' : 'Content-Type: application/json; charset=utf-8',
+        ...Object.entries(s?.headers ?? {}).map(([name, value]) => `${name}: ${value}`),
         `X-Webhook-Event: ${d.event_type}`,
         `X-Webhook-Delivery: ${d.id}`,
         `webhook-id: ${d.event_id}`,
         // The signature's timestamp is the attempt's start, stored as its time.
         ...d.attempts.map(a => `webhook-timestamp: ${Math.floor(Date.parse(a.attempted_at) / 1000)}   (attempt ${a.attempt_number})`),
-        'X-Webhook-Signature, webhook-signature: computed with your secret (never shown here)',
+        s?.signature_scheme === 'ed25519' ? 'webhook-signature: v1a, computed with the endpoint\'s private key (never shown here)'
+          : s?.signature_scheme === 'both' ? 'X-Webhook-Signature, webhook-signature: v1 with your secret and v1a with the private key (never shown here)'
+            : 'X-Webhook-Signature, webhook-signature: computed with your secret (never shown here)',
       ].join('\n'))));
 }
 
 /** The exact body sent on every attempt (shown indented), or why it is not shown. */
-export function payloadBlock(id, payload, unavailable) {
+export function payloadBlock(id, payload, unavailable, templated = false) {
   if (payload === null || payload === undefined) {
     return h('p', { class: 'result bad payload-gone', 'data-testid': 'payload-gone' }, h('strong', {}, 'Payload not available. '), unavailable || '');
   }
@@ -137,8 +146,10 @@ export function payloadBlock(id, payload, unavailable) {
   try { shown = JSON.stringify(JSON.parse(payload), null, 2); } catch { /* shown as stored */ }
   const bytes = new TextEncoder().encode(payload).length;
   const details = h('details', { class: 'headers payload', open: state.payloadOpen.has(id) },
-    h('summary', {}, `Payload sent (${bytes.toLocaleString('en')} bytes)`),
-    h('p', { class: 'muted small' }, 'The same bytes on every attempt, signed; shown indented here.'),
+    h('summary', {}, templated ? `Event payload (${bytes.toLocaleString('en')} bytes), sent through the endpoint's template` : `Payload sent (${bytes.toLocaleString('en')} bytes)`),
+    h('p', { class: 'muted small' }, templated
+      ? 'The endpoint\'s template renders the body sent from this payload, the same bytes on every attempt; Preview on its form shows it.'
+      : 'The same bytes on every attempt, signed; shown indented here.'),
     h('pre', { 'data-testid': 'payload', tabindex: '0', 'aria-label': `Payload of delivery ${id}` }, shown));
   details.addEventListener('toggle', () => { if (details.open) state.payloadOpen.add(id); else state.payloadOpen.delete(id); });
   return details;

@@ -81,7 +81,7 @@ function deliveryRows(d, s, reload) {
           reload();
         } }, 'Retry') : null));
   const payload = h('div', { class: 'payload-slot' });
-  const details = h('tr', { id: detailsId, class: 'details', hidden: !open }, h('td', { colspan: 6 }, attemptsTable(d), payload));
+  const details = h('tr', { id: detailsId, class: 'details', hidden: !open }, h('td', { colspan: 6 }, attemptsTable(d, s), payload));
   if (open) loadPayload(s, d, payload);
   toggle.addEventListener('click', () => {
     const shown = details.hidden;
@@ -103,7 +103,7 @@ async function loadPayload(s, d, slot) {
     p = { payload: r.data.payload, unavailable: r.data.payload_unavailable };
     state.payloads.set(d.id, p);
   }
-  slot.replaceChildren(payloadBlock(d.id, p.payload, p.unavailable));
+  slot.replaceChildren(payloadBlock(d.id, p.payload, p.unavailable, Boolean(s.template)));
 }
 
 function recoverForm(s, reload) {
