@@ -55,7 +55,16 @@ app.MapOpenApi();
 app.MapHealthEndpoints();
 app.MapSubscriptionsApi();
 app.MapPortal();
-app.Run();
+try
+{
+    app.Run();
+}
+catch (Exception ex) when (ex is OptionsValidationException or StartupRefusedException)
+{
+    // Settings, or stored state, the service cannot start with: the reason alone, no stack trace.
+    Console.Error.WriteLine($"The service cannot start: {ex.Message}");
+    Environment.ExitCode = 1;
+}
 
 /// <summary>The service's entry point; public so integration tests can host it with WebApplicationFactory.</summary>
 public partial class Program;

@@ -28,7 +28,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
     private Task? _retry;
 
     /// <inheritdoc />
-    /// <exception cref="InvalidOperationException">A sealed value that no configured main key opens.</exception>
+    /// <exception cref="StartupRefusedException">A sealed value that no configured main key opens.</exception>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         try
@@ -51,7 +51,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
     }
 
     /// <summary>The check, then the sealing of every value not sealed with the current key. Returns the rows rewritten.</summary>
-    /// <exception cref="InvalidOperationException">A sealed value that no configured main key opens.</exception>
+    /// <exception cref="StartupRefusedException">A sealed value that no configured main key opens.</exception>
     /// <exception cref="NpgsqlException">The database failed.</exception>
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
@@ -89,7 +89,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
             {
                 // Still away: next round.
             }
-            catch (InvalidOperationException ex)
+            catch (StartupRefusedException ex)
             {
                 logger.LogCritical("{Message} Stopping.", ex.Message);
                 Environment.ExitCode = 1;
@@ -136,7 +136,7 @@ public sealed class SealingStartup(NpgsqlDataSource db, SecretSealer sealer, IHo
                 }
             }
         if (problems.Count > 0)
-            throw new InvalidOperationException(
+            throw new StartupRefusedException(
                 $"Sealing: the configured main keys cannot open the secrets in the database: {string.Join("; ", problems)}. " +
                 $"Sealing:MainKey has id {sealer.CurrentKeyId}; the configured ids are {string.Join(", ", sealer.KeyIds)}. " +
                 "Start with the key that sealed them (as Sealing:MainKey or in Sealing:OldMainKeys); see docs/operations.md, \"The main key\".");
