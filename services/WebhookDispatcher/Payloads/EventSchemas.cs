@@ -25,7 +25,12 @@ public static class EventSchemas
     /// <summary>The instant the examples start at: 2026-11-30T10:00:00Z; each timestamp field adds an hour.</summary>
     public static readonly DateTimeOffset ExampleTime = new(2026, 11, 30, 10, 0, 0, TimeSpan.Zero);
 
-    private static readonly JsonSerializerOptions PayloadSchemaOptions = new(WebhookPayload.JsonOptions) { RespectNullableAnnotations = true };
+    // Strict numbers: subscribers receive numbers as JSON numbers (reading them from strings is the publishers' leniency, not theirs).
+    private static readonly JsonSerializerOptions PayloadSchemaOptions = new(WebhookPayload.JsonOptions)
+    {
+        RespectNullableAnnotations = true,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict,
+    };
 
     /// <summary>
     /// How publishers write messages: camelCase (MassTransit's naming; it matches case-insensitively),
