@@ -59,7 +59,9 @@ try
 {
     app.Run();
 }
-catch (Exception ex) when (ex is OptionsValidationException or StartupRefusedException)
+catch (Exception ex) when (ex is OptionsValidationException or StartupRefusedException
+                           // Only as its own process: a host in tests (WebApplicationFactory) sees the exception.
+                           && System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly)
 {
     // Settings, or stored state, the service cannot start with: the reason alone, no stack trace.
     Console.Error.WriteLine($"The service cannot start: {ex.Message}");
