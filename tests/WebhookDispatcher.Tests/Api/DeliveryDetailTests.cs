@@ -94,7 +94,7 @@ public sealed class DeliveryDetailTests
         var mine = await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/mine", ["email.received"]);
         var second = await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/second", ["email.received"]);
         var evt = Events.EmailReceived(user);
-        var work = await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)], Midday, CancellationToken.None);
+        var work = await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)], Events.MiddayUtc, CancellationToken.None);
         var deliveryOfMine = work.Single(w => w.SubscriptionId == mine.Id).DeliveryId;
         using var owner = TestTokens.Client(user);
         using var stranger = TestTokens.Client(other);
@@ -111,12 +111,9 @@ public sealed class DeliveryDetailTests
         });
     }
 
-    /// <summary>Midday today: the fan-out statement without the look across days, as almost every event's.</summary>
-    private static DateTimeOffset Midday => new(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero);
-
     /// <summary>Stores the event's delivery for its user's one subscription as the fan-out does; returns the delivery's id.</summary>
     private static async Task<Guid> FanOutAsync(EmailReceived evt) =>
-        (await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)], Midday, CancellationToken.None)).Single().DeliveryId;
+        (await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)], Events.MiddayUtc, CancellationToken.None)).Single().DeliveryId;
 
     private static FanOutEvent Of(EmailReceived evt) => new(evt.EventId, evt.UserId, "email.received", WebhookPayload.Build(evt));
 

@@ -60,7 +60,7 @@ public sealed class EventPayloadTests
         var store = Dispatcher.Services.GetRequiredService<FanOutStore>();
         FanOutEvent[] batch = [Of(large), Of(small), Of(nobodys)];
         // Midday: the statement without the look across days (a first delivery, as almost all are).
-        var midday = new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero);
+        var midday = Events.MiddayUtc;
 
         var first = await store.FanOutAsync(batch, midday, CancellationToken.None);
         var again = await store.FanOutAsync([.. batch.Select(e => e with { MaybeSeen = true })], midday, CancellationToken.None);
@@ -89,7 +89,7 @@ public sealed class EventPayloadTests
         var subscription = await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/never-called", ["email.received"]);
         var evt = Large(user, 20_000);
         var work = await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)],
-            new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero), CancellationToken.None);
+            Events.MiddayUtc, CancellationToken.None);
         await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM webhook_event_payloads WHERE event_id = {evt.EventId}"));
 
         var claimed = await Dispatcher.Services.GetRequiredService<LaneStore>().ClaimAsync([work.Single().DeliveryId], CancellationToken.None);
@@ -112,7 +112,7 @@ public sealed class EventPayloadTests
         await Dispatcher.SubscribeAsync(user, "http://127.0.0.1:9/never-called-2", ["email.received"]);
         var evt = Large(user, 30_000);
         var work = await Dispatcher.Services.GetRequiredService<FanOutStore>().FanOutAsync([Of(evt)],
-            new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero), CancellationToken.None);
+            Events.MiddayUtc, CancellationToken.None);
         var lanes = Dispatcher.Services.GetRequiredService<LaneStore>();
 
         var first = await lanes.ClaimAsync([work[0].DeliveryId], CancellationToken.None);
