@@ -119,7 +119,7 @@ internal static class OpenApiDocumentation
         ["payload"] = s =>
         {
             s.MaxLength = EventSizeLimit.MaxMaxEventBytes;
-            s.Description = "The exact JSON body POSTed on every attempt, as a string (at most Delivery:MaxEventBytes of UTF-8); null only when it is no longer stored.";
+            s.Description = "The exact JSON body POSTed on every attempt, as a string (at most Delivery:MaxEventBytes of UTF-8); with a template, the event payload the body is rendered from. Null only when it is no longer stored.";
         },
         // Filters and templates (Shaping/).
         ["filter"] = s => s.Description = "Payload filter: an object of conditions over dotted paths of the payload (data.from, data.to[]) " +

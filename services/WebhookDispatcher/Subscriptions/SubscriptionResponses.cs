@@ -184,7 +184,8 @@ public sealed record DeliveryResponse(
 /// <param name="NextRetryAt">When the next attempt is due (UTC); null once final.</param>
 /// <param name="Attempts">The attempts, oldest first.</param>
 /// <param name="Payload">
-/// The exact JSON body POSTed on every attempt, as text (at most the event payload cap, <c>Delivery:MaxEventBytes</c>, 256 KiB by default); null
+/// The exact JSON body POSTed on every attempt, as text (at most the event payload cap, <c>Delivery:MaxEventBytes</c>, 256 KiB by default);
+/// with a template, the event payload the body is rendered from (<c>…/preview</c> shows the rendering); null
 /// only when it is no longer stored (<paramref name="PayloadUnavailable"/> says so).
 /// </param>
 /// <param name="PayloadUnavailable">Why <paramref name="Payload"/> is null, in plain words; null when it is there.</param>

@@ -183,7 +183,7 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
                 finally
                 {
                     // Always handed back, so the loop publishes room again; nothing claimed when the statement failed.
-                    if (grant != ClaimGrant.None) claims.Return(stored?.Claimed ?? []);
+                    if (!grant.IsNone) claims.Return(stored?.Claimed ?? []);
                 }
                 // Wakes the loop for the claimed ones too.
                 scheduler.Enqueue(stored.Work);

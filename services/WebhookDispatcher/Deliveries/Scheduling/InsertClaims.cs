@@ -12,6 +12,9 @@ public sealed record ClaimGrant(Guid[] SubscriptionIds, int[] Rooms)
 {
     /// <summary>No room: the statement claims nothing.</summary>
     public static ClaimGrant None { get; } = new([], []);
+
+    /// <summary>Whether the grant holds no room (<see cref="InsertClaims.Take"/> never hands out an empty grant but <see cref="None"/>).</summary>
+    public bool IsNone => SubscriptionIds.Length == 0;
 }
 
 /// <summary>
@@ -122,19 +125,20 @@ public sealed class InsertClaims
         // Not while a statement holds room, nor before what one claimed is counted.
         if (Out || _claimed.Reader.TryPeek(out _)) return;
         var byUser = new Dictionary<string, List<(Guid, int)>>();
-        Dictionary<string, int>? promised = null; // destination or user -> room promised to earlier lanes
+        // Room already promised to earlier lanes of the same destination, and of the same user.
+        var toDestinations = new Dictionary<string, int>();
+        var toUsers = new Dictionary<string, int>();
         for (var i = 0; i < lanes.Count && budget > 0; i++)
         {
             var lane = lanes[i];
             if (lane.Queued > 0 || lane.Backlogged || lane.Circuit != CircuitState.Closed || !lane.SettingsKnown
                 || lane.RateLimitPerSecond is not null || lane.User is not { } user || lane.Destination is not { } destination) continue;
-            promised ??= [];
-            var toDestination = promised.GetValueOrDefault(destination);
-            var toUser = promised.GetValueOrDefault("\0" + user);
+            var toDestination = toDestinations.GetValueOrDefault(destination);
+            var toUser = toUsers.GetValueOrDefault(user);
             var room = Math.Min(planner.Room(lane, now, cap, destinationCap, userCap, replicas, toDestination, toUser), budget);
             if (room <= 0) continue;
-            promised[destination] = toDestination + room;
-            promised["\0" + user] = toUser + room;
+            toDestinations[destination] = toDestination + room;
+            toUsers[user] = toUser + room;
             budget -= room;
             if (!byUser.TryGetValue(user, out var list)) byUser[user] = list = [];
             list.Add((lane.SubscriptionId, room));
