@@ -165,7 +165,7 @@ internal sealed record Options(string[] Scenarios, int Events, int Replicas, str
         if (options.Runs < 1) throw new ArgumentException("--runs must be at least 1");
         if (options.RateSeconds < 6) throw new ArgumentException("--rate-seconds must be at least 6 (the first 5 s are reported apart)");
         foreach (var s in options.Scenarios)
-            if (!All.Contains(s) && s is not ("first" or "rate500again" or "rate500newhost" or "restart" or "hostile" or "hostileA" or "hostileB" or "hostileA1" or "backlog1")) throw new ArgumentException($"unknown scenario {s}");
+            if (!All.Contains(s) && s is not ("first" or "rate500again" or "rate500newhost" or "restart" or "hostile" or "hostileA" or "hostileB" or "hostileA1" or "backlog1" or "ordered" or "batched")) throw new ArgumentException($"unknown scenario {s}");
         foreach (var c in options.Calibrations)
             if (!CalibrationResult.All.Contains(c)) throw new ArgumentException($"unknown calibration {c}");
         return options;
@@ -238,6 +238,8 @@ internal sealed partial class Runner(Receiver receiver, IBusControl bus, List<Di
         "hostileB" => HostileAsync("hostileB", publishA: false),
         "hostileA1" => HostileAsync("hostileA1", publishB: false, subscriptionsA: 1),
         "backlog1" => Backlog1Async(),
+        "ordered" => OrderedAsync(),
+        "batched" => BatchedAsync(),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };
 
@@ -593,6 +595,14 @@ internal sealed class DispatcherProcess : IAsyncDisposable
             await Task.Delay(500);
         }
         throw new TimeoutException($"dispatcher did not start; see {log}");
+    }
+
+    /// <summary>Kills the process with SIGKILL, as a crash would, and waits for it to exit.</summary>
+    public async Task KillAsync()
+    {
+        if (_process.HasExited) return;
+        _process.Kill();
+        await _process.WaitForExitAsync();
     }
 
     public async ValueTask DisposeAsync()

@@ -93,10 +93,30 @@ internal sealed class Receiver : IAsyncDisposable
         return gauge;
     }
 
+    private volatile KeyValuePair<string, Func<byte[], long, int>>[] _watchers = [];
+
+    /// <summary>
+    /// Requests whose path starts with <paramref name="prefix"/> are read whole and handed to
+    /// <paramref name="watcher"/> (body, arrival Stopwatch timestamp), which returns the status to answer.
+    /// </summary>
+    public void Watch(string prefix, Func<byte[], long, int> watcher)
+    {
+        lock (_connections) _watchers = [.. _watchers, new(prefix, watcher)];
+    }
+
     private async Task Handle(HttpContext context)
     {
         var arrived = Stopwatch.GetTimestamp();
         var path = context.Request.Path.Value ?? "";
+        foreach (var (prefix, watcher) in _watchers)
+        {
+            if (!path.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            using var body = new MemoryStream();
+            await context.Request.Body.CopyToAsync(body);
+            Stats(path).Record(arrived, null, _deliveries.TryAdd(context.Request.Headers["X-Webhook-Delivery"].ToString(), 0));
+            context.Response.StatusCode = watcher(body.ToArray(), arrived);
+            return;
+        }
         Gauge? tracked = null;
         foreach (var (prefix, gauge) in _tracked)
             if (path.StartsWith(prefix, StringComparison.Ordinal)) tracked = gauge;
