@@ -35,7 +35,7 @@ public sealed class DeliveryOptions
     /// consumers and replicas store them side by side, and the events a killed dispatcher held
     /// unacknowledged come back from the broker after later ones were stored. The settle time is
     /// how late an earlier event may be stored and still go first; one stored later than that
-    /// after a later event of its key was stored goes after it. Longer: more such reorderings
+    /// after a later event of its key was stored may go after it. Longer: more such reorderings
     /// covered, and every ordered delivery's first attempt that much later.
     /// </summary>
     [Range(0, 60_000)]

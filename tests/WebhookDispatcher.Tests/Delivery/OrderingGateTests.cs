@@ -38,6 +38,12 @@ public sealed class OrderingGateTests
             return await db.Deliveries.Where(d => d.SubscriptionId == SubscriptionId).ToDictionaryAsync(d => d.EventId, d => d.Id);
         }
 
+        public async Task<string> UserAsync()
+        {
+            await using var cmd = DataSource.CreateCommand($"SELECT user_id FROM webhook_subscriptions WHERE id = '{SubscriptionId}'");
+            return (string)(await cmd.ExecuteScalarAsync())!;
+        }
+
         public async Task ExecuteAsync(string sql)
         {
             await using var cmd = DataSource.CreateCommand(sql);
@@ -128,6 +134,31 @@ public sealed class OrderingGateTests
             Assert.That(unsettled, Is.Empty, "stored less than the settle time ago");
             Assert.That(claimed.Select(c => c.EventId), Is.EquivalentTo(new[] { s.A[0], s.B }), "the head of each key");
             Assert.That(claimed.All(c => c.Ordered), Is.True);
+        });
+    }
+
+    [Test]
+    public async Task An_earlier_event_stored_late_waits_while_a_later_one_of_its_key_is_in_flight_then_goes_first()
+    {
+        await using var s = await CreateAsync(SubscriptionOrdering.PerKey);
+        var ids = await s.DeliveryIdsAsync();
+        var lanes = s.Lanes(0);
+        var head = await lanes.ClaimAsync([ids[s.A[0]]], CancellationToken.None);
+        // Stored after the head started: it occurred before every event of its key.
+        var late = Guid.NewGuid();
+        var user = await s.UserAsync();
+        await s.FanOut.FanOutAsync([Event(user, late, -1, "task_id:a")], Events.MiddayUtc, CancellationToken.None);
+        var lateId = (await s.DeliveryIdsAsync())[late];
+
+        var whileInFlight = await lanes.ClaimAsync([lateId, ids[s.A[1]]], CancellationToken.None);
+        await s.ExecuteAsync($"UPDATE webhook_deliveries SET status = 'success', completed_at = now(), in_flight = false WHERE id = '{ids[s.A[0]]}'");
+        var afterwards = await lanes.ClaimAsync([lateId, ids[s.A[1]]], CancellationToken.None);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(head.Select(c => c.EventId), Is.EqualTo(new[] { s.A[0] }), "control: the head started");
+            Assert.That(whileInFlight, Is.Empty, "nothing of the key starts while one of it is in flight");
+            Assert.That(afterwards.Select(c => c.EventId), Is.EqualTo(new[] { late }), "then the earliest goes first");
         });
     }
 

@@ -12,7 +12,10 @@ public static class OrderingGate
     /// True for a delivery that is not ordered now (no key, or its subscription's ordering is
     /// <c>none</c>), or that is the head of its key: no unfinished delivery (pending or retrying,
     /// in flight or waiting for a broker-held retry included) of the same subscription and key
-    /// with an earlier (occurred_at, id). Needs <c>s</c> joined on <c>d.subscription_id</c>.
+    /// with an earlier (occurred_at, id), and none of the key in flight at all (an earlier event
+    /// stored after the settle time of a later one that started waits until that one's attempt
+    /// ended, so two deliveries of a key are never in flight together). Needs <c>s</c> joined on
+    /// <c>d.subscription_id</c>.
     /// </summary>
     public static readonly string IsHead = IsHeadOf("s.ordering");
 
@@ -21,7 +24,7 @@ public static class OrderingGate
         (d.ordering_key IS NULL OR {ordering} = 'none' OR NOT EXISTS (
             SELECT 1 FROM webhook_deliveries p
             WHERE p.subscription_id = d.subscription_id AND p.ordering_key = d.ordering_key AND p.status IN ('pending', 'retrying')
-              AND (p.occurred_at, p.id) < (d.occurred_at, d.id)))
+              AND ((p.occurred_at, p.id) < (d.occurred_at, d.id) OR p.in_flight)))
         """;
 
     /// <summary>
