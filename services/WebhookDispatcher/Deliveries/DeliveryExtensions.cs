@@ -28,6 +28,7 @@ public static class DeliveryExtensions
         builder.Services.AddOptions<ReconcilerOptions>().BindConfiguration(ReconcilerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<AutoDisableOptions>().BindConfiguration(AutoDisableOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<RecoveryStore>();
+        builder.Services.AddSingleton<OrderingStore>();
         builder.Services.AddSingleton<WebhookSender>();
         builder.Services.AddTransient<BoundedResponseBodyHandler>();
         AddWebhookClient(builder.Services);
@@ -44,6 +45,8 @@ public static class DeliveryExtensions
             builder.Services.AddSingleton<AttemptRunner>();
             builder.Services.AddSingleton<Shaping.TemplateRenderer>();
             builder.Services.AddSingleton<AttemptRecorder>();
+            builder.Services.AddSingleton<OrderingHandOff>();
+            builder.Services.AddSingleton<OrderingSuccessors>();
             builder.Services.AddSingleton<LaneHolds>();
             builder.Services.AddSingleton<LaneSettings>();
             builder.Services.AddSingleton<InsertClaims>();

@@ -27,6 +27,20 @@ public sealed class DeliveryOptions
     /// </summary>
     public bool ClaimAtInsert { get; set; } = true;
 
+    /// <summary>
+    /// Milliseconds an ordered delivery (a subscription with <c>ordering</c> <c>per_key</c> or
+    /// <c>strict</c>, decision 0014) must have been stored before its first attempt may start
+    /// (0–60000). Default 1000. Deliveries of one key start in the order their events occurred
+    /// (<c>occurred_at</c>, then storage order), but events are stored concurrently: several fan-out
+    /// consumers and replicas store them side by side, and the events a killed dispatcher held
+    /// unacknowledged come back from the broker after later ones were stored. The settle time is
+    /// how late an earlier event may be stored and still go first; one stored later than that
+    /// after a later event of its key was stored may go after it. Longer: more such reorderings
+    /// covered, and every ordered delivery's first attempt that much later.
+    /// </summary>
+    [Range(0, 60_000)]
+    public int OrderingSettleMilliseconds { get; set; } = 1000;
+
     /// <summary>Attempts in flight at once in one process, all subscriptions together (1–100000). Default 2000.</summary>
     [Range(1, 100_000)]
     public int MaxInFlight { get; set; } = 2000;

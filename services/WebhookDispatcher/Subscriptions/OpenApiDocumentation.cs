@@ -89,6 +89,25 @@ internal static class OpenApiDocumentation
             s.Description = "Which signatures requests carry: hmac (default; X-Webhook-Signature and webhook-signature v1), ed25519 " +
                             "(webhook-signature v1a only, verified with public_key) or both.";
         },
+        ["ordering"] = s =>
+        {
+            Enum(s, [.. SubscriptionOrdering.All]);
+            s.Description = "How deliveries are ordered: none (default; independent), per_key (deliveries of events with the same ordering key " +
+                            "start one at a time, in the order the events occurred; see each event type's ordering_key_path) or strict (one at a time " +
+                            "for the whole subscription). A delivery that finally fails is skipped: the next of its key goes on. " +
+                            "See docs/webhooks.md#ordered-delivery.";
+        },
+        ["ordering_key"] = s =>
+        {
+            s.MaxLength = 256;
+            s.Description = "The key this delivery was ordered by: field:value of the event (e.g. task_id:…) under per_key, the empty string " +
+                            "under strict, null when its subscription was not ordered when the event arrived.";
+        },
+        ["ordering_key_path"] = s =>
+        {
+            s.MaxLength = 64;
+            s.Description = "Where ordering: per_key takes this event type's ordering key: a field of data (data.task_id …) or user_id (the event's user).";
+        },
         ["public_key"] = s =>
         {
             s.Pattern = "^whpk_[A-Za-z0-9+/]{43}=$";

@@ -20,9 +20,13 @@ public sealed record SubscriptionFields(
     Dictionary<string, string>? Headers = null,
     string? SignatureScheme = null)
 {
+    /// <summary>The <c>ordering</c> asked for (<see cref="Deliveries.SubscriptionOrdering"/>); null: absent.</summary>
+    public string? Ordering { get; init; }
+
     /// <summary>Whether the request changes anything.</summary>
     public bool Any => Url is not null || EventTypes is not null || HasDescription || RetryCount is not null || TimeoutSeconds is not null ||
-                       IsActive is not null || HasRateLimit || Shaping?.Any == true || Headers is not null || SignatureScheme is not null;
+                       IsActive is not null || HasRateLimit || Shaping?.Any == true || Headers is not null || SignatureScheme is not null ||
+                       Ordering is not null;
 }
 
 /// <summary>The body of <c>POST /api/webhooks</c> (for the OpenAPI document; validation reads the JSON itself).</summary>
@@ -38,9 +42,10 @@ public sealed record SubscriptionFields(
 /// <param name="SignatureScheme"><c>hmac</c> (default), <c>ed25519</c> (Standard Webhooks <c>v1a</c>) or <c>both</c>.</param>
 /// <param name="Filter">Payload filter (docs/webhooks.md, "Filters"); only matching events make deliveries. Null or absent: every event of its types.</param>
 /// <param name="Template">{"builtin": "slack|discord|teams|text"} or {"liquid": "…", "content_type": "…"} (docs/webhooks.md, "Templates"); null or absent: the payload JSON.</param>
+/// <param name="Ordering"><c>none</c> (default), <c>per_key</c> or <c>strict</c> (docs/webhooks.md, "Ordered delivery").</param>
 public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds,
     int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null, IReadOnlyDictionary<string, string>? Headers = null,
-    string? SignatureScheme = null);
+    string? SignatureScheme = null, string? Ordering = null);
 
 /// <summary>The body of <c>POST /api/webhooks/{id}/recover</c>.</summary>
 /// <param name="Since">Failed deliveries created at or after this time (RFC 3339, with its offset) get a new round of attempts.</param>
@@ -54,7 +59,7 @@ public sealed record RecoverRequest(DateTimeOffset Since);
 public sealed record UpdateSubscriptionRequest(
     string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive,
     int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null, IReadOnlyDictionary<string, string>? Headers = null,
-    string? SignatureScheme = null);
+    string? SignatureScheme = null, string? Ordering = null);
 
 /// <summary>
 /// Reads and validates the JSON body of <c>POST /api/webhooks</c> and <c>PATCH /api/webhooks/{id}</c>
@@ -74,7 +79,7 @@ public static class SubscriptionRequest
     private const int MaxFieldsReported = 20;
 
     private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second",
-        "headers", "signature_scheme", .. Shaping.ShapingFields.Names];
+        "headers", "signature_scheme", "ordering", .. Shaping.ShapingFields.Names];
     private static readonly string[] UpdateFields = [.. CreateFields, "is_active"];
 
     /// <summary>Validates <paramref name="body"/>; returns the fields and an empty error dictionary when valid.</summary>
@@ -192,10 +197,17 @@ public static class SubscriptionRequest
             else error("signature_scheme", $"Must be one of {string.Join(", ", SignatureSchemes.All)}.");
         }
 
+        string? ordering = null;
+        if (body.TryGetProperty("ordering", out var o))
+        {
+            if (o.ValueKind == JsonValueKind.String && Deliveries.SubscriptionOrdering.All.Contains(o.GetString())) ordering = o.GetString();
+            else error("ordering", $"Must be one of {string.Join(", ", Deliveries.SubscriptionOrdering.All)}.");
+        }
+
         // A template is tried on the examples of the request's event types (on update without them, the handler tries the stored ones).
         var shaping = Shaping.ShapingFields.Read(body, eventTypes, error);
         return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit,
-            shaping, headers, scheme);
+            shaping, headers, scheme) { Ordering = ordering };
     }
 
     private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";

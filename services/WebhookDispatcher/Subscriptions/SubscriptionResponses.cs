@@ -17,7 +17,14 @@ public sealed record EventTypeResponse(string Name, string Category, string Desc
 {
     private static readonly FrozenDictionary<string, EventTypeResponse> All = EventCatalog.All
         .ToFrozenDictionary(t => t.Name, t => new EventTypeResponse(t.Name, t.Category, t.Description,
-            EventSchemas.PayloadSchema(t), EventSchemas.ExamplePayload(t).AsObject()), StringComparer.Ordinal);
+            EventSchemas.PayloadSchema(t), EventSchemas.ExamplePayload(t).AsObject()) { OrderingKeyPath = t.OrderingKey }, StringComparer.Ordinal);
+
+    /// <summary>
+    /// Where a subscription with <c>ordering: per_key</c> takes an event's ordering key: a field of <c>data</c>
+    /// (<c>data.task_id</c> …) or <c>user_id</c> (the event's user). Deliveries whose events have the same key (that field's name
+    /// and value) start one at a time, in the order the events occurred.
+    /// </summary>
+    public string OrderingKeyPath { get; init; } = EventTypeInfo.UserKey;
 
     /// <summary>The catalog, in catalog order, each entry built once.</summary>
     public static IReadOnlyList<EventTypeResponse> Catalog { get; } = [.. EventCatalog.All.Select(t => All[t.Name])];
@@ -76,6 +83,9 @@ public sealed record SubscriptionResponse(
     /// <summary>The payload filter (docs/webhooks.md, "Filters"); null: every event of its types.</summary>
     public JsonNode? Filter { get; init; }
 
+    /// <summary>How its deliveries are ordered: <c>none</c>, <c>per_key</c> or <c>strict</c> (docs/webhooks.md, "Ordered delivery").</summary>
+    public string Ordering { get; init; } = Deliveries.SubscriptionOrdering.None;
+
     /// <summary>The template (docs/webhooks.md, "Templates"); null: the payload JSON is sent.</summary>
     public JsonNode? Template { get; init; }
 
@@ -89,6 +99,7 @@ public sealed record SubscriptionResponse(
     {
         Filter = Shaping.ShapingFields.Node(s.Filter),
         Template = Shaping.ShapingFields.Node(s.Template),
+        Ordering = s.Ordering,
     };
 
     /// <summary>The <c>whpk_</c> public key of a stored (sealed) private key; null for none.</summary>
@@ -115,6 +126,9 @@ public sealed record CreatedSubscriptionResponse(
 {
     /// <summary>The payload filter; null: every event of its types.</summary>
     public JsonNode? Filter { get; init; }
+
+    /// <summary>How its deliveries are ordered: <c>none</c>, <c>per_key</c> or <c>strict</c>.</summary>
+    public string Ordering { get; init; } = Deliveries.SubscriptionOrdering.None;
 
     /// <summary>The template; null: the payload JSON is sent.</summary>
     public JsonNode? Template { get; init; }
@@ -152,6 +166,12 @@ public sealed record DeliveryResponse(
     DateTimeOffset? NextRetryAt,
     IReadOnlyList<AttemptResponse>? Attempts)
 {
+    /// <summary>
+    /// The key the delivery was ordered by (decision 0014): the event's key (e.g. <c>task_id:…</c>) under <c>per_key</c>, the empty
+    /// string under <c>strict</c>, null when its subscription was not ordered when the event arrived.
+    /// </summary>
+    public string? OrderingKey { get; init; }
+
     /// <summary>Maps the entity; attempts when loaded and asked for.</summary>
     public static DeliveryResponse From(WebhookDelivery d, bool withAttempts) => new(d.Id, d.SubscriptionId, d.EventType, d.EventId, d.Status,
         d.AttemptCount, d.MaxAttempts, d.ResponseStatusCode, d.ResponseBody, d.ErrorMessage, d.CreatedAt, d.FirstAttemptAt, d.LastAttemptAt,
@@ -160,7 +180,7 @@ public sealed record DeliveryResponse(
             ? d.Attempts.OrderBy(a => a.AttemptNumber)
                 .Select(a => new AttemptResponse(a.AttemptNumber, a.AttemptedAt, a.DurationMs, a.StatusCode, a.Outcome, a.ErrorMessage, a.ResponseExcerpt))
                 .ToList()
-            : null);
+            : null) { OrderingKey = d.OrderingKey };
 }
 
 /// <summary>
@@ -209,13 +229,16 @@ public sealed record DeliveryDetailResponse(
     string? Payload,
     string? PayloadUnavailable)
 {
+    /// <summary>The key the delivery was ordered by; see <see cref="DeliveryResponse.OrderingKey"/>.</summary>
+    public string? OrderingKey { get; init; }
+
     /// <summary>Maps the entity (its attempts loaded) and its payload as <see cref="DeliveryPayloadReader"/> read it.</summary>
     public static DeliveryDetailResponse From(WebhookDelivery d, string? payload)
     {
         var x = DeliveryResponse.From(d, withAttempts: true);
         return new(x.Id, x.SubscriptionId, x.EventType, x.EventId, x.Status, x.AttemptCount, x.MaxAttempts, x.ResponseStatusCode,
             x.ResponseBody, x.ErrorMessage, x.CreatedAt, x.FirstAttemptAt, x.LastAttemptAt, x.CompletedAt, x.NextRetryAt, x.Attempts!,
-            payload, payload is null ? DeliveryPayloadReader.GoneText : null);
+            payload, payload is null ? DeliveryPayloadReader.GoneText : null) { OrderingKey = x.OrderingKey };
     }
 }
 

@@ -28,6 +28,7 @@ public static partial class SubscriptionsApi
     public static IHostApplicationBuilder AddSubscriptionsApi(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptions<SubscriptionOptions>().BindConfiguration(SubscriptionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddScoped<OrderingRelease>();
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
@@ -150,6 +151,7 @@ public static partial class SubscriptionsApi
             Headers = fields.Headers is { } headers ? SubscriptionHeaders.ToStored(headers, sealer) : null,
             SignatureScheme = scheme,
             SigningKey = sealer.SealOrNull(privateKey),
+            Ordering = fields.Ordering ?? Deliveries.SubscriptionOrdering.None,
         };
         // The execution strategy retries the whole transaction on a broken connection; a retry
         // after a commit whose answer was lost finds the subscription stored and stops there.
@@ -175,7 +177,7 @@ public static partial class SubscriptionsApi
         return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
             s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, sealer.Unseal(s.Secret),
             SubscriptionHeaders.Masked(s.Headers, sealer), s.SignatureScheme, SubscriptionResponse.PublicKeyOf(s.SigningKey, sealer))
-        { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template) });
+        { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template), Ordering = s.Ordering });
     }
 
     private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
@@ -207,7 +209,7 @@ public static partial class SubscriptionsApi
             : NotFound(id);
 
     private static async Task<Results<Ok<SubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Update(
-        Guid id, HttpRequest request, [AsParameters] ApiServices services, CancellationToken cancellationToken)
+        Guid id, HttpRequest request, [AsParameters] ApiServices services, OrderingRelease release, CancellationToken cancellationToken)
     {
         var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
         if (refused is not null) return refused;
@@ -263,10 +265,13 @@ public static partial class SubscriptionsApi
                 if (fields.Shaping is { HasTemplate: true } t) u.SetProperty(s => s.Template, t.Template);
                 if (fields.Headers is not null) u.SetProperty(s => s.Headers, storedHeaders);
                 if (fields.SignatureScheme is { } scheme) u.SetProperty(s => s.SignatureScheme, scheme);
+                if (fields.Ordering is { } ordering) u.SetProperty(s => s.Ordering, ordering);
                 if (newKey is not null) u.SetProperty(s => s.SigningKey, s => s.SigningKey ?? newKey);
                 u.SetProperty(s => s.UpdatedAt, now);
             }, cancellationToken);
             if (updated == 0) return NotFound(id);
+            // Turned off: the deliveries that waited for their key's turn may start now (decision 0014).
+            if (fields.Ordering == Deliveries.SubscriptionOrdering.None) await release.ReleaseAsync(id, cancellationToken);
         }
         return await services.Owned().FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } subscription
             ? TypedResults.Ok(SubscriptionResponse.From(subscription, services.Sealer))

@@ -54,6 +54,12 @@ public sealed class WebhookSubscription
     /// </summary>
     public string? Headers { get; set; }
 
+    /// <summary>
+    /// How its deliveries are ordered (<see cref="Deliveries.SubscriptionOrdering"/>): <c>none</c> (independent, the default),
+    /// <c>per_key</c> (one at a time per the event's ordering key, in publish order) or <c>strict</c> (one at a time for the subscription).
+    /// </summary>
+    public string Ordering { get; set; } = Deliveries.SubscriptionOrdering.None;
+
     /// <summary>Which signatures its requests carry: <see cref="Security.SignatureSchemes"/> (<c>hmac</c>, <c>ed25519</c> or <c>both</c>).</summary>
     public string SignatureScheme { get; set; } = Security.SignatureSchemes.Hmac;
 

@@ -75,7 +75,8 @@ public sealed class GeneratedDocsTests
         foreach (var type in EventCatalog.All)
         {
             var data = EventSchemas.PayloadSchema(type)["properties"]!["data"]!;
-            md.Append($"\n### `{type.Name}`\n\n{type.Description} Schema: `GET /api/webhooks/event-types/{type.Name}`.\n\n");
+            md.Append($"\n### `{type.Name}`\n\n{type.Description} Schema: `GET /api/webhooks/event-types/{type.Name}`. " +
+                      $"Ordering key under `ordering: per_key`: `{type.OrderingKey}`.\n\n");
             md.Append("| `data` field | type | meaning |\n|---|---|---|\n");
             foreach (var (name, property) in data["properties"]!.AsObject())
                 md.Append($"| `{name}` | {TypeOf(property!)} | {property!["description"]?.GetValue<string>()} |\n");

@@ -74,7 +74,7 @@ public static class Dispatcher
 
     /// <summary>Stores a subscription directly (the management API is another issue).</summary>
     public static async Task<WebhookSubscription> SubscribeAsync(string userId, string url, string[] eventTypes,
-        int retryCount = 3, int timeoutSeconds = 10, bool isActive = true, int? rateLimitPerSecond = null)
+        int retryCount = 3, int timeoutSeconds = 10, bool isActive = true, int? rateLimitPerSecond = null, string ordering = SubscriptionOrdering.None)
     {
         var subscription = new WebhookSubscription
         {
@@ -87,6 +87,7 @@ public static class Dispatcher
             TimeoutSeconds = timeoutSeconds,
             IsActive = isActive,
             RateLimitPerSecond = rateLimitPerSecond,
+            Ordering = ordering,
         };
         await using var scope = Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<WebhookDbContext>();

@@ -22,6 +22,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         _vhost = vhost;
     }
 
+    /// <summary>The RabbitMQ virtual host the process uses (made for it, removed with it).</summary>
+    public string VirtualHost => _vhost;
+
     /// <summary>Everything the process wrote to stdout and stderr so far.</summary>
     public string Output
     {

@@ -232,6 +232,31 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
+    public async Task A_user_orders_an_endpoint_per_key_and_the_log_shows_each_deliverys_key()
+    {
+        var user = Events.NewUser();
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(user));
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Add endpoint" }).ClickAsync();
+        await page.GetByLabel("URL").FillAsync(_portal.ReceiverUrl("/ordered"));
+        await page.GetByRole(AriaRole.Checkbox, new() { Name = "task.updated" }).CheckAsync();
+        await page.GetByLabel("Ordering").SelectOptionAsync("per_key");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create endpoint" }).ClickAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "I have saved it" }).ClickAsync();
+        await Expect(page.GetByTestId("ordering")).ToContainTextAsync("per key");
+
+        var evt = Delivery.OrderingTests.TaskUpdated(user, "task-portal", 0);
+        await _portal.Dispatcher.PublishAsync(evt);
+        var row = await WaitForStatusAsync(page, evt.EventId, "success");
+        await Expect(row.GetByTestId("ordering-key")).ToHaveTextAsync("key task_id:task-portal");
+        using var client = _portal.Client(user);
+        var stored = (await (await client.GetAsync("/api/webhooks")).JsonAsync())["data"]![0]!;
+        Assert.That(stored["ordering"]!.GetValue<string>(), Is.EqualTo("per_key"));
+    }
+
+    [Test]
     public async Task An_expired_a_used_and_a_tampered_link_are_refused()
     {
         var user = Events.NewUser();

@@ -27,6 +27,7 @@ internal sealed class WebhookSubscriptionConfiguration : IEntityTypeConfiguratio
         b.Property(s => s.PreviousSecret).HasMaxLength(512);
         b.Property(s => s.Headers).HasColumnType("json");
         b.Property(s => s.SignatureScheme).HasMaxLength(16);
+        b.Property(s => s.Ordering).HasMaxLength(16).HasDefaultValue(Deliveries.SubscriptionOrdering.None);
         b.Property(s => s.SigningKey).HasMaxLength(512);
         b.Property(s => s.PreviousSigningKey).HasMaxLength(512);
         b.Property(s => s.Description).HasMaxLength(1024);

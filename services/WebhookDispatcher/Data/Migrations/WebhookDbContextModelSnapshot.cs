@@ -92,6 +92,10 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("next_retry_at");
 
+                    b.Property<string>("OrderingKey")
+                        .HasColumnType("text")
+                        .HasColumnName("ordering_key");
+
                     b.Property<string>("Payload")
                         .HasColumnType("text")
                         .HasColumnName("payload");
@@ -298,6 +302,14 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasMaxLength(512)
                         .HasColumnType("character varying(512)")
                         .HasColumnName("secret");
+
+                    b.Property<string>("Ordering")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasDefaultValue("none")
+                        .HasColumnName("ordering");
 
                     b.Property<string>("SignatureScheme")
                         .IsRequired()

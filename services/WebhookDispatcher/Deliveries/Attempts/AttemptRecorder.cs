@@ -6,11 +6,13 @@ namespace WebhookDispatcher.Deliveries;
 /// <summary>
 /// Stores finished attempts in batches (one <see cref="AttemptStore.RecordAsync"/> statement
 /// each, lingering <see cref="Linger"/> when few wait) and hands each failed attempt with attempts
-/// left to the <see cref="RetryPublisher"/>. While the database is away a batch is kept in memory
+/// left to the <see cref="RetryPublisher"/>, and ordered deliveries that finished to the
+/// <see cref="OrderingSuccessors"/>. While the database is away a batch is kept in memory
 /// and tried again: a result kept beats one thrown away.
 /// </summary>
 public sealed partial class AttemptRecorder(
-    AttemptStore store, RetryPublisher retries, DatabaseClock clock, TimeProvider time, ILogger<AttemptRecorder> logger)
+    AttemptStore store, RetryPublisher retries, DatabaseClock clock, TimeProvider time, ILogger<AttemptRecorder> logger,
+    OrderingSuccessors? successors = null)
 {
     private const int MaxBatch = 500;
 
@@ -48,6 +50,8 @@ public sealed partial class AttemptRecorder(
         {
             await ChannelBatches.GatherAsync(_finished.Reader, batch, MaxBatch, Linger);
             var moved = await RecordWithRetryAsync(batch);
+            // Committed: the next delivery of each ordered key that finished may start (decision 0014).
+            successors?.AfterRecord(batch, moved);
             foreach (var a in batch)
             {
                 WebhookTelemetry.RecordAttempt(a.Response);

@@ -18,6 +18,7 @@ namespace WebhookDispatcher.Deliveries;
 /// others (<see cref="MaxConcurrentApart"/>).
 /// </summary>
 public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, DeliveryScheduler scheduler, InsertClaims claims, DispatcherIdentity dispatcher,
+    OrderingHandOff ordering,
     IOptions<DeliveryOptions> options, TimeProvider time)
     : BackgroundService
 {
@@ -187,6 +188,8 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
                 }
                 // Wakes the loop for the claimed ones too.
                 scheduler.Enqueue(stored.Work);
+                // Ordered deliveries go to their lanes once stored for the settle time (decision 0014).
+                if (stored.Settling is { } settling) ordering.OfferAfter(settling, TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds));
                 CompleteBatch([.. batch], null);
             }
             catch (Exception ex)

@@ -28,7 +28,7 @@ public sealed class FanOutConsumer<TEvent>(FanOutBatcher batcher, IOptions<Deliv
         var maybeSeen = context.ReceiveContext.Redelivered || context.GetRedeliveryCount() > 0 || context.GetRetryAttempt() > 0;
         var payload = WebhookPayload.Build(evt);
         EventSizeLimit.EnsureWithinCap(payload, options.Value.MaxEventBytes);
-        await batcher.FanOutAsync(new FanOutEvent(evt.EventId, evt.UserId, EventType, payload, maybeSeen));
+        await batcher.FanOutAsync(new FanOutEvent(evt.EventId, evt.UserId, EventType, payload, maybeSeen, evt.OccurredAt, OrderingKeys.Of(evt)));
         WebhookTelemetry.EventsFannedOut.Add(1, new KeyValuePair<string, object?>("event_type", EventType));
     }
 }

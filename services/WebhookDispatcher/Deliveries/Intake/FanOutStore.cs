@@ -41,9 +41,12 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
     private static string FanOutSql(bool maybeSeen, bool separate)
     {
         var separateParameter = maybeSeen ? "$11" : "$9";
+        // The events' occurred_at and ordering keys (decision 0014) come last.
+        var ordering = 9 + (maybeSeen ? 2 : 0) + (separate ? 1 : 0);
+        var orderingColumns = $"${ordering}::timestamptz[], ${ordering + 1}::text[]";
         var events = separate
-            ? $"unnest($1::uuid[], $2::text[], $3::text[], $4::text[], {separateParameter}::boolean[]) WITH ORDINALITY AS e(event_id, user_id, event_type, payload, separate, ord)"
-            : "unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(event_id, user_id, event_type, payload, ord)";
+            ? $"unnest($1::uuid[], $2::text[], $3::text[], $4::text[], {separateParameter}::boolean[], {orderingColumns}) WITH ORDINALITY AS e(event_id, user_id, event_type, payload, separate, occurred_at, ordering_key, ord)"
+            : $"unnest($1::uuid[], $2::text[], $3::text[], $4::text[], {orderingColumns}) WITH ORDINALITY AS e(event_id, user_id, event_type, payload, occurred_at, ordering_key, ord)";
         var newOnes = maybeSeen
             ? """
               existing AS (
@@ -68,7 +71,10 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             WITH e AS (SELECT * FROM {events}),
             m AS (
                 SELECT e.event_id, e.event_type, {(separate ? "e.separate" : "false AS separate")}, s.id AS subscription_id, s.retry_count,
-                       s.timeout_seconds, row_number() OVER (PARTITION BY s.id ORDER BY e.ord) <= COALESCE(a.room, 0) AS claimed
+                       s.timeout_seconds, e.occurred_at,
+                       CASE s.ordering WHEN 'none' THEN NULL WHEN 'strict' THEN '' ELSE e.ordering_key END AS ordering_key,
+                       -- An ordered delivery is never claimed at insert: it waits for the settle time and its key's turn.
+                       s.ordering = 'none' AND row_number() OVER (PARTITION BY s.id ORDER BY e.ord) <= COALESCE(a.room, 0) AS claimed
                 FROM e JOIN webhook_subscriptions s
                   ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
                      AND (s.filter_path IS NULL OR e.payload::jsonb @@ s.filter_path)
@@ -77,22 +83,24 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             {payloadRows}
             ins AS (
                 INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, payload_id, status, attempt_count,
-                                                max_attempts, created_at, first_attempt_at, last_attempt_at, next_retry_at, held_by, in_flight)
+                                                max_attempts, created_at, first_attempt_at, last_attempt_at, next_retry_at, held_by, in_flight,
+                                                ordering_key, occurred_at)
                 SELECT webhook_uuid_v7(), n.subscription_id, n.event_type, n.event_id, CASE WHEN n.separate THEN NULL ELSE e.payload END,
                        {(separate ? "p.id" : "NULL::uuid")}, 'pending', CASE WHEN n.claimed THEN 1 ELSE 0 END, 1 + n.retry_count, now(),
                        CASE WHEN n.claimed THEN now() END, CASE WHEN n.claimed THEN now() END,
                        CASE WHEN n.claimed THEN now() + make_interval(secs => n.timeout_seconds + $8) ELSE now() END,
-                       CASE WHEN n.claimed THEN $7::uuid END, n.claimed
+                       CASE WHEN n.claimed THEN $7::uuid END, n.claimed, n.ordering_key, n.occurred_at
                 FROM n JOIN e ON e.event_id = n.event_id {(separate ? "LEFT JOIN p ON p.event_id = n.event_id" : "")}
                 ON CONFLICT DO NOTHING
-                RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt)
+                RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt, ordering_key)
             SELECT ins.id, ins.subscription_id, ins.in_flight, ins.event_id, ins.event_type, ins.attempt_count, ins.max_attempts, ins.last_attempt_at,
                    ins.round_first_attempt, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds,
-                   s.rate_limit_per_second, s.user_id, s.template, s.headers::text, s.signature_scheme, s.signing_key, s.previous_signing_key
+                   s.rate_limit_per_second, s.user_id, s.template, s.headers::text, s.signature_scheme, s.signing_key, s.previous_signing_key,
+                   ins.ordering_key IS NOT NULL
             FROM ins LEFT JOIN webhook_subscriptions s ON ins.in_flight AND s.id = ins.subscription_id
             {(maybeSeen ? """
                           UNION ALL
-                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
                           FROM existing WHERE status = 'pending' AND attempt_count = 0
                           """ : "")}
             """;
@@ -114,7 +122,9 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
     public async Task<IReadOnlyList<DeliveryWork>> FanOutAsync(IReadOnlyList<FanOutEvent> events, DateTimeOffset now,
         CancellationToken cancellationToken) =>
-        (await FanOutAndClaimAsync(events, ClaimGrant.None, Guid.Empty, now, cancellationToken)).Work;
+        await FanOutAndClaimAsync(events, ClaimGrant.None, Guid.Empty, now, cancellationToken) is var result && result.Settling is { } settling
+            ? [.. result.Work, .. settling] // the claim refuses them until they settled, and offers them again then
+            : result.Work;
 
     /// <summary>
     /// As <see cref="FanOutAsync"/>, and claims at insert, for this dispatcher, the first
@@ -157,7 +167,10 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now + TimeSpan.FromDays(1)) });
         }
         if (separate) cmd.Parameters.Add(new() { Value = events.Select(e => EventPayloads.StoredOncePerEvent(e.Payload)).ToArray() });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.OccurredAt).ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.TimestampTz });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.OrderingKey ?? OrderingKeys.Key(Notely.Events.EventTypeInfo.UserKey, e.UserId)).ToArray() });
         var work = new List<DeliveryWork>(events.Count);
+        List<DeliveryWork>? settling = null;
         List<ClaimedDelivery>? claimed = null;
         Dictionary<Guid, byte[]>? bodies = null; // event id -> its payload's UTF-8 bytes, shared by its claimed deliveries
         Dictionary<Guid, string>? payloads = null;
@@ -166,7 +179,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         {
             if (!r.GetBoolean(2))
             {
-                work.Add(new DeliveryWork(r.GetGuid(0), r.GetGuid(1)));
+                if (r.GetBoolean(21)) (settling ??= []).Add(new DeliveryWork(r.GetGuid(0), r.GetGuid(1)));
+                else work.Add(new DeliveryWork(r.GetGuid(0), r.GetGuid(1)));
                 continue;
             }
             var eventId = r.GetGuid(3);
@@ -182,7 +196,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                 r.GetString(15), r.IsDBNull(17) ? null : r.GetString(17), r.GetString(18), r.IsDBNull(19) ? null : r.GetString(19),
                 r.IsDBNull(20) ? null : r.GetString(20), r.GetInt32(8), r.IsDBNull(16) ? null : r.GetString(16)));
         }
-        return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[]);
+        return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[], settling);
     }
 
     /// <summary>Each user's count of active subscriptions (users with none are absent), for <see cref="FanOutSizes"/>.</summary>

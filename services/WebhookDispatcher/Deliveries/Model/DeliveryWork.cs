@@ -7,7 +7,10 @@ namespace WebhookDispatcher.Deliveries;
 /// <param name="Payload">The body every delivery of it sends.</param>
 /// <param name="MaybeSeen">Whether it may have been fanned out before (the broker redelivered it,
 /// or it was redelivered after a fault): then existing deliveries are looked for across days.</param>
-public sealed record FanOutEvent(Guid EventId, string UserId, string EventType, string Payload, bool MaybeSeen = false);
+/// <param name="OccurredAt">The event's <c>OccurredAt</c>, stored on its deliveries to order those of one key (decision 0014); null: unknown (sorted last).</param>
+/// <param name="OrderingKey">The event's ordering key (<see cref="OrderingKeys"/>); stored for subscriptions ordered <c>per_key</c>. Null: the user's key.</param>
+public sealed record FanOutEvent(Guid EventId, string UserId, string EventType, string Payload, bool MaybeSeen = false,
+    DateTimeOffset? OccurredAt = null, string? OrderingKey = null);
 
 /// <summary>A delivery to attempt when its endpoint lane allows, with the subscription that picks the lane.</summary>
 /// <param name="DeliveryId">The delivery.</param>
@@ -42,7 +45,11 @@ public sealed record ClaimedDelivery(
     string? SigningKey,
     string? PreviousSigningKey,
     int RoundFirstAttempt = 1,
-    string? Template = null);
+    string? Template = null)
+{
+    /// <summary>Whether the delivery has an ordering key (decision 0014): once it is final, the next of its key is handed on (<see cref="OrderingSuccessors"/>).</summary>
+    public bool Ordered { get; init; }
+}
 
 /// <summary>One finished attempt, ready to be stored.</summary>
 /// <param name="Delivery">The claim the attempt was made under.</param>
@@ -56,4 +63,5 @@ public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset St
 /// <summary>What a fan-out statement stored: deliveries to queue in their lanes, and those claimed at insert, to start now.</summary>
 /// <param name="Work">Deliveries that wait in their subscription's lane for a claim.</param>
 /// <param name="Claimed">Deliveries claimed at insert for this dispatcher (<see cref="ClaimGrant"/>), each with its body.</param>
-public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed);
+/// <param name="Settling">Deliveries of ordered subscriptions: offered to their lanes once they settled (<see cref="OrderingHandOff"/>).</param>
+public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed, IReadOnlyList<DeliveryWork>? Settling = null);

@@ -32,6 +32,12 @@ public sealed class WebhookDelivery
     /// <summary>One of <see cref="DeliveryStatus"/>.</summary>
     public required string Status { get; set; }
 
+    /// <summary>
+    /// The key its subscription orders it by (decision 0014, <see cref="OrderingKeys"/>): the event's key under
+    /// <c>per_key</c>, the empty string under <c>strict</c>, null when its subscription's ordering was <c>none</c> when it was stored.
+    /// </summary>
+    public string? OrderingKey { get; set; }
+
     /// <summary>Attempts started so far.</summary>
     public int AttemptCount { get; set; }
 

@@ -132,7 +132,8 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
     /// lost <see cref="DeliveryOptions.MaxLostAttempts"/> attempts in a row: then it fails. Then the deliveries with
     /// attempts left (their message was lost, purged, or never sent) and the backlogs whose hold
     /// ran out (see <see cref="LaneStore.DeferToBacklogAsync"/>) are made due now and returned, to be
-    /// re-published: at most <paramref name="batchSize"/> of each. Safe to run in several
+    /// re-published: at most <paramref name="batchSize"/> of each; of an ordered key only its head
+    /// (<see cref="OrderingGate"/>): the rest follow it (<see cref="OrderingSuccessors"/>). Safe to run in several
     /// processes at once (SKIP LOCKED). What <paramref name="self"/> claimed or holds is never
     /// taken for a dead dispatcher's, whatever its heartbeat row says: the process running this
     /// pass is alive, and its heartbeat lapses only because the database was away (a lapse no
@@ -209,7 +210,7 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
             FROM (SELECT subscription_id, count(*) AS n FROM given WHERE failed GROUP BY subscription_id) g
             WHERE s.id = g.subscription_id
             """, grace.TotalSeconds, options.Value.MaxLostAttempts, settle.TotalSeconds, self));
-        batch.BatchCommands.Add(Command("""
+        batch.BatchCommands.Add(Command($"""
             UPDATE webhook_deliveries SET next_retry_at = now(), held_by = NULL
             WHERE id IN (SELECT d.id FROM webhook_deliveries d
                          WHERE d.status IN ('pending', 'retrying') AND d.next_retry_at < now() - make_interval(secs => $1)
@@ -219,6 +220,8 @@ public sealed class RecoveryStore(NpgsqlDataSource db, IOptions<DeliveryOptions>
                                     SELECT 1 FROM webhook_dispatchers h WHERE h.id = d.held_by AND h.alive_until >= now())
                                 AND (SELECT up_since FROM webhook_reconciler_state WHERE id = 1) <= now() - make_interval(secs => $4)))
                            AND NOT d.in_flight
+                           -- Of an ordered key only its head (decision 0014): those behind it wait for it, not for a re-publish.
+                           AND {OrderingGate.IsHeadOf("(SELECT s.ordering FROM webhook_subscriptions s WHERE s.id = d.subscription_id)")}
                          ORDER BY d.next_retry_at LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING id, subscription_id
             """, grace.TotalSeconds, batchSize, self, renewal.TotalSeconds));

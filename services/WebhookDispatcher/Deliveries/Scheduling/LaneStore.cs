@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace WebhookDispatcher.Deliveries;
@@ -7,8 +8,15 @@ namespace WebhookDispatcher.Deliveries;
 /// The scheduler's SQL: the claim of the attempts that start, the holds on deliveries waiting in
 /// this process's lanes, and the subscriptions' backlogs.
 /// </summary>
-public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher) : StageStore(db), IDisposable
+/// <remarks>
+/// <paramref name="ordering"/> re-offers ordered deliveries refused only for their settle time
+/// (decision 0014); without it (tests of the store alone) they wait for the reconciler.
+/// </remarks>
+public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher, OrderingHandOff? ordering = null,
+    IOptions<DeliveryOptions>? options = null) : StageStore(db), IDisposable
 {
+    private readonly double _settleSeconds = (options?.Value.OrderingSettleMilliseconds ?? new DeliveryOptions().OrderingSettleMilliseconds) / 1000.0;
+
     /// <summary>
     /// Bytes of payloads stored once per event kept in memory between claims (64 MiB), each for
     /// 30 s after its last use: a large event's deliveries claimed over several passes (paced,
@@ -40,15 +48,17 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
     /// reconciler's give-back). Every time here is the database's (<c>now()</c>), so replicas whose
     /// clocks disagree agree on what is due and when a lease ends; the claim time, stored as
     /// <c>last_attempt_at</c>, is also the claim's token (<see cref="ClaimedDelivery.ClaimedAt"/>).
-    /// Deliveries whose subscription is inactive or deleted are cancelled. Returns the claimed
-    /// ones; the others must not be attempted (final, duplicate message, early, cancelled).
+    /// Deliveries whose subscription is inactive or deleted are cancelled. An ordered delivery
+    /// (decision 0014) starts only when it is its key's head and has settled (<see cref="OrderingGate.MayStart"/>);
+    /// one refused while it settles is offered again once it has. Returns the claimed
+    /// ones; the others must not be attempted (final, duplicate message, early, cancelled, not their key's turn).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing was claimed.</exception>
     public async Task<IReadOnlyList<ClaimedDelivery>> ClaimAsync(IReadOnlyCollection<Guid> deliveryIds, CancellationToken cancellationToken)
     {
         var ids = deliveryIds.ToArray();
         var rows = new List<(ClaimedDelivery Claim, string? Payload, Guid? PayloadId)>(ids.Length);
-        await using (var claim = Db.CreateCommand("""
+        await using (var claim = Db.CreateCommand($"""
             UPDATE webhook_deliveries d
             SET attempt_count = d.attempt_count + 1,
                 first_attempt_at = COALESCE(d.first_attempt_at, now()),
@@ -65,16 +75,17 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
               -- No earlier claim still unrecorded: its answer may be in some process's memory (a
               -- database outage); only the reconciler's give-back ends such a claim.
               AND NOT d.in_flight
+              AND {OrderingGate.MayStart("$6")}
             RETURNING d.id, d.subscription_id, d.event_id, d.event_type,
                       -- Large payloads are read once per event below, not once per delivery.
                       CASE WHEN octet_length(d.payload) <= $4 THEN d.payload END,
                       d.attempt_count, d.max_attempts,
                       s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds, s.rate_limit_per_second,
                       d.last_attempt_at, s.user_id, d.round_first_attempt, d.payload_id,
-                      s.headers::text, s.signature_scheme, s.signing_key, s.previous_signing_key, s.template
+                      s.headers::text, s.signature_scheme, s.signing_key, s.previous_signing_key, s.template, d.ordering_key IS NOT NULL
             """))
         {
-            AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes, dispatcher.Id);
+            AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes, dispatcher.Id, _settleSeconds);
             await using var r = await claim.ExecuteReaderAsync(cancellationToken);
             while (await r.ReadAsync(cancellationToken))
             {
@@ -82,7 +93,7 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
                     r.GetInt32(5), r.GetInt32(6), r.GetString(7), r.GetString(8), r.IsDBNull(9) ? null : r.GetString(9),
                     r.IsDBNull(10) ? null : r.GetFieldValue<DateTimeOffset>(10), r.GetInt32(11), r.IsDBNull(12) ? null : r.GetInt32(12),
                     r.GetString(14), r.IsDBNull(17) ? null : r.GetString(17), r.GetString(18), r.IsDBNull(19) ? null : r.GetString(19),
-                    r.IsDBNull(20) ? null : r.GetString(20), r.GetInt32(15), r.IsDBNull(21) ? null : r.GetString(21)), r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(16) ? null : r.GetGuid(16)));
+                    r.IsDBNull(20) ? null : r.GetString(20), r.GetInt32(15), r.IsDBNull(21) ? null : r.GetString(21)) { Ordered = r.GetBoolean(22) }, r.IsDBNull(4) ? null : r.GetString(4), r.IsDBNull(16) ? null : r.GetGuid(16)));
             }
         }
         var claimed = await WithBodiesAsync(rows, cancellationToken);
@@ -103,7 +114,18 @@ public sealed class LaneStore(NpgsqlDataSource db, DispatcherIdentity dispatcher
               AND d.status NOT IN ('success', 'failed', 'cancelled') AND NOT d.in_flight
             """, rest));
         batch.BatchCommands.Add(Command("UPDATE webhook_deliveries SET held_by = NULL WHERE id = ANY ($1) AND held_by = $2", rest, dispatcher.Id));
-        await batch.ExecuteNonQueryAsync(cancellationToken);
+        // Ordered ones refused while they settle are offered again once they have (decision 0014).
+        batch.BatchCommands.Add(Command(OrderingGate.Unsettled, rest, _settleSeconds));
+        var unsettled = new List<(DeliveryWork, TimeSpan)>();
+        await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
+        {
+            do
+            {
+                while (await reader.ReadAsync(cancellationToken))
+                    unsettled.Add((new DeliveryWork(reader.GetGuid(0), reader.GetGuid(1)), TimeSpan.FromSeconds(Math.Max(reader.GetDouble(2), 0.01))));
+            } while (await reader.NextResultAsync(cancellationToken));
+        }
+        ordering?.Offer(unsettled);
         return claimed;
     }
 

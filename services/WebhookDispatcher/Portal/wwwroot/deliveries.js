@@ -69,7 +69,8 @@ function deliveryRows(d, s, reload) {
   const kind = { success: 'ok', failed: 'bad', cancelled: 'muted', retrying: 'warn', pending: 'info' }[d.status] || 'info';
   const row = h('tr', { 'data-delivery': d.id, 'data-event': d.event_id },
     h('td', {}, badge(d.status, kind)),
-    h('td', {}, d.event_type, h('div', { class: 'muted small mono' }, d.event_id)),
+    h('td', {}, d.event_type, h('div', { class: 'muted small mono' }, d.event_id),
+      d.ordering_key != null ? h('div', { class: 'muted small mono', 'data-testid': 'ordering-key' }, d.ordering_key === '' ? 'ordered: strict' : `key ${d.ordering_key}`) : null),
     h('td', {}, when(d.created_at)),
     h('td', {}, `${d.attempt_count} of ${d.max_attempts}`),
     h('td', {}, last ? cause(last) : (d.next_retry_at ? `Next attempt ${when(d.next_retry_at)}` : '—')),

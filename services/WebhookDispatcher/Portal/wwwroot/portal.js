@@ -138,7 +138,14 @@ async function endpointView(id, notice) {
     deliveryLog(s));
 }
 
-// Custom headers (credential values come masked from the API) and the signature scheme with its public key.
+// docs/webhooks.md#ordered-delivery
+const ORDERINGS = {
+  none: 'none: independent deliveries',
+  per_key: 'per key: one at a time per task, email, calendar event …, in the order events occurred',
+  strict: 'strict: one at a time, in the order events occurred',
+};
+
+// Custom headers (credential values come masked from the API), the signature scheme with its public key, and the ordering.
 function optionFacts(s) {
   const headers = Object.entries(s.headers ?? {});
   return [
@@ -147,6 +154,7 @@ function optionFacts(s) {
     h('dt', {}, 'Signatures'), h('dd', { 'data-testid': 'signature-scheme' },
       { hmac: 'HMAC-SHA256 (v1)', ed25519: 'Ed25519 (v1a)', both: 'HMAC-SHA256 (v1) and Ed25519 (v1a)' }[s.signature_scheme] ?? s.signature_scheme,
       s.public_key ? h('div', {}, h('span', { class: 'muted small' }, 'Public key: '), h('code', { 'data-testid': 'public-key' }, s.public_key)) : null),
+    h('dt', {}, 'Ordering'), h('dd', { 'data-testid': 'ordering' }, ORDERINGS[s.ordering ?? 'none'] ?? s.ordering),
   ];
 }
 
@@ -244,6 +252,8 @@ function formView(s) {
   const scheme = h('select', { id: 'f-scheme', 'aria-describedby': 'f-scheme-hint f-scheme-error' },
     [['hmac', 'HMAC-SHA256 (v1)'], ['ed25519', 'Ed25519 (v1a)'], ['both', 'Both']].map(([value, label]) =>
       h('option', { value, selected: (s?.signature_scheme ?? 'hmac') === value }, label)));
+  const ordering = h('select', { id: 'f-ordering', 'aria-describedby': 'f-ordering-hint f-ordering-error' },
+    Object.entries(ORDERINGS).map(([value, label]) => h('option', { value, selected: (s?.ordering ?? 'none') === value }, label)));
   const chosen = new Set(s?.event_types ?? []);
   const boxes = state.events.map(e => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'event_types', value: e.name, checked: chosen.has(e.name) }), ` ${e.name}`,
@@ -261,6 +271,7 @@ function formView(s) {
     field('f-headers', 'Custom headers (optional)', headers,
       'One "Name: value" a line, sent with every attempt. Credential values (Authorization, …key, …token, …secret) are stored encrypted and shown masked; leave a masked value as it is to keep it.'),
     field('f-scheme', 'Signatures', scheme, 'Ed25519 (v1a) lets receivers verify with a public key; Both while receivers move over.'),
+    field('f-ordering', 'Ordering', ordering, 'A failed delivery is skipped once its retries are over; the next of its key goes on.'),
     field('f-filter', 'Filter (optional, JSON)', filter, 'Only events it selects are delivered, e.g. {"data.to[]": {"$contains": "@example.com"}}. Empty: every event.'),
     field('f-template', 'Template (optional, JSON)', template,
       'The body sent: {"builtin": "slack"} (or discord, teams, text), or {"liquid": "…", "content_type": "application/json"}. Empty: the JSON payload.'),
@@ -285,11 +296,12 @@ function formView(s) {
       rate_limit_per_second: rate.value === '' ? null : Number(rate.value),
       headers: parseHeaders(headers.value),
       signature_scheme: scheme.value,
+      ordering: ordering.value,
     };
     const r = s ? await api('PATCH', `api/webhooks/${s.id}`, body) : await api('POST', 'api/webhooks', body);
     if (!r.ok) {
       const map = { url: 'f-url', event_types: 'f-events', description: 'f-description', retry_count: 'f-retry', timeout_seconds: 'f-timeout',
-        rate_limit_per_second: 'f-rate', headers: 'f-headers', signature_scheme: 'f-scheme', filter: 'f-filter', template: 'f-template' };
+        rate_limit_per_second: 'f-rate', headers: 'f-headers', signature_scheme: 'f-scheme', ordering: 'f-ordering', filter: 'f-filter', template: 'f-template' };
       for (const [k, v] of Object.entries(r.data?.errors ?? {})) {
         // Nested parts (filter.$and[1].data.x.$gt, template.liquid) go to their field, named.
         const root = k.split('.')[0];
