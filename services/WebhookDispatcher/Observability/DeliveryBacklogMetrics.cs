@@ -22,7 +22,8 @@ public sealed class MonitoringOptions
 /// <summary>One sample of the service-wide backlog.</summary>
 /// <param name="Pending">Deliveries with status <c>pending</c>: created, no attempt finished yet.</param>
 /// <param name="Retrying">Deliveries with status <c>retrying</c>: an attempt failed and another one waits.</param>
-/// <param name="OldestPendingCreatedAt">Creation time of the oldest pending delivery; null when none is pending.</param>
+/// <param name="OldestPendingCreatedAt">Creation time of the oldest pending delivery that is not ordered (ordered ones wait for their
+/// key's turn by design, decision 0014); null when none is pending.</param>
 public sealed record BacklogSample(long Pending, long Retrying, DateTimeOffset? OldestPendingCreatedAt);
 
 /// <summary>
@@ -41,13 +42,16 @@ public sealed class DeliveryBacklogMetrics : IHostedService
     /// <summary>Gauge: unfinished deliveries, tagged <c>status</c> = <c>pending</c> or <c>retrying</c>.</summary>
     public const string WaitingInstrument = "webhooks.deliveries.waiting";
 
-    /// <summary>Gauge: age in seconds of the oldest pending delivery, 0 when none is pending.</summary>
+    /// <summary>
+    /// Gauge: age in seconds of the oldest pending delivery, 0 when none is pending. Deliveries of ordered subscriptions (an
+    /// <c>ordering_key</c>) are left out: one may wait behind a failing delivery of its key for hours, as asked (decision 0014).
+    /// </summary>
     public const string OldestPendingAgeInstrument = "webhooks.deliveries.oldest_pending.age";
 
     private const string Query = $"""
         SELECT count(*) FILTER (WHERE status = '{DeliveryStatus.Pending}'),
                count(*) FILTER (WHERE status = '{DeliveryStatus.Retrying}'),
-               min(created_at) FILTER (WHERE status = '{DeliveryStatus.Pending}')
+               min(created_at) FILTER (WHERE status = '{DeliveryStatus.Pending}' AND ordering_key IS NULL)
         FROM webhook_deliveries
         WHERE status IN ('{DeliveryStatus.Pending}', '{DeliveryStatus.Retrying}')
         """;

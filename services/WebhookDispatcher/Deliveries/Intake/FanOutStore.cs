@@ -71,9 +71,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             WITH e AS (SELECT * FROM {events}),
             m AS (
                 SELECT e.event_id, e.event_type, {(separate ? "e.separate" : "false AS separate")}, s.id AS subscription_id, s.retry_count,
-                       s.timeout_seconds, e.occurred_at,
-                       CASE s.ordering WHEN 'none' THEN NULL WHEN 'strict' THEN '' ELSE e.ordering_key END AS ordering_key,
-                       -- An ordered delivery is never claimed at insert: it waits for the settle time and its key's turn.
+                       s.timeout_seconds, s.ordering, e.occurred_at, e.ordering_key,
                        s.ordering = 'none' AND row_number() OVER (PARTITION BY s.id ORDER BY e.ord) <= COALESCE(a.room, 0) AS claimed
                 FROM e JOIN webhook_subscriptions s
                   ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
@@ -85,11 +83,13 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                 INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, payload_id, status, attempt_count,
                                                 max_attempts, created_at, first_attempt_at, last_attempt_at, next_retry_at, held_by, in_flight,
                                                 ordering_key, occurred_at)
+                -- Ordered ones (decision 0014) are never claimed at insert (m.claimed): they wait for their settle time and their key's turn.
                 SELECT webhook_uuid_v7(), n.subscription_id, n.event_type, n.event_id, CASE WHEN n.separate THEN NULL ELSE e.payload END,
                        {(separate ? "p.id" : "NULL::uuid")}, 'pending', CASE WHEN n.claimed THEN 1 ELSE 0 END, 1 + n.retry_count, now(),
                        CASE WHEN n.claimed THEN now() END, CASE WHEN n.claimed THEN now() END,
                        CASE WHEN n.claimed THEN now() + make_interval(secs => n.timeout_seconds + $8) ELSE now() END,
-                       CASE WHEN n.claimed THEN $7::uuid END, n.claimed, n.ordering_key, n.occurred_at
+                       CASE WHEN n.claimed THEN $7::uuid END, n.claimed,
+                       CASE n.ordering WHEN 'none' THEN NULL WHEN 'strict' THEN '' ELSE n.ordering_key END, n.occurred_at
                 FROM n JOIN e ON e.event_id = n.event_id {(separate ? "LEFT JOIN p ON p.event_id = n.event_id" : "")}
                 ON CONFLICT DO NOTHING
                 RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt, ordering_key)
