@@ -56,4 +56,8 @@ public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset St
 /// <summary>What a fan-out statement stored: deliveries to queue in their lanes, and those claimed at insert, to start now.</summary>
 /// <param name="Work">Deliveries that wait in their subscription's lane for a claim.</param>
 /// <param name="Claimed">Deliveries claimed at insert for this dispatcher (<see cref="ClaimGrant"/>), each with its body.</param>
-public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed);
+public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed)
+{
+    /// <summary>New deliveries of batched subscriptions (status <c>batched</c>), for the <see cref="BatchFormer"/>; never claimed at insert.</summary>
+    public IReadOnlyList<BatchMember> Batched { get; init; } = [];
+}
