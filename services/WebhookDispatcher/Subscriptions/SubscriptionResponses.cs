@@ -79,6 +79,9 @@ public sealed record SubscriptionResponse(
     /// <summary>The template (docs/webhooks.md, "Templates"); null: the payload JSON is sent.</summary>
     public JsonNode? Template { get; init; }
 
+    /// <summary>Batched deliveries (docs/webhooks.md, "Batched deliveries"); null: one POST per event.</summary>
+    public SubscriptionBatch? Batch { get; init; }
+
     /// <summary>Maps the entity, leaving the secret and private key out and masking credential headers.</summary>
     /// <exception cref="System.Security.Cryptography.CryptographicException">A sealed value the configured main keys do not open.</exception>
     public static SubscriptionResponse From(WebhookSubscription s, SecretSealer sealer) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
@@ -89,6 +92,7 @@ public sealed record SubscriptionResponse(
     {
         Filter = Shaping.ShapingFields.Node(s.Filter),
         Template = Shaping.ShapingFields.Node(s.Template),
+        Batch = SubscriptionBatch.Of(s),
     };
 
     /// <summary>The <c>whpk_</c> public key of a stored (sealed) private key; null for none.</summary>
@@ -118,6 +122,9 @@ public sealed record CreatedSubscriptionResponse(
 
     /// <summary>The template; null: the payload JSON is sent.</summary>
     public JsonNode? Template { get; init; }
+
+    /// <summary>Batched deliveries; null: one POST per event.</summary>
+    public SubscriptionBatch? Batch { get; init; }
 }
 
 /// <summary>A page of a list, newest first.</summary>
@@ -152,6 +159,17 @@ public sealed record DeliveryResponse(
     DateTimeOffset? NextRetryAt,
     IReadOnlyList<AttemptResponse>? Attempts)
 {
+    /// <summary>
+    /// For an event of a batched subscription: the batch delivery that carries it (null while it
+    /// waits for one, status <c>batched</c>); absent for other deliveries.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public Guid? BatchId { get; init; }
+
+    /// <summary>For a batch delivery (<c>event_type</c> <c>batch</c>): how many events it carries; absent for other deliveries.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public int? BatchSize { get; init; }
+
     /// <summary>Maps the entity; attempts when loaded and asked for.</summary>
     public static DeliveryResponse From(WebhookDelivery d, bool withAttempts) => new(d.Id, d.SubscriptionId, d.EventType, d.EventId, d.Status,
         d.AttemptCount, d.MaxAttempts, d.ResponseStatusCode, d.ResponseBody, d.ErrorMessage, d.CreatedAt, d.FirstAttemptAt, d.LastAttemptAt,
@@ -160,7 +178,11 @@ public sealed record DeliveryResponse(
             ? d.Attempts.OrderBy(a => a.AttemptNumber)
                 .Select(a => new AttemptResponse(a.AttemptNumber, a.AttemptedAt, a.DurationMs, a.StatusCode, a.Outcome, a.ErrorMessage, a.ResponseExcerpt))
                 .ToList()
-            : null);
+            : null)
+    {
+        BatchId = d.BatchId,
+        BatchSize = d.BatchSize,
+    };
 }
 
 /// <summary>
@@ -209,15 +231,37 @@ public sealed record DeliveryDetailResponse(
     string? Payload,
     string? PayloadUnavailable)
 {
+    /// <summary>For an event of a batched subscription: the batch delivery that carries it (null while it waits); absent otherwise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public Guid? BatchId { get; init; }
+
+    /// <summary>For a batch delivery: how many events it carries; absent otherwise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public int? BatchSize { get; init; }
+
+    /// <summary>For a batch delivery: its events (member deliveries), in the order of its body; absent otherwise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<BatchEventResponse>? BatchEvents { get; init; }
+
     /// <summary>Maps the entity (its attempts loaded) and its payload as <see cref="DeliveryPayloadReader"/> read it.</summary>
     public static DeliveryDetailResponse From(WebhookDelivery d, string? payload)
     {
         var x = DeliveryResponse.From(d, withAttempts: true);
         return new(x.Id, x.SubscriptionId, x.EventType, x.EventId, x.Status, x.AttemptCount, x.MaxAttempts, x.ResponseStatusCode,
             x.ResponseBody, x.ErrorMessage, x.CreatedAt, x.FirstAttemptAt, x.LastAttemptAt, x.CompletedAt, x.NextRetryAt, x.Attempts!,
-            payload, payload is null ? DeliveryPayloadReader.GoneText : null);
+            payload, payload is null ? DeliveryPayloadReader.GoneText : null)
+        {
+            BatchId = d.BatchId,
+            BatchSize = d.BatchSize,
+        };
     }
 }
+
+/// <summary>One event of a batch delivery, as its detail lists them.</summary>
+/// <param name="DeliveryId">The event's own (member) delivery.</param>
+/// <param name="EventId">The event's id (its payload's <c>id</c> in the batch body).</param>
+/// <param name="EventType">Its type.</param>
+public sealed record BatchEventResponse(Guid DeliveryId, Guid EventId, string EventType);
 
 /// <summary>The outcome of <c>POST /api/webhooks/{id}/test</c>.</summary>
 /// <param name="Success">Whether the endpoint answered 2xx.</param>
