@@ -140,7 +140,8 @@ internal static class OpenApiDocumentation
         ["batch"] = s => s.Description = "Batched deliveries: up to max_events events in one POST whose body is {\"id\", \"event_type\": \"batch\", " +
             "\"created_at\", \"events\": [the usual payloads]}, signed once; a batch is sent when it holds max_events, when the next event would take " +
             "its body past max_bytes, or max_wait_ms after its first event. Null (the default): one POST per event; PATCH batch: null turns it off " +
-            "(events waiting then go one by one). Not with a template. See docs/webhooks.md#batched-deliveries.",
+            "(events waiting then go one by one). max_bytes is from 1024 to the event payload cap (Delivery:MaxEventBytes, 262144 by default), " +
+            "which is also its default. Not with a template. See docs/webhooks.md#batched-deliveries.",
         ["max_events"] = s => Range(s, 1, BatchLimits.MaxMaxEvents),
         ["max_wait_ms"] = s => Range(s, 0, BatchLimits.MaxMaxWaitMs, BatchLimits.DefaultMaxWaitMs),
         ["batch_id"] = s => s.Description = "For an event of a batched webhook: the batch delivery that carries it (null while it waits for one, status batched).",

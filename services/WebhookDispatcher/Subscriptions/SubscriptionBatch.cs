@@ -11,7 +11,7 @@ namespace WebhookDispatcher.Subscriptions;
 /// <param name="MaxWaitMs">How long the first event of a forming batch waits for more, 0–10,000 ms (default 1,000).</param>
 /// <param name="MaxBytes">Largest batch body in bytes, from 1,024 to the event payload cap (<c>Delivery:MaxEventBytes</c>, the default);
 /// an event larger than this alone goes in a batch of its own.</param>
-public sealed record SubscriptionBatch(int MaxEvents, int MaxWaitMs, int MaxBytes)
+public sealed record SubscriptionBatch(int MaxEvents, int MaxWaitMs = BatchLimits.DefaultMaxWaitMs, int MaxBytes = EventSizeLimit.DefaultMaxEventBytes)
 {
     /// <summary>The request field.</summary>
     public const string Field = "batch";
