@@ -192,6 +192,31 @@ public sealed class BatchTests
     }
 
     [Test]
+    public async Task A_new_max_events_applies_to_the_batches_formed_after_the_change()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        var s = await BatchedAsync(await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"]), maxEvents: 2, maxWaitMs: 10_000);
+        var before = Enumerable.Range(0, 4).Select(_ => Events.EmailReceived(user)).ToList();
+        foreach (var e in before) await Dispatcher.PublishAsync(e);
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(EventsReceived(receiver) >= 4), Patience), Is.True);
+
+        using var client = TestTokens.Client(user);
+        var patch = await client.PatchAsJsonAsync($"/api/webhooks/{s.Id}", new { batch = new { max_events = 3, max_wait_ms = 10_000 } });
+        Assert.That(patch.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var after = Enumerable.Range(0, 3).Select(_ => Events.EmailReceived(user)).ToList();
+        foreach (var e in after) await Dispatcher.PublishAsync(e);
+
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(EventsReceived(receiver) >= 7), Patience), Is.True);
+        Assert.Multiple(() =>
+        {
+            Assert.That(receiver.Requests.Select(r => Parse(r).Events.Count), Is.EqualTo(new[] { 2, 2, 3 }),
+                "two batches of the old max_events, then one of the new");
+            Assert.That(Parse(receiver.Requests[2]).Events.Select(IdOf), Is.EquivalentTo(after.Select(e => e.EventId)));
+        });
+    }
+
+    [Test]
     public async Task Events_a_dispatcher_left_waiting_for_a_batch_are_swept_into_one()
     {
         await using var receiver = await TestReceiver.AnsweringAsync(200);
