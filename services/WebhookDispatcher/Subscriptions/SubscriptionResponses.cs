@@ -193,7 +193,7 @@ public sealed record DeliveryResponse(
 /// <param name="SubscriptionId">The subscription it is for.</param>
 /// <param name="EventType">Event type name, e.g. <c>email.received</c>.</param>
 /// <param name="EventId">The event's id (the payload's <c>id</c> and the <c>webhook-id</c> header).</param>
-/// <param name="Status">pending, retrying, success, failed or cancelled.</param>
+/// <param name="Status">pending, retrying, success, failed or cancelled; batched for an event of a batched webhook waiting for its batch or in one under way.</param>
 /// <param name="AttemptCount">Attempts started so far.</param>
 /// <param name="MaxAttempts">Attempts allowed, counting the rounds of manual retries.</param>
 /// <param name="ResponseStatusCode">HTTP status of the last attempt, if one was received.</param>
