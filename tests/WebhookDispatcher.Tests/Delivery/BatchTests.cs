@@ -122,6 +122,30 @@ public sealed class BatchTests
     }
 
     [Test]
+    public async Task A_batch_of_large_events_is_stored_once_apart_and_its_retry_sends_the_same_bytes()
+    {
+        await using var receiver = await TestReceiver.FailingFirstAsync(1, 503);
+        var user = Events.NewUser();
+        var s = await BatchedAsync(await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 1), maxEvents: 2, maxWaitMs: 10_000);
+        // Each payload is stored once per event (webhook_event_payloads), and so is the batch's body.
+        var events = Enumerable.Range(0, 2)
+            .Select(i => Events.EmailReceived(user) with { BodyPreview = new string((char)('a' + i), EventPayloads.SeparateFromChars + 100) + " — ✓" }).ToList();
+
+        foreach (var e in events) await Dispatcher.PublishAsync(e);
+
+        Assert.That(await receiver.WaitForAsync(2, Patience), Is.True, "a first attempt (503) and its retry");
+        var requests = receiver.Requests;
+        var batch = (await Dispatcher.DeliveriesAsync(s.Id)).Single(d => d.BatchSize is not null);
+        Assert.Multiple(() =>
+        {
+            Assert.That(requests[1].Body, Is.EqualTo(requests[0].Body), "byte-identical retry");
+            Assert.That(Parse(requests[0]).Events, Is.EquivalentTo(events.Select(e => WebhookPayload.Build(e))), "each event byte for byte");
+            Assert.That(batch.Payload, Is.Null, "the large body is stored apart, once");
+            Assert.That(Signatures.StandardVerifies(requests[1], s.Secret), Is.True);
+        });
+    }
+
+    [Test]
     public async Task Max_wait_closes_a_partial_batch()
     {
         await using var receiver = await TestReceiver.AnsweringAsync(200);
