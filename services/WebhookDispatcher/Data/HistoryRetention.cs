@@ -174,7 +174,7 @@ public sealed partial class HistoryRetention(
     }
 
     private static Task<bool> HoldsUnfinishedAsync(NpgsqlConnection connection, string deliveries, CancellationToken cancellationToken) =>
-        ScalarAsync<bool>(connection, $"SELECT EXISTS (SELECT 1 FROM {deliveries} WHERE status IN ('pending', 'retrying'))", cancellationToken);
+        ScalarAsync<bool>(connection, $"SELECT EXISTS (SELECT 1 FROM {deliveries} WHERE status IN ('pending', 'retrying', 'batched'))", cancellationToken);
 
     /// <summary>Deletes a kept day's finished deliveries and their attempts in batches; returns the rows deleted.</summary>
     private async Task<long> DeleteFinishedDayAsync(NpgsqlConnection connection, DateOnly day, string deliveries, string attempts,

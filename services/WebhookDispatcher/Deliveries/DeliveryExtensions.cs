@@ -19,7 +19,7 @@ public static class DeliveryExtensions
     /// uses too; when <see cref="DispatcherOptions.Workers"/> is on, also the stages of the wing
     /// (intake: <see cref="FanOutBatcher"/>; scheduling: <see cref="DeliveryScheduler"/>; attempts:
     /// <see cref="AttemptRunner"/>, <see cref="AttemptRecorder"/>, <see cref="RetryPublisher"/>;
-    /// recovery: <see cref="DeliveryReconciler"/>), the <see cref="HistoryRetention"/> and the two
+    /// recovery: <see cref="DeliveryReconciler"/>; batches: <see cref="BatchFormer"/>, <see cref="BatchSweep"/>), the <see cref="HistoryRetention"/> and the two
     /// receive endpoints (<c>webhook-fan-out</c>, <c>webhook-delivery</c>). Call before <c>AddMessaging</c>.
     /// </summary>
     public static IHostApplicationBuilder AddDeliveries(this IHostApplicationBuilder builder)
@@ -53,10 +53,16 @@ public static class DeliveryExtensions
             builder.Services.AddSingleton<ReplicaCounter>();
             builder.Services.AddSingleton<DeliveryScheduler>();
             builder.Services.AddSingleton<FanOutBatcher>();
+            builder.Services.AddOptions<BatchingOptions>().BindConfiguration(BatchingOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            builder.Services.AddSingleton<BatchStore>();
+            builder.Services.AddSingleton<BatchFormer>();
+            builder.Services.AddSingleton<BatchSweep>();
             // Stopped in reverse order: the scheduler first (its StoppingAsync already drained the
             // attempts), then the batcher, which flushes the events handed in until the bus stopped.
             builder.Services.AddHostedService(sp => sp.GetRequiredService<FanOutBatcher>());
             builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryScheduler>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<BatchFormer>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<BatchSweep>());
             builder.Services.AddSingleton<DeliveryReconciler>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<DeliveryReconciler>());
             builder.Services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();

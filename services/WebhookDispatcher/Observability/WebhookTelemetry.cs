@@ -18,6 +18,12 @@ public static class WebhookTelemetry
     /// <summary>Events fanned out, tagged <c>event_type</c>.</summary>
     public static readonly Counter<long> EventsFannedOut = Meter.CreateCounter<long>("webhooks.events.fanned_out", "{event}");
 
+    /// <summary>Batches formed (Deliveries/Batching/): one POST each, counted by its attempts like any delivery.</summary>
+    public static readonly Counter<long> BatchesFormed = Meter.CreateCounter<long>("webhooks.batches.formed", "{batch}");
+
+    /// <summary>Events put into batches (members of the batches formed).</summary>
+    public static readonly Counter<long> BatchedEvents = Meter.CreateCounter<long>("webhooks.batches.events", "{event}");
+
     private static readonly Counter<long> Attempts = Meter.CreateCounter<long>("webhooks.attempts", "{attempt}",
         "Webhook attempts, tagged with their outcome.");
 

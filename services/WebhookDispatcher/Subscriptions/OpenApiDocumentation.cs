@@ -38,7 +38,8 @@ internal static class OpenApiDocumentation
             Range(s, 1, WebhookSubscription.MaxRateLimitPerSecond);
             s.Description = "At most this many attempts start in any one second, all replicas together; null (the default) for no limit. Deliveries over the limit wait without spending an attempt.";
         },
-        ["event_type"] = s => Enum(s, EventTypeNames),
+        // A delivery's event type: a catalog name, or "batch" for a batch delivery (docs/webhooks.md, "Batched deliveries").
+        ["event_type"] = s => Enum(s, [.. EventTypeNames, BatchBody.EventType]),
         ["event_types"] = s =>
         {
             // A subscription's event types (not the catalog's list of EventTypeResponse objects).
@@ -154,6 +155,17 @@ internal static class OpenApiDocumentation
             s.MaxLength = Math.Max(Shaping.TemplateRenderer.MaxOutputChars, EventSizeLimit.MaxMaxEventBytes);
             s.Description = "The exact request body as UTF-8 text: the template's rendering, or the payload JSON without a template.";
         },
+        // Batched deliveries (Deliveries/Batching/).
+        ["batch"] = s => s.Description = "Batched deliveries: up to max_events events in one POST whose body is {\"id\", \"event_type\": \"batch\", " +
+            "\"created_at\", \"events\": [the usual payloads]}, signed once; a batch is sent when it holds max_events, when the next event would take " +
+            "its body past max_bytes, or max_wait_ms after its first event. Null (the default): one POST per event; PATCH batch: null turns it off " +
+            "(events waiting then go one by one). max_bytes is from 1024 to the event payload cap (Delivery:MaxEventBytes, 262144 by default), " +
+            "which is also its default. Not with a template. See docs/webhooks.md#batched-deliveries.",
+        ["max_events"] = s => Range(s, 1, BatchLimits.MaxMaxEvents),
+        ["max_wait_ms"] = s => Range(s, 0, BatchLimits.MaxMaxWaitMs, BatchLimits.DefaultMaxWaitMs),
+        ["batch_id"] = s => s.Description = "For an event of a batched webhook: the batch delivery that carries it (null while it waits for one, status batched).",
+        ["batch_size"] = s => { Range(s, 1, BatchLimits.MaxMaxEvents); s.Description = "For a batch delivery: how many events it carries."; },
+        ["batch_events"] = s => s.Description = "For a batch delivery: its events (their own deliveries), in the order of its body.",
         ["max_depth"] = s => Range(s, 1, null),
         ["max_conditions"] = s => Range(s, 1, null),
         ["max_bytes"] = s => Range(s, 1, null),

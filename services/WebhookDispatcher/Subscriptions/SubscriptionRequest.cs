@@ -18,7 +18,9 @@ public sealed record SubscriptionFields(
     int? RateLimitPerSecond = null,
     Shaping.ShapingFields? Shaping = null,
     Dictionary<string, string>? Headers = null,
-    string? SignatureScheme = null)
+    string? SignatureScheme = null,
+    bool HasBatch = false,
+    SubscriptionBatch? Batch = null)
 {
     /// <summary>The <c>ordering</c> asked for (<see cref="Deliveries.SubscriptionOrdering"/>); null: absent.</summary>
     public string? Ordering { get; init; }
@@ -26,7 +28,7 @@ public sealed record SubscriptionFields(
     /// <summary>Whether the request changes anything.</summary>
     public bool Any => Url is not null || EventTypes is not null || HasDescription || RetryCount is not null || TimeoutSeconds is not null ||
                        IsActive is not null || HasRateLimit || Shaping?.Any == true || Headers is not null || SignatureScheme is not null ||
-                       Ordering is not null;
+                       Ordering is not null || HasBatch;
 }
 
 /// <summary>The body of <c>POST /api/webhooks</c> (for the OpenAPI document; validation reads the JSON itself).</summary>
@@ -41,25 +43,28 @@ public sealed record SubscriptionFields(
 /// (<c>Authorization</c>, names containing key, token, secret, password, cookie …) are stored sealed and shown masked.</param>
 /// <param name="SignatureScheme"><c>hmac</c> (default), <c>ed25519</c> (Standard Webhooks <c>v1a</c>) or <c>both</c>.</param>
 /// <param name="Filter">Payload filter (docs/webhooks.md, "Filters"); only matching events make deliveries. Null or absent: every event of its types.</param>
-/// <param name="Template">{"builtin": "slack|discord|teams|text"} or {"liquid": "…", "content_type": "…"} (docs/webhooks.md, "Templates"); null or absent: the payload JSON.</param>
+/// <param name="Template">{"builtin": "slack|discord|teams|text"} or {"liquid": "…", "content_type": "…"} (docs/webhooks.md, "Templates"); null or absent: the payload JSON.
+/// Not with <paramref name="Batch"/>.</param>
 /// <param name="Ordering"><c>none</c> (default), <c>per_key</c> or <c>strict</c> (docs/webhooks.md, "Ordered delivery").</param>
+/// <param name="Batch">Batched deliveries (docs/webhooks.md, "Batched deliveries"): up to <c>max_events</c> events in one POST; null or absent: one POST per event.</param>
 public sealed record CreateSubscriptionRequest(string Url, IReadOnlyList<string> EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds,
     int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null, IReadOnlyDictionary<string, string>? Headers = null,
-    string? SignatureScheme = null, string? Ordering = null);
+    string? SignatureScheme = null, string? Ordering = null, SubscriptionBatch? Batch = null);
 
 /// <summary>The body of <c>POST /api/webhooks/{id}/recover</c>.</summary>
 /// <param name="Since">Failed deliveries created at or after this time (RFC 3339, with its offset) get a new round of attempts.</param>
 public sealed record RecoverRequest(DateTimeOffset Since);
 
 /// <summary>
-/// The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit), plus <c>is_active</c>.
+/// The body of <c>PATCH /api/webhooks/{id}</c>: any subset of the create fields (<c>rate_limit_per_second: null</c> removes the limit,
+/// <c>batch: null</c> turns batching off), plus <c>is_active</c>.
 /// <c>headers</c> replaces the whole set (<c>null</c> or <c>{}</c> removes them all); a credential header sent back with its masked value
 /// exactly as the API showed it (ending in <c>…(redacted)</c>) keeps its stored value.
 /// </summary>
 public sealed record UpdateSubscriptionRequest(
     string? Url, IReadOnlyList<string>? EventTypes, string? Description, int? RetryCount, int? TimeoutSeconds, bool? IsActive,
     int? RateLimitPerSecond, JsonElement? Filter = null, JsonElement? Template = null, IReadOnlyDictionary<string, string>? Headers = null,
-    string? SignatureScheme = null, string? Ordering = null);
+    string? SignatureScheme = null, string? Ordering = null, SubscriptionBatch? Batch = null);
 
 /// <summary>
 /// Reads and validates the JSON body of <c>POST /api/webhooks</c> and <c>PATCH /api/webhooks/{id}</c>
@@ -79,7 +84,7 @@ public static class SubscriptionRequest
     private const int MaxFieldsReported = 20;
 
     private static readonly string[] CreateFields = ["url", "event_types", "description", "retry_count", "timeout_seconds", "rate_limit_per_second",
-        "headers", "signature_scheme", "ordering", .. Shaping.ShapingFields.Names];
+        "headers", "signature_scheme", "ordering", SubscriptionBatch.Field, .. Shaping.ShapingFields.Names];
     private static readonly string[] UpdateFields = [.. CreateFields, "is_active"];
 
     /// <summary>Validates <paramref name="body"/>; returns the fields and an empty error dictionary when valid.</summary>
@@ -87,8 +92,9 @@ public static class SubscriptionRequest
     /// <param name="isCreate">Create requires <c>url</c> and <c>event_types</c> and does not accept <c>is_active</c>.</param>
     /// <param name="httpsOnly">Reject <c>http</c> URLs.</param>
     /// <param name="allowPrivateNetworks">Accept URLs whose host is a literal loopback or private address, or <c>localhost</c>.</param>
+    /// <param name="maxEventBytes">The event payload cap (<c>Delivery:MaxEventBytes</c>): the largest and default <c>batch.max_bytes</c>.</param>
     public static (SubscriptionFields Fields, Dictionary<string, string[]> Errors) Read(JsonElement body, bool isCreate, bool httpsOnly,
-        bool allowPrivateNetworks)
+        bool allowPrivateNetworks, int maxEventBytes = Deliveries.EventSizeLimit.DefaultMaxEventBytes)
     {
         var errors = new Dictionary<string, List<string>>();
         void Error(string field, string message)
@@ -105,7 +111,7 @@ public static class SubscriptionRequest
         try
         {
             if (body.ValueKind != JsonValueKind.Object) Error("body", "The request body must be a JSON object.");
-            else fields = ReadObject(body, isCreate, httpsOnly, allowPrivateNetworks, Error);
+            else fields = ReadObject(body, isCreate, httpsOnly, allowPrivateNetworks, maxEventBytes, Error);
         }
         catch (InvalidOperationException)
         {
@@ -115,7 +121,7 @@ public static class SubscriptionRequest
         return (fields, errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
     }
 
-    private static SubscriptionFields ReadObject(JsonElement body, bool isCreate, bool httpsOnly, bool allowPrivateNetworks,
+    private static SubscriptionFields ReadObject(JsonElement body, bool isCreate, bool httpsOnly, bool allowPrivateNetworks, int maxEventBytes,
         Action<string, string> error)
     {
         var known = isCreate ? CreateFields : UpdateFields;
@@ -206,8 +212,11 @@ public static class SubscriptionRequest
 
         // A template is tried on the examples of the request's event types (on update without them, the handler tries the stored ones).
         var shaping = Shaping.ShapingFields.Read(body, eventTypes, error);
+        var (hasBatch, batch) = SubscriptionBatch.Read(body, maxEventBytes, error);
+        // Both in one request: refused here; one of them against the stored other: by the handler.
+        if (batch is not null && shaping.Template is not null) error(SubscriptionBatch.Field, SubscriptionBatch.WithTemplateProblem);
         return new SubscriptionFields(url, eventTypes, hasDescription, description, retryCount, timeoutSeconds, isActive, hasRateLimit, rateLimit,
-            shaping, headers, scheme) { Ordering = ordering };
+            shaping, headers, scheme, hasBatch, batch) { Ordering = ordering };
     }
 
     private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";

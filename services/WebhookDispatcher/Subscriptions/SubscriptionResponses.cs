@@ -89,6 +89,9 @@ public sealed record SubscriptionResponse(
     /// <summary>The template (docs/webhooks.md, "Templates"); null: the payload JSON is sent.</summary>
     public JsonNode? Template { get; init; }
 
+    /// <summary>Batched deliveries (docs/webhooks.md, "Batched deliveries"); null: one POST per event.</summary>
+    public SubscriptionBatch? Batch { get; init; }
+
     /// <summary>Maps the entity, leaving the secret and private key out and masking credential headers.</summary>
     /// <exception cref="System.Security.Cryptography.CryptographicException">A sealed value the configured main keys do not open.</exception>
     public static SubscriptionResponse From(WebhookSubscription s, SecretSealer sealer) => new(s.Id, s.Url, s.EventTypes, s.Description, s.IsActive, s.RetryCount,
@@ -100,6 +103,7 @@ public sealed record SubscriptionResponse(
         Filter = Shaping.ShapingFields.Node(s.Filter),
         Template = Shaping.ShapingFields.Node(s.Template),
         Ordering = s.Ordering,
+        Batch = SubscriptionBatch.Of(s),
     };
 
     /// <summary>The <c>whpk_</c> public key of a stored (sealed) private key; null for none.</summary>
@@ -132,6 +136,9 @@ public sealed record CreatedSubscriptionResponse(
 
     /// <summary>The template; null: the payload JSON is sent.</summary>
     public JsonNode? Template { get; init; }
+
+    /// <summary>Batched deliveries; null: one POST per event.</summary>
+    public SubscriptionBatch? Batch { get; init; }
 }
 
 /// <summary>A page of a list, newest first.</summary>
@@ -172,6 +179,17 @@ public sealed record DeliveryResponse(
     /// </summary>
     public string? OrderingKey { get; init; }
 
+    /// <summary>
+    /// For an event of a batched subscription: the batch delivery that carries it (null while it
+    /// waits for one, status <c>batched</c>); absent for other deliveries.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public Guid? BatchId { get; init; }
+
+    /// <summary>For a batch delivery (<c>event_type</c> <c>batch</c>): how many events it carries; absent for other deliveries.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public int? BatchSize { get; init; }
+
     /// <summary>Maps the entity; attempts when loaded and asked for.</summary>
     public static DeliveryResponse From(WebhookDelivery d, bool withAttempts) => new(d.Id, d.SubscriptionId, d.EventType, d.EventId, d.Status,
         d.AttemptCount, d.MaxAttempts, d.ResponseStatusCode, d.ResponseBody, d.ErrorMessage, d.CreatedAt, d.FirstAttemptAt, d.LastAttemptAt,
@@ -180,7 +198,12 @@ public sealed record DeliveryResponse(
             ? d.Attempts.OrderBy(a => a.AttemptNumber)
                 .Select(a => new AttemptResponse(a.AttemptNumber, a.AttemptedAt, a.DurationMs, a.StatusCode, a.Outcome, a.ErrorMessage, a.ResponseExcerpt))
                 .ToList()
-            : null) { OrderingKey = d.OrderingKey };
+            : null)
+    {
+        OrderingKey = d.OrderingKey,
+        BatchId = d.BatchId,
+        BatchSize = d.BatchSize,
+    };
 }
 
 /// <summary>
@@ -191,7 +214,7 @@ public sealed record DeliveryResponse(
 /// <param name="SubscriptionId">The subscription it is for.</param>
 /// <param name="EventType">Event type name, e.g. <c>email.received</c>.</param>
 /// <param name="EventId">The event's id (the payload's <c>id</c> and the <c>webhook-id</c> header).</param>
-/// <param name="Status">pending, retrying, success, failed or cancelled.</param>
+/// <param name="Status">pending, retrying, success, failed or cancelled; batched for an event of a batched webhook waiting for its batch or in one under way.</param>
 /// <param name="AttemptCount">Attempts started so far.</param>
 /// <param name="MaxAttempts">Attempts allowed, counting the rounds of manual retries.</param>
 /// <param name="ResponseStatusCode">HTTP status of the last attempt, if one was received.</param>
@@ -232,15 +255,38 @@ public sealed record DeliveryDetailResponse(
     /// <summary>The key the delivery was ordered by; see <see cref="DeliveryResponse.OrderingKey"/>.</summary>
     public string? OrderingKey { get; init; }
 
+    /// <summary>For an event of a batched subscription: the batch delivery that carries it (null while it waits); absent otherwise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public Guid? BatchId { get; init; }
+
+    /// <summary>For a batch delivery: how many events it carries; absent otherwise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public int? BatchSize { get; init; }
+
+    /// <summary>For a batch delivery: its events (member deliveries), in the order of its body; absent otherwise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<BatchEventResponse>? BatchEvents { get; init; }
+
     /// <summary>Maps the entity (its attempts loaded) and its payload as <see cref="DeliveryPayloadReader"/> read it.</summary>
     public static DeliveryDetailResponse From(WebhookDelivery d, string? payload)
     {
         var x = DeliveryResponse.From(d, withAttempts: true);
         return new(x.Id, x.SubscriptionId, x.EventType, x.EventId, x.Status, x.AttemptCount, x.MaxAttempts, x.ResponseStatusCode,
             x.ResponseBody, x.ErrorMessage, x.CreatedAt, x.FirstAttemptAt, x.LastAttemptAt, x.CompletedAt, x.NextRetryAt, x.Attempts!,
-            payload, payload is null ? DeliveryPayloadReader.GoneText : null) { OrderingKey = x.OrderingKey };
+            payload, payload is null ? DeliveryPayloadReader.GoneText : null)
+        {
+            OrderingKey = x.OrderingKey,
+            BatchId = d.BatchId,
+            BatchSize = d.BatchSize,
+        };
     }
 }
+
+/// <summary>One event of a batch delivery, as its detail lists them.</summary>
+/// <param name="DeliveryId">The event's own (member) delivery.</param>
+/// <param name="EventId">The event's id (its payload's <c>id</c> in the batch body).</param>
+/// <param name="EventType">Its type.</param>
+public sealed record BatchEventResponse(Guid DeliveryId, Guid EventId, string EventType);
 
 /// <summary>The outcome of <c>POST /api/webhooks/{id}/test</c>.</summary>
 /// <param name="Success">Whether the endpoint answered 2xx.</param>

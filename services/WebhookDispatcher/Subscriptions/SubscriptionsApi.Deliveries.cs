@@ -87,7 +87,37 @@ public static partial class SubscriptionsApi
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found",
                 detail: $"No delivery {deliveryId} for webhook {id}.");
         var payload = await DeliveryPayloadReader.ReadAsync(database, delivery.Id, delivery.Payload, cancellationToken);
-        return TypedResults.Ok(DeliveryDetailResponse.From(delivery, payload));
+        var detail = DeliveryDetailResponse.From(delivery, payload);
+        if (delivery.BatchSize is not null)
+        {
+            // The members, in the body's order (BatchBody: the events' created_at, then delivery id).
+            var members = await services.Db.Deliveries.AsNoTracking().Where(d => d.BatchId == delivery.Id && d.SubscriptionId == id)
+                .Select(d => new { d.Id, d.EventId, d.EventType }).ToListAsync(cancellationToken);
+            var order = payload is null ? [] : BatchEventOrder(payload);
+            detail = detail with
+            {
+                BatchEvents = [.. members.OrderBy(m => order.TryGetValue(m.EventId, out var i) ? i : int.MaxValue).ThenBy(m => m.Id)
+                    .Select(m => new BatchEventResponse(m.Id, m.EventId, m.EventType))],
+            };
+        }
+        return TypedResults.Ok(detail);
+    }
+
+    /// <summary>Each event id of a batch body with its position.</summary>
+    private static Dictionary<Guid, int> BatchEventOrder(string body)
+    {
+        var order = new Dictionary<Guid, int>();
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            foreach (var e in doc.RootElement.GetProperty("events").EnumerateArray())
+                if (e.TryGetProperty("id", out var eid) && eid.TryGetGuid(out var g)) order.TryAdd(g, order.Count);
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            // Not a batch body (never expected): the members are listed by delivery id.
+        }
+        return order;
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> RetryDelivery(
@@ -118,6 +148,11 @@ public static partial class SubscriptionsApi
         if (!subscription.IsActive)
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Subscription is disabled",
                 detail: "Enable the subscription (PATCH is_active: true) before retrying its deliveries.");
+        if (await services.Db.Deliveries.AsNoTracking().Where(d => d.Id == deliveryId && d.SubscriptionId == id && d.BatchId != null)
+                .Select(d => d.BatchId).FirstOrDefaultAsync(cancellationToken) is { } batchId)
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Delivery is in a batch",
+                detail: $"This event was sent in batch {batchId}; retry that delivery (POST …/deliveries/{batchId}/retry) to send the batch again.",
+                extensions: new Dictionary<string, object?> { ["batch_id"] = batchId });
         // One transaction that rolls back on failure, so it may run again after a broken connection.
         var previous = await DatabaseAvailability.RetryOnceAsync(services.Database,
             ct => services.Store.RestartAsync(deliveryId, id, subscription.RetryCount, ct), cancellationToken);
@@ -174,7 +209,8 @@ public static partial class SubscriptionsApi
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Subscription is disabled",
                 detail: "Enable the subscription (PATCH is_active: true) before recovering its deliveries.");
         var failed = await services.Db.Deliveries.AsNoTracking()
-            .Where(d => d.SubscriptionId == id && d.Status == DeliveryStatus.Failed && d.CreatedAt >= since)
+            // Events of a batch come back with their batch, not one by one.
+            .Where(d => d.SubscriptionId == id && d.Status == DeliveryStatus.Failed && d.CreatedAt >= since && d.BatchId == null)
             .OrderBy(d => d.CreatedAt).ThenBy(d => d.Id).Select(d => d.Id).Take(MaxRecoverPerCall + 1).ToListAsync(cancellationToken);
         var restarted = new List<DeliverWebhook>();
         foreach (var deliveryId in failed.Take(MaxRecoverPerCall))

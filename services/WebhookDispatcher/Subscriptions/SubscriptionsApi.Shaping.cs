@@ -152,6 +152,24 @@ public static partial class SubscriptionsApi
     }
 
     /// <summary>
+    /// A PATCH that sets a batch while a template is stored, or a template while a batch is stored
+    /// (and does not remove the other): refused with 400 naming <c>batch</c> or <c>template</c>. Null when fine.
+    /// </summary>
+    private static async Task<ValidationProblem?> BatchBesideTemplateAsync(Guid id, SubscriptionFields fields, ApiServices services,
+        CancellationToken cancellationToken)
+    {
+        var setsBatch = fields.Batch is not null;
+        var setsTemplate = fields.Shaping?.Template is not null;
+        if (!setsBatch && !setsTemplate) return null;
+        var stored = await services.Owned().Where(s => s.Id == id).Select(s => new { s.Template, s.BatchMaxEvents }).FirstOrDefaultAsync(cancellationToken);
+        if (stored is null) return null; // the update answers 404
+        var template = fields.Shaping is { HasTemplate: true } t ? t.Template : stored.Template;
+        var batched = fields.HasBatch ? fields.Batch is not null : stored.BatchMaxEvents is not null;
+        if (template is null || !batched) return null;
+        return ApiInput.Invalid(setsBatch ? SubscriptionBatch.Field : "template", SubscriptionBatch.WithTemplateProblem);
+    }
+
+    /// <summary>
     /// A PATCH that sets a template but not the event types: the template is tried on the examples of
     /// the stored event types. Null when fine (or nothing to try).
     /// </summary>

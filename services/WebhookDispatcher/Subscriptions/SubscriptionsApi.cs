@@ -124,7 +124,8 @@ public static partial class SubscriptionsApi
         if (invalid is not null) return invalid;
         using var body = document!;
         var options = services.Options.Value;
-        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.RequireHttps, services.Delivery.Value.AllowPrivateNetworks);
+        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.RequireHttps, services.Delivery.Value.AllowPrivateNetworks,
+            services.Delivery.Value.MaxEventBytes);
         if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
             return TypedResults.ValidationProblem(errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
@@ -152,6 +153,9 @@ public static partial class SubscriptionsApi
             SignatureScheme = scheme,
             SigningKey = sealer.SealOrNull(privateKey),
             Ordering = fields.Ordering ?? Deliveries.SubscriptionOrdering.None,
+            BatchMaxEvents = fields.Batch?.MaxEvents,
+            BatchMaxWaitMs = fields.Batch?.MaxWaitMs,
+            BatchMaxBytes = fields.Batch?.MaxBytes,
         };
         // The execution strategy retries the whole transaction on a broken connection; a retry
         // after a commit whose answer was lost finds the subscription stored and stops there.
@@ -177,7 +181,7 @@ public static partial class SubscriptionsApi
         return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
             s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, sealer.Unseal(s.Secret),
             SubscriptionHeaders.Masked(s.Headers, sealer), s.SignatureScheme, SubscriptionResponse.PublicKeyOf(s.SigningKey, sealer))
-        { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template), Ordering = s.Ordering });
+        { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template), Ordering = s.Ordering, Batch = SubscriptionBatch.Of(s) });
     }
 
     private static async Task<Results<Ok<PageResponse<SubscriptionResponse>>, ValidationProblem>> List(
@@ -216,8 +220,9 @@ public static partial class SubscriptionsApi
         if (invalid is not null) return invalid;
         using var body = document!;
         var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: false, services.Options.Value.RequireHttps,
-            services.Delivery.Value.AllowPrivateNetworks);
+            services.Delivery.Value.AllowPrivateNetworks, services.Delivery.Value.MaxEventBytes);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        if (await BatchBesideTemplateAsync(id, fields, services, cancellationToken) is { } batchProblem) return batchProblem;
         if (await TemplateOnStoredTypesAsync(id, fields, services, cancellationToken) is { } templateProblem) return templateProblem;
 
         var userId = services.UserId;
@@ -266,6 +271,10 @@ public static partial class SubscriptionsApi
                 if (fields.Headers is not null) u.SetProperty(s => s.Headers, storedHeaders);
                 if (fields.SignatureScheme is { } scheme) u.SetProperty(s => s.SignatureScheme, scheme);
                 if (fields.Ordering is { } ordering) u.SetProperty(s => s.Ordering, ordering);
+                if (fields.HasBatch)
+                    u.SetProperty(s => s.BatchMaxEvents, fields.Batch == null ? null : fields.Batch.MaxEvents)
+                        .SetProperty(s => s.BatchMaxWaitMs, fields.Batch == null ? null : fields.Batch.MaxWaitMs)
+                        .SetProperty(s => s.BatchMaxBytes, fields.Batch == null ? null : fields.Batch.MaxBytes);
                 if (newKey is not null) u.SetProperty(s => s.SigningKey, s => s.SigningKey ?? newKey);
                 u.SetProperty(s => s.UpdatedAt, now);
             }, cancellationToken);
@@ -292,7 +301,9 @@ public static partial class SubscriptionsApi
                 .ExecuteUpdateAsync(u => u.SetProperty(s => s.DeletedAt, now).SetProperty(s => s.IsActive, false).SetProperty(s => s.UpdatedAt, now), ct);
             if (count == 0) return false;
             // Waiting deliveries stop here; the delivery engine's claim also refuses inactive subscriptions.
-            await db.Deliveries.Where(d => d.SubscriptionId == id && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying))
+            // Events waiting for a batch too (those in a batch follow their batch: the trigger of migration BatchedDeliveries).
+            await db.Deliveries.Where(d => d.SubscriptionId == id && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying
+                                                                      || (d.Status == DeliveryStatus.Batched && d.BatchId == null)))
                 .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.CompletedAt, now)
                     .SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null).SetProperty(d => d.ErrorMessage, "Subscription deleted"), ct);
             await tx.CommitAsync(ct);

@@ -105,6 +105,19 @@ public sealed class WebhookSubscription
     /// </summary>
     public string? Template { get; set; }
 
+    /// <summary>
+    /// Batched deliveries (Deliveries/Batching/, docs/decisions/0015): at most this many events
+    /// (1–100) in one POST; null: batching is off and every event is its own delivery. With it,
+    /// <see cref="BatchMaxWaitMs"/> and <see cref="BatchMaxBytes"/> are set too.
+    /// </summary>
+    public int? BatchMaxEvents { get; set; }
+
+    /// <summary>How long the first event of a forming batch waits for more, in milliseconds (0–10,000); null with batching off.</summary>
+    public int? BatchMaxWaitMs { get; set; }
+
+    /// <summary>Largest batch body, in bytes of UTF-8 (1,024 to the event payload cap); null with batching off.</summary>
+    public int? BatchMaxBytes { get; set; }
+
     /// <summary>Deliveries that reached a final state (success or failed).</summary>
     public long TotalDeliveries { get; set; }
 

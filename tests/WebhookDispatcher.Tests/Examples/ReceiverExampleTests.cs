@@ -113,6 +113,28 @@ public sealed class ReceiverExampleTests
             Is.True, "4 minutes is within the 5-minute tolerance");
     }
 
+    [TestCaseSource(nameof(Verifiers))]
+    public async Task A_real_batch_delivery_verifies_like_any_delivery(string verifier)
+    {
+        await using var capture = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        using var api = TestTokens.Client(user);
+        var created = await api.PostAsJsonAsync("/api/webhooks",
+            new { url = capture.Url, event_types = new[] { "email.received" }, batch = new { max_events = 2, max_wait_ms = 10_000 } });
+        Assert.That(created.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+        var secret = (await created.JsonAsync())["secret"]!.GetValue<string>();
+        for (var i = 0; i < 2; i++)
+            await Dispatcher.PublishAsync((EmailReceived)EventSchemas.Example(EventCatalog.For<EmailReceived>(), user, Guid.NewGuid()));
+        Assert.That(await capture.WaitForAsync(1, TimeSpan.FromSeconds(30)), Is.True);
+        var batch = capture.Requests[0];
+        Assert.That(batch.Headers["x-webhook-event"], Is.EqualTo(BatchBody.EventType));
+
+        var result = await VerifyAsync(verifier, [secret], batch);
+
+        Assert.That(result.Ok, Is.True, result.Reason);
+        Assert.That(result.Legacy, Is.Not.False, "X-Webhook-Signature verifies too");
+    }
+
     [TestCase("python", TestName = "The_Python_receiver_example_answers_200_to_a_live_delivery_and_the_delivery_succeeds")]
     [TestCase("node", TestName = "The_Node_receiver_example_answers_200_to_a_live_delivery_and_the_delivery_succeeds")]
     public async Task Live_delivery(string verifier)

@@ -85,6 +85,26 @@ public sealed class V1aSignatureTests
     }
 
     [TestCaseSource(nameof(Verifiers))]
+    public async Task A_real_batch_delivery_verifies_with_the_public_key_alone(string verifier)
+    {
+        await using var capture = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        using var api = TestTokens.Client(user);
+        var response = await api.PostJsonAsync("/api/webhooks",
+            $$$"""{"url": "{{{capture.Url}}}", "event_types": ["email.received"], "signature_scheme": "ed25519", "batch": {"max_events": 2, "max_wait_ms": 10000}}""");
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created), await response.Content.ReadAsStringAsync());
+        var key = (await response.JsonAsync())["public_key"]!.GetValue<string>();
+        for (var i = 0; i < 2; i++)
+            await Dispatcher.PublishAsync((EmailReceived)EventSchemas.Example(EventCatalog.For<EmailReceived>(), user, Guid.NewGuid()));
+        Assert.That(await capture.WaitForAsync(1, TimeSpan.FromSeconds(30)), Is.True);
+        var batch = capture.Requests[0];
+        Assert.That(batch.Headers["x-webhook-event"], Is.EqualTo("batch"));
+
+        Assert.That(await VerifiesAsync(verifier, [key], batch), Is.True);
+        Assert.That(await VerifiesAsync(verifier, [_oldKey], batch), Is.False, "not with another key");
+    }
+
+    [TestCaseSource(nameof(Verifiers))]
     public async Task A_tampered_body_does_not_verify(string verifier)
     {
         var body = Encoding.UTF8.GetString(_beforeRotation.Body).Replace("\"Quarterly report\"", "\"Quarterly rep0rt\"");

@@ -551,6 +551,42 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
+    public async Task A_batched_endpoints_log_shows_which_batch_carries_each_event_and_how_many_events_a_batch_carries()
+    {
+        var user = Events.NewUser();
+        var created = await _portal.SubscribeAsync(user, "/batched", retryCount: 0);
+        using (var client = _portal.Client(user))
+            Assert.That((await client.PatchJsonAsync($"/api/webhooks/{created.Id()}", """{"batch": {"max_events": 2, "max_wait_ms": 10000}}""")).StatusCode,
+                Is.EqualTo(HttpStatusCode.OK));
+        var events = new[] { Events.EmailReceived(user), Events.EmailReceived(user) };
+        foreach (var e in events) await _portal.Dispatcher.PublishAsync(e);
+        foreach (var e in events)
+            Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(e.EventId) == "success", Long), Is.True);
+        Guid batchId;
+        await using (var db = await OpenDatabaseAsync())
+        await using (var command = new NpgsqlCommand("SELECT batch_id FROM webhook_deliveries WHERE event_id = $1", db))
+        {
+            command.Parameters.Add(new() { Value = events[0].EventId });
+            batchId = (Guid)(await command.ExecuteScalarAsync())!;
+        }
+
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(user));
+        await page.GetByRole(AriaRole.Button, new() { Name = _portal.ReceiverUrl("/batched") }).ClickAsync();
+        // The batch is a delivery of its own (its event id is its id); each event names it.
+        var batch = await WaitForStatusAsync(page, batchId, "success");
+        await Expect(batch).ToContainTextAsync("batch of 2 events");
+        foreach (var e in events)
+        {
+            var row = await WaitForStatusAsync(page, e.EventId, "success");
+            await Expect(row).ToContainTextAsync($"in batch {batchId}");
+        }
+        var member = await ShowAttemptsAsync(page, events[0].EventId);
+        await Expect(member).ToContainTextAsync($"This event is sent in batch {batchId}");
+    }
+
+    [Test]
     public async Task Signing_out_with_the_keyboard_ends_the_session_on_the_server_at_once_and_leaving_the_page_ends_it_too()
     {
         var user = Events.NewUser();

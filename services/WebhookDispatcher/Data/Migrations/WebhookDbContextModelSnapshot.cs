@@ -88,6 +88,14 @@ namespace WebhookDispatcher.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("max_attempts");
 
+                    b.Property<Guid?>("BatchId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("batch_id");
+
+                    b.Property<int?>("BatchSize")
+                        .HasColumnType("integer")
+                        .HasColumnName("batch_size");
+
                     b.Property<DateTimeOffset?>("NextRetryAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("next_retry_at");
@@ -142,7 +150,7 @@ namespace WebhookDispatcher.Data.Migrations
 
                     b.ToTable("webhook_deliveries", null, t =>
                         {
-                            t.HasCheckConstraint("ck_webhook_deliveries_status", "status IN ('pending', 'retrying', 'success', 'failed', 'cancelled')");
+                            t.HasCheckConstraint("ck_webhook_deliveries_status", "status IN ('pending', 'retrying', 'success', 'failed', 'cancelled', 'batched')");
                         });
                 });
 
@@ -331,6 +339,18 @@ namespace WebhookDispatcher.Data.Migrations
                     b.Property<string>("Template")
                         .HasColumnType("text")
                         .HasColumnName("template");
+
+                    b.Property<int?>("BatchMaxBytes")
+                        .HasColumnType("integer")
+                        .HasColumnName("batch_max_bytes");
+
+                    b.Property<int?>("BatchMaxEvents")
+                        .HasColumnType("integer")
+                        .HasColumnName("batch_max_events");
+
+                    b.Property<int?>("BatchMaxWaitMs")
+                        .HasColumnType("integer")
+                        .HasColumnName("batch_max_wait_ms");
 
                     b.Property<int>("TimeoutSeconds")
                         .HasColumnType("integer")

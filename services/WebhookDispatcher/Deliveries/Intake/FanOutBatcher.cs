@@ -15,11 +15,11 @@ namespace WebhookDispatcher.Deliveries;
 /// up to <see cref="MaxConcurrentStatements"/>, so they keep their latency. Events known to write
 /// much, large ones (<see cref="LargePayloadChars"/>) and those of users with many subscriptions
 /// (<see cref="FanOutSizes"/>), go in short statements of their own, one user each, beside the
-/// others (<see cref="MaxConcurrentApart"/>).
+/// others (<see cref="MaxConcurrentApart"/>). Deliveries of batched subscriptions go to the
+/// <see cref="BatchFormer"/> instead of the scheduler.
 /// </summary>
 public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, DeliveryScheduler scheduler, InsertClaims claims, DispatcherIdentity dispatcher,
-    OrderingHandOff ordering,
-    IOptions<DeliveryOptions> options, TimeProvider time)
+    OrderingHandOff ordering, BatchFormer batches, IOptions<DeliveryOptions> options, TimeProvider time)
     : BackgroundService
 {
     /// <summary>How long a small batch waits for more events; the event waits for its commit, so this adds to its latency.</summary>
@@ -67,7 +67,7 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
         if (_fanOut.Writer.TryWrite(pending))
             return pending.Done.Task;
         // The batch writer has stopped (the host is stopping, consumers still run): store this
-        // event alone; its deliveries wait in the database for a running replica.
+        // event alone; its deliveries (batch members too: the sweep) wait in the database for a running replica.
         return store.FanOutAsync([evt], time.GetUtcNow(), CancellationToken.None);
     }
 
@@ -190,6 +190,7 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
                 scheduler.Enqueue(stored.Work);
                 // Ordered deliveries go to their lanes once stored for the settle time (decision 0014).
                 if (stored.Settling is { } settling) ordering.OfferAfter(settling, TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds));
+                batches.Add(stored.Batched);
                 CompleteBatch([.. batch], null);
             }
             catch (Exception ex)
@@ -218,7 +219,9 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
             var pending = group.ToArray();
             try
             {
-                scheduler.Enqueue(await store.FanOutAsync([pending[0].Event], time.GetUtcNow(), CancellationToken.None));
+                var stored = await store.FanOutAndClaimAsync([pending[0].Event], ClaimGrant.None, Guid.Empty, time.GetUtcNow(), CancellationToken.None);
+                scheduler.Enqueue(stored.Work);
+                batches.Add(stored.Batched);
                 CompleteBatch(pending, null);
             }
             catch (Exception ex)

@@ -71,8 +71,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             WITH e AS (SELECT * FROM {events}),
             m AS (
                 SELECT e.event_id, e.event_type, {(separate ? "e.separate" : "false AS separate")}, s.id AS subscription_id, s.retry_count,
-                       s.timeout_seconds, s.ordering, e.occurred_at, e.ordering_key,
-                       s.ordering = 'none' AND row_number() OVER (PARTITION BY s.id ORDER BY e.ord) <= COALESCE(a.room, 0) AS claimed
+                       s.timeout_seconds, s.ordering, e.occurred_at, e.ordering_key, s.batch_max_events IS NOT NULL AS batched,
+                       s.ordering = 'none' AND s.batch_max_events IS NULL AND row_number() OVER (PARTITION BY s.id ORDER BY e.ord) <= COALESCE(a.room, 0) AS claimed
                 FROM e JOIN webhook_subscriptions s
                   ON s.user_id = e.user_id AND s.is_active AND s.deleted_at IS NULL AND e.event_type = ANY (s.event_types)
                      AND (s.filter_path IS NULL OR e.payload::jsonb @@ s.filter_path)
@@ -85,22 +85,26 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                                                 ordering_key, occurred_at)
                 -- Ordered ones (decision 0014) are never claimed at insert (m.claimed): they wait for their settle time and their key's turn.
                 SELECT webhook_uuid_v7(), n.subscription_id, n.event_type, n.event_id, CASE WHEN n.separate THEN NULL ELSE e.payload END,
-                       {(separate ? "p.id" : "NULL::uuid")}, 'pending', CASE WHEN n.claimed THEN 1 ELSE 0 END, 1 + n.retry_count, now(),
+                       {(separate ? "p.id" : "NULL::uuid")}, CASE WHEN n.batched THEN 'batched' ELSE 'pending' END,
+                       CASE WHEN n.claimed THEN 1 ELSE 0 END, 1 + n.retry_count, now(),
                        CASE WHEN n.claimed THEN now() END, CASE WHEN n.claimed THEN now() END,
-                       CASE WHEN n.claimed THEN now() + make_interval(secs => n.timeout_seconds + $8) ELSE now() END,
+                       -- A batch member has no due time (its batch has): the reconciler's due scan never sees it.
+                       CASE WHEN n.claimed THEN now() + make_interval(secs => n.timeout_seconds + $8) WHEN n.batched THEN NULL ELSE now() END,
                        CASE WHEN n.claimed THEN $7::uuid END, n.claimed,
                        CASE n.ordering WHEN 'none' THEN NULL WHEN 'strict' THEN '' ELSE n.ordering_key END, n.occurred_at
                 FROM n JOIN e ON e.event_id = n.event_id {(separate ? "LEFT JOIN p ON p.event_id = n.event_id" : "")}
                 ON CONFLICT DO NOTHING
-                RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt, ordering_key)
+                RETURNING id, subscription_id, in_flight, event_id, event_type, attempt_count, max_attempts, last_attempt_at, round_first_attempt, ordering_key,
+                          status = 'batched' AS batched)
             SELECT ins.id, ins.subscription_id, ins.in_flight, ins.event_id, ins.event_type, ins.attempt_count, ins.max_attempts, ins.last_attempt_at,
                    ins.round_first_attempt, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.timeout_seconds,
                    s.rate_limit_per_second, s.user_id, s.template, s.headers::text, s.signature_scheme, s.signing_key, s.previous_signing_key,
-                   ins.ordering_key IS NOT NULL
-            FROM ins LEFT JOIN webhook_subscriptions s ON ins.in_flight AND s.id = ins.subscription_id
+                   ins.ordering_key IS NOT NULL, s.batch_max_events, s.batch_max_wait_ms, s.batch_max_bytes
+            FROM ins LEFT JOIN webhook_subscriptions s ON (ins.in_flight OR ins.batched) AND s.id = ins.subscription_id
             {(maybeSeen ? """
                           UNION ALL
-                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
+                          SELECT id, subscription_id, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false,
+                                 NULL, NULL, NULL
                           FROM existing WHERE status = 'pending' AND attempt_count = 0
                           """ : "")}
             """;
@@ -116,7 +120,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
     /// returns the work to attempt: the new deliveries, and, for events that may have been seen
     /// before (<see cref="FanOutEvent.MaybeSeen"/>), those that exist but were never attempted (a
     /// redelivered event after a crash between commit and attempt; otherwise the reconciler
-    /// re-publishes them). Claims nothing at insert.
+    /// re-publishes them). Claims nothing at insert. The members of batched subscriptions it stores
+    /// are not returned (<see cref="FanOutAndClaimAsync"/> returns them): the sweep of the batch stage finds them.
     /// </summary>
     /// <inheritdoc cref="FanOutAndClaimAsync" path="/param"/>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
@@ -175,8 +180,17 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
         Dictionary<Guid, byte[]>? bodies = null; // event id -> its payload's UTF-8 bytes, shared by its claimed deliveries
         Dictionary<Guid, string>? payloads = null;
         await using var r = await cmd.ExecuteReaderAsync(cancellationToken);
+        List<BatchMember>? batched = null;
         while (await r.ReadAsync(cancellationToken))
         {
+            if (!r.IsDBNull(22))
+            {
+                // A member of a batched subscription: for the batch stage, with its size and the subscription's limits as they are now.
+                payloads ??= events.ToDictionary(e => e.EventId, e => e.Payload);
+                (batched ??= []).Add(new BatchMember(r.GetGuid(0), r.GetGuid(1), System.Text.Encoding.UTF8.GetByteCount(payloads[r.GetGuid(3)]),
+                    new BatchLimits(r.GetInt32(22), r.GetInt32(23), r.GetInt32(24))));
+                continue;
+            }
             if (!r.GetBoolean(2))
             {
                 if (r.GetBoolean(21)) (settling ??= []).Add(new DeliveryWork(r.GetGuid(0), r.GetGuid(1)));
@@ -196,7 +210,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                 r.GetString(15), r.IsDBNull(17) ? null : r.GetString(17), r.GetString(18), r.IsDBNull(19) ? null : r.GetString(19),
                 r.IsDBNull(20) ? null : r.GetString(20), r.GetInt32(8), r.IsDBNull(16) ? null : r.GetString(16)));
         }
-        return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[], settling);
+        return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[], settling) { Batched = batched ?? (IReadOnlyList<BatchMember>)[] };
     }
 
     /// <summary>Each user's count of active subscriptions (users with none are absent), for <see cref="FanOutSizes"/>.</summary>

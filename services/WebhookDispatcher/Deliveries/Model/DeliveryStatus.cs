@@ -18,6 +18,12 @@ public static class DeliveryStatus
     /// <summary>Stopped before success, e.g. because the subscription was deleted or disabled. Final.</summary>
     public const string Cancelled = "cancelled";
 
+    /// <summary>
+    /// An event of a batched subscription: it waits to go into a batch (<c>batch_id</c> null) or is
+    /// in a batch not finished yet; it then takes the batch's final status (docs/decisions/0015).
+    /// </summary>
+    public const string Batched = "batched";
+
     /// <summary>All statuses, for validation and the database check constraint.</summary>
-    public static readonly IReadOnlyList<string> All = [Pending, Retrying, Success, Failed, Cancelled];
+    public static readonly IReadOnlyList<string> All = [Pending, Retrying, Success, Failed, Cancelled, Batched];
 }

@@ -64,4 +64,8 @@ public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset St
 /// <param name="Work">Deliveries that wait in their subscription's lane for a claim.</param>
 /// <param name="Claimed">Deliveries claimed at insert for this dispatcher (<see cref="ClaimGrant"/>), each with its body.</param>
 /// <param name="Settling">Deliveries of ordered subscriptions: offered to their lanes once they settled (<see cref="OrderingHandOff"/>).</param>
-public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed, IReadOnlyList<DeliveryWork>? Settling = null);
+public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed, IReadOnlyList<DeliveryWork>? Settling = null)
+{
+    /// <summary>New deliveries of batched subscriptions (status <c>batched</c>), for the <see cref="BatchFormer"/>; never claimed at insert.</summary>
+    public IReadOnlyList<BatchMember> Batched { get; init; } = [];
+}

@@ -93,6 +93,15 @@ public sealed class WebhookDelivery
     /// </summary>
     public DateTimeOffset? HeldUntil { get; set; }
 
+    /// <summary>
+    /// For an event of a batched subscription (a member): the batch delivery that carries it, set
+    /// when the batch is formed; null while it waits for one, and for every other delivery.
+    /// </summary>
+    public Guid? BatchId { get; set; }
+
+    /// <summary>For a batch delivery: how many events it carries (its members); null for every other delivery.</summary>
+    public int? BatchSize { get; set; }
+
     /// <summary>The attempts, oldest first.</summary>
     public List<WebhookDeliveryAttempt> Attempts { get; set; } = [];
 }

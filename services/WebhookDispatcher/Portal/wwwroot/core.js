@@ -112,7 +112,8 @@ export function cause(a) { return (outcomes[a.outcome] || (() => a.outcome))(a);
  * its signature scheme.
  */
 export function attemptsTable(d, s = null) {
-  if (!d.attempts?.length) return h('p', { class: 'muted' }, 'No attempt has been made yet.');
+  if (!d.attempts?.length && d.batch_id) return h('p', { class: 'muted' }, `This event is sent in batch ${d.batch_id}: its attempts are that delivery's.`);
+  if (!d.attempts?.length) return h('p', { class: 'muted' }, d.status === 'batched' ? 'Waiting to go into a batch.' : 'No attempt has been made yet.');
   return h('div', {},
     h('table', { class: 'attempts' }, h('caption', {}, `Attempts of delivery ${d.id}`),
       h('thead', {}, h('tr', {}, ['#', 'Time', 'Duration', 'Status', 'What happened', 'Response excerpt'].map(t => h('th', { scope: 'col' }, t)))),

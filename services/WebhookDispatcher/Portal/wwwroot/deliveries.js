@@ -70,12 +70,15 @@ function deliveryRows(d, s, reload) {
   const row = h('tr', { 'data-delivery': d.id, 'data-event': d.event_id },
     h('td', {}, badge(d.status, kind)),
     h('td', {}, d.event_type, h('div', { class: 'muted small mono' }, d.event_id),
-      d.ordering_key != null ? h('div', { class: 'muted small mono', 'data-testid': 'ordering-key' }, d.ordering_key === '' ? 'ordered: strict' : `key ${d.ordering_key}`) : null),
+      d.ordering_key != null ? h('div', { class: 'muted small mono', 'data-testid': 'ordering-key' }, d.ordering_key === '' ? 'ordered: strict' : `key ${d.ordering_key}`) : null,
+      // Batched deliveries: an event names its batch (none yet while it waits); a batch says how many events it carries.
+      d.batch_id ? h('div', { class: 'muted small' }, 'in batch ', h('span', { class: 'mono' }, d.batch_id)) : null,
+      d.batch_size ? h('div', { class: 'muted small' }, `batch of ${d.batch_size} event${d.batch_size === 1 ? '' : 's'}`) : null),
     h('td', {}, when(d.created_at)),
     h('td', {}, `${d.attempt_count} of ${d.max_attempts}`),
     h('td', {}, last ? cause(last) : (d.next_retry_at ? `Next attempt ${when(d.next_retry_at)}` : '—')),
     h('td', { class: 'nowrap' }, toggle,
-      canChange() && (d.status === 'failed' || d.status === 'cancelled')
+      canChange() && (d.status === 'failed' || d.status === 'cancelled') && !d.batch_id
         ? h('button', { type: 'button', class: 'small', onclick: async () => {
           const r = await api('POST', `api/webhooks/${s.id}/deliveries/${d.id}/retry`);
           toast(r.ok ? 'Retry accepted: a new round of attempts starts now' : problemText(r));
