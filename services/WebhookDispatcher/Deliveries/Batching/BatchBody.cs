@@ -32,10 +32,14 @@ public static class BatchBody
     /// <param name="id">The batch's id (its delivery id, and its <c>webhook-id</c>).</param>
     /// <param name="createdAt">When the batch was formed (the database's clock).</param>
     /// <param name="members">Each member's delivery id and payload text.</param>
-    public static string Build(Guid id, DateTimeOffset createdAt, IEnumerable<(Guid DeliveryId, string Payload)> members)
+    /// <param name="inGivenOrder">Keep the members' order (an ordered subscription's, already in (occurred_at, id) order,
+    /// which the payload's <c>created_at</c> text may not tell apart) instead of sorting them.</param>
+    public static string Build(Guid id, DateTimeOffset createdAt, IEnumerable<(Guid DeliveryId, string Payload)> members, bool inGivenOrder = false)
     {
-        var ordered = members.Select(m => (m.DeliveryId, m.Payload, At: CreatedAt(m.Payload)))
-            .OrderBy(m => m.At, StringComparer.Ordinal).ThenBy(m => m.DeliveryId).ToList();
+        var ordered = inGivenOrder
+            ? members.Select(m => (m.DeliveryId, m.Payload)).ToList()
+            : members.Select(m => (m.DeliveryId, m.Payload, At: CreatedAt(m.Payload)))
+                .OrderBy(m => m.At, StringComparer.Ordinal).ThenBy(m => m.DeliveryId).Select(m => (m.DeliveryId, m.Payload)).ToList();
         var body = new StringBuilder(Envelope(id, createdAt), EnvelopeBytes + ordered.Sum(m => m.Payload.Length + 1));
         for (var i = 0; i < ordered.Count; i++)
         {

@@ -32,6 +32,18 @@ public sealed partial class BatchFormer(BatchStore store, DeliveryScheduler sche
         if (members.Count > 0) _incoming.Writer.TryWrite((members, false));
     }
 
+    /// <summary>Queues new members after <paramref name="delay"/> (members of an ordered subscription, once they settled); their wait starts then.</summary>
+    public void AddAfter(IReadOnlyList<BatchMember> members, TimeSpan delay)
+    {
+        if (members.Count > 0) _ = AddLaterAsync(members, delay);
+    }
+
+    private async Task AddLaterAsync(IReadOnlyList<BatchMember> members, TimeSpan delay)
+    {
+        await Task.Delay(delay, time);
+        Add(members);
+    }
+
     /// <summary>Queues members found waiting past their time (the sweep): their batch closes at once.</summary>
     public void AddOverdue(IReadOnlyList<BatchMember> members)
     {

@@ -30,4 +30,6 @@ public readonly record struct BatchLimits(int MaxEvents, int MaxWaitMs, int MaxB
 /// <param name="SubscriptionId">Its subscription.</param>
 /// <param name="Bytes">Its payload's size in bytes of UTF-8.</param>
 /// <param name="Limits">The subscription's limits as the fan-out (or the sweep) read them.</param>
-public sealed record BatchMember(Guid DeliveryId, Guid SubscriptionId, int Bytes, BatchLimits Limits);
+/// <param name="Ordered">Its subscription is ordered too (it has an ordering key): the fan-out hands it to the
+/// former only once it settled (decision 0014), and its batch is formed in order (<see cref="BatchStore.CloseAsync"/>).</param>
+public sealed record BatchMember(Guid DeliveryId, Guid SubscriptionId, int Bytes, BatchLimits Limits, bool Ordered = false);

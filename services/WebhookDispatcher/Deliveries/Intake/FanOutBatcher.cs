@@ -190,7 +190,14 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
                 scheduler.Enqueue(stored.Work);
                 // Ordered deliveries go to their lanes once stored for the settle time (decision 0014).
                 if (stored.Settling is { } settling) ordering.OfferAfter(settling, TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds));
-                batches.Add(stored.Batched);
+                // Members of ordered subscriptions join a batch once they settled, as ordered deliveries join their lanes (decision 0015).
+                if (stored.Batched.Any(m => m.Ordered))
+                {
+                    batches.Add([.. stored.Batched.Where(m => !m.Ordered)]);
+                    batches.AddAfter([.. stored.Batched.Where(m => m.Ordered)],
+                        TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds) + OrderingHandOff.Margin);
+                }
+                else batches.Add(stored.Batched);
                 CompleteBatch([.. batch], null);
             }
             catch (Exception ex)

@@ -188,7 +188,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                 // A member of a batched subscription: for the batch stage, with its size and the subscription's limits as they are now.
                 payloads ??= events.ToDictionary(e => e.EventId, e => e.Payload);
                 (batched ??= []).Add(new BatchMember(r.GetGuid(0), r.GetGuid(1), System.Text.Encoding.UTF8.GetByteCount(payloads[r.GetGuid(3)]),
-                    new BatchLimits(r.GetInt32(22), r.GetInt32(23), r.GetInt32(24))));
+                    new BatchLimits(r.GetInt32(22), r.GetInt32(23), r.GetInt32(24)), Ordered: r.GetBoolean(21)));
                 continue;
             }
             if (!r.GetBoolean(2))

@@ -30,9 +30,12 @@ public static class OrderingGate
     /// <summary>
     /// <see cref="IsHead"/>, and an ordered delivery must also have been stored for the settle
     /// time, given in seconds by the parameter <paramref name="settleParameter"/> (e.g. <c>$6</c>).
+    /// A batch (<c>batch_size</c> set) needs no settle time: its members settled before it was
+    /// formed (<see cref="BatchStore.CloseAsync"/>).
     /// </summary>
     public static string MayStart(string settleParameter) => $"""
-        ({IsHead} AND (d.ordering_key IS NULL OR s.ordering = 'none' OR d.created_at <= now() - make_interval(secs => {settleParameter})))
+        ({IsHead} AND (d.ordering_key IS NULL OR s.ordering = 'none' OR d.batch_size IS NOT NULL
+                       OR d.created_at <= now() - make_interval(secs => {settleParameter})))
         """;
 
     /// <summary>
@@ -43,7 +46,8 @@ public static class OrderingGate
     public const string Unsettled = """
         SELECT d.id, d.subscription_id, GREATEST(0, extract(epoch FROM d.created_at + make_interval(secs => $2) - now()))::float8
         FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id
-        WHERE d.id = ANY ($1) AND d.ordering_key IS NOT NULL AND s.ordering <> 'none' AND d.status IN ('pending', 'retrying') AND NOT d.in_flight
+        WHERE d.id = ANY ($1) AND d.ordering_key IS NOT NULL AND d.batch_size IS NULL AND s.ordering <> 'none' AND d.status IN ('pending', 'retrying')
+          AND NOT d.in_flight
           AND d.created_at > now() - make_interval(secs => $2)
         """;
 }
