@@ -12,8 +12,10 @@ namespace WebhookDispatcher.Data.Migrations
     /// <c>batch_size</c> (a batch: its member count); the status <c>batched</c>; two small partial
     /// indexes (members by batch, members still waiting for one); and the trigger that gives a
     /// batch's members its status whenever the batch's status changes, whichever statement changed
-    /// it (the recorder, a cancel, the reconciler, a manual retry). The snapshot carries the model;
-    /// this migration no target model.
+    /// it (the recorder, a cancel, the reconciler, a manual retry). Replacing the status check
+    /// validates every partition once under the table's lock, and the two indexes are built on
+    /// every partition: on a large history the migration takes as long as a scan of it. The
+    /// snapshot carries the model; this migration no target model.
     /// </summary>
     [DbContext(typeof(WebhookDbContext))]
     [Migration("20261207130000_BatchedDeliveries")]
