@@ -124,7 +124,8 @@ public static partial class DeliveryStatsApi
                    coalesce(sum(extract(epoch FROM d.completed_at - d.created_at) * 1000) FILTER (WHERE d.status = '{DeliveryStatus.Success}'), 0)::float8,
                    max(d.completed_at) FILTER (WHERE d.status = '{DeliveryStatus.Failed}')
             FROM webhook_subscriptions s
-            JOIN webhook_deliveries d ON d.subscription_id = s.id AND d.created_at >= @since AND d.created_at <= @until
+            -- Events, not POSTs: a batch's row is left out, its events take its status (decision 0015).
+            JOIN webhook_deliveries d ON d.subscription_id = s.id AND d.created_at >= @since AND d.created_at <= @until AND d.batch_size IS NULL
             WHERE s.user_id = @user AND s.deleted_at IS NULL
             GROUP BY s.id
             """, connection);

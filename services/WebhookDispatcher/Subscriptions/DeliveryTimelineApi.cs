@@ -47,7 +47,7 @@ public static class DeliveryTimelineApi
                        avg(extract(epoch FROM d.completed_at - d.created_at) * 1000) FILTER (WHERE d.status = '{DeliveryStatus.Success}')::float8
                 FROM webhook_deliveries d
                 WHERE d.subscription_id IN (SELECT s.id FROM webhook_subscriptions s WHERE s.user_id = $1 AND s.deleted_at IS NULL)
-                  AND d.created_at >= $2 AND d.created_at <= $3
+                  AND d.created_at >= $2 AND d.created_at <= $3 AND d.batch_size IS NULL -- events, not batches (decision 0015)
                 GROUP BY 1
                 """);
             command.Parameters.Add(new() { Value = userId });

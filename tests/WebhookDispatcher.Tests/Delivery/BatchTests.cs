@@ -9,6 +9,7 @@ using Npgsql;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
 using WebhookDispatcher.Subscriptions;
+using WebhookDispatcher.Tests.Api;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Delivery;
@@ -89,6 +90,11 @@ public sealed class BatchTests
             foreach (var b in batches)
                 Assert.That(rows.Count(d => d.BatchId == b.Id), Is.EqualTo(b.BatchSize), "each batch's members");
         });
+        // The statistics count events, each with its batch's outcome, not the batches again.
+        using var client = TestTokens.Client(user);
+        var stats = await (await client.GetAsync("/api/webhooks/stats?window=1h")).JsonAsync();
+        Assert.That((stats["deliveries"]!["total"]!.GetValue<long>(), stats["deliveries"]!["succeeded"]!.GetValue<long>()), Is.EqualTo((250L, 250L)),
+            stats.ToJsonString());
     }
 
     [Test]

@@ -172,7 +172,7 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
             cmd.Parameters.Add(new() { Value = DeliveryIds.Floor(now + TimeSpan.FromDays(1)) });
         }
         if (separate) cmd.Parameters.Add(new() { Value = events.Select(e => EventPayloads.StoredOncePerEvent(e.Payload)).ToArray() });
-        cmd.Parameters.Add(new() { Value = events.Select(e => e.OccurredAt).ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.TimestampTz });
+        cmd.Parameters.Add(new() { Value = events.Select(e => e.OccurredAt?.ToUniversalTime()).ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.TimestampTz });
         cmd.Parameters.Add(new() { Value = events.Select(e => e.OrderingKey ?? OrderingKeys.Key(Notely.Events.EventTypeInfo.UserKey, e.UserId)).ToArray() });
         var work = new List<DeliveryWork>(events.Count);
         List<DeliveryWork>? settling = null;
