@@ -51,4 +51,74 @@ public sealed class OrderedBatchTests
                 Assert.That(key.Select(d => d.At), Is.Ordered.And.Unique, $"task {key.Key} in order");
         });
     }
+
+    /// <summary>A <c>task.updated</c> of <paramref name="taskId"/> that occurred now (a batch's order is the time it was formed).</summary>
+    private static Notely.Events.TaskUpdated Now(string user, string taskId, string title) => new()
+    {
+        EventId = Guid.NewGuid(), UserId = user, OccurredAt = DateTimeOffset.UtcNow, TaskId = taskId, Title = title, ChangedFields = ["title"],
+    };
+
+    private static Task SetBatchAsync(Guid subscriptionId, int? maxEvents, int? maxWaitMs) =>
+        Dispatcher.QueryAsync(db => db.Subscriptions.Where(x => x.Id == subscriptionId).ExecuteUpdateAsync(u => u
+            .SetProperty(x => x.BatchMaxEvents, maxEvents).SetProperty(x => x.BatchMaxWaitMs, maxWaitMs)
+            .SetProperty(x => x.BatchMaxBytes, maxEvents == null ? null : 256 * 1024)));
+
+    /// <summary>The titles a request carries: a batch's events' or a single delivery's.</summary>
+    private static List<string> Titles(ReceivedRequest r)
+    {
+        var root = JsonDocument.Parse(r.Body).RootElement;
+        var events = root.GetProperty("event_type").GetString() == "batch" ? [.. root.GetProperty("events").EnumerateArray()] : new List<JsonElement> { root };
+        return [.. events.Select(e => e.GetProperty("data").GetProperty("title").GetString()!)];
+    }
+
+    [Test]
+    public async Task Batching_turned_on_while_a_key_retries_its_batch_waits_for_that_key()
+    {
+        await using var receiver = await TestReceiver.FailingFirstAsync(1, 500);
+        var user = Events.NewUser();
+        var s = await Dispatcher.SubscribeAsync(user, receiver.Url, ["task.updated"], ordering: SubscriptionOrdering.PerKey);
+        await Dispatcher.PublishAsync(Now(user, "k0", "before"));
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True, "the single delivery's first attempt (answered 500)");
+
+        await SetBatchAsync(s.Id, 5, 0);
+        await Dispatcher.PublishAsync(Now(user, "k0", "after-1"));
+        await Dispatcher.PublishAsync(Now(user, "k0", "after-2"));
+
+        int Carrying(string title) => receiver.Requests.Count(r => Titles(r).Contains(title));
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(Carrying("after-1") >= 1 && Carrying("after-2") >= 1), Patience), Is.True);
+        var titles = receiver.Requests.Select(Titles).ToList();
+        var retried = titles.FindLastIndex(t => t.Contains("before"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(retried, Is.GreaterThan(0), "the earlier event went again after its 500");
+            Assert.That(titles.FindIndex(t => t.Contains("after-1") || t.Contains("after-2")), Is.GreaterThan(retried),
+                $"nothing later of the key before its retry succeeded: {string.Join(" | ", titles.Select(t => string.Join(",", t)))}");
+        });
+    }
+
+    [Test]
+    public async Task Batching_turned_off_while_a_batch_retries_the_single_deliveries_wait_for_it()
+    {
+        await using var receiver = await TestReceiver.FailingFirstAsync(1, 500);
+        var user = Events.NewUser();
+        var s = await Dispatcher.SubscribeAsync(user, receiver.Url, ["task.updated"], ordering: SubscriptionOrdering.PerKey);
+        await SetBatchAsync(s.Id, 2, 200);
+        await Dispatcher.PublishAsync(Now(user, "k0", "batched-1"));
+        await Dispatcher.PublishAsync(Now(user, "k0", "batched-2"));
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True, "the batch's first attempt (answered 500)");
+
+        await SetBatchAsync(s.Id, null, null);
+        await Dispatcher.PublishAsync(Now(user, "k0", "single"));
+
+        int Carrying(string title) => receiver.Requests.Count(r => Titles(r).Contains(title));
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(Carrying("single") >= 1), Patience), Is.True);
+        var titles = receiver.Requests.Select(Titles).ToList();
+        var lastBatched = titles.FindLastIndex(t => t.Contains("batched-1") || t.Contains("batched-2"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(Carrying("batched-1"), Is.GreaterThanOrEqualTo(2), "the batch went again after its 500");
+            Assert.That(titles.FindIndex(t => t.Contains("single")), Is.GreaterThan(lastBatched),
+                $"the single delivery waited for the batch: {string.Join(" | ", titles.Select(t => string.Join(",", t)))}");
+        });
+    }
 }

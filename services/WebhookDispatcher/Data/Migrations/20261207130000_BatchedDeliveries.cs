@@ -42,6 +42,10 @@ namespace WebhookDispatcher.Data.Migrations
 
                 -- A batch's members (the trigger below, the delivery detail).
                 CREATE INDEX ix_webhook_deliveries_batch ON webhook_deliveries (batch_id) WHERE batch_id IS NOT NULL;
+                -- An ordered subscription's unfinished batches: the claim's gate looks for an earlier one before any
+                -- delivery of the subscription starts (Deliveries/Ordering/OrderingGate.cs). Small: only such rows.
+                CREATE INDEX ix_webhook_deliveries_open_batches ON webhook_deliveries (subscription_id, occurred_at, id)
+                    WHERE batch_size IS NOT NULL AND ordering_key IS NOT NULL AND status IN ('pending', 'retrying');
                 -- Members waiting for a batch: the sweep's scan (Deliveries/Batching/BatchStore.cs). Small: only such rows.
                 CREATE INDEX ix_webhook_deliveries_unbatched ON webhook_deliveries (created_at) WHERE status = 'batched' AND batch_id IS NULL;
 
@@ -72,6 +76,7 @@ namespace WebhookDispatcher.Data.Migrations
                 DROP TRIGGER webhook_batch_members_follow ON webhook_deliveries;
                 DROP FUNCTION webhook_batch_members_follow();
                 DROP INDEX ix_webhook_deliveries_unbatched;
+                DROP INDEX ix_webhook_deliveries_open_batches;
                 DROP INDEX ix_webhook_deliveries_batch;
                 UPDATE webhook_deliveries SET status = 'pending', next_retry_at = now() WHERE status = 'batched' AND batch_id IS NULL;
                 UPDATE webhook_deliveries SET status = 'cancelled', completed_at = now() WHERE status = 'batched';

@@ -14,17 +14,30 @@ public static class OrderingGate
     /// in flight or waiting for a broker-held retry included) of the same subscription and key
     /// with an earlier (occurred_at, id), and none of the key in flight at all (an earlier event
     /// stored after the settle time of a later one that started waits until that one's attempt
-    /// ended, so two deliveries of a key are never in flight together). Needs <c>s</c> joined on
-    /// <c>d.subscription_id</c>.
+    /// ended, so two deliveries of a key are never in flight together). A batch (decision 0015)
+    /// carries events of many keys: no single delivery starts while an earlier batch of its
+    /// subscription is unfinished or any batch of it is in flight, and a batch starts only when no
+    /// earlier delivery of its subscription, of any key, is unfinished and none is in flight (so a
+    /// subscription whose batching was turned on or off keeps each key's order across the change).
+    /// Needs <c>s</c> joined on <c>d.subscription_id</c>.
     /// </summary>
     public static readonly string IsHead = IsHeadOf("s.ordering");
 
     /// <summary><see cref="IsHead"/> with the subscription's ordering given by the SQL expression <paramref name="ordering"/>.</summary>
     public static string IsHeadOf(string ordering) => $"""
-        (d.ordering_key IS NULL OR {ordering} = 'none' OR NOT EXISTS (
+        (d.ordering_key IS NULL OR {ordering} = 'none' OR (NOT EXISTS (
             SELECT 1 FROM webhook_deliveries p
             WHERE p.subscription_id = d.subscription_id AND p.ordering_key = d.ordering_key AND p.status IN ('pending', 'retrying')
-              AND ((p.occurred_at, p.id) < (d.occurred_at, d.id) OR p.in_flight)))
+              AND ((p.occurred_at, p.id) < (d.occurred_at, d.id) OR p.in_flight))
+         AND NOT EXISTS (
+            SELECT 1 FROM webhook_deliveries p
+            WHERE p.subscription_id = d.subscription_id AND p.batch_size IS NOT NULL AND p.ordering_key IS NOT NULL
+              AND p.status IN ('pending', 'retrying') AND p.id <> d.id
+              AND ((p.occurred_at, p.id) < (d.occurred_at, d.id) OR p.in_flight))
+         AND (d.batch_size IS NULL OR NOT EXISTS (
+            SELECT 1 FROM webhook_deliveries p
+            WHERE p.subscription_id = d.subscription_id AND p.ordering_key IS NOT NULL AND p.status IN ('pending', 'retrying') AND p.id <> d.id
+              AND ((p.occurred_at, p.id) < (d.occurred_at, d.id) OR p.in_flight)))))
         """;
 
     /// <summary>

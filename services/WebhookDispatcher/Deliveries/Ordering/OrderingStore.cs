@@ -17,7 +17,11 @@ public sealed class OrderingStore(NpgsqlDataSource db) : StageStore(db)
     /// state, committed), the head of each of their keys: the unfinished delivery of the same
     /// subscription and key with the earliest (occurred_at, id), when it is not in flight and is
     /// due. Returned with how long it still has to settle (zero or more, on the database's clock),
-    /// to be offered to the scheduler then. Run after the record's commit, as its own statement, so
+    /// to be offered to the scheduler then. With batches (decision 0015) also the subscription's
+    /// earliest unfinished batch (it may have waited for this key), and after a batch the head of
+    /// every key of its subscription (single deliveries may have waited for it: batching turned
+    /// off). The claim's gate (<see cref="OrderingGate"/>) decides; a head offered too early is
+    /// refused there. Run after the record's commit, as its own statement, so
     /// a successor whose claim was refused while the record was under way is seen.
     /// </summary>
     /// <param name="finishedIds">Deliveries that reached a final state.</param>
@@ -29,14 +33,30 @@ public sealed class OrderingStore(NpgsqlDataSource db) : StageStore(db)
     {
         await using var cmd = Db.CreateCommand("""
             WITH f AS (
-                SELECT DISTINCT subscription_id, ordering_key FROM webhook_deliveries
-                WHERE id = ANY ($1) AND ordering_key IS NOT NULL)
-            SELECT h.id, h.subscription_id, GREATEST(0, extract(epoch FROM h.created_at + make_interval(secs => $2) - now()))::float8
-            FROM f CROSS JOIN LATERAL (
-                SELECT d.id, d.subscription_id, d.created_at, d.in_flight, d.next_retry_at FROM webhook_deliveries d
-                WHERE d.subscription_id = f.subscription_id AND d.ordering_key = f.ordering_key AND d.status IN ('pending', 'retrying')
-                ORDER BY d.occurred_at, d.id
-                LIMIT 1) h
+                SELECT DISTINCT subscription_id, ordering_key, batch_size IS NOT NULL AS batch FROM webhook_deliveries
+                WHERE id = ANY ($1) AND ordering_key IS NOT NULL),
+            k AS (
+                SELECT subscription_id, ordering_key FROM f
+                UNION
+                SELECT d.subscription_id, d.ordering_key FROM (SELECT DISTINCT subscription_id FROM f WHERE batch) fb
+                JOIN webhook_deliveries d ON d.subscription_id = fb.subscription_id AND d.ordering_key IS NOT NULL
+                                          AND d.status IN ('pending', 'retrying')),
+            h AS (
+                SELECT h.* FROM k CROSS JOIN LATERAL (
+                    SELECT d.id, d.subscription_id, d.created_at, d.in_flight, d.next_retry_at, d.batch_size FROM webhook_deliveries d
+                    WHERE d.subscription_id = k.subscription_id AND d.ordering_key = k.ordering_key AND d.status IN ('pending', 'retrying')
+                    ORDER BY d.occurred_at, d.id
+                    LIMIT 1) h
+                UNION
+                SELECT b.* FROM (SELECT DISTINCT subscription_id FROM f) fs CROSS JOIN LATERAL (
+                    SELECT d.id, d.subscription_id, d.created_at, d.in_flight, d.next_retry_at, d.batch_size FROM webhook_deliveries d
+                    WHERE d.subscription_id = fs.subscription_id AND d.batch_size IS NOT NULL AND d.ordering_key IS NOT NULL
+                      AND d.status IN ('pending', 'retrying')
+                    ORDER BY d.occurred_at, d.id
+                    LIMIT 1) b)
+            SELECT h.id, h.subscription_id,
+                   CASE WHEN h.batch_size IS NOT NULL THEN 0 ELSE GREATEST(0, extract(epoch FROM h.created_at + make_interval(secs => $2) - now())) END::float8
+            FROM h
             WHERE NOT h.in_flight AND (h.next_retry_at IS NULL OR h.next_retry_at <= now() + make_interval(secs => $3))
             """);
         AddParameters(cmd, finishedIds.ToArray(), settle.TotalSeconds, LaneStore.EarlyToleranceSeconds);
