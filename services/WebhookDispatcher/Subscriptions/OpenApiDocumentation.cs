@@ -92,6 +92,8 @@ internal static class OpenApiDocumentation
         },
         ["ordering"] = s =>
         {
+            // Never null: a request's null is refused (the request types' string? only means "absent").
+            s.Type = JsonSchemaType.String;
             Enum(s, [.. SubscriptionOrdering.All]);
             s.Description = "How deliveries are ordered: none (default; independent), per_key (deliveries of events with the same ordering key " +
                             "start one at a time, in the order the events occurred; see each event type's ordering_key_path) or strict (one at a time " +
@@ -160,7 +162,9 @@ internal static class OpenApiDocumentation
             "\"created_at\", \"events\": [the usual payloads]}, signed once; a batch is sent when it holds max_events, when the next event would take " +
             "its body past max_bytes, or max_wait_ms after its first event. Null (the default): one POST per event; PATCH batch: null turns it off " +
             "(events waiting then go one by one). max_bytes is from 1024 to the event payload cap (Delivery:MaxEventBytes, 262144 by default), " +
-            "which is also its default. Not with a template. See docs/webhooks.md#batched-deliveries.",
+            "which is also its default. A batch of one event larger than max_bytes is sent alone, its body that event plus the envelope " +
+            $"({BatchBody.EnvelopeBytes} bytes), so such a body is larger than max_bytes, and can be larger than the payload cap. " +
+            "Not with a template. See docs/webhooks.md#batched-deliveries.",
         ["max_events"] = s => Range(s, 1, BatchLimits.MaxMaxEvents),
         ["max_wait_ms"] = s => Range(s, 0, BatchLimits.MaxMaxWaitMs, BatchLimits.DefaultMaxWaitMs),
         ["batch_id"] = s => s.Description = "For an event of a batched webhook: the batch delivery that carries it (null while it waits for one, status batched).",
@@ -259,6 +263,16 @@ internal static class OpenApiDocumentation
             foreach (var (name, property) in obj.Properties)
                 if (property is OpenApiSchema p && Properties.TryGetValue(name, out var apply))
                     apply(p);
+            if (context.JsonTypeInfo.Type == typeof(SubscriptionBatch) && obj.Properties.TryGetValue("max_bytes", out var maxBytes)
+                && maxBytes is OpenApiSchema batchBytes)
+            {
+                // Not the filter limits' max_bytes: a batch's is from 1,024 to the payload cap (SubscriptionBatch.Read).
+                var cap = context.ApplicationServices.GetService<IOptions<DeliveryOptions>>()?.Value.MaxEventBytes ?? EventSizeLimit.DefaultMaxEventBytes;
+                Range(batchBytes, BatchLimits.MinMaxBytes, cap, cap);
+                batchBytes.Description = "Largest batch body in bytes of UTF-8, from 1024 to the event payload cap (its default): a batch closes " +
+                    "before an event that would take its body past it. An event that alone is larger goes in a batch of its own, whose body is " +
+                    $"that event plus the {BatchBody.EnvelopeBytes}-byte envelope, so larger than max_bytes (and, for an event at the payload cap, than the cap).";
+            }
             if (RequestRequired.TryGetValue(context.JsonTypeInfo.Type, out var required))
             {
                 obj.Required = new HashSet<string>(required);
@@ -273,6 +287,12 @@ internal static class OpenApiDocumentation
                 if (parameter is not OpenApiParameter p || p.Name is null || !Parameters.TryGetValue(p.Name, out var known)) continue;
                 p.Description = known.Description;
                 p.Schema = known.Schema();
+                // A delivery list also filters on batch deliveries (event_type batch).
+                if (operation.OperationId == "ListDeliveries" && p.Name == "event_type")
+                {
+                    p.Description = "Only deliveries of this event type; batch: only batch deliveries.";
+                    Enum((OpenApiSchema)p.Schema, [.. EventTypeNames, BatchBody.EventType]);
+                }
             }
             if (operation.Responses?.TryGetValue("429", out var tooMany) == true && tooMany is OpenApiResponse limited)
             {

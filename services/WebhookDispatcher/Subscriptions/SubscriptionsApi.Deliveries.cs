@@ -39,7 +39,9 @@ public static partial class SubscriptionsApi
     {
         var q = new ApiInput.Query();
         var status = q.OneOf("status", statusText, DeliveryStatus.All, $"Must be one of {string.Join(", ", DeliveryStatus.All)}.");
-        var eventType = q.OneOf("event_type", eventTypeText, EventCatalog.All.Select(t => t.Name), "Must be a known event type.");
+        // A batch delivery's event type is "batch" (docs/webhooks.md, "Batched deliveries").
+        var eventType = q.OneOf("event_type", eventTypeText, EventCatalog.All.Select(t => t.Name).Append(BatchBody.EventType),
+            $"Must be a known event type or {BatchBody.EventType}.");
         var since = q.Timestamp("since", sinceText);
         var until = q.Timestamp("until", untilText);
         var includeAttempts = q.Boolean("include_attempts", includeAttemptsText) ?? false;

@@ -175,4 +175,29 @@ public sealed class OpenApiTests
             Assert.That(limit["type"]!.GetValue<string>(), Is.EqualTo("integer"));
         });
     }
+
+    [Test]
+    public async Task Batch_max_bytes_ordering_and_the_delivery_lists_event_type_say_what_the_API_accepts()
+    {
+        var (doc, _) = await DocumentAsync();
+        var schemas = doc["components"]!["schemas"]!;
+        var maxBytes = schemas["SubscriptionBatch"]!["properties"]!["max_bytes"]!;
+        var deliveryEventType = doc["paths"]!["/api/webhooks/{id}/deliveries"]!["get"]!["parameters"]!.AsArray()
+            .Single(p => p!["name"]!.GetValue<string>() == "event_type")!["schema"]!;
+        var listEventType = doc["paths"]!["/api/webhooks"]!["get"]!["parameters"]!.AsArray()
+            .Single(p => p!["name"]!.GetValue<string>() == "event_type")!["schema"]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(maxBytes["minimum"]!.GetValue<int>(), Is.EqualTo(1024));
+            Assert.That(maxBytes["maximum"]!.GetValue<int>(), Is.EqualTo(262_144));
+            foreach (var request in new[] { "CreateSubscriptionRequest", "UpdateSubscriptionRequest" })
+            {
+                var ordering = schemas[request]!["properties"]!["ordering"]!;
+                Assert.That(ordering["type"]!.ToJsonString(), Is.EqualTo("\"string\""), $"{request}.ordering is not nullable: null answers 400");
+                Assert.That(ordering["enum"]!.AsArray().Select(v => v!.GetValue<string>()), Is.EquivalentTo(new[] { "none", "per_key", "strict" }));
+            }
+            Assert.That(deliveryEventType["enum"]!.AsArray().Select(v => v!.GetValue<string>()), Does.Contain("batch"));
+            Assert.That(listEventType["enum"]!.AsArray().Select(v => v!.GetValue<string>()), Does.Not.Contain("batch"), "subscriptions never have event type batch");
+        });
+    }
 }

@@ -303,8 +303,12 @@ public sealed class BatchTests
             (await Dispatcher.DeliveriesAsync(id)).All(d => d.Status == DeliveryStatus.Success), Patience), Is.True);
         var list = (await client.GetFromJsonAsync<JsonObject>($"/api/webhooks/{id}/deliveries?limit=10"))!["data"]!.AsArray();
         var detail = (await client.GetFromJsonAsync<JsonObject>($"/api/webhooks/{id}/deliveries/{batchId}"))!;
+        var batches = await client.GetAsync($"/api/webhooks/{id}/deliveries?event_type=batch");
+        Assert.That(batches.StatusCode, Is.EqualTo(HttpStatusCode.OK), await batches.Content.ReadAsStringAsync());
+        var batchesOnly = (await batches.Content.ReadFromJsonAsync<JsonObject>())!["data"]!.AsArray();
         Assert.Multiple(() =>
         {
+            Assert.That(batchesOnly.Select(d => d!["id"]!.GetValue<Guid>()), Is.EqualTo(new[] { batchId }), "event_type=batch lists the batch alone");
             Assert.That(list, Has.Count.EqualTo(4), "three events and their batch");
             var members = list.Where(d => d!["batch_size"] is null).ToList();
             Assert.That(members.Select(d => d!["batch_id"]!.GetValue<Guid>()), Has.All.EqualTo(batchId), "each event names its batch");

@@ -76,7 +76,10 @@ public sealed class GeneratedDocsTests
         {
             var data = EventSchemas.PayloadSchema(type)["properties"]!["data"]!;
             md.Append($"\n### `{type.Name}`\n\n{type.Description} Schema: `GET /api/webhooks/event-types/{type.Name}`. " +
-                      $"Ordering key under `ordering: per_key`: `{type.OrderingKey}`.\n\n");
+                      $"Ordering key under `ordering: per_key`: `{type.OrderingKey}`" +
+                      (type.OrderingKey == EventTypeInfo.UserKey
+                          ? " (not in the payload: the user the subscription belongs to, so one key per subscription for these events).\n\n"
+                          : ".\n\n"));
             md.Append("| `data` field | type | meaning |\n|---|---|---|\n");
             foreach (var (name, property) in data["properties"]!.AsObject())
                 md.Append($"| `{name}` | {TypeOf(property!)} | {property!["description"]?.GetValue<string>()} |\n");

@@ -257,6 +257,45 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
+    public async Task A_user_batches_an_endpoint_sees_its_limits_and_turns_batching_off_again()
+    {
+        var user = Events.NewUser();
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(user));
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Add endpoint" }).ClickAsync();
+        await page.GetByLabel("URL").FillAsync(_portal.ReceiverUrl("/batching-form"));
+        await page.GetByRole(AriaRole.Checkbox, new() { Name = "email.received" }).CheckAsync();
+        await page.GetByLabel("Batch: max events (optional)").FillAsync("3");
+        await page.GetByLabel("Batch: max wait (ms)").FillAsync("10000");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create endpoint" }).ClickAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "I have saved it" }).ClickAsync();
+        await Expect(page.GetByTestId("batch")).ToContainTextAsync("up to 3 events a POST, sent 10000 ms after the first at the latest, bodies up to 262144 bytes");
+
+        var events = Enumerable.Range(0, 3).Select(_ => Events.EmailReceived(user)).ToList();
+        foreach (var e in events) await _portal.Dispatcher.PublishAsync(e);
+        Assert.That(await _portal.Receiver.WaitForAsync(1, Long, "/batching-form"), Is.True);
+        var body = System.Text.Json.JsonDocument.Parse(_portal.Receiver.To("/batching-form").Single().Body).RootElement;
+        Assert.That(body.GetProperty("events").EnumerateArray().Select(e => e.GetProperty("id").GetGuid()), Is.EquivalentTo(events.Select(e => e.EventId)),
+            "the three events in one POST");
+
+        // The form shows the stored limits; a bad one is refused naming its field; emptying max events turns batching off.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Edit" }).ClickAsync();
+        await Expect(page.GetByLabel("Batch: max events (optional)")).ToHaveValueAsync("3");
+        await Expect(page.GetByLabel("Batch: max bytes")).ToHaveValueAsync("262144");
+        await page.GetByLabel("Batch: max bytes").FillAsync("100");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save changes" }).ClickAsync();
+        await Expect(page.Locator("#f-batch-bytes-error")).ToContainTextAsync("batch.max_bytes");
+        await page.GetByLabel("Batch: max events (optional)").FillAsync("");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save changes" }).ClickAsync();
+        await Expect(page.GetByTestId("batch")).ToHaveTextAsync("off: one POST per event");
+        using var client = _portal.Client(user);
+        var stored = (await (await client.GetAsync("/api/webhooks")).JsonAsync())["data"]![0]!;
+        Assert.That(stored["batch"], Is.Null);
+    }
+
+    [Test]
     public async Task An_expired_a_used_and_a_tampered_link_are_refused()
     {
         var user = Events.NewUser();

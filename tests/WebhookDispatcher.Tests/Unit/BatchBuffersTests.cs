@@ -47,6 +47,41 @@ public sealed class BatchBuffersTests
     }
 
     [Test]
+    public void A_member_with_new_limits_closes_the_forming_batch_under_the_old_ones_and_starts_the_next()
+    {
+        var old = new BatchLimits(10, 10_000, 1_000_000);
+        var changed = old with { MaxEvents = 2 };
+        var buffers = new BatchBuffers(1000);
+        var closed = new List<ClosedBatch>();
+        var before = Enumerable.Range(0, 3).Select(_ => Member(limits: old)).ToList();
+        foreach (var m in before) buffers.Add(m, T0, closed);
+        Assert.That(closed, Is.Empty, "3 of 10: still forming");
+
+        var after = Enumerable.Range(0, 3).Select(_ => Member(limits: changed)).ToList();
+        foreach (var m in after) buffers.Add(m, T0.AddMilliseconds(500), closed);
+        Assert.Multiple(() =>
+        {
+            Assert.That(closed.Select(c => c.Members), Is.EqualTo(new[]
+            {
+                before.Select(m => m.DeliveryId).ToArray(),
+                after.Take(2).Select(m => m.DeliveryId).ToArray(),
+            }), "the old batch closes as it stood, no member stored after the change joins it; then batches of the new max_events");
+            Assert.That(buffers.Count, Is.EqualTo(1));
+            Assert.That(buffers.NextDue(), Is.EqualTo(T0.AddMilliseconds(500 + 10_000)), "the new batch waits from its own first member");
+        });
+
+        closed.Clear();
+        var waitChanged = changed with { MaxWaitMs = 100 };
+        var last = Member(limits: waitChanged);
+        buffers.Add(last, T0.AddMilliseconds(600), closed);
+        Assert.Multiple(() =>
+        {
+            Assert.That(closed.Single().Members, Is.EqualTo(new[] { after[2].DeliveryId }), "a new max_wait_ms closes the forming batch too");
+            Assert.That(buffers.NextDue(), Is.EqualTo(T0.AddMilliseconds(700)));
+        });
+    }
+
+    [Test]
     public void A_batch_closes_max_wait_after_its_first_member_and_a_swept_member_at_once()
     {
         var buffers = new BatchBuffers(1000);

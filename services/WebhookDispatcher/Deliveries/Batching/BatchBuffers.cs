@@ -10,8 +10,9 @@ public sealed record ClosedBatch(Guid SubscriptionId, IReadOnlyList<Guid> Member
 /// <see cref="BatchFormer"/>'s loop). A batch closes when it holds <see cref="BatchLimits.MaxEvents"/>
 /// members, when the next member would take its body past <see cref="BatchLimits.MaxBytes"/> (a
 /// member larger than that alone goes in a batch of its own), or when its first member has waited
-/// <see cref="BatchLimits.MaxWaitMs"/>. The limits are the latest a member brought: a change applies to
-/// the batch forming when it is seen. At most <paramref name="maxMembers"/> members are held in all;
+/// <see cref="BatchLimits.MaxWaitMs"/>. A batch keeps the limits its first member brought: a member
+/// bringing other limits (the subscription's batch settings changed before it was stored) first closes
+/// the forming batch as it stands, then starts a new one under its own limits. At most <paramref name="maxMembers"/> members are held in all;
 /// past that a member is refused and left to the sweep (it stays in the database, waiting).
 /// </summary>
 /// <param name="maxMembers">Members held at most, over all subscriptions.</param>
@@ -21,7 +22,7 @@ public sealed class BatchBuffers(int maxMembers)
     {
         public readonly List<Guid> Members = [];
         public DateTimeOffset FirstAt = firstAt;
-        public BatchLimits Limits = limits;
+        public readonly BatchLimits Limits = limits;
         public long Bytes;
         public DateTimeOffset Due => FirstAt + TimeSpan.FromMilliseconds(Limits.MaxWaitMs);
     }
@@ -43,7 +44,13 @@ public sealed class BatchBuffers(int maxMembers)
         if (_held.Count >= maxMembers) return false;
         if (!_forming.TryGetValue(member.SubscriptionId, out var forming))
             _forming[member.SubscriptionId] = forming = new Forming(arrivedAt, member.Limits);
-        forming.Limits = member.Limits;
+        else if (forming.Limits != member.Limits)
+        {
+            // The subscription's limits changed: the forming batch closes under the limits it was
+            // formed with, and this member starts one under its own (decision 0015).
+            closed.Add(Close(member.SubscriptionId, forming));
+            _forming[member.SubscriptionId] = forming = new Forming(arrivedAt, member.Limits);
+        }
         if (arrivedAt < forming.FirstAt) forming.FirstAt = arrivedAt;
         if (forming.Members.Count > 0
             && BatchBody.Size(forming.Bytes + member.Bytes, forming.Members.Count + 1) > forming.Limits.MaxBytes)

@@ -145,7 +145,7 @@ const ORDERINGS = {
   strict: 'strict: one at a time, in the order events occurred',
 };
 
-// Custom headers (credential values come masked from the API), the signature scheme with its public key, and the ordering.
+// Custom headers (credential values come masked from the API), the signature scheme with its public key, the ordering and the batching.
 function optionFacts(s) {
   const headers = Object.entries(s.headers ?? {});
   return [
@@ -155,6 +155,10 @@ function optionFacts(s) {
       { hmac: 'HMAC-SHA256 (v1)', ed25519: 'Ed25519 (v1a)', both: 'HMAC-SHA256 (v1) and Ed25519 (v1a)' }[s.signature_scheme] ?? s.signature_scheme,
       s.public_key ? h('div', {}, h('span', { class: 'muted small' }, 'Public key: '), h('code', { 'data-testid': 'public-key' }, s.public_key)) : null),
     h('dt', {}, 'Ordering'), h('dd', { 'data-testid': 'ordering' }, ORDERINGS[s.ordering ?? 'none'] ?? s.ordering),
+    // docs/webhooks.md#batched-deliveries
+    h('dt', {}, 'Batching'), h('dd', { 'data-testid': 'batch' }, s.batch
+      ? `up to ${s.batch.max_events} events a POST, sent ${s.batch.max_wait_ms} ms after the first at the latest, bodies up to ${s.batch.max_bytes} bytes`
+      : 'off: one POST per event'),
   ];
 }
 
@@ -254,6 +258,13 @@ function formView(s) {
       h('option', { value, selected: (s?.signature_scheme ?? 'hmac') === value }, label)));
   const ordering = h('select', { id: 'f-ordering', 'aria-describedby': 'f-ordering-hint f-ordering-error' },
     Object.entries(ORDERINGS).map(([value, label]) => h('option', { value, selected: (s?.ordering ?? 'none') === value }, label)));
+  // Batching (docs/webhooks.md#batched-deliveries): empty max events turns it off; empty wait or bytes take the API's defaults.
+  const batchEvents = h('input', { id: 'f-batch-events', type: 'number', min: 1, max: 100, value: s?.batch?.max_events ?? '',
+    'aria-describedby': 'f-batch-events-hint f-batch-events-error' });
+  const batchWait = h('input', { id: 'f-batch-wait', type: 'number', min: 0, max: 10000, value: s?.batch?.max_wait_ms ?? '',
+    'aria-describedby': 'f-batch-wait-hint f-batch-wait-error', placeholder: '1000' });
+  const batchBytes = h('input', { id: 'f-batch-bytes', type: 'number', min: 1024, value: s?.batch?.max_bytes ?? '',
+    'aria-describedby': 'f-batch-bytes-hint f-batch-bytes-error', placeholder: '262144' });
   const chosen = new Set(s?.event_types ?? []);
   const boxes = state.events.map(e => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'event_types', value: e.name, checked: chosen.has(e.name) }), ` ${e.name}`,
@@ -272,6 +283,10 @@ function formView(s) {
       'One "Name: value" a line, sent with every attempt. Credential values (Authorization, …key, …token, …secret) are stored encrypted and shown masked; leave a masked value as it is to keep it.'),
     field('f-scheme', 'Signatures', scheme, 'Ed25519 (v1a) lets receivers verify with a public key; Both while receivers move over.'),
     field('f-ordering', 'Ordering', ordering, 'A failed delivery is skipped once its retries are over; the next of its key goes on.'),
+    h('div', { class: 'row' },
+      field('f-batch-events', 'Batch: max events (optional)', batchEvents, '1–100 events in one POST. Empty: no batching, one POST per event. Not with a template.'),
+      field('f-batch-wait', 'Batch: max wait (ms)', batchWait, '0–10,000: how long the first event waits for more. Empty: 1,000.'),
+      field('f-batch-bytes', 'Batch: max bytes', batchBytes, 'Largest body, from 1,024. Empty: the payload cap.')),
     field('f-filter', 'Filter (optional, JSON)', filter, 'Only events it selects are delivered, e.g. {"data.to[]": {"$contains": "@example.com"}}. Empty: every event.'),
     field('f-template', 'Template (optional, JSON)', template,
       'The body sent: {"builtin": "slack"} (or discord, teams, text), or {"liquid": "…", "content_type": "application/json"}. Empty: the JSON payload.'),
@@ -297,11 +312,17 @@ function formView(s) {
       headers: parseHeaders(headers.value),
       signature_scheme: scheme.value,
       ordering: ordering.value,
+      batch: batchEvents.value === '' ? null : {
+        max_events: Number(batchEvents.value),
+        ...(batchWait.value === '' ? {} : { max_wait_ms: Number(batchWait.value) }),
+        ...(batchBytes.value === '' ? {} : { max_bytes: Number(batchBytes.value) }),
+      },
     };
     const r = s ? await api('PATCH', `api/webhooks/${s.id}`, body) : await api('POST', 'api/webhooks', body);
     if (!r.ok) {
       const map = { url: 'f-url', event_types: 'f-events', description: 'f-description', retry_count: 'f-retry', timeout_seconds: 'f-timeout',
-        rate_limit_per_second: 'f-rate', headers: 'f-headers', signature_scheme: 'f-scheme', ordering: 'f-ordering', filter: 'f-filter', template: 'f-template' };
+        rate_limit_per_second: 'f-rate', headers: 'f-headers', signature_scheme: 'f-scheme', ordering: 'f-ordering', filter: 'f-filter', template: 'f-template',
+        batch: 'f-batch-events', 'batch.max_events': 'f-batch-events', 'batch.max_wait_ms': 'f-batch-wait', 'batch.max_bytes': 'f-batch-bytes' };
       for (const [k, v] of Object.entries(r.data?.errors ?? {})) {
         // Nested parts (filter.$and[1].data.x.$gt, template.liquid) go to their field, named.
         const root = k.split('.')[0];
