@@ -187,17 +187,7 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
                     if (!grant.IsNone) claims.Return(stored?.Claimed ?? []);
                 }
                 // Wakes the loop for the claimed ones too.
-                scheduler.Enqueue(stored.Work);
-                // Ordered deliveries go to their lanes once stored for the settle time (decision 0014).
-                if (stored.Settling is { } settling) ordering.OfferAfter(settling, TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds));
-                // Members of ordered subscriptions join a batch once they settled, as ordered deliveries join their lanes (decision 0015).
-                if (stored.Batched.Any(m => m.Ordered))
-                {
-                    batches.Add([.. stored.Batched.Where(m => !m.Ordered)]);
-                    batches.AddAfter([.. stored.Batched.Where(m => m.Ordered)],
-                        TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds) + OrderingHandOff.Margin);
-                }
-                else batches.Add(stored.Batched);
+                HandOn(stored);
                 CompleteBatch([.. batch], null);
             }
             catch (Exception ex)
@@ -214,6 +204,24 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
     }
 
     /// <summary>
+    /// Hands on what a statement stored: deliveries to their lanes (<see cref="DeliveryScheduler"/>),
+    /// ordered ones once they settled (<see cref="OrderingHandOff"/>, decision 0014), batch members to
+    /// the <see cref="BatchFormer"/> (an ordered subscription's once they settled, decision 0015).
+    /// </summary>
+    private void HandOn(FanOutResult stored)
+    {
+        scheduler.Enqueue(stored.Work);
+        var settle = TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds);
+        if (stored.Settling is { } settling) ordering.OfferAfter(settling, settle);
+        if (stored.Batched.Any(m => m.Ordered))
+        {
+            batches.Add([.. stored.Batched.Where(m => !m.Ordered)]);
+            batches.AddAfter([.. stored.Batched.Where(m => m.Ordered)], settle + OrderingHandOff.Margin);
+        }
+        else batches.Add(stored.Batched);
+    }
+
+    /// <summary>
     /// A batch failed for a reason that may be one event's own: each event is stored by itself,
     /// so the others are acknowledged at once instead of travelling back through the broker with
     /// it. An event the database refuses as data (SQLSTATE class 22: a NUL in its user id, say)
@@ -226,9 +234,7 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
             var pending = group.ToArray();
             try
             {
-                var stored = await store.FanOutAndClaimAsync([pending[0].Event], ClaimGrant.None, Guid.Empty, time.GetUtcNow(), CancellationToken.None);
-                scheduler.Enqueue(stored.Work);
-                batches.Add(stored.Batched);
+                HandOn(await store.FanOutAndClaimAsync([pending[0].Event], ClaimGrant.None, Guid.Empty, time.GetUtcNow(), CancellationToken.None));
                 CompleteBatch(pending, null);
             }
             catch (Exception ex)
