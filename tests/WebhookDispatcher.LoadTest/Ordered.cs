@@ -1,11 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Notely.Events;
-using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.LoadTest;
 
@@ -28,10 +26,7 @@ internal sealed partial class Runner
     /// <summary>Creates one subscription for a new user with the given request body (its <c>url</c> is set here); returns the user and the path.</summary>
     private async Task<(string User, string Path)> SubscribeWithAsync(string kind, Func<string, object> body)
     {
-        var user = "load-" + Guid.NewGuid().ToString("N")[..10];
-        _api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
-            new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = "load-test-signing-key-0123456789-0123456789" },
-            user, TimeSpan.FromHours(6)));
+        var user = NewUser();
         var path = $"/{kind}/{user}";
         using var response = await _api.PostAsJsonAsync("/api/webhooks", body(receiver.Url + path));
         if (!response.IsSuccessStatusCode)

@@ -272,12 +272,19 @@ internal sealed partial class Runner(Receiver receiver, IBusControl bus, List<Di
     private static readonly object ShapingFilter = System.Text.Json.JsonDocument.Parse(
         """{"data.from": {"$prefix": "alice@"}, "data.to[]": {"$in": ["bob@example.com", "carol@example.com"]}, "$not": {"data.subject": {"$contains": "[spam]"}}}""").RootElement;
 
-    private async Task<(string User, List<string> Paths)> SubscribeAsync(string kind, int count, int timeoutSeconds = 10, string? baseUrl = null)
+    /// <summary>A new user, whose token the management API client carries from now on.</summary>
+    private string NewUser()
     {
         var user = "load-" + Guid.NewGuid().ToString("N")[..10];
         _api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
             new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = "load-test-signing-key-0123456789-0123456789" },
             user, TimeSpan.FromHours(6)));
+        return user;
+    }
+
+    private async Task<(string User, List<string> Paths)> SubscribeAsync(string kind, int count, int timeoutSeconds = 10, string? baseUrl = null)
+    {
+        var user = NewUser();
         var paths = new List<string>();
         for (var i = 0; i < count; i++)
         {

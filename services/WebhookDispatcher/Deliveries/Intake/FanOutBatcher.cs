@@ -212,7 +212,7 @@ public sealed class FanOutBatcher(FanOutStore store, FanOutSizes sizes, Delivery
     {
         scheduler.Enqueue(stored.Work);
         var settle = TimeSpan.FromMilliseconds(options.Value.OrderingSettleMilliseconds);
-        if (stored.Settling is { } settling) ordering.OfferAfter(settling, settle);
+        ordering.OfferAfter(stored.Settling, settle);
         if (stored.Batched.Any(m => m.Ordered))
         {
             batches.Add([.. stored.Batched.Where(m => !m.Ordered)]);

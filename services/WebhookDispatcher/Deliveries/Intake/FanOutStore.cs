@@ -127,8 +127,8 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
     public async Task<IReadOnlyList<DeliveryWork>> FanOutAsync(IReadOnlyList<FanOutEvent> events, DateTimeOffset now,
         CancellationToken cancellationToken) =>
-        await FanOutAndClaimAsync(events, ClaimGrant.None, Guid.Empty, now, cancellationToken) is var result && result.Settling is { } settling
-            ? [.. result.Work, .. settling] // the claim refuses them until they settled, and offers them again then
+        await FanOutAndClaimAsync(events, ClaimGrant.None, Guid.Empty, now, cancellationToken) is var result && result.Settling.Count > 0
+            ? [.. result.Work, .. result.Settling] // the claim refuses them until they settled, and offers them again then
             : result.Work;
 
     /// <summary>
@@ -210,7 +210,11 @@ public sealed class FanOutStore(NpgsqlDataSource db) : StageStore(db)
                 r.GetString(15), r.IsDBNull(17) ? null : r.GetString(17), r.GetString(18), r.IsDBNull(19) ? null : r.GetString(19),
                 r.IsDBNull(20) ? null : r.GetString(20), r.GetInt32(8), r.IsDBNull(16) ? null : r.GetString(16)));
         }
-        return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[], settling) { Batched = batched ?? (IReadOnlyList<BatchMember>)[] };
+        return new FanOutResult(work, claimed ?? (IReadOnlyList<ClaimedDelivery>)[])
+        {
+            Settling = settling ?? (IReadOnlyList<DeliveryWork>)[],
+            Batched = batched ?? (IReadOnlyList<BatchMember>)[],
+        };
     }
 
     /// <summary>Each user's count of active subscriptions (users with none are absent), for <see cref="FanOutSizes"/>.</summary>

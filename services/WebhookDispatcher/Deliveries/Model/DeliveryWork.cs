@@ -63,9 +63,11 @@ public sealed record FinishedAttempt(ClaimedDelivery Delivery, DateTimeOffset St
 /// <summary>What a fan-out statement stored: deliveries to queue in their lanes, and those claimed at insert, to start now.</summary>
 /// <param name="Work">Deliveries that wait in their subscription's lane for a claim.</param>
 /// <param name="Claimed">Deliveries claimed at insert for this dispatcher (<see cref="ClaimGrant"/>), each with its body.</param>
-/// <param name="Settling">Deliveries of ordered subscriptions: offered to their lanes once they settled (<see cref="OrderingHandOff"/>).</param>
-public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed, IReadOnlyList<DeliveryWork>? Settling = null)
+public sealed record FanOutResult(IReadOnlyList<DeliveryWork> Work, IReadOnlyList<ClaimedDelivery> Claimed)
 {
+    /// <summary>New deliveries of ordered subscriptions: offered to their lanes once they settled (<see cref="OrderingHandOff"/>).</summary>
+    public IReadOnlyList<DeliveryWork> Settling { get; init; } = [];
+
     /// <summary>New deliveries of batched subscriptions (status <c>batched</c>), for the <see cref="BatchFormer"/>; never claimed at insert.</summary>
     public IReadOnlyList<BatchMember> Batched { get; init; } = [];
 }

@@ -26,12 +26,12 @@ public sealed partial class LaneStore
         var rows = new List<(ClaimedDelivery Claim, string? Payload, Guid? PayloadId)>(ids.Length);
         // Unordered deliveries first, with no gate to plan: the gate's subqueries over every
         // partition cost milliseconds of planning per statement (plans are made per execution).
-        await ReadClaimsAsync(ClaimUnorderedSql, ids, rows, cancellationToken);
+        await ReadClaimsAsync(ordered: false, ids, rows, cancellationToken);
         if (rows.Count < ids.Length)
         {
             // The rest may be ordered ones (decision 0014): claimed only through the gate.
             var taken = rows.Select(r => r.Claim.Id).ToHashSet();
-            await ReadClaimsAsync(ClaimOrderedSql, [.. ids.Where(id => !taken.Contains(id))], rows, cancellationToken);
+            await ReadClaimsAsync(ordered: true, [.. ids.Where(id => !taken.Contains(id))], rows, cancellationToken);
         }
         var claimed = await WithBodiesAsync(rows, cancellationToken);
         if (claimed.Count == ids.Length) return claimed;
@@ -99,12 +99,12 @@ public sealed partial class LaneStore
     /// <summary>The claim of ordered deliveries, through the gate (<see cref="OrderingGate.MayStart"/>; <c>$6</c> the settle time in seconds).</summary>
     private static readonly string ClaimOrderedSql = ClaimSql($"d.ordering_key IS NOT NULL AND s.ordering <> 'none' AND {OrderingGate.MayStart("$6")}");
 
-    private async Task ReadClaimsAsync(string sql, Guid[] ids, List<(ClaimedDelivery Claim, string? Payload, Guid? PayloadId)> rows,
+    private async Task ReadClaimsAsync(bool ordered, Guid[] ids, List<(ClaimedDelivery Claim, string? Payload, Guid? PayloadId)> rows,
         CancellationToken cancellationToken)
     {
-        await using var claim = Db.CreateCommand(sql);
+        await using var claim = Db.CreateCommand(ordered ? ClaimOrderedSql : ClaimUnorderedSql);
         AddParameters(claim, ids, (double)LeaseMarginSeconds, EarlyToleranceSeconds, InlinePayloadBytes, dispatcher.Id);
-        if (ReferenceEquals(sql, ClaimOrderedSql)) claim.Parameters.Add(new() { Value = _settleSeconds });
+        if (ordered) claim.Parameters.Add(new() { Value = _settleSeconds });
         await using var r = await claim.ExecuteReaderAsync(cancellationToken);
         while (await r.ReadAsync(cancellationToken))
         {
