@@ -51,6 +51,7 @@ app.UseAuthentication();
 app.UsePortalReadOnly();
 app.UseAuthorization();
 app.UseRateLimiter();
+app.UseRequestTimeouts(); // after routing and authorization: a request's database deadline (Subscriptions/DatabaseDeadline.cs)
 app.MapOpenApi();
 app.MapHealthEndpoints();
 app.MapSubscriptionsApi();

@@ -1,4 +1,6 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql.EntityFrameworkCore.PostgreSQL;
 using Microsoft.EntityFrameworkCore.Design;
 using Npgsql;
 
@@ -12,11 +14,22 @@ public sealed class DatabaseOptions
 
     /// <summary>Apply pending migrations when the service starts (development). In production run the <c>migrate</c> command instead.</summary>
     public bool MigrateOnStartup { get; set; }
+
+    /// <summary>
+    /// Seconds an API request that uses the database may take before it is answered 503 with
+    /// <c>Retry-After</c> (Subscriptions/DatabaseDeadline.cs): a database that hangs refuses
+    /// nothing. 1–300, default 10.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(1, 300)]
+    public int ApiRequestTimeoutSeconds { get; set; } = 10;
 }
 
 /// <summary>Registers PostgreSQL: one <see cref="NpgsqlDataSource"/> (one pool) shared by EF Core and the delivery store.</summary>
 public static class DataExtensions
 {
+    /// <summary>Seconds to wait for a new connection's startup answer (Npgsql <c>Timeout</c>) unless the connection string gives its own: 5.</summary>
+    public const int ConnectTimeoutSeconds = 5;
+
     /// <summary>
     /// Adds the data source (connection string <c>Postgres</c>; several hosts for a primary and its
     /// standbys, see <see cref="PostgresHosts"/>), <see cref="WebhookDbContext"/>,
@@ -41,6 +54,12 @@ public static class DataExtensions
                 dataSource.ConnectionStringBuilder.MaxAutoPrepare = 64;
                 dataSource.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
             }
+            // A database host that hangs accepts the TCP connection and then answers nothing; Npgsql
+            // waits for its startup answer for Timeout (15 s by default) whatever the caller's
+            // cancellation. 5 s is ample for a database that answers at all, and keeps an API
+            // request's answer near its deadline (Subscriptions/DatabaseDeadline.cs). Kept when given.
+            if (!new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.ContainsKey("Timeout"))
+                dataSource.ConnectionStringBuilder.Timeout = ConnectTimeoutSeconds;
             // The service keeps no session state on its connections (no SET, temp tables or
             // advisory locks), so returning one to the pool need not cost a reset round trip.
             dataSource.ConnectionStringBuilder.NoResetOnClose = true;
@@ -54,7 +73,7 @@ public static class DataExtensions
             return dataSource.Build();
         });
         builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));
-        builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section);
+        builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         // Registered before the bus, so consumers never start on a schema that is not there yet.
         builder.Services.AddHostedService<MigrateOnStartup>();
         if (Messaging.DispatcherOptions.WorkersEnabled(builder.Configuration))
@@ -80,13 +99,26 @@ public static class DataExtensions
     /// Npgsql's transient errors it retries the shutdown and connection SQL states of
     /// <see cref="DatabaseAvailability.TransientSqlStates"/>), so the first request after a database
     /// restart succeeds instead of failing once per pooled connection. Only once: a database that
-    /// is still away is answered 503 at once rather than after seconds of waiting. Transactions the
+    /// is still away is answered 503 at once rather than after seconds of waiting; never after a
+    /// timeout (a database that hangs). Transactions the
     /// code begins itself must run inside <c>Database.CreateExecutionStrategy().ExecuteAsync</c>.
     /// </remarks>
     internal static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, NpgsqlDataSource dataSource) =>
-        options.UseNpgsql(dataSource, npgsql => npgsql.EnableRetryOnFailure(1, TimeSpan.FromSeconds(1), [.. DatabaseAvailability.TransientSqlStates]))
+        options.UseNpgsql(dataSource, npgsql => npgsql.ExecutionStrategy(dependencies => new RetryBrokenOnce(dependencies)))
             .AddInterceptors(new BrokenConnections.Interceptor(dataSource))
             .UseSnakeCaseNamingConvention();
+
+    /// <summary>
+    /// EF Core's Npgsql retry, once, after 1 s, also for <see cref="DatabaseAvailability.TransientSqlStates"/>;
+    /// but not after a timeout: a database that does not answer (it hangs) would only make the
+    /// caller wait as long again before the same 503.
+    /// </summary>
+    private sealed class RetryBrokenOnce(ExecutionStrategyDependencies dependencies)
+        : NpgsqlRetryingExecutionStrategy(dependencies, 1, TimeSpan.FromSeconds(1), [.. DatabaseAvailability.TransientSqlStates])
+    {
+        protected override bool ShouldRetryOn(Exception? exception) =>
+            exception is not (TimeoutException or NpgsqlException { InnerException: TimeoutException }) && base.ShouldRetryOn(exception);
+    }
 
     private sealed class MigrateOnStartup(IServiceProvider services, Microsoft.Extensions.Options.IOptions<DatabaseOptions> options) : IHostedService
     {

@@ -34,7 +34,8 @@ public static class DatabaseAvailability
     /// reached or is not serving: a socket, I/O or timeout failure under an <see cref="NpgsqlException"/>
     /// (refused, reset, pool exhausted, connect timeout), a <see cref="PostgresException"/> of class
     /// 57 (shutdown, starting up, operator intervention) or 08 (connection exception), or Npgsql's
-    /// "No suitable host was found" (multi-host connection strings).
+    /// "No suitable host was found" (multi-host connection strings), or a request's database work past
+    /// its deadline (<see cref="Subscriptions.DatabaseDeadlineException"/>: a database that hangs).
     /// </summary>
     public static bool IsUnavailable(Exception exception)
     {
@@ -42,6 +43,8 @@ public static class DatabaseAvailability
         {
             switch (e)
             {
+                case Subscriptions.DatabaseDeadlineException:
+                    return true;
                 case PostgresException pg:
                     return pg.SqlState.StartsWith("57", StringComparison.Ordinal) || pg.SqlState.StartsWith("08", StringComparison.Ordinal);
                 case NpgsqlException npgsql when npgsql.InnerException is SocketException or IOException or TimeoutException

@@ -53,6 +53,7 @@ public static partial class OperatorApi
         var group = app.MapGroup("/api/operator").RequireAuthorization(AuthExtensions.OperatorPolicy).WithTags("Operator")
             .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        group.WithRequestTimeout(global::WebhookDispatcher.Subscriptions.DatabaseDeadline.Policy);
         group.MapGet("/deliveries", Search).WithName("OperatorSearchDeliveries")
             .WithSummary("Find deliveries of any user by event id, delivery id, user id or URL host");
         group.MapGet("/deliveries/{deliveryId:guid}", Get).WithName("OperatorGetDelivery")

@@ -55,23 +55,23 @@ public static class PortalSessionsApi
             .Accepts<PortalSessionRequest>("application/json")
             .WithSummary("A single-use link to the delivery portal for the caller (a user's JWT), or for the user_id a service credential names")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
         SubscriptionsApi.WithJsonBody(app.MapPost("/api/operator/portal-sessions", MintForOperator)).RequireAuthorization().WithTags("Portal").WithName("CreateOperatorPortalSession")
             .Accepts<PortalSessionRequest>("application/json")
             .WithSummary("A single-use link to the operator view (a JWT carrying the operator scope, Portal:OperatorScope)")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
         SubscriptionsApi.WithJsonBody(app.MapPost("/portal/session", Open)).AllowAnonymous().WithTags("Portal").WithName("OpenPortalSession")
             .Accepts<OpenPortalSessionRequest>("application/json")
             .WithSummary("Trade a portal link's token (from its fragment) for a session token, once")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
         app.MapDelete("/portal/session", End).RequireAuthorization(AuthExtensions.PortalSessionPolicy).WithTags("Portal").WithName("EndPortalSession")
             .WithSummary("Sign out: end the calling portal session now (its bearer is refused from then on)")
             .WithDescription("Takes the session's own bearer (wdps_…), read-only sessions included; a JWT gets 403. " +
                              "The link that opened the session stays used.")
             .ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status403Forbidden)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
         return app;
     }
 

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Payloads;
@@ -21,9 +22,10 @@ public static partial class SubscriptionsApi
 
     private static async Task<Results<Ok<TestResponse>, ProblemHttpResult>> Test(
         Guid id, [AsParameters] ApiServices services, WebhookSender sender, SubscriptionSigner signer, ILoggerFactory logs,
-        CancellationToken cancellationToken)
+        IOptions<DatabaseOptions> database, CancellationToken cancellationToken)
     {
-        var s = await services.Owned().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        // The send below may wait for the subscriber for its timeout; the read, only for the database's deadline.
+        var s = await DatabaseDeadline.WithinAsync(database.Value, ct => services.Owned().FirstOrDefaultAsync(x => x.Id == id, ct), cancellationToken);
         if (s is null) return NotFound(id);
         var now = services.Time.GetUtcNow();
         var eventId = Guid.NewGuid();

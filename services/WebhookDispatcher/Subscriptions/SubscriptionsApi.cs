@@ -40,6 +40,8 @@ public static partial class SubscriptionsApi
         builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
         // While PostgreSQL is down or restarting: 503 with Retry-After, never 500.
         builder.Services.AddExceptionHandler<DatabaseUnavailableHandler>();
+        // While it hangs (refusing nothing): 503 with Retry-After past a deadline, not after the driver's timeouts.
+        DatabaseDeadline.Add(builder.Services);
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi(OpenApiDocumentation.Configure);
         TestRateLimit.Add(builder.Services);
@@ -58,6 +60,7 @@ public static partial class SubscriptionsApi
             .ProducesProblem(StatusCodes.Status404NotFound);
         // Everything below reads or writes the database: 503 with Retry-After while it is away (DatabaseUnavailableHandler).
         var stored = group.MapGroup("").ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        stored.WithRequestTimeout(DatabaseDeadline.Policy); // and 503 past a deadline while it hangs (DatabaseDeadline)
         Changes(WithJsonBody(stored.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json"))).WithName("CreateWebhook")
             .WithSummary("Create a subscription; the answer carries its secret, this once")
             .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status429TooManyRequests);
@@ -73,7 +76,8 @@ public static partial class SubscriptionsApi
             .WithSummary("Delete a subscription; its waiting deliveries are cancelled");
         Changes(one.MapPost("/test", Test)).WithName("TestWebhook")
             .WithSummary("Send a signed webhook.test event now (no delivery record, no retries)")
-            .RequireRateLimiting(TestRateLimit.Policy).ProducesProblem(StatusCodes.Status429TooManyRequests);
+            .RequireRateLimiting(TestRateLimit.Policy).ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .WithRequestTimeout(DatabaseDeadline.TestPolicy);
         MapShaping(one);
         one.MapGet("/deliveries", ListDeliveries).WithName("ListDeliveries")
             .WithSummary("The subscription's deliveries, newest first, by cursor or offset")

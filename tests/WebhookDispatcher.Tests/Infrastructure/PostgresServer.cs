@@ -55,6 +55,60 @@ public static class PostgresServer
             throw new InvalidOperationException($"pg_ctl start exited with {code}: see {DataDirectory}/../postgres.log");
     }
 
+    /// <summary>
+    /// Freezes the server (SIGSTOP to the postmaster and every backend; a paused container): it
+    /// still accepts TCP connections and keeps those it has, but answers nothing, as a database
+    /// host that hangs or a network that drops packets would. Dispose the result to thaw it.
+    /// </summary>
+    public static async Task<IAsyncDisposable> FreezeAsync()
+    {
+        if (TestInfrastructure.PostgresContainer is { } container)
+        {
+            await container.PauseAsync();
+            return new Thaw(null);
+        }
+        CheckIsTheRunsServer();
+        var postmaster = int.Parse(File.ReadLines(Path.Combine(DataDirectory, "postmaster.pid")).First().Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        int[] pids = [postmaster, .. ChildrenOf(postmaster)];
+        foreach (var pid in pids) Signal(pid, "STOP");
+        return new Thaw(pids);
+    }
+
+    /// <summary>The processes whose parent is <paramref name="pid"/> (from <c>/proc/*/stat</c>).</summary>
+    private static IEnumerable<int> ChildrenOf(int pid)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var child)) continue;
+            string stat;
+            try { stat = File.ReadAllText(Path.Combine(dir, "stat")); }
+            catch (IOException) { continue; } // ended meanwhile
+            // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            if (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) == pid) yield return child;
+        }
+    }
+
+    private static void Signal(int pid, string signal)
+    {
+        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
+    private sealed class Thaw(int[]? pids) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            if (pids is null)
+            {
+                if (TestInfrastructure.PostgresContainer is { State: DotNet.Testcontainers.Containers.TestcontainersStates.Paused } container)
+                    await container.UnpauseAsync();
+                return;
+            }
+            foreach (var pid in pids) Signal(pid, "CONT");
+        }
+    }
+
     /// <summary>The run's connection string must name the port the server in <see cref="DataDirectory"/> listens on.</summary>
     private static void CheckIsTheRunsServer()
     {

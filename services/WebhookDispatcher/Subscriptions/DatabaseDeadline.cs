@@ -1,0 +1,94 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Http.Timeouts;
+using Microsoft.Extensions.Options;
+using WebhookDispatcher.Data;
+
+namespace WebhookDispatcher.Subscriptions;
+
+/// <summary>
+/// The deadline of an API request that uses the database (<see cref="DatabaseOptions.ApiRequestTimeoutSeconds"/>,
+/// 10 s by default). A database that hangs (its host froze, or a network drops its packets) refuses
+/// nothing: a statement would wait for the driver's command timeout (30 s), twice with the retry of
+/// <see cref="DataExtensions"/>. Past the deadline the request is cancelled (ASP.NET Core request
+/// timeouts: the handler's <see cref="CancellationToken"/>, which every statement takes) and answered
+/// as an unreachable database is (<see cref="DatabaseUnavailableHandler"/>): 503, problem details,
+/// <c>Retry-After</c>. A change the request asked for may or may not have been made, as with any
+/// answer that did not come in time.
+/// </summary>
+internal static class DatabaseDeadline
+{
+    /// <summary>The request timeout policy of endpoints that use the database.</summary>
+    public const string Policy = "database";
+
+    /// <summary>
+    /// The policy of <c>POST …/test</c>, which also waits for the subscriber: the deadline plus the
+    /// longest subscription timeout (<see cref="WebhookSubscription.MaxTimeoutSeconds"/>). Its database
+    /// read has the plain deadline (<see cref="WithinAsync{T}"/>).
+    /// </summary>
+    public const string TestPolicy = "database-and-subscriber";
+
+    /// <summary>Registers both policies (with <c>UseRequestTimeouts</c> in the pipeline).</summary>
+    public static void Add(IServiceCollection services)
+    {
+        services.AddRequestTimeouts();
+        services.AddOptions<RequestTimeoutOptions>().Configure<IOptions<DatabaseOptions>>((o, database) =>
+        {
+            var deadline = TimeSpan.FromSeconds(database.Value.ApiRequestTimeoutSeconds);
+            o.AddPolicy(Policy, Answer503(deadline));
+            o.AddPolicy(TestPolicy, Answer503(deadline + TimeSpan.FromSeconds(WebhookSubscription.MaxTimeoutSeconds)));
+        });
+    }
+
+    private static RequestTimeoutPolicy Answer503(TimeSpan timeout) => new()
+    {
+        Timeout = timeout,
+        TimeoutStatusCode = StatusCodes.Status503ServiceUnavailable,
+        WriteTimeoutResponse = context => WriteAsync(context, timeout),
+    };
+
+    /// <summary>The answer past the deadline: 503 with <c>Retry-After</c> and problem details, as for an unreachable database.</summary>
+    private static async Task WriteAsync(HttpContext context, TimeSpan timeout)
+    {
+        context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DatabaseDeadline)).LogWarning(
+            "{Method} {Path} answered 503: no answer within {Seconds} s (the database did not answer)",
+            context.Request.Method, context.Request.Path, timeout.TotalSeconds);
+        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.Headers.RetryAfter = DatabaseUnavailableHandler.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = context,
+            ProblemDetails =
+            {
+                Status = StatusCodes.Status503ServiceUnavailable,
+                Title = "Database unavailable",
+                Detail = $"The database did not answer within {timeout.TotalSeconds:0} seconds. Try again in {DatabaseUnavailableHandler.RetryAfterSeconds} seconds; " +
+                         "a change this request asked for may or may not have been made.",
+            },
+        });
+    }
+
+    /// <summary>
+    /// Runs one database read of a request under <see cref="TestPolicy"/> with the plain deadline.
+    /// </summary>
+    /// <exception cref="DatabaseDeadlineException">The read did not finish within the deadline (answered 503 by <see cref="DatabaseUnavailableHandler"/>).</exception>
+    /// <exception cref="OperationCanceledException">The request was aborted.</exception>
+    public static async Task<T> WithinAsync<T>(DatabaseOptions options, Func<CancellationToken, Task<T>> read, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds(options.ApiRequestTimeoutSeconds));
+        try
+        {
+            return await read(deadline.Token);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new DatabaseDeadlineException(options.ApiRequestTimeoutSeconds, ex);
+        }
+    }
+}
+
+/// <summary>A request's database work did not finish within <see cref="DatabaseOptions.ApiRequestTimeoutSeconds"/>.</summary>
+/// <param name="seconds">The deadline, in seconds.</param>
+/// <param name="inner">The cancellation it caused.</param>
+public sealed class DatabaseDeadlineException(int seconds, Exception inner)
+    : TimeoutException($"The database did not answer within {seconds} s.", inner);
