@@ -47,11 +47,13 @@ switch (args.FirstOrDefault())
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+// Before authentication: a portal session's bearer is looked up in the database there, and that
+// lookup has the endpoint's deadline too (Subscriptions/DatabaseDeadline.cs). Routing runs first.
+app.UseRequestTimeouts();
 app.UseAuthentication();
 app.UsePortalReadOnly();
 app.UseAuthorization();
 app.UseRateLimiter();
-app.UseRequestTimeouts(); // after routing and authorization: a request's database deadline (Subscriptions/DatabaseDeadline.cs)
 app.MapOpenApi();
 app.MapHealthEndpoints();
 app.MapSubscriptionsApi();
@@ -60,7 +62,9 @@ try
 {
     app.Run();
 }
-catch (Exception ex) when (ex is OptionsValidationException or StartupRefusedException
+catch (Exception ex) when ((ex is OptionsValidationException or StartupRefusedException
+                            // A setting that does not parse as its type (a number given as "abc").
+                            || (ex is InvalidOperationException && ex.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal)))
                            // Only as its own process: a host in tests (WebApplicationFactory) sees the exception.
                            && System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly)
 {

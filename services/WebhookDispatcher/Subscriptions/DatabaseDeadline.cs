@@ -61,8 +61,10 @@ internal static class DatabaseDeadline
             {
                 Status = StatusCodes.Status503ServiceUnavailable,
                 Title = "Database unavailable",
-                Detail = $"The database did not answer within {timeout.TotalSeconds:0} seconds. Try again in {DatabaseUnavailableHandler.RetryAfterSeconds} seconds; " +
-                         "a change this request asked for may or may not have been made.",
+                Detail = $"The database did not answer within {timeout.TotalSeconds:0} seconds. Try again in {DatabaseUnavailableHandler.RetryAfterSeconds} seconds" +
+                         (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)
+                             ? "."
+                             : "; the change this request asked for may or may not have been made, and may take effect when the database answers again."),
             },
         });
     }
