@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Extensions.Options;
 using WebhookDispatcher.Data;
@@ -52,21 +51,11 @@ internal static class DatabaseDeadline
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DatabaseDeadline)).LogWarning(
             "{Method} {Path} answered 503: no answer within {Seconds} s (the database did not answer)",
             context.Request.Method, context.Request.Path, timeout.TotalSeconds);
-        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-        context.Response.Headers.RetryAfter = DatabaseUnavailableHandler.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
-        {
-            HttpContext = context,
-            ProblemDetails =
-            {
-                Status = StatusCodes.Status503ServiceUnavailable,
-                Title = "Database unavailable",
-                Detail = $"The database did not answer within {timeout.TotalSeconds:0} seconds. Try again in {DatabaseUnavailableHandler.RetryAfterSeconds} seconds" +
-                         (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)
-                             ? "."
-                             : "; the change this request asked for may or may not have been made, and may take effect when the database answers again."),
-            },
-        });
+        await DatabaseUnavailableHandler.TryWriteAsync(context, context.RequestServices.GetRequiredService<IProblemDetailsService>(),
+            $"The database did not answer within {timeout.TotalSeconds:0} seconds. Try again in {DatabaseUnavailableHandler.RetryAfterSeconds} seconds" +
+            (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)
+                ? "."
+                : "; the change this request asked for may or may not have been made, and may take effect when the database answers again."));
     }
 
     /// <summary>

@@ -23,9 +23,20 @@ internal sealed class DatabaseUnavailableHandler(IProblemDetailsService problems
         // One line, no stack trace: during an outage every request lands here.
         logger.LogWarning("{Method} {Path} answered 503: the database is unavailable ({Error})",
             httpContext.Request.Method, httpContext.Request.Path, exception.GetBaseException().Message);
+        return await TryWriteAsync(httpContext, problems,
+            $"The service cannot reach its database right now. Try again in {RetryAfterSeconds} seconds.", exception);
+    }
+
+    /// <summary>
+    /// The answer for a database that is away or does not answer in time (also <see cref="DatabaseDeadline"/>'s):
+    /// 503, <c>Retry-After</c> (<see cref="RetryAfterSeconds"/>) and problem details titled "Database unavailable".
+    /// </summary>
+    /// <returns>Whether the problem details were written.</returns>
+    internal static ValueTask<bool> TryWriteAsync(HttpContext httpContext, IProblemDetailsService problems, string detail, Exception? exception = null)
+    {
         httpContext.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         httpContext.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        return await problems.TryWriteAsync(new ProblemDetailsContext
+        return problems.TryWriteAsync(new ProblemDetailsContext
         {
             HttpContext = httpContext,
             Exception = exception,
@@ -33,7 +44,7 @@ internal sealed class DatabaseUnavailableHandler(IProblemDetailsService problems
             {
                 Status = StatusCodes.Status503ServiceUnavailable,
                 Title = "Database unavailable",
-                Detail = $"The service cannot reach its database right now. Try again in {RetryAfterSeconds} seconds.",
+                Detail = detail,
             },
         });
     }
