@@ -58,7 +58,7 @@ public static class DataExtensions
             // waits for its startup answer for Timeout (15 s by default) whatever the caller's
             // cancellation. 5 s is ample for a database that answers at all, and keeps an API
             // request's answer near its deadline (Subscriptions/DatabaseDeadline.cs). Kept when given.
-            if (!new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.ContainsKey("Timeout"))
+            if (!PostgresHosts.GivenKeys(connectionString).Contains("timeout"))
                 dataSource.ConnectionStringBuilder.Timeout = ConnectTimeoutSeconds;
             // The service keeps no session state on its connections (no SET, temp tables or
             // advisory locks), so returning one to the pool need not cost a reset round trip.

@@ -22,14 +22,18 @@ public static class PostgresHosts
     public static IReadOnlyList<string> Of(string connectionString) =>
         [.. (new NpgsqlConnectionStringBuilder(connectionString).Host ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)];
 
+    /// <summary>The keys <paramref name="connectionString"/> gives, lower case without spaces (<c>hostrecheckseconds</c>), to tell a value given from a default.</summary>
+    public static IReadOnlySet<string> GivenKeys(string connectionString) =>
+        new DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>()
+            .Select(k => k.Replace(" ", "", StringComparison.Ordinal).ToLowerInvariant()).ToHashSet();
+
     /// <summary>Applies the defaults above to <paramref name="builder"/> when its connection string lists several hosts.</summary>
     /// <param name="builder">The builder to change.</param>
     /// <param name="connectionString">The connection string as configured (to tell a value given from a default).</param>
     public static void ApplyFailoverDefaults(NpgsqlConnectionStringBuilder builder, string connectionString)
     {
         if (Of(connectionString).Count < 2) return;
-        var given = new DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>()
-            .Select(k => k.Replace(" ", "", StringComparison.Ordinal).ToLowerInvariant()).ToHashSet();
+        var given = GivenKeys(connectionString);
         if (!given.Contains("targetsessionattributes")) builder.TargetSessionAttributes = "primary";
         if (!given.Contains("hostrecheckseconds")) builder.HostRecheckSeconds = DefaultHostRecheckSeconds;
     }
