@@ -70,7 +70,7 @@ public static class PostgresServer
         CheckIsTheRunsServer();
         var postmaster = int.Parse(File.ReadLines(Path.Combine(DataDirectory, "postmaster.pid")).First().Trim(), System.Globalization.CultureInfo.InvariantCulture);
         int[] pids = [postmaster, .. ChildrenOf(postmaster)];
-        foreach (var pid in pids) Signal(pid, "STOP");
+        await SignalAsync(pids, "STOP");
         return new Thaw(pids);
     }
 
@@ -78,21 +78,37 @@ public static class PostgresServer
     private static IEnumerable<int> ChildrenOf(int pid)
     {
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            if (int.TryParse(Path.GetFileName(dir), out var child) && StatOf(child) is { } fields
+                && int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) == pid)
+                yield return child;
+    }
+
+    /// <summary>The state letter of <paramref name="pid"/> (<c>T</c>: stopped), or a space when it has ended.</summary>
+    private static char StateOf(int pid) => StatOf(pid)?[0][0] ?? ' ';
+
+    /// <summary>The fields of <c>/proc/{pid}/stat</c> after the command name (state, ppid, …), or null when the process has ended.</summary>
+    private static string[]? StatOf(int pid)
+    {
+        try
         {
-            if (!int.TryParse(Path.GetFileName(dir), out var child)) continue;
-            string stat;
-            try { stat = File.ReadAllText(Path.Combine(dir, "stat")); }
-            catch (IOException) { continue; } // ended meanwhile
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
             // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            if (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) == pid) yield return child;
+            return stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        }
+        catch (IOException)
+        {
+            return null;
         }
     }
 
-    private static void Signal(int pid, string signal)
+    /// <summary>Sends SIG<paramref name="signal"/> to every one of <paramref name="pids"/> at once (one <c>kill</c>).</summary>
+    private static async Task SignalAsync(int[] pids, string signal)
     {
-        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        kill.WaitForExit();
+        await using var kill = ChildProcess.Start("kill", [$"-{signal}", .. pids.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))], "/");
+        // A backend that ended meanwhile makes kill exit 1 and is no matter; the postmaster's state is checked.
+        var stopped = signal == "STOP";
+        if (!await kill.WaitForExitAsync(TimeSpan.FromSeconds(10)) || (StateOf(pids[0]) == 'T') != stopped)
+            throw new InvalidOperationException($"kill -{signal} {pids[0]} …: the postmaster is {(stopped ? "not" : "still")} stopped. {kill.Output}");
     }
 
     private sealed class Thaw(int[]? pids) : IAsyncDisposable
@@ -105,7 +121,7 @@ public static class PostgresServer
                     await container.UnpauseAsync();
                 return;
             }
-            foreach (var pid in pids) Signal(pid, "CONT");
+            await SignalAsync(pids, "CONT");
         }
     }
 
