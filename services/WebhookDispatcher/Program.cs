@@ -50,6 +50,7 @@ app.UseStatusCodePages();
 // Before authentication: a portal session's bearer is looked up in the database there, and that
 // lookup has the endpoint's deadline too (Subscriptions/DatabaseDeadline.cs). Routing runs first.
 app.UseRequestTimeouts();
+app.UseRequestCancellationOffThePool();
 app.UseAuthentication();
 app.UsePortalReadOnly();
 app.UseAuthorization();

@@ -67,9 +67,11 @@ internal static class DatabaseDeadline
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(TimeSpan.FromSeconds(options.ApiRequestTimeoutSeconds));
+        var offPool = new CancellationTokenSource();
+        await using var forward = RequestCancellation.Forward(deadline.Token, offPool);
         try
         {
-            return await read(deadline.Token);
+            return await read(offPool.Token);
         }
         catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
         {
