@@ -44,35 +44,16 @@ public static class DataExtensions
         builder.Services.AddSingleton(_ =>
         {
             var dataSource = new NpgsqlDataSourceBuilder(connectionString);
-            // Several hosts: always the primary, and a promoted standby found within a second.
-            PostgresHosts.ApplyFailoverDefaults(dataSource.ConnectionStringBuilder, connectionString);
-            // The delivery path runs a handful of statements thousands of times a second: prepare
-            // them on each connection after their second use (planning costs about 0.4 ms each),
-            // unless the connection string says otherwise.
-            if (dataSource.ConnectionStringBuilder.MaxAutoPrepare == 0)
-            {
-                dataSource.ConnectionStringBuilder.MaxAutoPrepare = 64;
-                dataSource.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
-            }
-            // A database host that hangs accepts the TCP connection and then answers nothing; Npgsql
-            // waits for its startup answer for Timeout (15 s by default) whatever the caller's
-            // cancellation. 5 s is ample for a database that answers at all, and keeps an API
-            // request's answer near its deadline (Subscriptions/DatabaseDeadline.cs). Kept when given.
-            if (!PostgresHosts.GivenKeys(connectionString).Contains("timeout"))
-                dataSource.ConnectionStringBuilder.Timeout = ConnectTimeoutSeconds;
-            // The service keeps no session state on its connections (no SET, temp tables or
-            // advisory locks), so returning one to the pool need not cost a reset round trip.
-            dataSource.ConnectionStringBuilder.NoResetOnClose = true;
-            // Plan each execution for the table as it is now. A prepared statement's generic plan
-            // is made once, from the statistics of that moment: made while the deliveries table
-            // was still small, it kept scanning a whole index for every claim of 500 ids once the
-            // table had grown (10 ms a claim instead of 0.4 ms). Statements here are set-based,
-            // so planning costs microseconds per row; parsing is still saved by preparing.
-            if (string.IsNullOrEmpty(dataSource.ConnectionStringBuilder.Options))
-                dataSource.ConnectionStringBuilder.Options = "-c plan_cache_mode=force_custom_plan";
+            ApplyDefaults(dataSource.ConnectionStringBuilder, connectionString);
             return dataSource.Build();
         });
-        builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>()));
+        // EF Core serves the API (and the readiness probe; migrations lift the limit): its statements get
+        // the API's deadline as their command timeout. A statement cut off by the deadline itself
+        // ends there, but the first one of a transaction does not: Npgsql sends BEGIN in front of
+        // it and honours no cancellation until that is answered (npgsql/npgsql#5191), so against
+        // a database that hangs only the command timeout ends it.
+        builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>(),
+            sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value.ApiRequestTimeoutSeconds));
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         // Registered before the bus, so consumers never start on a schema that is not there yet.
         builder.Services.AddHostedService<MigrateOnStartup>();
@@ -86,11 +67,64 @@ public static class DataExtensions
         return builder;
     }
 
+    /// <summary>
+    /// The service's defaults for a connection string, each kept where the string gives its own:
+    /// the failover defaults of <see cref="PostgresHosts"/>, automatic preparation, a 5 s connect
+    /// timeout, GSS encryption off, no reset on return to the pool, and custom plans.
+    /// </summary>
+    /// <param name="builder">The builder to change.</param>
+    /// <param name="connectionString">The connection string as configured (to tell a value given from a default).</param>
+    public static void ApplyDefaults(NpgsqlConnectionStringBuilder builder, string connectionString)
+    {
+        // Several hosts: always the primary, and a promoted standby found within a second.
+        PostgresHosts.ApplyFailoverDefaults(builder, connectionString);
+        // The delivery path runs a handful of statements thousands of times a second: prepare
+        // them on each connection after their second use (planning costs about 0.4 ms each),
+        // unless the connection string says otherwise.
+        if (builder.MaxAutoPrepare == 0)
+        {
+            builder.MaxAutoPrepare = 64;
+            builder.AutoPrepareMinUsages = 2;
+        }
+        // A database host that hangs accepts the TCP connection and then answers nothing; Npgsql
+        // waits for its startup answer for Timeout (15 s by default) whatever the caller's
+        // cancellation. 5 s is ample for a database that answers at all, and keeps an API
+        // request's answer near its deadline (Subscriptions/DatabaseDeadline.cs). Kept when given.
+        var given = PostgresHosts.GivenKeys(connectionString);
+        if (!given.Contains("timeout"))
+            builder.Timeout = ConnectTimeoutSeconds;
+        // A cancelled statement makes Npgsql open a connection for PostgreSQL's cancel request,
+        // which also waits up to Timeout for the startup answer; with GSS encryption on
+        // "prefer" (Npgsql's default) it tries twice, so a hung server held each cancel 10 s
+        // instead of 5. Kept when given, in the connection string or PGGSSENCMODE (Kerberos
+        // deployments that want GSS encryption say so).
+        if (!given.Contains("gssencryptionmode") && Environment.GetEnvironmentVariable("PGGSSENCMODE") is null)
+            builder.GssEncryptionMode = GssEncryptionMode.Disable;
+        // The service keeps no session state on its connections (no SET, temp tables or
+        // advisory locks past a statement; HistoryRetention resets its lock_timeout and
+        // releases its advisory lock before it returns its connection), so returning one to
+        // the pool need not cost a reset round trip.
+        builder.NoResetOnClose = true;
+        // Plan each execution for the table as it is now. A prepared statement's generic plan
+        // is made once, from the statistics of that moment: made while the deliveries table
+        // was still small, it kept scanning a whole index for every claim of 500 ids once the
+        // table had grown (10 ms a claim instead of 0.4 ms). Statements here are set-based,
+        // so planning costs microseconds per row; parsing is still saved by preparing.
+        if (string.IsNullOrEmpty(builder.Options))
+            builder.Options = "-c plan_cache_mode=force_custom_plan";
+    }
+
+    /// <summary>A migration statement's command timeout: 10 minutes.</summary>
+    public static readonly TimeSpan MigrationCommandTimeout = TimeSpan.FromMinutes(10);
+
     /// <summary>Applies pending migrations and returns (the <c>migrate</c> command).</summary>
     public static async Task MigrateDatabaseAsync(this IServiceProvider services, CancellationToken cancellationToken = default)
     {
         await using var scope = services.CreateAsyncScope();
-        await scope.ServiceProvider.GetRequiredService<WebhookDbContext>().Database.MigrateAsync(cancellationToken);
+        var database = scope.ServiceProvider.GetRequiredService<WebhookDbContext>().Database;
+        // Not the API's deadline: a migration's statement may run for minutes on a large table.
+        database.SetCommandTimeout(MigrationCommandTimeout);
+        await database.MigrateAsync(cancellationToken);
     }
 
     /// <remarks>
@@ -103,8 +137,11 @@ public static class DataExtensions
     /// timeout (a database that hangs). Transactions the
     /// code begins itself must run inside <c>Database.CreateExecutionStrategy().ExecuteAsync</c>.
     /// </remarks>
-    internal static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, NpgsqlDataSource dataSource) =>
-        options.UseNpgsql(dataSource, npgsql => npgsql.ExecutionStrategy(dependencies => new RetryBrokenOnce(dependencies)))
+    /// <param name="options">The context's options.</param>
+    /// <param name="dataSource">The service's data source.</param>
+    /// <param name="commandTimeoutSeconds">Every statement's command timeout, in seconds; null for the data source's (30 s unless the connection string says otherwise).</param>
+    internal static DbContextOptionsBuilder Configure(DbContextOptionsBuilder options, NpgsqlDataSource dataSource, int? commandTimeoutSeconds = null) =>
+        options.UseNpgsql(dataSource, npgsql => npgsql.ExecutionStrategy(dependencies => new RetryBrokenOnce(dependencies)).CommandTimeout(commandTimeoutSeconds))
             .AddInterceptors(new BrokenConnections.Interceptor(dataSource))
             .UseSnakeCaseNamingConvention();
 

@@ -5,6 +5,7 @@ using System.Security.Claims;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Deliveries;
@@ -62,7 +63,7 @@ public static partial class DeliveryStatsApi
     }
 
     private static async Task<Results<Ok<DeliveryStatsResponse>, ValidationProblem>> Get(
-        ClaimsPrincipal user, NpgsqlDataSource database, TimeProvider time, CancellationToken cancellationToken,
+        ClaimsPrincipal user, NpgsqlDataSource database, TimeProvider time, IOptions<DatabaseOptions> databaseOptions, CancellationToken cancellationToken,
         [FromQuery(Name = "window")] string? windowText = null, [FromQuery(Name = "top")] string? topText = null)
     {
         var q = new ApiInput.Query();
@@ -82,8 +83,11 @@ public static partial class DeliveryStatsApi
             await using var connection = await database.OpenConnectionAsync(ct);
             // One snapshot for both statements, so a delivery finishing in between is not counted twice.
             await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
-            var windowRows = await WindowRowsAsync(connection, userId, since, until, ct);
-            var (p, r) = await WaitingAsync(connection, userId, ct);
+            // The API's deadline as the command timeout: the transaction's first statement carries
+            // its BEGIN, and until that is answered Npgsql honours no cancellation (npgsql/npgsql#5191).
+            var timeout = databaseOptions.Value.ApiRequestTimeoutSeconds;
+            var windowRows = await WindowRowsAsync(connection, userId, since, until, timeout, ct);
+            var (p, r) = await WaitingAsync(connection, userId, timeout, ct);
             await transaction.CommitAsync(ct);
             return (windowRows, p, r);
         }, cancellationToken);
@@ -111,7 +115,7 @@ public static partial class DeliveryStatsApi
         long Cancelled, double SuccessMilliseconds, DateTimeOffset? LastFailureAt);
 
     private static async Task<List<WindowRow>> WindowRowsAsync(NpgsqlConnection connection, string userId, DateTimeOffset since,
-        DateTimeOffset until, CancellationToken cancellationToken)
+        DateTimeOffset until, int commandTimeout, CancellationToken cancellationToken)
     {
         // GROUP BY the primary key lets the subscription's other columns be selected. The window
         // is on created_at, the second column of ix_webhook_deliveries_subscription_id_created_at.
@@ -128,7 +132,7 @@ public static partial class DeliveryStatsApi
             JOIN webhook_deliveries d ON d.subscription_id = s.id AND d.created_at >= @since AND d.created_at <= @until AND d.batch_size IS NULL
             WHERE s.user_id = @user AND s.deleted_at IS NULL
             GROUP BY s.id
-            """, connection);
+            """, connection) { CommandTimeout = commandTimeout };
         command.Parameters.AddWithValue("user", userId);
         command.Parameters.AddWithValue("since", since);
         command.Parameters.AddWithValue("until", until);
@@ -141,7 +145,8 @@ public static partial class DeliveryStatsApi
         return rows;
     }
 
-    private static async Task<(long Pending, long Retrying)> WaitingAsync(NpgsqlConnection connection, string userId, CancellationToken cancellationToken)
+    private static async Task<(long Pending, long Retrying)> WaitingAsync(NpgsqlConnection connection, string userId, int commandTimeout,
+        CancellationToken cancellationToken)
     {
         // Not limited to the window: a delivery still waiting is waiting however old it is.
         await using var command = new NpgsqlCommand($"""
@@ -150,7 +155,7 @@ public static partial class DeliveryStatsApi
             FROM webhook_deliveries d
             WHERE d.subscription_id IN (SELECT s.id FROM webhook_subscriptions s WHERE s.user_id = @user AND s.deleted_at IS NULL)
               AND d.status IN ('{DeliveryStatus.Pending}', '{DeliveryStatus.Retrying}')
-            """, connection);
+            """, connection) { CommandTimeout = commandTimeout };
         command.Parameters.AddWithValue("user", userId);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);

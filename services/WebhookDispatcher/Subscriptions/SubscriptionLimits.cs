@@ -60,6 +60,9 @@ internal static class SubscriptionLimits
         // the way: once it is older than the window, one more fits.
         await using var batch = new NpgsqlBatch(connection, transaction)
         {
+            // The first statement of the creating transaction: only its command timeout ends it
+            // against a database that hangs (DataExtensions, npgsql/npgsql#5191).
+            Timeout = db.Database.GetCommandTimeout() ?? connection.CommandTimeout,
             BatchCommands =
             {
                 new NpgsqlBatchCommand("SELECT pg_advisory_xact_lock($1, hashtext($2))")

@@ -64,4 +64,23 @@ public sealed class ConnectionSettingsTests
             Assert.That((single.TargetSessionAttributes, single.HostRecheckSeconds), Is.EqualTo(((string?)null, 10)), "one host: Npgsql's defaults");
         });
     }
+
+    [Test]
+    public void The_service_s_postgres_defaults_bound_a_hung_server_s_waits_unless_the_string_says_otherwise()
+    {
+        const string plain = "Host=127.0.0.1;Port=5432;Database=webhooks;Username=webhooks";
+        var defaults = new NpgsqlConnectionStringBuilder(plain);
+        DataExtensions.ApplyDefaults(defaults, plain);
+        const string givenText = plain + ";Timeout=12;GSS Encryption Mode=Require";
+        var given = new NpgsqlConnectionStringBuilder(givenText);
+        DataExtensions.ApplyDefaults(given, givenText);
+        Assert.Multiple(() =>
+        {
+            // PGGSSENCMODE in the environment would count as given; the test machines set none.
+            Assert.That((defaults.Timeout, defaults.GssEncryptionMode), Is.EqualTo((5, GssEncryptionMode.Disable)),
+                "a cancel request waits for one startup answer of at most 5 s");
+            Assert.That((given.Timeout, given.GssEncryptionMode), Is.EqualTo((12, GssEncryptionMode.Require)));
+            Assert.That((defaults.NoResetOnClose, defaults.MaxAutoPrepare), Is.EqualTo((true, 64)));
+        });
+    }
 }
