@@ -95,9 +95,9 @@ public static class DataExtensions
             builder.Timeout = ConnectTimeoutSeconds;
         // A cancelled statement makes Npgsql open a connection for PostgreSQL's cancel request,
         // which also waits up to Timeout for the startup answer; with GSS encryption on
-        // "prefer" (Npgsql's default) it tries twice, so a hung server held each cancel 10 s
-        // instead of 5. Kept when given, in the connection string or PGGSSENCMODE (Kerberos
-        // deployments that want GSS encryption say so).
+        // "prefer" (Npgsql's default) it tries twice, so a hung server held each cancel twice as
+        // long (docs/benchmarks/api.md). Kept when given, in the connection string or PGGSSENCMODE
+        // (Kerberos deployments that want GSS encryption say so).
         if (!given.Contains("gssencryptionmode") && Environment.GetEnvironmentVariable("PGGSSENCMODE") is null)
             builder.GssEncryptionMode = GssEncryptionMode.Disable;
         // The service keeps no session state on its connections (no SET, temp tables or

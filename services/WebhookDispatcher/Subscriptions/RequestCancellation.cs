@@ -5,9 +5,10 @@ namespace WebhookDispatcher.Subscriptions;
 /// client going away) on a thread of its own rather than on the thread pool. Npgsql sends
 /// PostgreSQL's cancel request from inside the token's callback, synchronously (npgsql/npgsql#3696):
 /// against a database that hangs, that callback waits for the cancel connection's startup answer
-/// (Npgsql <c>Timeout</c>, 5 s). Run where the request timeout's timer fires, on the pool, twenty
-/// requests cut off at their deadline blocked twenty pool threads, and the process answered nothing
-/// else meanwhile, liveness probes included, while the pool grew by about a thread a second.
+/// (Npgsql <c>Timeout</c>). Run where the request timeout's timer fires, on the pool, requests cut
+/// off at their deadline together each blocked a pool thread, and the process answered nothing
+/// else, liveness probes included, until the pool had grown past them (docs/benchmarks/api.md,
+/// "A frozen database").
 /// </summary>
 internal static class RequestCancellation
 {
