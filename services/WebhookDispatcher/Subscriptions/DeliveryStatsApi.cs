@@ -15,7 +15,7 @@ namespace WebhookDispatcher.Subscriptions;
 /// <c>GET /api/webhooks/stats</c>: the caller's delivery statistics over a window, from their
 /// own (not deleted) subscriptions only. One statement, so one snapshot: the window's deliveries
 /// per subscription, read through the index on (subscription_id, created_at), and the unfinished
-/// ones. The first costs about 2 µs per delivery in the window (measured on
+/// ones. The window's part costs about 2 µs per delivery in it (measured on
 /// 600,000 rows: 24 h of a subscriber with 6,700 deliveries a day in 10–30 ms, 30 days of 200,000
 /// deliveries in about 0.5 s).
 /// </summary>
