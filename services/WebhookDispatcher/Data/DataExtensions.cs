@@ -47,13 +47,12 @@ public static class DataExtensions
             ApplyDefaults(dataSource.ConnectionStringBuilder, connectionString);
             return dataSource.Build();
         });
-        // EF Core serves the API (and the readiness probe; migrations lift the limit): its statements get
-        // the API's deadline as their command timeout. A statement cut off by the deadline itself
-        // ends there, but the first one of a transaction does not: Npgsql sends BEGIN in front of
-        // it and honours no cancellation until that is answered (npgsql/npgsql#5191), so against
-        // a database that hangs only the command timeout ends it.
-        builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) => Configure(options, sp.GetRequiredService<NpgsqlDataSource>(),
-            sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value.ApiRequestTimeoutSeconds));
+        builder.Services.AddDbContextPool<WebhookDbContext>((sp, options) =>
+        {
+            var dataSource = sp.GetRequiredService<NpgsqlDataSource>();
+            Configure(options, dataSource,
+                ApiCommandTimeoutSeconds(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value, dataSource));
+        });
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         // Registered before the bus, so consumers never start on a schema that is not there yet.
         builder.Services.AddHostedService<MigrateOnStartup>();
@@ -113,6 +112,20 @@ public static class DataExtensions
         if (string.IsNullOrEmpty(builder.Options))
             builder.Options = "-c plan_cache_mode=force_custom_plan";
     }
+
+    /// <summary>
+    /// The command timeout of the API's statements (EF Core serves the API and the readiness probe
+    /// alone; migrations set their own), in seconds: the deadline
+    /// (<see cref="DatabaseOptions.ApiRequestTimeoutSeconds"/>) plus the connect timeout plus 1.
+    /// The first statement of a transaction needs one: Npgsql sends <c>BEGIN</c> in front of it
+    /// and honours no cancellation until that is answered (npgsql/npgsql#5191), so against a
+    /// database that hangs only a command timeout ends it. Past the deadline and the cancel
+    /// request that follows it (which waits up to the connect timeout) because a timeout at the
+    /// deadline itself broke the statement's connection on a pool thread, which then waited for
+    /// that cancel request's lock.
+    /// </summary>
+    public static int ApiCommandTimeoutSeconds(DatabaseOptions options, NpgsqlDataSource dataSource) =>
+        options.ApiRequestTimeoutSeconds + new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).Timeout + 1;
 
     /// <summary>A migration statement's command timeout: 10 minutes.</summary>
     public static readonly TimeSpan MigrationCommandTimeout = TimeSpan.FromMinutes(10);

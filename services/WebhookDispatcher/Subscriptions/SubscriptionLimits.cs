@@ -61,7 +61,7 @@ internal static class SubscriptionLimits
         await using var batch = new NpgsqlBatch(connection, transaction)
         {
             // The first statement of the creating transaction: only its command timeout ends it
-            // against a database that hangs (DataExtensions, npgsql/npgsql#5191).
+            // against a database that hangs (DataExtensions.ApiCommandTimeoutSeconds).
             Timeout = db.Database.GetCommandTimeout() ?? connection.CommandTimeout,
             BatchCommands =
             {
