@@ -69,7 +69,8 @@ public static class DataExtensions
     /// <summary>
     /// The service's defaults for a connection string, each kept where the string gives its own:
     /// the failover defaults of <see cref="PostgresHosts"/>, automatic preparation, a 5 s connect
-    /// timeout, GSS encryption off, no reset on return to the pool, and custom plans.
+    /// timeout, GSS encryption off and custom plans; and, whatever the string says, no reset on
+    /// return to the pool.
     /// </summary>
     /// <param name="builder">The builder to change.</param>
     /// <param name="connectionString">The connection string as configured (to tell a value given from a default).</param>
