@@ -79,8 +79,8 @@ public static class DataExtensions
         // Several hosts: always the primary, and a promoted standby found within a second.
         PostgresHosts.ApplyFailoverDefaults(builder, connectionString);
         // The delivery path runs a handful of statements thousands of times a second: prepare
-        // them on each connection after their second use (planning costs about 0.4 ms each),
-        // unless the connection string says otherwise.
+        // them on each connection after their second use, unless the connection string says
+        // otherwise (decision 0004; the cost of planning in docs/benchmarks/pipeline.md).
         if (builder.MaxAutoPrepare == 0)
         {
             builder.MaxAutoPrepare = 64;
@@ -105,11 +105,11 @@ public static class DataExtensions
         // releases its advisory lock before it returns its connection), so returning one to
         // the pool need not cost a reset round trip.
         builder.NoResetOnClose = true;
-        // Plan each execution for the table as it is now. A prepared statement's generic plan
-        // is made once, from the statistics of that moment: made while the deliveries table
-        // was still small, it kept scanning a whole index for every claim of 500 ids once the
-        // table had grown (10 ms a claim instead of 0.4 ms). Statements here are set-based,
-        // so planning costs microseconds per row; parsing is still saved by preparing.
+        // Plan each execution for the table as it is now (decision 0004). A prepared statement's
+        // generic plan is made once, from the statistics of that moment: made while the
+        // deliveries table was still small, it kept scanning a whole index for every claim once
+        // the table had grown. Statements here are set-based, so planning is paid per statement,
+        // not per row; parsing is still saved by preparing.
         if (string.IsNullOrEmpty(builder.Options))
             builder.Options = "-c plan_cache_mode=force_custom_plan";
     }
