@@ -93,13 +93,7 @@ public static class DataExtensions
         var given = PostgresHosts.GivenKeys(connectionString);
         if (!given.Contains("timeout"))
             builder.Timeout = ConnectTimeoutSeconds;
-        // A cancelled statement makes Npgsql open a connection for PostgreSQL's cancel request,
-        // which also waits up to Timeout for the startup answer; with GSS encryption on
-        // "prefer" (Npgsql's default) it tries twice, so a hung server held each cancel twice as
-        // long (docs/benchmarks/api.md). Kept when given, in the connection string or PGGSSENCMODE
-        // (Kerberos deployments that want GSS encryption say so).
-        if (!given.Contains("gssencryptionmode") && Environment.GetEnvironmentVariable("PGGSSENCMODE") is null)
-            builder.GssEncryptionMode = GssEncryptionMode.Disable;
+        DisableGssEncryptionUnlessGiven(builder, given);
         // The service keeps no session state on its connections (no SET, temp tables or
         // advisory locks past a statement; HistoryRetention resets its lock_timeout and
         // releases its advisory lock before it returns its connection), so returning one to
@@ -112,6 +106,20 @@ public static class DataExtensions
         // not per row; parsing is still saved by preparing.
         if (string.IsNullOrEmpty(builder.Options))
             builder.Options = "-c plan_cache_mode=force_custom_plan";
+    }
+
+    /// <summary>
+    /// Turns GSS encryption off unless the connection string (<paramref name="givenKeys"/>, lower
+    /// case, from <see cref="PostgresHosts.GivenKeys"/>) or <c>PGGSSENCMODE</c> sets it. With
+    /// Npgsql's default ("prefer") every new connection, and every cancel request, which opens
+    /// one, tries twice, so a hung server holds each of them for twice the connect timeout
+    /// (docs/benchmarks/api.md, "A frozen database"). Kerberos deployments that want GSS
+    /// encryption say so.
+    /// </summary>
+    public static void DisableGssEncryptionUnlessGiven(NpgsqlConnectionStringBuilder builder, IReadOnlySet<string> givenKeys)
+    {
+        if (!givenKeys.Contains("gssencryptionmode") && Environment.GetEnvironmentVariable("PGGSSENCMODE") is null)
+            builder.GssEncryptionMode = GssEncryptionMode.Disable;
     }
 
     /// <summary>

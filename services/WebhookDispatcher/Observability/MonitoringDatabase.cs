@@ -19,7 +19,12 @@ public sealed class MonitoringDatabase : IAsyncDisposable
         var connectionString = configuration.GetConnectionString("Postgres");
         var builder = new NpgsqlDataSourceBuilder(connectionString);
         Hosts = connectionString is null ? [] : Data.PostgresHosts.Of(connectionString);
-        if (connectionString is not null) Data.PostgresHosts.ApplyFailoverDefaults(builder.ConnectionStringBuilder, connectionString);
+        if (connectionString is not null)
+        {
+            Data.PostgresHosts.ApplyFailoverDefaults(builder.ConnectionStringBuilder, connectionString);
+            // A probe of a hung server would otherwise wait twice its timeout to open a connection.
+            Data.DataExtensions.DisableGssEncryptionUnlessGiven(builder.ConnectionStringBuilder, Data.PostgresHosts.GivenKeys(connectionString));
+        }
         var seconds = options.Value.TimeoutSeconds;
         builder.ConnectionStringBuilder.Pooling = false;
         builder.ConnectionStringBuilder.Timeout = seconds;

@@ -1,6 +1,9 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using WebhookDispatcher.Data;
 using WebhookDispatcher.Messaging;
+using WebhookDispatcher.Observability;
 
 namespace WebhookDispatcher.Tests.Unit;
 
@@ -81,6 +84,25 @@ public sealed class ConnectionSettingsTests
                 "a cancel request waits for one startup answer of at most 5 s");
             Assert.That((given.Timeout, given.GssEncryptionMode), Is.EqualTo((12, GssEncryptionMode.Require)));
             Assert.That((defaults.NoResetOnClose, defaults.MaxAutoPrepare), Is.EqualTo((true, 64)));
+        });
+    }
+
+    [Test]
+    public async Task The_probes_data_source_opens_without_GSS_encryption_unless_the_string_says_otherwise()
+    {
+        const string plain = "Host=127.0.0.1;Port=5432;Database=webhooks;Username=webhooks";
+        var health = Options.Create(new HealthOptions());
+        static IConfiguration Config(string connectionString) =>
+            new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = connectionString }).Build();
+        await using var defaults = new MonitoringDatabase(Config(plain), health);
+        await using var given = new MonitoringDatabase(Config(plain + ";GSS Encryption Mode=Require"), health);
+        Assert.Multiple(() =>
+        {
+            // PGGSSENCMODE in the environment would count as given; the test machines set none.
+            Assert.That(new NpgsqlConnectionStringBuilder(defaults.DataSource.ConnectionString).GssEncryptionMode, Is.EqualTo(GssEncryptionMode.Disable),
+                "a probe of a hung server waits for one startup answer, not two");
+            Assert.That(new NpgsqlConnectionStringBuilder(given.DataSource.ConnectionString).GssEncryptionMode, Is.EqualTo(GssEncryptionMode.Require));
+            Assert.That(new NpgsqlConnectionStringBuilder(defaults.DataSource.ConnectionString).Timeout, Is.EqualTo(3), "the probe's own timeout");
         });
     }
 }
