@@ -22,7 +22,7 @@ public sealed class MonitoringDatabase : IAsyncDisposable
         if (connectionString is not null)
         {
             Data.PostgresHosts.ApplyFailoverDefaults(builder.ConnectionStringBuilder, connectionString);
-            // A probe of a hung server would otherwise wait twice its timeout to open a connection.
+            // Opening a connection negotiates as a cancel request does (DataExtensions.DisableGssEncryptionUnlessGiven).
             Data.DataExtensions.DisableGssEncryptionUnlessGiven(builder.ConnectionStringBuilder, Data.PostgresHosts.GivenKeys(connectionString));
         }
         var seconds = options.Value.TimeoutSeconds;
