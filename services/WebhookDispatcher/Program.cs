@@ -64,8 +64,9 @@ try
     app.Run();
 }
 catch (Exception ex) when ((ex is OptionsValidationException or StartupRefusedException
-                            // A setting that does not parse as its type (a number given as "abc").
-                            || (ex is InvalidOperationException && ex.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal)))
+                            // A setting that does not parse as its type (a number given as "abc"): the
+                            // configuration binder's own exception, told by where it was thrown, not by its wording.
+                            || (ex is InvalidOperationException && ex.Source == typeof(ConfigurationBinder).Assembly.GetName().Name))
                            // Only as its own process: a host in tests (WebApplicationFactory) sees the exception.
                            && System.Reflection.Assembly.GetEntryAssembly() == typeof(Program).Assembly)
 {

@@ -1,0 +1,33 @@
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Operations;
+
+/// <summary>
+/// A setting the service cannot use stops it at start with the reason alone: exit code 1 and a
+/// message naming the setting, no stack trace. Each case runs the service as its own process.
+/// (Settings that parse but are out of range: the options classes' validation, e.g. AuthStartupTests.)
+/// </summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class StartupSettingsTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+
+    [TestCase("Delivery:MaxInFlight", "abc", TestName = "A number given as letters stops the service with a message naming the setting")]
+    [TestCase("Database:ApiRequestTimeoutSeconds", "1.5", TestName = "A fraction where a whole number is needed stops the service with a message naming the setting")]
+    [TestCase("Delivery:ClaimAtInsert", "sometimes", TestName = "A switch given as a word other than true or false stops the service with a message naming the setting")]
+    public async Task A_setting_that_does_not_parse_as_its_type_stops_the_service(string name, string value)
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            [name] = value,
+        });
+
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.EqualTo(1), service.Output);
+        Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain($"'{name}'"));
+        Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
+    }
+}
