@@ -1,0 +1,185 @@
+using MassTransit;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using WebhookDispatcher.Deliveries;
+using WebhookDispatcher.Security;
+
+namespace WebhookDispatcher.Subscriptions;
+
+/// <summary>The API's writes of a subscription: create (within the per-user limits), update, delete.</summary>
+public static partial class SubscriptionsApi
+{
+    /// <remarks>
+    /// Past <see cref="SubscriptionOptions.MaxPerUser"/> answers 409 and past
+    /// <see cref="SubscriptionOptions.CreatesPerMinute"/> 429 with <c>Retry-After</c>, both counted
+    /// in the inserting transaction (see <see cref="SubscriptionLimits"/>); a refused create stores nothing.
+    /// </remarks>
+    private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Create(
+        HttpRequest request, [AsParameters] ApiServices services, CancellationToken cancellationToken)
+    {
+        var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (refused is not null) return refused;
+        if (invalid is not null) return invalid;
+        using var body = document!;
+        var options = services.Options.Value;
+        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: true, options.RequireHttps, services.Delivery.Value.AllowPrivateNetworks,
+            services.Delivery.Value.MaxEventBytes);
+        if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
+            return TypedResults.ValidationProblem(errors);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var db = services.Db;
+        var sealer = services.Sealer;
+        var secret = WebhookSigner.NewSecret();
+        var scheme = fields.SignatureScheme ?? SignatureSchemes.Hmac;
+        var privateKey = SignatureSchemes.UsesEd25519(scheme) ? WebhookSigner.NewPrivateKey() : null;
+        var subscription = new WebhookSubscription
+        {
+            Id = Guid.CreateVersion7(),
+            UserId = services.UserId,
+            Url = fields.Url!,
+            EventTypes = fields.EventTypes!,
+            Description = fields.Description,
+            Secret = sealer.Seal(secret),
+            RetryCount = fields.RetryCount ?? WebhookSubscription.DefaultRetryCount,
+            TimeoutSeconds = fields.TimeoutSeconds ?? WebhookSubscription.DefaultTimeoutSeconds,
+            RateLimitPerSecond = fields.RateLimitPerSecond,
+            Filter = fields.Shaping?.Filter,
+            FilterPath = fields.Shaping?.FilterPath,
+            Template = fields.Shaping?.Template,
+            Headers = fields.Headers is { } headers ? SubscriptionHeaders.ToStored(headers, sealer) : null,
+            SignatureScheme = scheme,
+            SigningKey = sealer.SealOrNull(privateKey),
+            Ordering = fields.Ordering ?? Deliveries.SubscriptionOrdering.None,
+            BatchMaxEvents = fields.Batch?.MaxEvents,
+            BatchMaxWaitMs = fields.Batch?.MaxWaitMs,
+            BatchMaxBytes = fields.Batch?.MaxBytes,
+        };
+        // The execution strategy retries the whole transaction on a broken connection; a retry
+        // after a commit whose answer was lost finds the subscription stored and stops there.
+        var count = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var found = await SubscriptionLimits.LockAndCountAsync(db, subscription.UserId, subscription.Id, options.CreatesPerMinute, ct);
+            if (found.AlreadyStored || found.Subscriptions >= options.MaxPerUser || found.WindowFreesAt is not null) return found;
+            subscription.CreatedAt = subscription.UpdatedAt = found.Now;
+            db.Subscriptions.Add(subscription);
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+            return found;
+        }, cancellationToken);
+        if (!count.AlreadyStored)
+        {
+            // The one that lasts first: waiting out the rate would not help at the count limit.
+            if (count.Subscriptions >= options.MaxPerUser) return SubscriptionLimits.TooManySubscriptions(options.MaxPerUser, count.Subscriptions);
+            if (count.WindowFreesAt is { } freesAt)
+                return SubscriptionLimits.TooManyCreations(request.HttpContext.Response, options.CreatesPerMinute, count.CreatedInWindow, count.Now, freesAt);
+        }
+        var s = subscription;
+        return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
+            s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, sealer.Unseal(s.Secret),
+            SubscriptionHeaders.Masked(s.Headers, sealer), s.SignatureScheme, SubscriptionResponse.PublicKeyOf(s.SigningKey, sealer))
+        { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template), Ordering = s.Ordering, Batch = SubscriptionBatch.Of(s) });
+    }
+
+    private static async Task<Results<Ok<SubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Update(
+        Guid id, HttpRequest request, [AsParameters] ApiServices services, OrderingRelease release, CancellationToken cancellationToken)
+    {
+        var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
+        if (refused is not null) return refused;
+        if (invalid is not null) return invalid;
+        using var body = document!;
+        var (fields, errors) = SubscriptionRequest.Read(body.RootElement, isCreate: false, services.Options.Value.RequireHttps,
+            services.Delivery.Value.AllowPrivateNetworks, services.Delivery.Value.MaxEventBytes);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        if (await BatchBesideTemplateAsync(id, fields, services, cancellationToken) is { } batchProblem) return batchProblem;
+        if (await TemplateOnStoredTypesAsync(id, fields, services, cancellationToken) is { } templateProblem) return templateProblem;
+
+        var userId = services.UserId;
+        string? storedHeaders = null;
+        if (fields.Headers is { } asked)
+        {
+            // Masked credential values sent back keep what is stored (read here; a PATCH racing
+            // another PATCH of the headers keeps the last one whole, as for any field).
+            var current = await services.Owned().Where(s => s.Id == id).Select(s => new { s.Headers }).FirstOrDefaultAsync(cancellationToken);
+            if (current is null) return NotFound(id);
+            if (!SubscriptionHeaders.KeepMasked(asked, SubscriptionHeaders.Open(current.Headers, services.Sealer), (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
+                return TypedResults.ValidationProblem(errors);
+            storedHeaders = SubscriptionHeaders.ToStored(asked, services.Sealer);
+        }
+        // A scheme with Ed25519 chosen for the first time makes the webhook's key pair.
+        var newKey = fields.SignatureScheme is { } scheme && SignatureSchemes.UsesEd25519(scheme)
+            ? services.Sealer.Seal(WebhookSigner.NewPrivateKey())
+            : null;
+        if (fields.Any)
+        {
+            // One conditional UPDATE (the query filter adds deleted_at IS NULL): a PATCH racing a
+            // DELETE can never bring the subscription back.
+            var now = services.Time.GetUtcNow();
+            var updated = await services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId).ExecuteUpdateAsync(u =>
+            {
+                if (fields.Url is not null) u.SetProperty(s => s.Url, fields.Url);
+                if (fields.EventTypes is not null) u.SetProperty(s => s.EventTypes, fields.EventTypes);
+                if (fields.HasDescription) u.SetProperty(s => s.Description, fields.Description);
+                if (fields.RetryCount is { } retryCount) u.SetProperty(s => s.RetryCount, retryCount);
+                if (fields.TimeoutSeconds is { } timeout) u.SetProperty(s => s.TimeoutSeconds, timeout);
+                if (fields.IsActive is { } active)
+                {
+                    u.SetProperty(s => s.IsActive, active);
+                    // Turning it back on starts a new failure streak; turning it off says who did.
+                    u.SetProperty(s => s.DisabledReason, active ? null : DisabledReasons.Owner);
+                    u.SetProperty(s => s.DisabledAt, active ? null : now);
+                    if (active)
+                    {
+                        u.SetProperty(s => s.FailingSince, (DateTimeOffset?)null);
+                        u.SetProperty(s => s.FailuresSinceSuccess, 0);
+                    }
+                }
+                if (fields.HasRateLimit) u.SetProperty(s => s.RateLimitPerSecond, fields.RateLimitPerSecond);
+                if (fields.Shaping is { HasFilter: true } f) u.SetProperty(s => s.Filter, f.Filter).SetProperty(s => s.FilterPath, f.FilterPath);
+                if (fields.Shaping is { HasTemplate: true } t) u.SetProperty(s => s.Template, t.Template);
+                if (fields.Headers is not null) u.SetProperty(s => s.Headers, storedHeaders);
+                if (fields.SignatureScheme is { } scheme) u.SetProperty(s => s.SignatureScheme, scheme);
+                if (fields.Ordering is { } ordering) u.SetProperty(s => s.Ordering, ordering);
+                if (fields.HasBatch)
+                    u.SetProperty(s => s.BatchMaxEvents, fields.Batch == null ? null : fields.Batch.MaxEvents)
+                        .SetProperty(s => s.BatchMaxWaitMs, fields.Batch == null ? null : fields.Batch.MaxWaitMs)
+                        .SetProperty(s => s.BatchMaxBytes, fields.Batch == null ? null : fields.Batch.MaxBytes);
+                if (newKey is not null) u.SetProperty(s => s.SigningKey, s => s.SigningKey ?? newKey);
+                u.SetProperty(s => s.UpdatedAt, now);
+            }, cancellationToken);
+            if (updated == 0) return NotFound(id);
+            // Turned off: the deliveries that waited for their key's turn may start now (decision 0014).
+            if (fields.Ordering == Deliveries.SubscriptionOrdering.None) await release.ReleaseAsync(id, cancellationToken);
+        }
+        return await services.Owned().FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } subscription
+            ? TypedResults.Ok(SubscriptionResponse.From(subscription, services.Sealer))
+            : NotFound(id);
+    }
+
+    private static async Task<Results<NoContent, ProblemHttpResult>> Delete(
+        Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken)
+    {
+        var now = services.Time.GetUtcNow();
+        var userId = services.UserId;
+        var db = services.Db;
+        // The execution strategy retries the whole transaction on a broken connection.
+        var deleted = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var count = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId)
+                .ExecuteUpdateAsync(u => u.SetProperty(s => s.DeletedAt, now).SetProperty(s => s.IsActive, false).SetProperty(s => s.UpdatedAt, now), ct);
+            if (count == 0) return false;
+            // Waiting deliveries stop here; the delivery engine's claim also refuses inactive subscriptions.
+            // Events waiting for a batch too (those in a batch follow their batch: the trigger of migration BatchedDeliveries).
+            await db.Deliveries.Where(d => d.SubscriptionId == id && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying
+                                                                      || (d.Status == DeliveryStatus.Batched && d.BatchId == null)))
+                .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.CompletedAt, now)
+                    .SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null).SetProperty(d => d.ErrorMessage, "Subscription deleted"), ct);
+            await tx.CommitAsync(ct);
+            return true;
+        }, cancellationToken);
+        if (!deleted) return NotFound(id);
+        return TypedResults.NoContent();
+    }
+}
