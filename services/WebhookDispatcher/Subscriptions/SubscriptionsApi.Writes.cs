@@ -1,7 +1,6 @@
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
-using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Subscriptions;
@@ -163,22 +162,21 @@ public static partial class SubscriptionsApi
         var now = services.Time.GetUtcNow();
         var userId = services.UserId;
         var db = services.Db;
-        // The execution strategy retries the whole transaction on a broken connection.
-        var deleted = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
-        {
-            await using var tx = await db.Database.BeginTransactionAsync(ct);
-            var count = await db.Subscriptions.Where(s => s.Id == id && s.UserId == userId)
-                .ExecuteUpdateAsync(u => u.SetProperty(s => s.DeletedAt, now).SetProperty(s => s.IsActive, false).SetProperty(s => s.UpdatedAt, now), ct);
-            if (count == 0) return false;
-            // Waiting deliveries stop here; the delivery engine's claim also refuses inactive subscriptions.
-            // Events waiting for a batch too (those in a batch follow their batch: the trigger of migration BatchedDeliveries).
-            await db.Deliveries.Where(d => d.SubscriptionId == id && (d.Status == DeliveryStatus.Pending || d.Status == DeliveryStatus.Retrying
-                                                                      || (d.Status == DeliveryStatus.Batched && d.BatchId == null)))
-                .ExecuteUpdateAsync(u => u.SetProperty(d => d.Status, DeliveryStatus.Cancelled).SetProperty(d => d.CompletedAt, now)
-                    .SetProperty(d => d.NextRetryAt, (DateTimeOffset?)null).SetProperty(d => d.ErrorMessage, "Subscription deleted"), ct);
-            await tx.CommitAsync(ct);
-            return true;
-        }, cancellationToken);
+        // One statement, so a database that hangs is cut off at the request's deadline: a
+        // transaction's first statement carries its BEGIN and ignores cancellation until that is
+        // answered (docs/benchmarks/api.md, "A frozen database"). Waiting deliveries stop here, in
+        // the same snapshot (the delivery engine's claim also refuses inactive subscriptions);
+        // events waiting for a batch too (those in a batch follow their batch: the trigger of
+        // migration BatchedDeliveries). Retried once by the execution strategy on a broken connection.
+        var deleted = await db.Database.CreateExecutionStrategy().ExecuteAsync(ct => db.Database.ExecuteSqlInterpolatedAsync($"""
+            WITH cancelled AS (
+                UPDATE webhook_deliveries d
+                SET status = 'cancelled', completed_at = {now}, next_retry_at = NULL, error_message = 'Subscription deleted'
+                WHERE d.subscription_id = {id} AND (d.status IN ('pending', 'retrying') OR (d.status = 'batched' AND d.batch_id IS NULL))
+                  AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = {id} AND s.user_id = {userId} AND s.deleted_at IS NULL))
+            UPDATE webhook_subscriptions SET deleted_at = {now}, is_active = false, updated_at = {now}
+            WHERE id = {id} AND user_id = {userId} AND deleted_at IS NULL
+            """, ct), cancellationToken) > 0;
         if (!deleted) return NotFound(id);
         return TypedResults.NoContent();
     }
