@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Net.Http.Headers;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -60,14 +61,96 @@ public static class ApiInput
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+        JsonDocument document;
         try
         {
-            return (JsonDocument.Parse(body.GetBuffer().AsMemory(0, (int)body.Length), DocumentOptions), null, null);
+            document = JsonDocument.Parse(body.GetBuffer().AsMemory(0, (int)body.Length), DocumentOptions);
         }
         catch (JsonException ex)
         {
             return (null, null, Invalid("body", $"Not valid JSON: {ex.Message}"));
         }
+        catch (InvalidOperationException)
+        {
+            // Refusing duplicate keys makes the parser decode every property name.
+            return (null, null, Invalid("body", "A property name contains a lone surrogate escape (\\ud800 to \\udfff without its pair), which is not a Unicode character."));
+        }
+        // The parser checks neither escapes nor UTF-8 inside strings; reading such a string later
+        // throws wherever it happens to be read, so every string is checked here, once.
+        if (FirstNotUnicode(document.RootElement, "") is { } bad)
+        {
+            document.Dispose();
+            return (null, null, Invalid(bad.Field, bad.Message));
+        }
+        return (document, null, null);
+    }
+
+    /// <summary>
+    /// The first string value or property name in <paramref name="element"/> that is not valid
+    /// Unicode (RFC 8259 section 8.1: UTF-8, and no lone surrogate escape such as <c>\ud800</c>),
+    /// with the field it is in (<c>filter</c>, <c>headers.X-Key</c>, <c>event_types[1]</c>;
+    /// <c>body</c> at the top), or null when every one is.
+    /// </summary>
+    internal static (string Field, string Message)? FirstNotUnicode(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                return IsUnicode(JsonMarshal.GetRawUtf8Value(element), out var why) ? null : (Field(path), why);
+            case JsonValueKind.Array:
+                var i = 0;
+                foreach (var item in element.EnumerateArray())
+                    if (FirstNotUnicode(item, $"{Field(path)}[{i++}]") is { } bad) return bad;
+                return null;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    if (!IsUnicode(JsonMarshal.GetRawUtf8PropertyName(property), out var nameWhy))
+                        return (Field(path), $"A property name: {nameWhy}");
+                    var name = property.Name;
+                    if (FirstNotUnicode(property.Value, path.Length == 0 ? name : $"{path}.{name}") is { } bad) return bad;
+                }
+                return null;
+            default:
+                return null;
+        }
+
+        static string Field(string path) => path.Length == 0 ? "body" : path;
+    }
+
+    /// <summary>Whether a string token's raw bytes (escapes not yet decoded) are UTF-8 and decode to valid UTF-16.</summary>
+    private static bool IsUnicode(ReadOnlySpan<byte> raw, out string why)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(raw))
+        {
+            why = "Contains bytes that are not UTF-8; send JSON as UTF-8 (RFC 8259).";
+            return false;
+        }
+        // Only escapes can make a lone surrogate out of valid UTF-8: decode them and check.
+        if (raw.IndexOf((byte)'\\') >= 0)
+        {
+            byte[] token;
+            if (raw.Length >= 2 && raw[0] == (byte)'"') token = raw.ToArray(); // a value, with its quotes
+            else
+            {
+                token = new byte[raw.Length + 2];
+                token[0] = token[^1] = (byte)'"';
+                raw.CopyTo(token.AsSpan(1));
+            }
+            try
+            {
+                var reader = new Utf8JsonReader(token);
+                reader.Read();
+                reader.GetString();
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or JsonException)
+            {
+                why = "Contains a lone surrogate escape (\\ud800 to \\udfff without its pair), which is not a Unicode character.";
+                return false;
+            }
+        }
+        why = "";
+        return true;
     }
 
     private static ProblemHttpResult Unsupported(string detail) =>

@@ -20,8 +20,16 @@ public sealed class HostileInputTests
     {
         yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"retry_count":"x","retry_count":5}""", "body")
             .SetName("A duplicate key is refused rather than last-one-wins");
-        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"description":"a\ud800b"}""", "body")
-            .SetName("A lone surrogate escape is refused");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"description":"a\ud800b"}""", "description")
+            .SetName("A lone surrogate escape is refused, naming its field");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"filter":"\ud800"}""", "filter")
+            .SetName("A lone surrogate escape where a filter object is due is refused, naming its field");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created","\udfff"]}""", "event_types[1]")
+            .SetName("A lone surrogate escape in a list is refused, naming its item");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"headers":{"X-Key":"a\ud800"}}""", "headers.X-Key")
+            .SetName("A lone surrogate escape in a header value is refused, naming the header");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"\ud800":1}""", "body")
+            .SetName("A lone surrogate escape in a property name is refused");
         yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"description":"a\u0000b"}""", "description")
             .SetName("A NUL in the description is refused");
         yield return new TestCaseData("""{"url":"https://hooks.example.com/a\u0000","event_types":["task.created"]}""", "url")
@@ -77,6 +85,33 @@ public sealed class HostileInputTests
         var response = await client.PostAsync("/api/webhooks", content);
 
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        var problem = await response.JsonAsync();
+        Assert.That(problem.ErrorFields(), Is.EqualTo(new[] { "url" }));
+        Assert.That(problem["errors"]!["url"]![0]!.GetValue<string>(), Does.Contain("not UTF-8"));
+    }
+
+    /// <summary>Every endpoint that reads a JSON body checks its strings once, before any handler reads them, including the one that needs no credential.</summary>
+    [TestCase("POST", "/portal/session", """{"token":"\ud800"}""", "token", false)]
+    [TestCase("POST", "/api/webhooks/portal-sessions", """{"user_id":"\ud800"}""", "user_id", true)]
+    [TestCase("PATCH", "/api/webhooks/{id}", """{"filter":"\ud800"}""", "filter", true)]
+    [TestCase("POST", "/api/webhooks/{id}/recover", """{"since":"\ud800"}""", "since", true)]
+    public async Task A_lone_surrogate_escape_answers_400_naming_the_field_on_every_JSON_endpoint(string method, string path, string json, string field,
+        bool signedIn)
+    {
+        var user = Events.NewUser();
+        using var owner = TestTokens.Client(user);
+        var id = (await owner.CreateAsync("https://hooks.example.com/surrogate", ["task.created"])).Id();
+        using var client = TestTokens.Client(signedIn ? user : null);
+
+        var response = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path.Replace("{id}", id.ToString()))
+        {
+            Content = new StringContent(json, Encoding.UTF8, "application/json"),
+        });
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), await response.Content.ReadAsStringAsync());
+        Assert.That((await response.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { field }));
+        var stored = await Dispatcher.QueryAsync(db => db.Subscriptions.SingleAsync(s => s.Id == id));
+        Assert.That(stored.Filter, Is.Null, "nothing changed");
     }
 
     [Test]
