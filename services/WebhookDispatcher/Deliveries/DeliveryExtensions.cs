@@ -30,7 +30,6 @@ public static class DeliveryExtensions
         builder.Services.AddSingleton<RecoveryStore>();
         builder.Services.AddSingleton<OrderingStore>();
         builder.Services.AddSingleton<WebhookSender>();
-        builder.Services.AddTransient<BoundedResponseBodyHandler>();
         AddWebhookClient(builder.Services);
 
         if (DispatcherOptions.WorkersEnabled(builder.Configuration))
@@ -75,8 +74,22 @@ public static class DeliveryExtensions
         return builder;
     }
 
-    private static void AddWebhookClient(IServiceCollection services)
+    /// <summary>The resilience pipeline of an attempt's POST (its deadline), named as Polly's telemetry names it: client, then handler.</summary>
+    internal const string AttemptPipelineName = WebhookSender.ClientName + "-webhook-attempt";
+
+    /// <summary>Registers the HttpClient of attempts: no redirects or cookies, bounded bodies, the private-network guard, and the attempt's deadline.</summary>
+    internal static void AddWebhookClient(IServiceCollection services)
     {
+        // A subscriber that answers after its timeout is the subscriber's problem, recorded as the
+        // attempt's outcome (timeout) and retried; Polly logs it as an error by default, which would
+        // page an operator for every slow endpoint of every tenant. Information, like other outcomes.
+        services.Configure<Polly.Telemetry.TelemetryOptions>(o =>
+        {
+            var severity = o.SeverityProvider;
+            o.SeverityProvider = args => args.Source.PipelineName == AttemptPipelineName && args.Event.EventName == "OnTimeout"
+                ? Polly.Telemetry.ResilienceEventSeverity.Information
+                : severity?.Invoke(args) ?? args.Event.Severity;
+        });
         var client = services.AddHttpClient(WebhookSender.ClientName, client => client.Timeout = Timeout.InfiniteTimeSpan);
         client.ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
         {
@@ -103,6 +116,7 @@ public static class DeliveryExtensions
                     : TimeSpan.FromSeconds(WebhookSubscription.DefaultTimeoutSeconds)),
         }));
         // Added after the resilience handler, so it runs inside it: the body read counts against the deadline.
+        services.AddTransient<BoundedResponseBodyHandler>();
         client.AddHttpMessageHandler<BoundedResponseBodyHandler>();
     }
 
