@@ -256,7 +256,8 @@ public static class SubscriptionRequest
             var host = uri.IdnHost.TrimEnd('.');
             if (uri.IsLoopback || host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
                                || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
-                               || (IPAddress.TryParse(uri.DnsSafeHost, out var ip) && PrivateNetworkGuard.IsNonPublic(ip)))
+                               // A literal address with a trailing dot ("127.0.0.1.") is the same address.
+                               || (IPAddress.TryParse(uri.DnsSafeHost.TrimEnd('.'), out var ip) && PrivateNetworkGuard.IsNonPublic(ip)))
                 return "Must not point to a loopback, private or link-local address.";
         }
         return null;

@@ -19,6 +19,8 @@ public sealed class SubscriptionRequestTests
     [TestCase("https://169.254.169.254/latest/meta-data")]
     [TestCase("https://[::1]/x")]
     [TestCase("https://[fd00::1]/x")]
+    [TestCase("http://127.0.0.1.:5391/x")]
+    [TestCase("https://10.0.0.5./x")]
     public void Private_addresses_are_rejected_unless_allowed(string url)
     {
         Assert.That(UrlErrors(url, httpsOnly: false, allowPrivateNetworks: false), Has.Length.EqualTo(1));
