@@ -58,7 +58,17 @@ rabbit_env() {
 pg_running() { [ -f "$DIR/pg/data/postmaster.pid" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" status >/dev/null 2>&1; }
 
 start_pg() {
-  if pg_running; then log "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return; fi
+  if pg_running; then
+    # The port it listens on is line 4 of postmaster.pid: a set of servers started with another port.
+    local running_port
+    running_port=$(sed -n 4p "$DIR/pg/data/postmaster.pid")
+    if [ "$running_port" != "$PG_PORT" ]; then
+      log "PostgreSQL of $DIR runs on port $running_port, not $PG_PORT: stop it first (WEBHOOKS_PG_PORT=$running_port deploy/infra.sh stop) or use another WEBHOOKS_INFRA_DIR"
+      exit 1
+    fi
+    log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+    return
+  fi
   mkdir -p "$DIR/pg"
   chown postgres "$DIR/pg"
   if [ ! -f "$DIR/pg/data/PG_VERSION" ]; then
@@ -71,7 +81,9 @@ max_connections = 200
 fsync = on
 CONF
   fi
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/postgres.log" -w start >/dev/null
+  # The port is given at each start (it overrides postgresql.conf's, written at initdb), so a
+  # directory made with one WEBHOOKS_PG_PORT starts on another when the variable changes.
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/postgres.log" -o "-p $PG_PORT" -w start >/dev/null
   runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc \
     "SELECT 1 FROM pg_roles WHERE rolname='webhooks'" | grep -q 1 ||
     runuser -u postgres -- psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc \

@@ -51,7 +51,9 @@ public static class PostgresServer
             return;
         }
         if (await PgCtlAsync("status") == 0) return;
-        if (await PgCtlAsync("-l", Path.GetFullPath(Path.Combine(DataDirectory, "..", "postgres.log")), "-w", "start") is not 0 and var code)
+        // On the run's port, as deploy/infra.sh starts it (its postgresql.conf keeps the port of the first start).
+        var port = new NpgsqlConnectionStringBuilder(TestInfrastructure.Postgres).Port;
+        if (await PgCtlAsync("-l", Path.GetFullPath(Path.Combine(DataDirectory, "..", "postgres.log")), "-o", $"-p {port}", "-w", "start") is not 0 and var code)
             throw new InvalidOperationException($"pg_ctl start exited with {code}: see {DataDirectory}/../postgres.log");
     }
 
