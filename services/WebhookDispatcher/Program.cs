@@ -25,7 +25,18 @@ var app = builder.Build();
 switch (args.FirstOrDefault())
 {
     case "migrate": // apply migrations and exit (production deploys)
-        await app.Services.MigrateDatabaseAsync();
+        try
+        {
+            await app.Services.MigrateDatabaseAsync();
+        }
+        catch (Exception ex) when (ex.GetBaseException() is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            // The database cannot be reached or refused a statement: the reason alone, as topology does.
+            var database = new Npgsql.NpgsqlConnectionStringBuilder(app.Configuration.GetConnectionString("Postgres"));
+            Console.Error.WriteLine($"migrate: could not migrate PostgreSQL at {database.Host}:{database.Port} (database {database.Database}): " +
+                                    ex.GetBaseException().Message);
+            Environment.ExitCode = 1;
+        }
         return;
     case TopologyCommand.Name: // declare the broker's exchanges, queues and bindings and exit (production deploys)
         Environment.ExitCode = await app.Services.DeployTopologyAsync(Console.Out, Console.Error);

@@ -114,4 +114,31 @@ public sealed class TopologyCommandTests
             Assert.That(output, Does.Not.Contain("secret-password"), "credentials stay out of the output");
         });
     }
+
+    [Test]
+    public async Task The_migrate_command_exits_non_zero_with_a_clear_message_when_the_database_is_unreachable()
+    {
+        // A port nothing listens on: PostgreSQL's host is down.
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+
+        var (exitCode, output) = await ServiceProcess.RunCommandAsync(["migrate"],
+            new Dictionary<string, string>
+            {
+                ["ConnectionStrings:Postgres"] = $"Host=127.0.0.1;Port={port};Database=webhooks;Username=webhooks;Password=secret-password",
+                ["Auth:SigningKey"] = TestTokens.SigningKey,
+                ["Sealing:MainKey"] = TestTokens.SealingKey,
+            },
+            CommandPatience);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(exitCode, Is.EqualTo(1), output);
+            Assert.That(output, Does.Contain($"migrate: could not migrate PostgreSQL at 127.0.0.1:{port} (database webhooks)"));
+            Assert.That(output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
+            Assert.That(output, Does.Not.Contain("secret-password"), "credentials stay out of the output");
+        });
+    }
 }
