@@ -27,10 +27,10 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
     /// Reads <c>filter</c> and <c>template</c> from a request body; errors go to <paramref name="error"/>
     /// keyed by the bad part (<c>filter.$or[0].data.to[].$in</c>, <c>template.liquid</c>). A template is
     /// also rendered over the example payload of each of <paramref name="eventTypes"/> (when known),
-    /// so one that cannot render them (an unknown filter, a limit) is refused now rather than at its
-    /// first delivery.
+    /// so one that cannot render them (an unknown filter, a limit, a body over
+    /// <paramref name="maxBodyBytes"/>) is refused now rather than at its first delivery.
     /// </summary>
-    public static ShapingFields Read(JsonElement body, IReadOnlyCollection<string>? eventTypes, Action<string, string> error)
+    public static ShapingFields Read(JsonElement body, IReadOnlyCollection<string>? eventTypes, int maxBodyBytes, Action<string, string> error)
     {
         var hasFilter = body.TryGetProperty("filter", out var f);
         string? filter = null, filterPath = null;
@@ -46,19 +46,19 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
         {
             var (read, errors) = WebhookTemplate.Read(t);
             foreach (var (where, message) in errors) error(where, message);
-            if (read is not null && eventTypes is not null && RenderError(read, eventTypes) is { } problem) error("template", problem);
+            if (read is not null && eventTypes is not null && RenderError(read, eventTypes, maxBodyBytes) is { } problem) error("template", problem);
             else template = read?.ToJson();
         }
         return new ShapingFields(hasFilter, filter, filterPath, hasTemplate, template);
     }
 
-    /// <summary>Why <paramref name="template"/> fails on an example payload of <paramref name="eventTypes"/>, or null.</summary>
-    public static string? RenderError(WebhookTemplate template, IEnumerable<string> eventTypes)
+    /// <summary>Why <paramref name="template"/> fails on an example payload of <paramref name="eventTypes"/> (a body over <paramref name="maxBodyBytes"/> included), or null.</summary>
+    public static string? RenderError(WebhookTemplate template, IEnumerable<string> eventTypes, int maxBodyBytes)
     {
         foreach (var type in eventTypes)
         {
             if (EventCatalog.All.FirstOrDefault(e => e.Name == type) is not { } info) continue;
-            var rendered = TemplateRenderer.Render(template, ExamplePayload(info));
+            var rendered = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes);
             if (rendered.Error is not null) return $"Rendering the {type} example failed: {rendered.Error}";
         }
         return null;

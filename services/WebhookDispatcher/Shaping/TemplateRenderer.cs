@@ -86,9 +86,11 @@ public sealed class TemplateRenderer : IDisposable
 
     /// <summary>
     /// Renders the stored template <paramref name="templateJson"/> of <paramref name="subscriptionId"/>
-    /// over <paramref name="payload"/>, parsing it once per subscription and template text. Never throws.
+    /// over <paramref name="payload"/>, parsing it once per subscription and template text. Never
+    /// throws; a body over <paramref name="maxBodyBytes"/> bytes of UTF-8 (the body cap,
+    /// <c>Delivery:MaxEventBytes</c>) is an error, as a template that fails is.
     /// </summary>
-    public RenderedBody Render(Guid subscriptionId, string templateJson, byte[] payload)
+    public RenderedBody Render(Guid subscriptionId, string templateJson, byte[] payload, int maxBodyBytes)
     {
         var key = (subscriptionId, templateJson.GetHashCode(StringComparison.Ordinal));
         if (!_parsed.TryGetValue(key, out Parsed? parsed) || parsed is null || parsed.Json != templateJson)
@@ -104,11 +106,11 @@ public sealed class TemplateRenderer : IDisposable
             }
             _parsed.Set(key, parsed, new MemoryCacheEntryOptions { Size = 1, SlidingExpiration = TimeSpan.FromMinutes(10) });
         }
-        return Render(parsed.Template, parsed.ContentType, payload);
+        return Render(parsed.Template, parsed.ContentType, payload, maxBodyBytes);
     }
 
-    /// <summary>Renders <paramref name="template"/> over <paramref name="payload"/> without caching (previews). Never throws.</summary>
-    public static RenderedBody Render(WebhookTemplate template, byte[] payload)
+    /// <summary>Renders <paramref name="template"/> over <paramref name="payload"/> without caching (previews, tests, checks). Never throws; a body over <paramref name="maxBodyBytes"/> bytes of UTF-8 is an error.</summary>
+    public static RenderedBody Render(WebhookTemplate template, byte[] payload, int maxBodyBytes)
     {
         IFluidTemplate parsed;
         try
@@ -119,10 +121,10 @@ public sealed class TemplateRenderer : IDisposable
         {
             return new RenderedBody([], template.BodyContentType, "The template does not parse: " + ex.Message.Split('\n')[0]);
         }
-        return Render(parsed, template.BodyContentType, payload);
+        return Render(parsed, template.BodyContentType, payload, maxBodyBytes);
     }
 
-    private static RenderedBody Render(IFluidTemplate template, string contentType, byte[] payload)
+    private static RenderedBody Render(IFluidTemplate template, string contentType, byte[] payload, int maxBodyBytes)
     {
         try
         {
@@ -134,6 +136,11 @@ public sealed class TemplateRenderer : IDisposable
             using var timeout = new CancellationTokenSource(MaxRenderTime);
             var context = new TemplateContext(model, Options) { Now = () => createdAt, CancellationToken = timeout.Token };
             var output = template.Render(context, NullEncoder.Default);
+            // The output limit counts characters; the body cap, bytes: a character is up to 3 bytes.
+            var size = Encoding.UTF8.GetByteCount(output);
+            if (size > maxBodyBytes)
+                return new RenderedBody([], contentType,
+                    $"The rendered body is {size} bytes of UTF-8, over the {maxBodyBytes}-byte cap on a body (Delivery:MaxEventBytes).");
             return new RenderedBody(Encoding.UTF8.GetBytes(output), contentType, null);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

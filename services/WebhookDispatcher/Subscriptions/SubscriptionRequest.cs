@@ -211,7 +211,7 @@ public static class SubscriptionRequest
         }
 
         // A template is tried on the examples of the request's event types (on update without them, the handler tries the stored ones).
-        var shaping = Shaping.ShapingFields.Read(body, eventTypes, error);
+        var shaping = Shaping.ShapingFields.Read(body, eventTypes, maxEventBytes, error);
         var (hasBatch, batch) = SubscriptionBatch.Read(body, maxEventBytes, error);
         // Both in one request: refused here; one of them against the stored other: by the handler.
         if (batch is not null && shaping.Template is not null) error(SubscriptionBatch.Field, SubscriptionBatch.WithTemplateProblem);

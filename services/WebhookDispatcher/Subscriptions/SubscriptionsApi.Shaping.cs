@@ -123,7 +123,7 @@ public static partial class SubscriptionsApi
         var matches = filterPath is null || await MatchesAsync(database, payload, filterPath, cancellationToken);
         var rendered = template is null
             ? new RenderedBody(payload, "application/json; charset=utf-8", null)
-            : TemplateRenderer.Render(template, payload);
+            : TemplateRenderer.Render(template, payload, services.Delivery.Value.MaxEventBytes);
         if (rendered.Error is not null)
             return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The template failed",
                 detail: rendered.Error, extensions: new Dictionary<string, object?> { ["field"] = "template", ["event_type"] = eventType });
@@ -179,6 +179,6 @@ public static partial class SubscriptionsApi
         if (fields.Shaping?.Template is not { } json || fields.EventTypes is not null) return null;
         var types = await services.Owned().Where(s => s.Id == id).Select(s => s.EventTypes).FirstOrDefaultAsync(cancellationToken);
         if (types is null) return null; // the update answers 404
-        return ShapingFields.RenderError(WebhookTemplate.FromJson(json), types) is { } problem ? ApiInput.Invalid("template", problem) : null;
+        return ShapingFields.RenderError(WebhookTemplate.FromJson(json), types, services.Delivery.Value.MaxEventBytes) is { } problem ? ApiInput.Invalid("template", problem) : null;
     }
 }

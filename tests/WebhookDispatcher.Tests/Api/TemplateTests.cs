@@ -146,6 +146,29 @@ public sealed class TemplateTests
     }
 
     [Test]
+    public void A_rendered_body_over_the_body_cap_in_bytes_is_an_error_though_under_the_output_limit_in_characters()
+    {
+        // 120,000 two-byte characters written twice: 240,000 characters, under the 262,144 the
+        // template may write, but 480,000 bytes, over the 262,144-byte cap on a body.
+        var payload = System.Text.Encoding.UTF8.GetBytes(
+            JsonSerializer.Serialize(new { id = Guid.NewGuid(), event_type = "task.completed", created_at = "2026-12-07T15:00:00Z",
+                data = new { description = new string('é', 120_000) } }));
+        var template = new WebhookTemplate(null, "{{ data.description }}{{ data.description }}", "text/plain; charset=utf-8");
+        const int cap = WebhookDispatcher.Deliveries.EventSizeLimit.DefaultMaxEventBytes;
+
+        var twice = TemplateRenderer.Render(template, payload, cap);
+        var once = TemplateRenderer.Render(template with { Liquid = "{{ data.description }}" }, payload, cap);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(twice.Error, Is.EqualTo($"The rendered body is 480000 bytes of UTF-8, over the {cap}-byte cap on a body (Delivery:MaxEventBytes)."));
+            Assert.That(twice.Body, Is.Empty, "nothing to send");
+            Assert.That(once.Error, Is.Null, "240,000 bytes fit");
+            Assert.That(once.Body, Has.Length.EqualTo(240_000));
+        });
+    }
+
+    [Test]
     public void Rendering_is_deterministic_and_each_built_in_renders_every_example()
     {
         foreach (var type in Notely.Events.EventCatalog.All)
@@ -154,9 +177,9 @@ public sealed class TemplateTests
             foreach (var builtIn in BuiltInTemplates.All.Keys)
             {
                 var template = new WebhookTemplate(builtIn, null, null);
-                var first = TemplateRenderer.Render(template, payload);
+                var first = TemplateRenderer.Render(template, payload, WebhookDispatcher.Deliveries.EventSizeLimit.DefaultMaxEventBytes);
                 Assert.That(first.Error, Is.Null, $"{builtIn} on {type.Name}");
-                Assert.That(TemplateRenderer.Render(template, payload).Body, Is.EqualTo(first.Body), "the same bytes every time");
+                Assert.That(TemplateRenderer.Render(template, payload, WebhookDispatcher.Deliveries.EventSizeLimit.DefaultMaxEventBytes).Body, Is.EqualTo(first.Body), "the same bytes every time");
                 if (first.ContentType.StartsWith("application/json", StringComparison.Ordinal))
                     Assert.DoesNotThrow(() => JsonDocument.Parse(first.Body), $"{builtIn} on {type.Name} is JSON");
             }

@@ -17,6 +17,7 @@ public sealed class AttemptRunner : IDisposable
 {
     private readonly WebhookSender _sender;
     private readonly TemplateRenderer _templates;
+    private readonly int _maxBodyBytes; // a rendered body's cap (Delivery:MaxEventBytes)
     private readonly SubscriptionSigner _signer;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _largeBodies = new(1, 1);
@@ -31,6 +32,7 @@ public sealed class AttemptRunner : IDisposable
         _signer = signer;
         _templates = templates;
         _time = time;
+        _maxBodyBytes = options.Value.MaxEventBytes;
         var perSecond = options.Value.LargeBodyBytesPerSecondPerUser;
         if (perSecond <= 0) return;
         // Tokens are KiB; a second's worth may go at once, and at least one body of the largest size.
@@ -63,7 +65,7 @@ public sealed class AttemptRunner : IDisposable
                 // Rendered off the caller's thread (the scheduler's loop), once per attempt: the same
                 // template over the same payload renders the same bytes (TemplateRenderer).
                 await Task.Yield();
-                var rendered = _templates.Render(delivery.SubscriptionId, delivery.Template, delivery.Body);
+                var rendered = _templates.Render(delivery.SubscriptionId, delivery.Template, delivery.Body, _maxBodyBytes);
                 if (rendered.Error is not null)
                     return new FinishedAttempt(delivery, startedAt, new WebhookResponse(AttemptOutcome.TemplateError, null, null,
                         WebhookSender.Storable(rendered.Error, WebhookSender.MaxErrorChars), TimeSpan.Zero, null),
