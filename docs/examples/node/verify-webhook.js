@@ -105,8 +105,21 @@ function serve(secrets, port) {
       } catch {
         legacy = false; // expected while a rotation is under way and this receiver has the old secret only
       }
-      const event = JSON.parse(body.toString('utf8'));
-      answer(200, { ok: true, webhook_id: webhookId, event_type: event.event_type, webhook_signature: true, x_webhook_signature: legacy });
+      // Verified: the body is ours. A subscription with a template may send something other than
+      // the event's JSON (plain text, a Slack message), so parse only a JSON body; the event type
+      // is in X-Webhook-Event whatever the body.
+      let event = null;
+      if (/^application\/([\w.+-]+\+)?json\b/i.test(req.headers['content-type'] || '')) {
+        try {
+          event = JSON.parse(body.toString('utf8'));
+        } catch {
+          event = null; // a template's own JSON that does not parse: still a verified delivery
+        }
+      }
+      answer(200, {
+        ok: true, webhook_id: webhookId, event_type: event?.event_type ?? req.headers['x-webhook-event'],
+        webhook_signature: true, x_webhook_signature: legacy,
+      });
     });
   });
   server.listen(port, '127.0.0.1', () => console.log(`listening on http://127.0.0.1:${server.address().port}`));

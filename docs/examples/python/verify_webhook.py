@@ -111,8 +111,17 @@ class Handler(BaseHTTPRequestHandler):
             legacy = True
         except WebhookVerificationError:
             legacy = False  # expected while a rotation is under way and this receiver has the old secret only
-        event = json.loads(body)
-        self._answer(200, {"ok": True, "webhook_id": webhook_id, "event_type": event["event_type"],
+        # Verified: the body is ours. A subscription with a template may send something other than
+        # the event's JSON (plain text, a Slack message), so parse only a JSON body; the event type
+        # is in X-Webhook-Event whatever the body.
+        event = None
+        if re.match(r"application/([\w.+-]+\+)?json\b", headers.get("content-type", ""), re.IGNORECASE):
+            try:
+                event = json.loads(body)
+            except ValueError:
+                event = None  # a template's own JSON that does not parse: still a verified delivery
+        event_type = event.get("event_type") if isinstance(event, dict) else None
+        self._answer(200, {"ok": True, "webhook_id": webhook_id, "event_type": event_type or headers.get("x-webhook-event"),
                            "webhook_signature": True, "x_webhook_signature": legacy})
 
     def _answer(self, status, document):

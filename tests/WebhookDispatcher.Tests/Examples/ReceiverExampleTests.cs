@@ -135,14 +135,20 @@ public sealed class ReceiverExampleTests
         Assert.That(result.Legacy, Is.Not.False, "X-Webhook-Signature verifies too");
     }
 
-    [TestCase("python", TestName = "The_Python_receiver_example_answers_200_to_a_live_delivery_and_the_delivery_succeeds")]
-    [TestCase("node", TestName = "The_Node_receiver_example_answers_200_to_a_live_delivery_and_the_delivery_succeeds")]
-    public async Task Live_delivery(string verifier)
+    [TestCase("python", false, TestName = "The_Python_receiver_example_answers_200_to_a_live_delivery_and_the_delivery_succeeds")]
+    [TestCase("node", false, TestName = "The_Node_receiver_example_answers_200_to_a_live_delivery_and_the_delivery_succeeds")]
+    [TestCase("python", true, TestName = "The_Python_receiver_example_answers_200_to_a_plain_text_delivery_of_a_template")]
+    [TestCase("node", true, TestName = "The_Node_receiver_example_answers_200_to_a_plain_text_delivery_of_a_template")]
+    public async Task Live_delivery(string verifier, bool textTemplate)
     {
         var user = Events.NewUser();
         using var api = TestTokens.Client(user);
         // Create first (the secret is issued then), start the receiver with it, then point the subscription at it.
-        var created = await api.CreateAsync("https://example.com/placeholder", ["task.completed"]);
+        var response = await api.PostAsJsonAsync("/api/webhooks", textTemplate
+            ? new { url = "https://example.com/placeholder", event_types = new[] { "task.completed" }, template = (object?)new { builtin = "text" } }
+            : new { url = "https://example.com/placeholder", event_types = new[] { "task.completed" }, template = (object?)null });
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created), await response.Content.ReadAsStringAsync());
+        var created = await response.JsonAsync();
         var url = await StartReceiverAsync(verifier, [created["secret"]!.GetValue<string>()]);
         Assert.That((await api.PatchJsonAsync($"/api/webhooks/{created.Id()}", $$"""{"url": "{{url}}/notely"}""")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
 
