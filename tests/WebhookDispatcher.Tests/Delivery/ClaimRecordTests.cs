@@ -260,6 +260,29 @@ public sealed class ClaimRecordTests
         });
     }
 
+    [Test]
+    public async Task An_attempt_is_never_stored_as_started_before_its_claim_when_the_clock_offset_is_an_estimate_off_by_a_little()
+    {
+        await using var stores = await Stores.CreateAsync();
+        var id = await stores.AddDeliveryAsync();
+        var claim = (await stores.Lanes.ClaimAsync([id], CancellationToken.None)).Single();
+        // An offset estimate a little off: moved onto the database's clock with it, the answer came
+        // 15 ms after the claim, and the POST, which took 35 ms, seems to have started 20 ms before it.
+        var processNow = DateTimeOffset.UtcNow;
+        var estimate = claim.ClaimedAt - processNow + TimeSpan.FromMilliseconds(15);
+        var attempt = Answered(claim, 200, processNow) with { StartedAt = processNow - TimeSpan.FromMilliseconds(35) };
+
+        await stores.Attempts.RecordAsync([attempt], estimate, CancellationToken.None);
+
+        var delivery = await stores.QueryAsync(db => db.Deliveries.Include(d => d.Attempts).SingleAsync(d => d.Id == id));
+        Assert.Multiple(() =>
+        {
+            Assert.That(delivery.Attempts.Single().AttemptedAt, Is.EqualTo(delivery.LastAttemptAt).Within(TimeSpan.FromMilliseconds(0.001)),
+                "started at its claim, not 20 ms before it");
+            Assert.That(delivery.CompletedAt, Is.GreaterThan(delivery.Attempts.Single().AttemptedAt), "completed after it started");
+        });
+    }
+
     [TestCase(45.0)]
     [TestCase(-2.0)]
     public async Task A_process_clock_off_by_seconds_stores_the_next_retry_on_the_database_clock(double skewSeconds)

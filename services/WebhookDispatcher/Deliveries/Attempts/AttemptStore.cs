@@ -39,11 +39,12 @@ public sealed class AttemptStore(NpgsqlDataSource db, IOptions<AutoDisableOption
                                      $9::text[], $10::timestamptz[], $11::timestamptz[], $12::bool[], $13::timestamptz[], $14::timestamptz[])
                     AS r(id, attempt_number, started_at, duration_ms, status_code, outcome, error_message, excerpt,
                          status, completed_at, next_retry_at, disable, finished_at, claimed_at)),
-            -- The process's times on the database's clock.
+            -- The process's times on the database's clock. The offset is an estimate (within half a
+            -- round trip), and an attempt starts after its claim: never stored as earlier than it.
             r AS (
-                SELECT id, attempt_number, started_at + $17 AS started_at, duration_ms, status_code, outcome, error_message, excerpt,
-                       status, completed_at + $17 AS completed_at, next_retry_at + $17 AS next_retry_at, disable,
-                       finished_at + $17 AS finished_at, claimed_at
+                SELECT id, attempt_number, GREATEST(started_at + $17, claimed_at) AS started_at, duration_ms, status_code, outcome,
+                       error_message, excerpt, status, GREATEST(completed_at + $17, claimed_at) AS completed_at, next_retry_at + $17 AS next_retry_at,
+                       disable, GREATEST(finished_at + $17, claimed_at) AS finished_at, claimed_at
                 FROM raw),
             claimed AS (
                 SELECT r.*, d.subscription_id FROM r JOIN webhook_deliveries d
