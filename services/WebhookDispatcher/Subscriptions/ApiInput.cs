@@ -73,7 +73,8 @@ public static class ApiInput
         catch (InvalidOperationException)
         {
             // Refusing duplicate keys makes the parser decode every property name.
-            return (null, null, Invalid("body", "A property name contains a lone surrogate escape (\\ud800 to \\udfff without its pair), which is not a Unicode character."));
+            return (null, null, Invalid("body",
+                "A property name is not valid Unicode: bytes that are not UTF-8, or a lone surrogate escape (\\ud800 to \\udfff without its pair)."));
         }
         // The parser checks neither escapes nor UTF-8 inside strings; reading such a string later
         // throws wherever it happens to be read, so every string is checked here, once.
@@ -106,7 +107,7 @@ public static class ApiInput
                 foreach (var property in element.EnumerateObject())
                 {
                     if (!IsUnicode(JsonMarshal.GetRawUtf8PropertyName(property), out var nameWhy))
-                        return (Field(path), $"A property name: {nameWhy}");
+                        return (Field(path), $"A property name is not valid Unicode. {nameWhy}");
                     var name = property.Name;
                     if (FirstNotUnicode(property.Value, path.Length == 0 ? name : $"{path}.{name}") is { } bad) return bad;
                 }
