@@ -22,19 +22,29 @@ public sealed partial class OrderingRelease(OrderingStore store, NpgsqlDataSourc
     public async Task ReleaseAsync(Guid subscriptionId, CancellationToken cancellationToken)
     {
         var waiting = await DatabaseAvailability.RetryOnceAsync(database, ct => store.WaitingAsync(subscriptionId, ct), cancellationToken);
-        if (waiting.Count == 0) return;
+        await PublishAsync(subscriptionId, waiting, "Ordering", cancellationToken);
+    }
+
+    /// <summary>
+    /// Publishes deliveries of <paramref name="subscriptionId"/> that a change of its
+    /// <paramref name="setting"/> made due now (ordering turned off, batching turned off), within
+    /// <see cref="SubscriptionOptions.RetryPublishTimeoutSeconds"/>; otherwise logs it and leaves them to the reconciler.
+    /// </summary>
+    public async Task PublishAsync(Guid subscriptionId, IReadOnlyList<Guid> deliveryIds, string setting, CancellationToken cancellationToken)
+    {
+        if (deliveryIds.Count == 0) return;
         using var publishing = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         publishing.CancelAfter(TimeSpan.FromSeconds(options.Value.RetryPublishTimeoutSeconds));
         try
         {
-            await publish.PublishBatch(waiting.Select(id => new DeliverWebhook(id, subscriptionId)), publishing.Token);
+            await publish.PublishBatch(deliveryIds.Select(id => new DeliverWebhook(id, subscriptionId)), publishing.Token);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
-            LogReleaseNotPublished(logger, waiting.Count, subscriptionId, ex.Message);
+            LogReleaseNotPublished(logger, setting, subscriptionId, deliveryIds.Count, ex.Message);
         }
     }
 
-    [LoggerMessage(LogLevel.Warning, "Ordering of webhook {SubscriptionId} turned off: {Count} waiting delivery(ies) not published ({Error}); the reconciler will")]
-    private static partial void LogReleaseNotPublished(ILogger logger, int count, Guid subscriptionId, string error);
+    [LoggerMessage(LogLevel.Warning, "{Setting} of webhook {SubscriptionId} turned off: {Count} waiting delivery(ies) not published ({Error}); the reconciler will")]
+    private static partial void LogReleaseNotPublished(ILogger logger, string setting, Guid subscriptionId, int count, string error);
 }

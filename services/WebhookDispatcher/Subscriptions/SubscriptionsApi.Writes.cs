@@ -1,6 +1,8 @@
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using WebhookDispatcher.Deliveries;
 using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Subscriptions;
@@ -115,7 +117,7 @@ public static partial class SubscriptionsApi
             // One conditional UPDATE (the query filter adds deleted_at IS NULL): a PATCH racing a
             // DELETE can never bring the subscription back.
             var now = services.Time.GetUtcNow();
-            var updated = await services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId).ExecuteUpdateAsync(u =>
+            Task<int> UpdateAsync(CancellationToken ct) => services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId).ExecuteUpdateAsync(u =>
             {
                 if (fields.Url is not null) u.SetProperty(s => s.Url, fields.Url);
                 if (fields.EventTypes is not null) u.SetProperty(s => s.EventTypes, fields.EventTypes);
@@ -146,10 +148,29 @@ public static partial class SubscriptionsApi
                         .SetProperty(s => s.BatchMaxBytes, fields.Batch == null ? null : fields.Batch.MaxBytes);
                 if (newKey is not null) u.SetProperty(s => s.SigningKey, s => s.SigningKey ?? newKey);
                 u.SetProperty(s => s.UpdatedAt, now);
-            }, cancellationToken);
+            }, ct);
+            int updated;
+            IReadOnlyList<Guid> unbatched = [];
+            if (fields.HasBatch && fields.Batch is null)
+            {
+                // Batching turned off: the events waiting for a batch become single deliveries in the
+                // same transaction, so an event stored after the change (a single delivery) can
+                // never start before them: of an ordered subscription, they are earlier deliveries
+                // of its keys, and the claim's gate sees them (decision 0015).
+                (updated, unbatched) = await services.Db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+                {
+                    await using var tx = await services.Db.Database.BeginTransactionAsync(ct);
+                    var count = await UpdateAsync(ct);
+                    var released = count == 0 ? [] : await BatchStore.ReleaseWaitingAsync(tx.GetDbTransaction(), id, ct);
+                    await tx.CommitAsync(ct);
+                    return (count, released);
+                }, cancellationToken);
+            }
+            else updated = await UpdateAsync(cancellationToken);
             if (updated == 0) return NotFound(id);
             // Turned off: the deliveries that waited for their key's turn may start now (decision 0014).
             if (fields.Ordering == Deliveries.SubscriptionOrdering.None) await release.ReleaseAsync(id, cancellationToken);
+            if (unbatched.Count > 0) await release.PublishAsync(id, unbatched, "Batching", cancellationToken);
         }
         return await services.Owned().FirstOrDefaultAsync(s => s.Id == id, cancellationToken) is { } subscription
             ? TypedResults.Ok(SubscriptionResponse.From(subscription, services.Sealer))

@@ -121,4 +121,27 @@ public sealed class OrderedBatchTests
                 $"the single delivery waited for the batch: {string.Join(" | ", titles.Select(t => string.Join(",", t)))}");
         });
     }
+
+    [Test]
+    public async Task Batching_turned_off_through_the_API_while_events_wait_for_their_batch_sends_them_before_the_next_event_of_their_key()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        var s = await Dispatcher.SubscribeAsync(user, receiver.Url, ["task.updated"], ordering: SubscriptionOrdering.PerKey);
+        await SetBatchAsync(s.Id, 5, 10_000); // they would wait 10 s for company
+        await Dispatcher.PublishAsync(Now(user, "k0", "waiting-1"));
+        await Dispatcher.PublishAsync(Now(user, "k0", "waiting-2"));
+        Assert.That(await Dispatcher.EventuallyAsync(() => Dispatcher.QueryAsync(db =>
+            db.Deliveries.CountAsync(d => d.SubscriptionId == s.Id && d.Status == DeliveryStatus.Batched)).ContinueWith(t => t.Result == 2), Patience),
+            Is.True, "control: both wait for their batch");
+
+        using var api = TestTokens.Client(user);
+        var patched = await Api.ApiClient.PatchJsonAsync(api, $"/api/webhooks/{s.Id}", """{"batch": null}""");
+        Assert.That(patched.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.OK), await patched.Content.ReadAsStringAsync());
+        await Dispatcher.PublishAsync(Now(user, "k0", "single"));
+
+        Assert.That(await receiver.WaitForAsync(3, Patience), Is.True, "all three arrive");
+        var titles = receiver.Requests.SelectMany(Titles).ToList();
+        Assert.That(titles, Is.EqualTo(new[] { "waiting-1", "waiting-2", "single" }), "one by one, in the order they occurred");
+    }
 }

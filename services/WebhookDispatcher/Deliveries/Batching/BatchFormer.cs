@@ -107,15 +107,23 @@ public sealed partial class BatchFormer(BatchStore store, DeliveryScheduler sche
     {
         try
         {
-            var result = await store.CloseAsync(batch.SubscriptionId, batch.Members, CancellationToken.None);
-            if (result.BatchId is { } batchId)
+            // An ordered subscription's close takes its waiting members in order under its current
+            // limits (BatchStore.TakeInOrderAsync): when those are smaller than the ones this batch
+            // formed under, what it left is due now too, so it is closed again at once rather than
+            // left to wait for the sweep. An unordered close takes every member it was given.
+            var taken = 0;
+            while (true)
             {
+                var result = await store.CloseAsync(batch.SubscriptionId, batch.Members, CancellationToken.None);
+                if (result.Released.Count > 0)
+                    scheduler.Enqueue(result.Released.Select(id => new DeliveryWork(id, batch.SubscriptionId)));
+                if (result.BatchId is not { } batchId) break;
                 WebhookTelemetry.BatchesFormed.Add(1);
                 WebhookTelemetry.BatchedEvents.Add(result.Members);
                 scheduler.Enqueue([new DeliveryWork(batchId, batch.SubscriptionId)]);
+                taken += result.Members;
+                if (taken >= batch.Members.Count) break;
             }
-            if (result.Released.Count > 0)
-                scheduler.Enqueue(result.Released.Select(id => new DeliveryWork(id, batch.SubscriptionId)));
         }
         catch (Exception ex)
         {

@@ -128,6 +128,28 @@ public sealed class BatchStore(NpgsqlDataSource db, IOptions<DeliveryOptions>? d
     }
 
     /// <summary>
+    /// Turns the members of <paramref name="subscriptionId"/> still waiting for a batch (status
+    /// <c>batched</c>, no batch yet) into single pending deliveries, due now, in the caller's
+    /// transaction <paramref name="transaction"/> (the one that turns its batching off). Returns their ids.
+    /// A process that still buffers them finds them gone when it closes their batch.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database failed.</exception>
+    public static async Task<IReadOnlyList<Guid>> ReleaseWaitingAsync(System.Data.Common.DbTransaction transaction, Guid subscriptionId,
+        CancellationToken cancellationToken)
+    {
+        await using var release = new NpgsqlCommand("""
+            UPDATE webhook_deliveries SET status = 'pending', next_retry_at = now()
+            WHERE subscription_id = $1 AND status = 'batched' AND batch_id IS NULL
+            RETURNING id
+            """, (NpgsqlConnection)transaction.Connection!, (NpgsqlTransaction)transaction);
+        release.Parameters.Add(new() { Value = subscriptionId });
+        var released = new List<Guid>();
+        await using var r = await release.ExecuteReaderAsync(cancellationToken);
+        while (await r.ReadAsync(cancellationToken)) released.Add(r.GetGuid(0));
+        return released;
+    }
+
+    /// <summary>
     /// Takes into <paramref name="batchId"/> the waiting members of an ordered subscription, in
     /// (occurred_at, id) order: the longest run from the first that have all settled (stored
     /// <see cref="DeliveryOptions.OrderingSettleMilliseconds"/> ago; an earlier event still
