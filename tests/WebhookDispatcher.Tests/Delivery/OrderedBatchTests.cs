@@ -144,4 +144,33 @@ public sealed class OrderedBatchTests
         var titles = receiver.Requests.SelectMany(Titles).ToList();
         Assert.That(titles, Is.EqualTo(new[] { "waiting-1", "waiting-2", "single" }), "one by one, in the order they occurred");
     }
+
+    [Test]
+    public async Task A_smaller_max_events_on_an_ordered_subscription_forms_the_waiting_events_batches_at_once_not_after_the_sweep()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        var s = await Dispatcher.SubscribeAsync(user, receiver.Url, ["task.updated"], ordering: SubscriptionOrdering.PerKey);
+        await SetBatchAsync(s.Id, 10, 10_000);
+        for (var i = 1; i <= 7; i++) await Dispatcher.PublishAsync(Now(user, "k0", $"before-{i}"));
+        Assert.That(await Dispatcher.EventuallyAsync(() => Dispatcher.QueryAsync(db =>
+            db.Deliveries.CountAsync(d => d.SubscriptionId == s.Id && d.Status == DeliveryStatus.Batched)).ContinueWith(t => t.Result == 7), Patience),
+            Is.True, "control: all seven wait for their batch");
+        // Settled and buffered (the settle time is 1 s by default), then the limit shrinks and one more comes.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await SetBatchAsync(s.Id, 3, 10_000);
+        await Dispatcher.PublishAsync(Now(user, "k0", "after"));
+
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(receiver.Requests.Sum(r => Titles(r).Count) >= 7), Patience), Is.True);
+        var requests = receiver.Requests.ToList();
+        var carrying = requests.Where(r => Titles(r).Any(t => t.StartsWith("before-", StringComparison.Ordinal))).ToList();
+        var spread = carrying[^1].ArrivedAt - carrying[0].ArrivedAt;
+        Assert.Multiple(() =>
+        {
+            Assert.That(carrying.All(r => Titles(r).Count <= 3), Is.True, "the new max_events applies");
+            Assert.That(requests.SelectMany(Titles).Take(7), Is.EqualTo(Enumerable.Range(1, 7).Select(i => $"before-{i}")), "in order");
+            // Left to the sweep, the rest would have come max_wait_ms (10 s) plus its grace (5 s) later.
+            Assert.That(spread, Is.LessThan(TimeSpan.FromSeconds(10)), $"the earlier events' batches went one after another: {spread}");
+        });
+    }
 }
