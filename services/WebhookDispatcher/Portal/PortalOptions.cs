@@ -24,6 +24,14 @@ public sealed class PortalOptions : IValidatableObject
     /// </summary>
     public string PublicUrl { get; set; } = "";
 
+    /// <summary>
+    /// Portal links that may be made for one portal (a user's, or an operator's) in any 60 seconds
+    /// (1–10,000, default 30); past it, 429 with <c>Retry-After</c>. A link is a row until a day
+    /// after it ends, so this bounds what one credential can store.
+    /// </summary>
+    [Range(1, 10_000)]
+    public int LinksPerMinute { get; set; } = 30;
+
     /// <summary>Minutes a portal session lasts after its link was opened (5–1440, default 60).</summary>
     [Range(5, 1440)]
     public int SessionMinutes { get; set; } = 60;

@@ -20,26 +20,37 @@ public sealed record PortalSession(Guid Id, string? UserId, string? Operator, bo
 public sealed class PortalSessionStore(NpgsqlDataSource db)
 {
     /// <summary>
-    /// Stores a new link and returns its token and expiry. Also deletes up to 100 rows whose link
-    /// and session ended more than a day ago, so the table stays small without a job of its own.
+    /// Stores a new link and returns its token and expiry, or null when <paramref name="perMinute"/>
+    /// links were made for the same portal (user or operator) in the last 60 seconds. Also deletes up
+    /// to 100 rows whose link and session ended more than a day ago, so the table stays small
+    /// without a job of its own.
     /// </summary>
     /// <param name="userId">The user whose portal it opens; null for an operator link.</param>
     /// <param name="operatorId">The operator it is for; null for a user link.</param>
     /// <param name="readOnly">Whether the session may only look.</param>
     /// <param name="createdBy">The <c>sub</c> of the credential that asked for it.</param>
     /// <param name="expiresInSeconds">How long the link may be opened, 60–86400 seconds.</param>
+    /// <param name="perMinute">Links one portal may get in any 60 seconds (<see cref="PortalOptions.LinksPerMinute"/>).</param>
     /// <param name="cancellationToken">Cancels the statement.</param>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
-    public async Task<(string Token, DateTimeOffset ExpiresAt)> MintAsync(string? userId, string? operatorId, bool readOnly, string createdBy,
-        int expiresInSeconds, CancellationToken cancellationToken)
+    public async Task<(string Token, DateTimeOffset ExpiresAt)?> MintAsync(string? userId, string? operatorId, bool readOnly, string createdBy,
+        int expiresInSeconds, int perMinute, CancellationToken cancellationToken)
     {
         var token = PortalTokens.New(PortalTokens.LinkPrefix);
+        // Counted and inserted in one statement; two mints at the same moment may both pass, so the
+        // limit can be passed by the number of concurrent requests, never more.
         await using var command = db.CreateCommand("""
             WITH old AS (DELETE FROM webhook_portal_sessions WHERE id IN (
                     SELECT id FROM webhook_portal_sessions
-                    WHERE greatest(link_expires_at, coalesce(session_expires_at, link_expires_at)) < now() - interval '1 day' LIMIT 100))
+                    WHERE greatest(link_expires_at, coalesce(session_expires_at, link_expires_at)) < now() - interval '1 day' LIMIT 100)),
+            recent AS (
+                SELECT count(*) AS made FROM (
+                    SELECT 1 FROM webhook_portal_sessions
+                    WHERE coalesce(user_id, operator) = coalesce($3, $4) AND created_at > now() - interval '60 seconds'
+                    LIMIT $8) r)
             INSERT INTO webhook_portal_sessions (id, link_hash, user_id, operator, read_only, created_by, created_at, link_expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7))
+            SELECT $1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7)
+            WHERE (SELECT made FROM recent) < $8
             RETURNING link_expires_at
             """);
         command.Parameters.Add(new() { Value = Guid.CreateVersion7() });
@@ -49,7 +60,8 @@ public sealed class PortalSessionStore(NpgsqlDataSource db)
         command.Parameters.Add(new() { Value = readOnly });
         command.Parameters.Add(new() { Value = createdBy });
         command.Parameters.Add(new() { Value = (double)expiresInSeconds });
-        var expiresAt = (DateTime)(await command.ExecuteScalarAsync(cancellationToken))!;
+        command.Parameters.Add(new() { Value = perMinute });
+        if (await command.ExecuteScalarAsync(cancellationToken) is not DateTime expiresAt) return null;
         return (token, new DateTimeOffset(expiresAt, TimeSpan.Zero));
     }
 

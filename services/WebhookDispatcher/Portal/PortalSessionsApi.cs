@@ -55,12 +55,14 @@ public static class PortalSessionsApi
             .Accepts<PortalSessionRequest>("application/json")
             .WithSummary("A single-use link to the delivery portal for the caller (a user's JWT), or for the user_id a service credential names")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
+            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
         SubscriptionsApi.WithJsonBody(app.MapPost("/api/operator/portal-sessions", MintForOperator)).RequireAuthorization().WithTags("Portal").WithName("CreateOperatorPortalSession")
             .Accepts<PortalSessionRequest>("application/json")
             .WithSummary("A single-use link to the operator view (a JWT carrying the operator scope, Portal:OperatorScope)")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
+            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable).WithRequestTimeout(Subscriptions.DatabaseDeadline.Policy);
         SubscriptionsApi.WithJsonBody(app.MapPost("/portal/session", Open)).AllowAnonymous().WithTags("Portal").WithName("OpenPortalSession")
             .Accepts<OpenPortalSessionRequest>("application/json")
             .WithSummary("Trade a portal link's token (from its fragment) for a session token, once")
@@ -114,7 +116,17 @@ public static class PortalSessionsApi
 
         var sub = user.UserId();
         var owner = asOperator ? null : named ?? sub;
-        var (token, expiresAt) = await store.MintAsync(owner, asOperator ? sub : null, readOnly, sub, expiresIn, cancellationToken);
+        var minted = await store.MintAsync(owner, asOperator ? sub : null, readOnly, sub, expiresIn, options.LinksPerMinute, cancellationToken);
+        if (minted is null)
+        {
+            // The window slides: the oldest of the last minute's links frees a place within 60 s.
+            request.HttpContext.Response.Headers.RetryAfter = "60";
+            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many portal links",
+                detail: $"At most {options.LinksPerMinute} portal links may be made for one portal in any 60 seconds (Portal:LinksPerMinute); "
+                    + "a link is single-use and its session lasts, so one per visit is enough.",
+                extensions: new Dictionary<string, object?> { ["limit"] = options.LinksPerMinute, ["retry_after_seconds"] = 60 });
+        }
+        var (token, expiresAt) = minted.Value;
         var page = options.PublicUrl.Length > 0 ? options.PublicUrl : $"{request.Scheme}://{request.Host}/portal";
         return TypedResults.Created((string?)null, new PortalLinkResponse($"{page}#token={token}", expiresAt, readOnly));
     }

@@ -61,8 +61,8 @@ public sealed class OpenApiTests
             [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "403", "404", "409", "503"],
             [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
             [("post", "/api/webhooks/{id}/recover")] = ["202", "400", "401", "403", "404", "409", "413", "415", "503"],
-            [("post", "/api/webhooks/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "503"],
-            [("post", "/api/operator/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "503"],
+            [("post", "/api/webhooks/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "429", "503"],
+            [("post", "/api/operator/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "429", "503"],
             [("post", "/portal/session")] = ["200", "400", "401", "413", "415", "503"],
             // 403: a JWT (only a portal session has a session to end).
             [("delete", "/portal/session")] = ["204", "401", "403", "503"],

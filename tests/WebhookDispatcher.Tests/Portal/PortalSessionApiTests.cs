@@ -16,6 +16,25 @@ namespace WebhookDispatcher.Tests.Portal;
 public sealed class PortalSessionApiTests
 {
     [Test]
+    public async Task Past_links_per_minute_a_request_for_a_link_answers_429_with_Retry_After_and_stores_nothing()
+    {
+        var user = Events.NewUser();
+        using var client = TestTokens.Client(user);
+        const int limit = 30; // Portal:LinksPerMinute, default
+        for (var i = 0; i < limit; i++)
+            Assert.That((await client.PostJsonAsync("/api/webhooks/portal-sessions", "{}")).StatusCode, Is.EqualTo(HttpStatusCode.Created), $"link {i + 1}");
+
+        var refused = await client.PostJsonAsync("/api/webhooks/portal-sessions", "{}");
+
+        Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests));
+        Assert.That(refused.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(60)));
+        Assert.That((await refused.JsonAsync())["limit"]!.GetValue<int>(), Is.EqualTo(limit));
+        Assert.That(await RowsCreatedByAsync(user), Is.EqualTo(limit), "the refused request stored nothing");
+        using var other = TestTokens.Client(Events.NewUser());
+        Assert.That((await other.PostJsonAsync("/api/webhooks/portal-sessions", "{}")).StatusCode, Is.EqualTo(HttpStatusCode.Created), "another user's portal is not limited by it");
+    }
+
+    [Test]
     public async Task A_bad_request_for_a_link_names_every_bad_field_and_stores_nothing()
     {
         var user = Events.NewUser();
