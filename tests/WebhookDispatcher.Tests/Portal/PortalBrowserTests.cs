@@ -443,6 +443,35 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
+    public async Task An_operator_is_offered_no_retry_for_an_event_sent_in_a_batch()
+    {
+        var user = Events.NewUser();
+        var created = await _portal.SubscribeAsync(user, "/operator-batch", retryCount: 0);
+        using (var client = _portal.Client(user))
+            Assert.That((await client.PatchJsonAsync($"/api/webhooks/{created.Id()}", """{"batch": {"max_events": 2, "max_wait_ms": 0}}""")).StatusCode,
+                Is.EqualTo(HttpStatusCode.OK));
+        _portal.ReceiverFails = true;
+        var events = new[] { Events.EmailReceived(user), Events.EmailReceived(user) };
+        foreach (var e in events) await _portal.Dispatcher.PublishAsync(e);
+        foreach (var e in events)
+            Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(e.EventId) == "failed", Long), Is.True);
+        _portal.ReceiverFails = false;
+
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.OperatorLinkAsync("ops-batch"));
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Find deliveries" })).ToBeVisibleAsync();
+        await page.GetByLabel("Find by").SelectOptionAsync("event_id");
+        await page.GetByLabel("Value").FillAsync(events[0].EventId.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
+        var found = page.Locator("tbody tr").Filter(new() { HasText = user });
+        await Expect(found).ToContainTextAsync("failed");
+        await found.GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
+        await Expect(page.GetByTestId("operator-status")).ToHaveTextAsync("failed");
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Retry delivery" })).ToHaveCountAsync(0);
+    }
+
+    [Test]
     public async Task An_operator_finds_a_failed_delivery_by_its_event_id_and_retries_it_recovers_another_and_a_user_session_cannot_reach_the_operator_view()
     {
         var user = Events.NewUser();
@@ -598,7 +627,17 @@ public sealed class PortalBrowserTests
             Assert.That((await client.PatchJsonAsync($"/api/webhooks/{created.Id()}", """{"batch": {"max_events": 2, "max_wait_ms": 10000}}""")).StatusCode,
                 Is.EqualTo(HttpStatusCode.OK));
         var events = new[] { Events.EmailReceived(user), Events.EmailReceived(user) };
-        foreach (var e in events) await _portal.Dispatcher.PublishAsync(e);
+        // The first waits for company (10 s at most); the log shows it waiting, then follows it by itself.
+        await _portal.Dispatcher.PublishAsync(events[0]);
+        Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(events[0].EventId) == "batched", Long), Is.True);
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.LinkAsync(user));
+        await page.GetByRole(AriaRole.Button, new() { Name = _portal.ReceiverUrl("/batched") }).ClickAsync();
+        await WaitForStatusAsync(page, events[0].EventId, "batched");
+        await _portal.Dispatcher.PublishAsync(events[1]);
+        // The row is there: WaitForStatusAsync only watches it, so "success" must come from the log's own refresh.
+        await WaitForStatusAsync(page, events[0].EventId, "success");
         foreach (var e in events)
             Assert.That(await Infrastructure.Dispatcher.EventuallyAsync(async () => await StatusOfAsync(e.EventId) == "success", Long), Is.True);
         Guid batchId;
@@ -609,10 +648,6 @@ public sealed class PortalBrowserTests
             batchId = (Guid)(await command.ExecuteScalarAsync())!;
         }
 
-        await using var context = await Chromium.ContextAsync();
-        var page = await context.NewPageAsync();
-        await page.GotoAsync(await _portal.LinkAsync(user));
-        await page.GetByRole(AriaRole.Button, new() { Name = _portal.ReceiverUrl("/batched") }).ClickAsync();
         // The batch is a delivery of its own (its event id is its id); each event names it.
         var batch = await WaitForStatusAsync(page, batchId, "success");
         await Expect(batch).ToContainTextAsync("batch of 2 events");
@@ -621,6 +656,8 @@ public sealed class PortalBrowserTests
             var row = await WaitForStatusAsync(page, e.EventId, "success");
             await Expect(row).ToContainTextAsync($"in batch {batchId}");
         }
+        await Expect(page.Locator("#flt-status option[value='batched']")).ToHaveCountAsync(1);
+        await Expect(page.Locator("#flt-type option[value='batch']")).ToHaveCountAsync(1);
         var member = await ShowAttemptsAsync(page, events[0].EventId);
         await Expect(member).ToContainTextAsync($"This event is sent in batch {batchId}");
     }

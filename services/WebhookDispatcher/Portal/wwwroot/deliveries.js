@@ -6,8 +6,10 @@ import { api, attemptsTable, badge, canChange, cause, h, payloadBlock, problemTe
 export function deliveryLog(s) {
   const section = h('section', { class: 'card flush', 'aria-labelledby': 'log-title' });
   const statusSel = h('select', { id: 'flt-status' }, h('option', { value: '' }, 'Any status'),
-    ['pending', 'retrying', 'success', 'failed', 'cancelled'].map(v => h('option', { value: v }, v)));
-  const typeSel = h('select', { id: 'flt-type' }, h('option', { value: '' }, 'Any event type'), s.event_types.map(v => h('option', { value: v }, v)));
+    ['pending', 'retrying', 'batched', 'success', 'failed', 'cancelled'].map(v => h('option', { value: v }, v)));
+  // A batched endpoint's batches are deliveries of their own, of event type "batch".
+  const typeSel = h('select', { id: 'flt-type' }, h('option', { value: '' }, 'Any event type'),
+    [...s.event_types, ...(s.batch ? ['batch'] : [])].map(v => h('option', { value: v }, v)));
   const since = h('input', { id: 'flt-since', type: 'datetime-local' });
   const until = h('input', { id: 'flt-until', type: 'datetime-local' });
   const body = h('div', {});
@@ -49,7 +51,8 @@ export function deliveryLog(s) {
     }
     // While deliveries on the first page are still under way, look again shortly.
     clearTimeout(state.timer);
-    if (!append && rows.some(d => d.status === 'pending' || d.status === 'retrying')) state.timer = setTimeout(() => { if (state.view === view) load(null, false); }, 2000);
+    // Under way: waiting for an attempt, or (an event of a batch) for its batch to be formed and sent.
+    if (!append && rows.some(d => d.status === 'pending' || d.status === 'retrying' || d.status === 'batched')) state.timer = setTimeout(() => { if (state.view === view) load(null, false); }, 2000);
   };
   filters.addEventListener('submit', e => { e.preventDefault(); load(null, false); });
   const recover = canChange() ? recoverForm(s, () => load(null, false)) : null;

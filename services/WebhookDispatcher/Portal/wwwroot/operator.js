@@ -112,7 +112,8 @@ async function operatorDelivery(id) {
   const r = await api('GET', `api/operator/deliveries/${id}`);
   if (!r.ok) return render(h('h1', {}, 'Delivery'), h('p', { class: 'error', role: 'alert' }, problemText(r)));
   const o = r.data, d = o.delivery;
-  const actions = !state.session.read_only && (d.status === 'failed' || d.status === 'cancelled')
+  // An event sent in a batch is retried with its batch (the API answers 409 for the event itself).
+  const actions = !state.session.read_only && (d.status === 'failed' || d.status === 'cancelled') && !d.batch_id
     ? h('div', { class: 'actions' }, h('button', { type: 'button', onclick: async () => {
       const x = await api('POST', `api/operator/deliveries/${d.id}/retry`);
       toast(x.ok ? 'Retry accepted: a new round of attempts starts now' : problemText(x));
@@ -126,7 +127,7 @@ async function operatorDelivery(id) {
       h('dt', {}, 'Event'), h('dd', {}, `${d.event_type} · ${d.event_id}`), h('dt', {}, 'Attempts'), h('dd', {}, `${d.attempt_count} of ${d.max_attempts}`)),
     actions),
     h('section', { class: 'card' }, attemptsTable(d), payloadBlock(d.id, d.payload, d.payload_unavailable)));
-  if (d.status === 'pending' || d.status === 'retrying') state.timer = setTimeout(() => { if (state.view === 'Find deliveries') operatorDelivery(id); }, 2000);
+  if (d.status === 'pending' || d.status === 'retrying' || d.status === 'batched') state.timer = setTimeout(() => { if (state.view === 'Find deliveries') operatorDelivery(id); }, 2000);
 }
 
 const auditActions = { retry_delivery: 'Retried a delivery', recover_deliveries: 'Recovered failed deliveries' };
