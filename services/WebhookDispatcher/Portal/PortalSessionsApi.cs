@@ -110,7 +110,7 @@ public static class PortalSessionsApi
         if (named is not null && !HasScope(user, options.ServiceScope))
             errors["user_id"] = [$"Only a service credential whose scope includes {options.ServiceScope} may name the user; a user's own JWT leaves it out."];
         // A service credential that forgets the user would open a portal for the service account itself.
-        else if (named is null && !asOperator && HasScope(user, options.ServiceScope))
+        else if (named is null && !asOperator && HasScope(user, options.ServiceScope) && !errors.ContainsKey("user_id"))
             errors["user_id"] = [$"Required with a service credential (scope {options.ServiceScope}): the user whose portal the link opens."];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 

@@ -197,7 +197,10 @@ public sealed class PortalSessionApiTests
         var refused = await own.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = user });
         Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
         Assert.That((await refused.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "user_id" }));
-        Assert.That((await service.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = " padded" })).StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        var padded = await service.PostAsJsonAsync("/api/webhooks/portal-sessions", new { user_id = " padded" });
+        Assert.That(padded.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await padded.JsonAsync())["errors"]!["user_id"]![0]!.GetValue<string>(), Does.StartWith("Must be a user id"),
+            "a bad user id is named as such, not as a missing one");
         Assert.That(await RowsCreatedByAsync(other), Is.Zero);
 
         // A service credential that forgets the user gets no portal of its own.
