@@ -41,18 +41,21 @@ switch (args.FirstOrDefault())
     case TopologyCommand.Name: // declare the broker's exchanges, queues and bindings and exit (production deploys)
         Environment.ExitCode = await app.Services.DeployTopologyAsync(Console.Out, Console.Error);
         return;
-    case "token": // print a development token: token <user-id> [hours]
+    case "token": // print a development token: token <user-id> [hours] [scope]
         var userId = args.ElementAtOrDefault(1) ?? "dev-user";
         var hours = 24.0;
-        if (!AuthExtensions.IsValidUserId(userId)
-            || (args.Length > 2 && !(double.TryParse(args[2], System.Globalization.CultureInfo.InvariantCulture, out hours) && hours is > 0 and <= 24 * 365)))
+        var scope = args.ElementAtOrDefault(3);
+        if (!AuthExtensions.IsValidUserId(userId) || args.Length > 4
+            || (args.Length > 2 && !(double.TryParse(args[2], System.Globalization.CultureInfo.InvariantCulture, out hours) && hours is > 0 and <= 24 * 365))
+            // OAuth scope tokens (RFC 6749 section 3.3), separated by single spaces.
+            || (scope is not null && !System.Text.RegularExpressions.Regex.IsMatch(scope, @"^[\x21\x23-\x5B\x5D-\x7E]{1,128}( [\x21\x23-\x5B\x5D-\x7E]{1,128})*$")))
         {
-            Console.Error.WriteLine("usage: token <user-id> [hours, more than 0, at most 8760; default 24]");
+            Console.Error.WriteLine("usage: token <user-id> [hours, more than 0, at most 8760; default 24] [scope, e.g. webhooks:operator or webhooks:portal-links]");
             Environment.ExitCode = 2;
             return;
         }
         Console.WriteLine(AuthExtensions.CreateDevelopmentToken(app.Services.GetRequiredService<IOptions<AuthOptions>>().Value,
-            userId, TimeSpan.FromHours(hours)));
+            userId, TimeSpan.FromHours(hours), scope));
         return;
 }
 

@@ -141,4 +141,23 @@ public sealed class TopologyCommandTests
             Assert.That(output, Does.Not.Contain("secret-password"), "credentials stay out of the output");
         });
     }
+
+    [Test]
+    public async Task The_token_command_prints_a_JWT_with_the_scope_asked_for_and_refuses_a_malformed_scope()
+    {
+        var settings = new Dictionary<string, string> { ["Auth:SigningKey"] = TestTokens.SigningKey, ["Sealing:MainKey"] = TestTokens.SealingKey };
+
+        var (exitCode, output) = await ServiceProcess.RunCommandAsync(["token", "ops-alice", "2", "webhooks:operator"], settings, CommandPatience);
+        var (badCode, badOutput) = await ServiceProcess.RunCommandAsync(["token", "ops-alice", "2", "bad\"scope"], settings, CommandPatience);
+
+        var jwt = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Last();
+        var claims = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(jwt);
+        Assert.Multiple(() =>
+        {
+            Assert.That(exitCode, Is.EqualTo(0), output);
+            Assert.That((claims.Subject, claims.GetClaim("scope").Value), Is.EqualTo(("ops-alice", "webhooks:operator")));
+            Assert.That(badCode, Is.EqualTo(2), badOutput);
+            Assert.That(badOutput, Does.Contain("usage: token <user-id>"));
+        });
+    }
 }
