@@ -74,18 +74,25 @@ public static partial class OperatorApi
 
     private static async Task<Results<Ok<OperatorWebhooksResponse>, ValidationProblem>> SearchWebhooks(WebhookDbContext db, SecretSealer sealer,
         [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "host")] string? host, [FromQuery(Name = "limit")] string? limitText,
-        CancellationToken cancellationToken)
+        [FromQuery(Name = "cursor")] string? cursorText, CancellationToken cancellationToken)
     {
         var q = new ApiInput.Query();
+        var cursor = cursorText is null ? null : PageCursor.Decode(cursorText, PageCursor.Lists.OperatorWebhooks, Guid.Empty);
+        if (cursorText is not null && cursor is null) q.Errors["cursor"] = ["Not a cursor this search issued; pass next_cursor from the previous answer unchanged."];
         if (userId is not null && !AuthExtensions.IsValidUserId(userId)) q.Errors["user_id"] = ["Must be a user id: 1 to 256 characters."];
         if (host is not null && !HostSyntax().IsMatch(host)) q.Errors["host"] = ["Must be a host name or address, e.g. hooks.example.com."];
         var limit = q.Integer("limit", limitText, 50, 1, MaxSearchResults);
         if (userId is null && host is null) q.Errors["query"] = ["Give user_id or host."];
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
-        var rows = await Subscriptions(db, userId, host).OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Take(limit + 1)
+        var subscriptions = Subscriptions(db, userId, host);
+        if (cursor is not null)
+            subscriptions = subscriptions.Where(s => EF.Functions.LessThan(ValueTuple.Create(s.CreatedAt, s.Id), ValueTuple.Create(cursor.CreatedAt, cursor.Id)));
+        var rows = await subscriptions.OrderByDescending(s => s.CreatedAt).ThenByDescending(s => s.Id).Take(limit + 1)
             .ToListAsync(cancellationToken);
+        var last = rows.Count > limit ? rows[limit - 1] : null;
         return TypedResults.Ok(new OperatorWebhooksResponse(
-            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s, sealer), s.UserId))], limit, rows.Count > limit));
+            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s, sealer), s.UserId))], limit, last is not null,
+            last is null ? null : new PageCursor(PageCursor.Lists.OperatorWebhooks, Guid.Empty, last.CreatedAt, last.Id).Encode()));
     }
 
     private static IQueryable<WebhookSubscription> Subscriptions(WebhookDbContext db, string? userId, string? host)
@@ -222,7 +229,8 @@ public sealed record OperatorWebhookResponse(SubscriptionResponse Webhook, strin
 /// <param name="Data">Matching subscriptions, newest first.</param>
 /// <param name="Limit">The most returned.</param>
 /// <param name="HasMore">Whether more matched than <paramref name="Limit"/>.</param>
-public sealed record OperatorWebhooksResponse(IReadOnlyList<OperatorWebhookResponse> Data, int Limit, bool HasMore);
+/// <param name="NextCursor">When <paramref name="HasMore"/>: pass it as <c>cursor</c> with the same search for the older matches.</param>
+public sealed record OperatorWebhooksResponse(IReadOnlyList<OperatorWebhookResponse> Data, int Limit, bool HasMore, string? NextCursor);
 
 /// <summary>The log category of operator changes: each names the operator, what changed, and whose it was.</summary>
 public sealed class OperatorAudit;

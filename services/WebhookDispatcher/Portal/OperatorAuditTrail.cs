@@ -24,8 +24,9 @@ public sealed record OperatorAuditEntry(Guid Id, DateTimeOffset CreatedAt, strin
 /// <summary>The answer of <c>GET /api/operator/audit</c>.</summary>
 /// <param name="Data">Entries, newest first.</param>
 /// <param name="Limit">The most returned.</param>
-/// <param name="HasMore">Whether older entries matched too (narrow the search).</param>
-public sealed record OperatorAuditResponse(IReadOnlyList<OperatorAuditEntry> Data, int Limit, bool HasMore);
+/// <param name="HasMore">Whether older entries matched too.</param>
+/// <param name="NextCursor">When <paramref name="HasMore"/>: pass it as <c>cursor</c> with the same filters for the older entries.</param>
+public sealed record OperatorAuditResponse(IReadOnlyList<OperatorAuditEntry> Data, int Limit, bool HasMore, string? NextCursor);
 
 /// <summary>
 /// The operator audit trail (table <c>webhook_operator_audit</c>): every change asked for through
@@ -88,19 +89,24 @@ public sealed class OperatorAuditTrail(NpgsqlDataSource db, ILogger<OperatorAudi
     /// <param name="operatorId">Only this operator's entries; null for all.</param>
     /// <param name="userId">Only entries about this user's subscriptions; null for all.</param>
     /// <param name="limit">The most entries returned, 1 to <see cref="OperatorApi.MaxSearchResults"/>.</param>
+    /// <param name="after">The last entry of the previous page (its time and id): only older ones; null from the newest.</param>
     /// <param name="cancellationToken">Cancels the statement.</param>
     /// <exception cref="NpgsqlException">The database failed.</exception>
-    public async Task<(List<OperatorAuditEntry> Entries, bool HasMore)> ListAsync(string? operatorId, string? userId, int limit, CancellationToken cancellationToken)
+    public async Task<(List<OperatorAuditEntry> Entries, bool HasMore)> ListAsync(string? operatorId, string? userId, int limit,
+        (DateTimeOffset CreatedAt, Guid Id)? after, CancellationToken cancellationToken)
     {
         await using var command = db.CreateCommand("""
             SELECT id, created_at, operator, action, subscription_id, user_id, delivery_id, since, status_code, result
             FROM webhook_operator_audit
             WHERE ($1::text IS NULL OR operator = $1) AND ($2::text IS NULL OR user_id = $2)
+              AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
             ORDER BY created_at DESC, id DESC LIMIT $3
             """);
         command.Parameters.Add(new() { Value = (object?)operatorId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
         command.Parameters.Add(new() { Value = (object?)userId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
         command.Parameters.Add(new() { Value = limit + 1 });
+        command.Parameters.Add(new() { Value = (object?)after?.CreatedAt ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new() { Value = (object?)after?.Id ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Uuid });
         var entries = new List<OperatorAuditEntry>();
         await using var r = await command.ExecuteReaderAsync(cancellationToken);
         while (await r.ReadAsync(cancellationToken))
@@ -111,17 +117,20 @@ public sealed class OperatorAuditTrail(NpgsqlDataSource db, ILogger<OperatorAudi
         return (entries, more);
     }
 
-    /// <summary><c>GET /api/operator/audit?operator=&amp;user_id=&amp;limit=</c>: the trail, newest first.</summary>
+    /// <summary><c>GET /api/operator/audit?operator=&amp;user_id=&amp;limit=&amp;cursor=</c>: the trail, newest first, by cursor pages.</summary>
     internal static async Task<Results<Ok<OperatorAuditResponse>, ValidationProblem>> Get(OperatorAuditTrail trail,
         [FromQuery(Name = "operator")] string? operatorId, [FromQuery(Name = "user_id")] string? userId, [FromQuery(Name = "limit")] string? limitText,
-        CancellationToken cancellationToken)
+        [FromQuery(Name = "cursor")] string? cursorText, CancellationToken cancellationToken)
     {
         var q = new ApiInput.Query();
+        var cursor = cursorText is null ? null : PageCursor.Decode(cursorText, PageCursor.Lists.OperatorAudit, Guid.Empty);
+        if (cursorText is not null && cursor is null) q.Errors["cursor"] = ["Not a cursor this list issued; pass next_cursor from the previous answer unchanged."];
         if (operatorId is not null && !AuthExtensions.IsValidUserId(operatorId)) q.Errors["operator"] = ["Must be an operator's id: 1 to 256 characters."];
         if (userId is not null && !AuthExtensions.IsValidUserId(userId)) q.Errors["user_id"] = ["Must be a user id: 1 to 256 characters."];
         var limit = q.Integer("limit", limitText, 50, 1, OperatorApi.MaxSearchResults);
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
-        var (entries, more) = await trail.ListAsync(operatorId, userId, limit, cancellationToken);
-        return TypedResults.Ok(new OperatorAuditResponse(entries, limit, more));
+        var (entries, more) = await trail.ListAsync(operatorId, userId, limit, cursor is null ? null : (cursor.CreatedAt, cursor.Id), cancellationToken);
+        return TypedResults.Ok(new OperatorAuditResponse(entries, limit, more,
+            more ? new PageCursor(PageCursor.Lists.OperatorAudit, Guid.Empty, entries[^1].CreatedAt, entries[^1].Id).Encode() : null));
     }
 }

@@ -28,6 +28,12 @@ public sealed record PageCursor(PageCursor.Lists List, Guid Scope, DateTimeOffse
 
         /// <summary><c>GET /api/operator/deliveries</c> (the operator's search).</summary>
         OperatorDeliveries = 3,
+
+        /// <summary><c>GET /api/operator/webhooks</c> (the operator's subscription search).</summary>
+        OperatorWebhooks = 4,
+
+        /// <summary><c>GET /api/operator/audit</c> (the operator audit trail).</summary>
+        OperatorAudit = 5,
     }
 
     private const byte Version = 1;

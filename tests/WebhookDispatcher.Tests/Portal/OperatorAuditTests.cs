@@ -103,6 +103,50 @@ public sealed class OperatorAuditTests
         Assert.That((await bad.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "cursor" }));
     }
 
+    [Test]
+    public async Task The_operators_webhook_list_and_audit_trail_page_through_every_entry_by_cursor_newest_first()
+    {
+        var user = Events.NewUser();
+        var operatorId = "ops-" + Guid.NewGuid().ToString("N")[..8];
+        var subscriptions = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+            subscriptions.Add((await Dispatcher.SubscribeAsync(user, $"https://hooks.example.com/list-{i}", ["email.received"])).Id);
+        // Audit rows as the operator's actions store them (their times a millisecond apart).
+        await Dispatcher.QueryAsync(db => db.Database.ExecuteSqlInterpolatedAsync($"""
+            INSERT INTO webhook_operator_audit (id, created_at, operator, action, subscription_id, user_id, status_code, result)
+            SELECT gen_random_uuid(), now() - make_interval(secs => g / 1000.0), {operatorId}, 'retry_delivery', {subscriptions[0]}, {user}, 202, 'accepted'
+            FROM generate_series(1, 5) g
+            """));
+        using var session = await OperatorSessionAsync(operatorId, readOnly: true);
+
+        async Task<List<string>> WalkAsync(string path, Func<JsonNode, string> id)
+        {
+            var seen = new List<string>();
+            string? cursor = null;
+            var pages = 0;
+            do
+            {
+                var page = await (await session.GetAsync(path + "&limit=2" + (cursor is null ? "" : $"&cursor={cursor}"))).JsonAsync();
+                seen.AddRange(page["data"]!.AsArray().Select(o => id(o!)));
+                cursor = page["next_cursor"]?.GetValue<string>();
+                Assert.That(page["has_more"]!.GetValue<bool>(), Is.EqualTo(cursor is not null), path);
+            } while (cursor is not null && ++pages < 10);
+            return seen;
+        }
+
+        var webhooks = await WalkAsync($"/api/operator/webhooks?user_id={user}", o => o["webhook"]!["id"]!.GetValue<string>());
+        var audit = await WalkAsync($"/api/operator/audit?operator={operatorId}", o => o["id"]!.GetValue<string>());
+        var expectedAudit = await Dispatcher.QueryAsync(db => db.Database.SqlQuery<Guid>(
+            $"SELECT id AS \"Value\" FROM webhook_operator_audit WHERE operator = {operatorId} ORDER BY created_at DESC, id DESC").ToListAsync());
+        Assert.Multiple(() =>
+        {
+            Assert.That(webhooks, Is.EqualTo(Enumerable.Reverse(subscriptions).Select(x => x.ToString())), "every webhook once, newest first");
+            Assert.That(audit, Is.EqualTo(expectedAudit.Select(x => x.ToString())), "every audit entry once, newest first");
+        });
+        var bad = await session.GetAsync($"/api/operator/audit?operator={operatorId}&cursor=not-a-cursor");
+        Assert.That((await bad.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "cursor" }));
+    }
+
     private static async Task<HttpClient> OperatorSessionAsync(string operatorId, bool readOnly)
     {
         using var staff = TestTokens.Client(null);
