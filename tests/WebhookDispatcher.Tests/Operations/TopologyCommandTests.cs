@@ -96,11 +96,7 @@ public sealed class TopologyCommandTests
     [Test]
     public async Task The_topology_command_exits_non_zero_with_a_clear_message_when_the_broker_is_unreachable()
     {
-        // A port nothing listens on: RabbitMQ's host is down.
-        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = PortNothingListensOn(); // RabbitMQ's host is down
 
         var (exitCode, output) = await ServiceProcess.RunCommandAsync(["topology"],
             new Dictionary<string, string> { ["ConnectionStrings:RabbitMq"] = $"amqp://guest:secret-password@127.0.0.1:{port}/some-vhost" },
@@ -118,11 +114,7 @@ public sealed class TopologyCommandTests
     [Test]
     public async Task The_migrate_command_exits_non_zero_with_a_clear_message_when_the_database_is_unreachable()
     {
-        // A port nothing listens on: PostgreSQL's host is down.
-        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = PortNothingListensOn(); // PostgreSQL's host is down
 
         var (exitCode, output) = await ServiceProcess.RunCommandAsync(["migrate"],
             new Dictionary<string, string>
@@ -159,5 +151,15 @@ public sealed class TopologyCommandTests
             Assert.That(badCode, Is.EqualTo(2), badOutput);
             Assert.That(badOutput, Does.Contain("usage: token <user-id>"));
         });
+    }
+
+    /// <summary>A loopback port nothing listens on (taken from the system and given back at once).</summary>
+    private static int PortNothingListensOn()
+    {
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        return port;
     }
 }

@@ -460,11 +460,7 @@ public sealed class PortalBrowserTests
         await using var context = await Chromium.ContextAsync();
         var page = await context.NewPageAsync();
         await page.GotoAsync(await _portal.OperatorLinkAsync("ops-batch"));
-        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Find deliveries" })).ToBeVisibleAsync();
-        await page.GetByLabel("Find by").SelectOptionAsync("event_id");
-        await page.GetByLabel("Value").FillAsync(events[0].EventId.ToString());
-        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
-        var found = page.Locator("tbody tr").Filter(new() { HasText = user });
+        var found = await FindByEventIdAsync(page, events[0].EventId, user);
         await Expect(found).ToContainTextAsync("failed");
         await found.GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
         await Expect(page.GetByTestId("operator-status")).ToHaveTextAsync("failed");
@@ -485,11 +481,7 @@ public sealed class PortalBrowserTests
         await using var context = await Chromium.ContextAsync();
         var page = await context.NewPageAsync();
         await page.GotoAsync(await _portal.OperatorLinkAsync("ops-alice"));
-        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Find deliveries" })).ToBeVisibleAsync();
-        await page.GetByLabel("Find by").SelectOptionAsync("event_id");
-        await page.GetByLabel("Value").FillAsync(evt.EventId.ToString());
-        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
-        var found = page.Locator("tbody tr").Filter(new() { HasText = user });
+        var found = await FindByEventIdAsync(page, evt.EventId, user);
         await Expect(found).ToContainTextAsync("failed");
         await PortalHarness.ScreenshotAsync(page, "operator-search");
         await found.GetByRole(AriaRole.Button, new() { Name = "Open" }).ClickAsync();
@@ -736,6 +728,16 @@ public sealed class PortalBrowserTests
         await Expect(page.GetByTestId("link-refused")).ToContainTextAsync("expired, has been used already, or is not a link we issued");
         Assert.That(page.Url, Does.Not.Contain("token"));
         return page;
+    }
+
+    /// <summary>In the operator view's search: finds the deliveries of <paramref name="eventId"/>; the row of <paramref name="user"/>'s.</summary>
+    private static async Task<ILocator> FindByEventIdAsync(IPage page, Guid eventId, string user)
+    {
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Find deliveries" })).ToBeVisibleAsync();
+        await page.GetByLabel("Find by").SelectOptionAsync("event_id");
+        await page.GetByLabel("Value").FillAsync(eventId.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
+        return page.Locator("tbody tr").Filter(new() { HasText = user });
     }
 
     /// <summary>Waits until the delivery log shows the event's delivery in <paramref name="status"/>, pressing Refresh until it appears.</summary>
