@@ -446,10 +446,7 @@ public sealed class PortalBrowserTests
     public async Task An_operator_is_offered_no_retry_for_an_event_sent_in_a_batch()
     {
         var user = Events.NewUser();
-        var created = await _portal.SubscribeAsync(user, "/operator-batch", retryCount: 0);
-        using (var client = _portal.Client(user))
-            Assert.That((await client.PatchJsonAsync($"/api/webhooks/{created.Id()}", """{"batch": {"max_events": 2, "max_wait_ms": 0}}""")).StatusCode,
-                Is.EqualTo(HttpStatusCode.OK));
+        await SubscribeBatchedAsync(user, "/operator-batch", maxEvents: 2, maxWaitMs: 0);
         _portal.ReceiverFails = true;
         var events = new[] { Events.EmailReceived(user), Events.EmailReceived(user) };
         foreach (var e in events) await _portal.Dispatcher.PublishAsync(e);
@@ -614,10 +611,7 @@ public sealed class PortalBrowserTests
     public async Task A_batched_endpoints_log_shows_which_batch_carries_each_event_and_how_many_events_a_batch_carries()
     {
         var user = Events.NewUser();
-        var created = await _portal.SubscribeAsync(user, "/batched", retryCount: 0);
-        using (var client = _portal.Client(user))
-            Assert.That((await client.PatchJsonAsync($"/api/webhooks/{created.Id()}", """{"batch": {"max_events": 2, "max_wait_ms": 10000}}""")).StatusCode,
-                Is.EqualTo(HttpStatusCode.OK));
+        await SubscribeBatchedAsync(user, "/batched", maxEvents: 2, maxWaitMs: 10000);
         var events = new[] { Events.EmailReceived(user), Events.EmailReceived(user) };
         // The first waits for company (10 s at most); the log shows it waiting, then follows it by itself.
         await _portal.Dispatcher.PublishAsync(events[0]);
@@ -728,6 +722,15 @@ public sealed class PortalBrowserTests
         await Expect(page.GetByTestId("link-refused")).ToContainTextAsync("expired, has been used already, or is not a link we issued");
         Assert.That(page.Url, Does.Not.Contain("token"));
         return page;
+    }
+
+    /// <summary>A subscription of <paramref name="user"/> to the receiver's <paramref name="path"/>, no retries, batched through the API.</summary>
+    private async Task SubscribeBatchedAsync(string user, string path, int maxEvents, int maxWaitMs)
+    {
+        var created = await _portal.SubscribeAsync(user, path, retryCount: 0);
+        using var client = _portal.Client(user);
+        var batched = await client.PatchJsonAsync($"/api/webhooks/{created.Id()}", $$$"""{"batch": {"max_events": {{{maxEvents}}}, "max_wait_ms": {{{maxWaitMs}}}}}""");
+        Assert.That(batched.StatusCode, Is.EqualTo(HttpStatusCode.OK));
     }
 
     /// <summary>In the operator view's search: finds the deliveries of <paramref name="eventId"/>; the row of <paramref name="user"/>'s.</summary>
