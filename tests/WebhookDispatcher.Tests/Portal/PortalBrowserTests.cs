@@ -543,6 +543,61 @@ public sealed class PortalBrowserTests
     }
 
     [Test]
+    public async Task The_operators_endpoint_search_and_audit_log_load_older_pages_until_none_is_left()
+    {
+        var user = Events.NewUser();
+        var first = await _portal.SubscribeAsync(user, "/older", retryCount: 0);
+        var id = Guid.Parse(first["id"]!.GetValue<string>());
+        // 50 more endpoints of the user, older than the first: copies of its row (the API allows 30 creations a minute).
+        await using (var db = await OpenDatabaseAsync())
+        await using (var command = new NpgsqlCommand("""
+            INSERT INTO webhook_subscriptions
+            SELECT (jsonb_populate_record(s, jsonb_build_object('id', gen_random_uuid(), 'url', s.url || '-' || g,
+                                                               'created_at', s.created_at - g * interval '1 second'))).*
+            FROM webhook_subscriptions s, generate_series(1, 50) g WHERE s.id = $1
+            """, db))
+        {
+            command.Parameters.Add(new() { Value = id });
+            Assert.That(await command.ExecuteNonQueryAsync(), Is.EqualTo(50));
+        }
+        // 101 recoveries of the first endpoint (nothing failed: each restarts 0), one audit entry each.
+        var link = await _portal.OperatorLinkAsync("ops-paging");
+        var (client, _) = await _portal.SessionAsync(link);
+        using (client)
+            for (var i = 0; i < 101; i++)
+            {
+                var response = await client.PostAsJsonAsync($"/api/operator/webhooks/{id}/recover", new { since = "2026-01-01T00:00:00Z" });
+                Assert.That((int)response.StatusCode, Is.EqualTo(202), await response.Content.ReadAsStringAsync());
+            }
+
+        await using var context = await Chromium.ContextAsync();
+        var page = await context.NewPageAsync();
+        await page.GotoAsync(await _portal.OperatorLinkAsync("ops-paging"));
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Find endpoints" }).ClickAsync();
+        await page.GetByLabel("Find by").SelectOptionAsync("user_id");
+        await page.GetByLabel("Value").FillAsync(user);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Find", Exact = true }).ClickAsync();
+        var endpoints = page.Locator("tbody tr[data-webhook]");
+        await Expect(endpoints).ToHaveCountAsync(50);
+        await Expect(endpoints.First).ToContainTextAsync("/older");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Load older endpoints" }).ClickAsync();
+        await Expect(endpoints).ToHaveCountAsync(51);
+        await Expect(endpoints.Last).ToContainTextAsync("/older-50");
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Load older endpoints" })).ToHaveCountAsync(0);
+
+        await page.GetByRole(AriaRole.Navigation).GetByRole(AriaRole.Button, new() { Name = "Audit log" }).ClickAsync();
+        await page.GetByLabel("User id").FillAsync(user);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Show", Exact = true }).ClickAsync();
+        var audit = page.Locator("table.audit tbody tr");
+        await Expect(audit).ToHaveCountAsync(100);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Load older changes" }).ClickAsync();
+        await Expect(audit).ToHaveCountAsync(101);
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = "Load older changes" })).ToHaveCountAsync(0);
+        var ids = await audit.EvaluateAllAsync<string[]>("rows => rows.map(r => r.dataset.audit)");
+        Assert.That(ids.Distinct().Count(), Is.EqualTo(101), "no entry is shown twice across pages");
+    }
+
+    [Test]
     public async Task A_deliverys_payload_is_shown_whether_stored_in_its_row_or_once_per_event_and_the_page_says_so_when_it_is_gone()
     {
         var user = Events.NewUser();

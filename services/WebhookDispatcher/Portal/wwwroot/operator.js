@@ -3,6 +3,18 @@
 
 import { api, attemptsTable, badge, h, payloadBlock, percent, problemText, render, setView, state, status, toast, when } from './core.js';
 
+// A list's older entries, paged by the cursor each answer gives (same query, newest first): a
+// "Load older" button under the table while there are more; its rows are appended to body.
+function olderPager(more, body, path, query, row, label) {
+  const older = cursor => cursor ? more.replaceChildren(h('p', { class: 'pad' }, h('button', { type: 'button', class: 'secondary', onclick: async () => {
+    const next = await api('GET', `${path}?${new URLSearchParams({ ...query, cursor })}`);
+    if (!next.ok) return more.replaceChildren(h('p', { class: 'error pad', role: 'alert' }, problemText(next)));
+    body.append(...next.data.data.map(row));
+    older(next.data.next_cursor);
+  } }, label))) : more.replaceChildren();
+  return older;
+}
+
 export function operatorEndpointsView() {
   setView('Find endpoints');
   const kind = h('select', { id: 'ope-kind' }, [['user_id', 'User id'], ['host', 'URL host']].map(([v, l]) => h('option', { value: v }, l)));
@@ -13,16 +25,21 @@ export function operatorEndpointsView() {
     h('button', { type: 'submit' }, 'Find'));
   form.addEventListener('submit', async e => {
     e.preventDefault();
-    const r = await api('GET', `api/operator/webhooks?${new URLSearchParams({ [kind.value]: value.value.trim() })}`);
+    const query = { [kind.value]: value.value.trim() };
+    const r = await api('GET', `api/operator/webhooks?${new URLSearchParams(query)}`);
     if (!r.ok) return results.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
     if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No endpoint matches.'));
+    const row = o => h('tr', { 'data-webhook': o.webhook.id },
+      h('td', { class: 'url' }, o.webhook.url), h('td', {}, o.user_id), h('td', {}, status(o.webhook)),
+      h('td', {}, percent(o.webhook.statistics.success_rate)),
+      h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => operatorEndpoint(o) }, 'Open')));
+    const body = h('tbody', {}, r.data.data.map(row));
+    const more = h('div', {});
+    olderPager(more, body, 'api/operator/webhooks', query, row, 'Load older endpoints')(r.data.next_cursor);
     results.replaceChildren(h('section', { class: 'card flush' }, h('table', { class: 'list' },
       h('caption', { class: 'sr-only' }, 'Matching endpoints'),
       h('thead', {}, h('tr', {}, ['Endpoint', 'User', 'Status', 'Success rate', ''].map(t => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, r.data.data.map(o => h('tr', { 'data-webhook': o.webhook.id },
-        h('td', { class: 'url' }, o.webhook.url), h('td', {}, o.user_id), h('td', {}, status(o.webhook)),
-        h('td', {}, percent(o.webhook.statistics.success_rate)),
-        h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => operatorEndpoint(o) }, 'Open'))))))));
+      body), more));
   });
   render(h('h1', {}, 'Find endpoints'),
     h('p', { class: 'muted' }, 'Every user\'s endpoints. Recoveries you start here are logged with your name.'), form, results);
@@ -89,14 +106,7 @@ export function operatorView() {
     if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No delivery matches.'));
     const body = h('tbody', {}, r.data.data.map(row));
     const more = h('div', {});
-    // Older matches page by the cursor the answer gives (same search, newest first).
-    const older = cursor => cursor ? more.replaceChildren(h('p', { class: 'pad' }, h('button', { type: 'button', onclick: async () => {
-      const next = await api('GET', `api/operator/deliveries?${new URLSearchParams({ ...query, cursor })}`);
-      if (!next.ok) return more.replaceChildren(h('p', { class: 'error pad', role: 'alert' }, problemText(next)));
-      body.append(...next.data.data.map(row));
-      older(next.data.next_cursor);
-    } }, 'Load older deliveries'))) : more.replaceChildren();
-    older(r.data.next_cursor);
+    olderPager(more, body, 'api/operator/deliveries', query, row, 'Load older deliveries')(r.data.next_cursor);
     results.replaceChildren(h('section', { class: 'card flush' }, h('table', { class: 'list' },
       h('caption', { class: 'sr-only' }, 'Matching deliveries'),
       h('thead', {}, h('tr', {}, ['Status', 'Event', 'User', 'Endpoint', 'Created', ''].map(t => h('th', { scope: 'col' }, t)))),
@@ -133,28 +143,31 @@ async function operatorDelivery(id) {
 const auditActions = { retry_delivery: 'Retried a delivery', recover_deliveries: 'Recovered failed deliveries' };
 
 /** The operator audit trail: every retry and recovery asked for in the operator view, newest first. */
-export function auditView() {
+export function auditView(pageSize = '100') {
   setView('Audit log');
   const who = h('input', { id: 'audit-operator', size: 24 });
   const whose = h('input', { id: 'audit-user', size: 24 });
   const results = h('div', { 'aria-live': 'polite' });
   const load = async () => {
-    const p = new URLSearchParams({ limit: '100' });
-    if (who.value.trim()) p.set('operator', who.value.trim());
-    if (whose.value.trim()) p.set('user_id', whose.value.trim());
-    const r = await api('GET', `api/operator/audit?${p}`);
+    const query = { limit: pageSize };
+    if (who.value.trim()) query.operator = who.value.trim();
+    if (whose.value.trim()) query.user_id = whose.value.trim();
+    const r = await api('GET', `api/operator/audit?${new URLSearchParams(query)}`);
     if (!r.ok) return results.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
     if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No change recorded.'));
+    const row = e => h('tr', { 'data-audit': e.id },
+      h('td', {}, when(e.created_at)), h('td', {}, e.operator),
+      h('td', {}, auditActions[e.action] || e.action, e.since ? h('div', { class: 'muted small' }, `created after ${when(e.since)}`) : null),
+      h('td', {}, e.user_id),
+      h('td', { class: 'mono small' }, `webhook ${e.subscription_id}`, e.delivery_id ? h('div', {}, `delivery ${e.delivery_id}`) : null),
+      h('td', {}, badge(String(e.status_code), e.status_code === 202 ? 'ok' : 'bad'), ' ', e.result));
+    const body = h('tbody', {}, r.data.data.map(row));
+    const more = h('div', {});
+    olderPager(more, body, 'api/operator/audit', query, row, 'Load older changes')(r.data.next_cursor);
     results.replaceChildren(h('section', { class: 'card flush' }, h('table', { class: 'list audit' },
       h('caption', { class: 'sr-only' }, 'Changes made in the operator view, newest first'),
       h('thead', {}, h('tr', {}, ['Time', 'Operator', 'Change', 'User', 'Endpoint and delivery', 'Answer'].map(t => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, r.data.data.map(e => h('tr', { 'data-audit': e.id },
-        h('td', {}, when(e.created_at)), h('td', {}, e.operator),
-        h('td', {}, auditActions[e.action] || e.action, e.since ? h('div', { class: 'muted small' }, `created after ${when(e.since)}`) : null),
-        h('td', {}, e.user_id),
-        h('td', { class: 'mono small' }, `webhook ${e.subscription_id}`, e.delivery_id ? h('div', {}, `delivery ${e.delivery_id}`) : null),
-        h('td', {}, badge(String(e.status_code), e.status_code === 202 ? 'ok' : 'bad'), ' ', e.result))))),
-      r.data.has_more ? h('p', { class: 'muted small pad' }, `The newest ${r.data.limit} shown; narrow by operator or user to see older ones.`) : null));
+      body), more));
   };
   const form = h('form', { class: 'filters card', role: 'search', 'aria-label': 'Filter the audit log' },
     h('label', { for: 'audit-operator' }, 'Operator'), who, h('label', { for: 'audit-user' }, 'User id'), whose,
