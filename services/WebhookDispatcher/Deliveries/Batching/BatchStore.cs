@@ -33,7 +33,8 @@ public sealed class BatchStore(NpgsqlDataSource db, IOptions<DeliveryOptions>? d
     /// subscription's waiting members in (occurred_at, id) order, whichever process buffered them,
     /// and the batch gets the key <c>''</c> and the time it was formed as its occurred_at, so its
     /// batches go one at a time in the order they were formed. When the subscription no longer batches (or
-    /// is disabled or deleted) the members become ordinary pending deliveries instead, due now (the
+    /// is disabled or deleted) all its waiting members, whichever process buffered them, become
+    /// ordinary pending deliveries instead, due now, as in <see cref="ReleaseWaitingAsync"/> (the
     /// scheduler's claim cancels those of a subscription that is off).
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed; nothing changed (the members wait for the sweep).</exception>
@@ -60,17 +61,7 @@ public sealed class BatchStore(NpgsqlDataSource db, IOptions<DeliveryOptions>? d
         }
         if (!batching)
         {
-            var released = new List<Guid>(ids.Length);
-            await using (var release = new NpgsqlCommand("""
-                UPDATE webhook_deliveries SET status = 'pending', next_retry_at = now()
-                WHERE id = ANY ($1) AND status = 'batched' AND batch_id IS NULL
-                RETURNING id
-                """, connection, tx))
-            {
-                AddParameters(release, ids);
-                await using var r = await release.ExecuteReaderAsync(cancellationToken);
-                while (await r.ReadAsync(cancellationToken)) released.Add(r.GetGuid(0));
-            }
+            var released = await ReleaseWaitingAsync(tx, subscriptionId, cancellationToken);
             await tx.CommitAsync(cancellationToken);
             return new BatchClosing(null, 0, released);
         }
