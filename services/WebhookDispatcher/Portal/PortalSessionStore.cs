@@ -11,6 +11,12 @@ namespace WebhookDispatcher.Portal;
 /// <param name="ExpiresAt">When the session ends (UTC).</param>
 public sealed record PortalSession(Guid Id, string? UserId, string? Operator, bool ReadOnly, DateTimeOffset ExpiresAt);
 
+/// <summary>What <see cref="PortalSessionStore.MintAsync"/> did.</summary>
+/// <param name="Token">The new link's token; null when the rate limit refused it.</param>
+/// <param name="ExpiresAt">When the link stops opening (UTC); null when refused.</param>
+/// <param name="RetryAfterSeconds">When refused: seconds until one more link is allowed, 1–60; otherwise 0.</param>
+public sealed record MintResult(string? Token, DateTimeOffset? ExpiresAt, int RetryAfterSeconds);
+
 /// <summary>
 /// The SQL of portal links and sessions (table <c>webhook_portal_sessions</c>, one row per link):
 /// minting stores the link token's hash; opening the link swaps it, in one conditional UPDATE, for
@@ -20,8 +26,10 @@ public sealed record PortalSession(Guid Id, string? UserId, string? Operator, bo
 public sealed class PortalSessionStore(NpgsqlDataSource db)
 {
     /// <summary>
-    /// Stores a new link and returns its token and expiry, or null when <paramref name="perMinute"/>
-    /// links were made for the same portal (user or operator) in the last 60 seconds. Also deletes up
+    /// Stores a new link and returns its token and expiry; or, when <paramref name="perMinute"/>
+    /// links were made for the same portal (user or operator) in the last 60 seconds, stores nothing
+    /// and returns when one more is allowed: once the <paramref name="perMinute"/>-th newest of them
+    /// is 60 seconds old, in whole seconds rounded up, 1–60. Also deletes up
     /// to 100 rows whose link and session ended more than a day ago, so the table stays small
     /// without a job of its own.
     /// </summary>
@@ -33,7 +41,7 @@ public sealed class PortalSessionStore(NpgsqlDataSource db)
     /// <param name="perMinute">Links one portal may get in any 60 seconds (<see cref="PortalOptions.LinksPerMinute"/>).</param>
     /// <param name="cancellationToken">Cancels the statement.</param>
     /// <exception cref="NpgsqlException">The database failed; nothing was stored.</exception>
-    public async Task<(string Token, DateTimeOffset ExpiresAt)?> MintAsync(string? userId, string? operatorId, bool readOnly, string createdBy,
+    public async Task<MintResult> MintAsync(string? userId, string? operatorId, bool readOnly, string createdBy,
         int expiresInSeconds, int perMinute, CancellationToken cancellationToken)
     {
         var token = PortalTokens.New(PortalTokens.LinkPrefix);
@@ -44,14 +52,16 @@ public sealed class PortalSessionStore(NpgsqlDataSource db)
                     SELECT id FROM webhook_portal_sessions
                     WHERE greatest(link_expires_at, coalesce(session_expires_at, link_expires_at)) < now() - interval '1 day' LIMIT 100)),
             recent AS (
-                SELECT count(*) AS made FROM (
-                    SELECT 1 FROM webhook_portal_sessions
-                    WHERE coalesce(user_id, operator) = coalesce($3, $4) AND created_at > now() - interval '60 seconds'
-                    LIMIT $8) r)
-            INSERT INTO webhook_portal_sessions (id, link_hash, user_id, operator, read_only, created_by, created_at, link_expires_at)
-            SELECT $1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7)
-            WHERE (SELECT made FROM recent) < $8
-            RETURNING link_expires_at
+                SELECT created_at FROM webhook_portal_sessions
+                WHERE coalesce(user_id, operator) = coalesce($3, $4) AND created_at > now() - interval '60 seconds'
+                ORDER BY created_at DESC LIMIT $8),
+            made AS (
+                INSERT INTO webhook_portal_sessions (id, link_hash, user_id, operator, read_only, created_by, created_at, link_expires_at)
+                SELECT $1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7)
+                WHERE (SELECT count(*) FROM recent) < $8
+                RETURNING link_expires_at)
+            SELECT (SELECT link_expires_at FROM made),
+                   (SELECT ceil(extract(epoch FROM min(created_at) + interval '60 seconds' - now()))::int FROM recent)
             """);
         command.Parameters.Add(new() { Value = Guid.CreateVersion7() });
         command.Parameters.Add(new() { Value = PortalTokens.Hash(token) });
@@ -61,8 +71,10 @@ public sealed class PortalSessionStore(NpgsqlDataSource db)
         command.Parameters.Add(new() { Value = createdBy });
         command.Parameters.Add(new() { Value = (double)expiresInSeconds });
         command.Parameters.Add(new() { Value = perMinute });
-        if (await command.ExecuteScalarAsync(cancellationToken) is not DateTime expiresAt) return null;
-        return (token, new DateTimeOffset(expiresAt, TimeSpan.Zero));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        if (!reader.IsDBNull(0)) return new MintResult(token, new DateTimeOffset(reader.GetDateTime(0), TimeSpan.Zero), 0);
+        return new MintResult(null, null, Math.Clamp(reader.IsDBNull(1) ? 60 : reader.GetInt32(1), 1, 60));
     }
 
     /// <summary>

@@ -117,16 +117,16 @@ public static class PortalSessionsApi
         var sub = user.UserId();
         var owner = asOperator ? null : named ?? sub;
         var minted = await store.MintAsync(owner, asOperator ? sub : null, readOnly, sub, expiresIn, options.LinksPerMinute, cancellationToken);
-        if (minted is null)
+        if (minted.Token is not { } token || minted.ExpiresAt is not { } expiresAt)
         {
-            // The window slides: the oldest of the last minute's links frees a place within 60 s.
-            request.HttpContext.Response.Headers.RetryAfter = "60";
+            // RFC 9110 §10.2.3: whole seconds, when the window has room again.
+            var seconds = minted.RetryAfterSeconds;
+            request.HttpContext.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
             return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many portal links",
                 detail: $"At most {options.LinksPerMinute} portal links may be made for one portal in any 60 seconds (Portal:LinksPerMinute); "
-                    + "a link is single-use and its session lasts, so one per visit is enough.",
-                extensions: new Dictionary<string, object?> { ["limit"] = options.LinksPerMinute, ["retry_after_seconds"] = 60 });
+                    + $"the next one is allowed in {seconds} s. A link is single-use and its session lasts, so one per visit is enough.",
+                extensions: new Dictionary<string, object?> { ["limit"] = options.LinksPerMinute, ["retry_after_seconds"] = seconds });
         }
-        var (token, expiresAt) = minted.Value;
         var page = options.PublicUrl.Length > 0 ? options.PublicUrl : $"{request.Scheme}://{request.Host}/portal";
         return TypedResults.Created((string?)null, new PortalLinkResponse($"{page}#token={token}", expiresAt, readOnly));
     }
