@@ -25,7 +25,7 @@ public static class EventSchemas
     /// <summary>The instant the examples start at: 2026-11-30T10:00:00Z; each timestamp field adds an hour.</summary>
     public static readonly DateTimeOffset ExampleTime = new(2026, 11, 30, 10, 0, 0, TimeSpan.Zero);
 
-    // Strict numbers: subscribers receive numbers as JSON numbers (reading them from strings is the publishers' leniency, not theirs).
+    // Strict numbers: subscribers receive numbers as JSON numbers.
     private static readonly JsonSerializerOptions PayloadSchemaOptions = new(WebhookPayload.JsonOptions)
     {
         RespectNullableAnnotations = true,
@@ -34,7 +34,8 @@ public static class EventSchemas
 
     /// <summary>
     /// How publishers write messages: camelCase (MassTransit's naming; it matches case-insensitively),
-    /// timestamps as strings. Used for the message schemas and examples.
+    /// timestamps as strings, numbers as JSON numbers (the fan-out consumer parks a number sent as a
+    /// string, <see cref="IncomingEventJson"/>). Used for the message schemas and examples.
     /// </summary>
     public static readonly JsonSerializerOptions MessageJsonOptions = CreateMessageOptions();
 
@@ -220,6 +221,7 @@ public static class EventSchemas
             PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
             Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
             RespectNullableAnnotations = true,
+            NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict,
         };
         options.Converters.Add(new PayloadTimestampConverter());
         options.MakeReadOnly(populateMissingResolver: true);

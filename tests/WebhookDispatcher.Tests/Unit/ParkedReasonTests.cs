@@ -66,6 +66,34 @@ public sealed class ParkedReasonTests
     }
 
     [Test]
+    public void Every_number_field_of_a_message_schema_is_a_JSON_number_only_as_the_consumer_reads_it()
+    {
+        var numbers = 0;
+        foreach (var type in EventCatalog.All)
+        {
+            var properties = EventSchemas.MessageSchema(type)["properties"]!.AsObject();
+            foreach (var (name, property) in properties)
+            {
+                var types = property!["type"] switch
+                {
+                    JsonArray array => array.Select(t => t!.GetValue<string>()).ToList(),
+                    JsonValue value => [value.GetValue<string>()],
+                    _ => [],
+                };
+                if (!types.Contains("integer") && !types.Contains("number")) continue;
+                numbers++;
+                Assert.That(types, Does.Not.Contain("string"), $"{type.Name}.{name}: the schema publishers read allows a string");
+                var message = EventSchemas.ExampleMessage(type)!.AsObject();
+                message[name] = message[name]!.ToJsonString();
+                var ex = Assert.Throws<JsonException>(() => JsonSerializer.SerializeToElement(message).Deserialize(type.ContractType, Incoming),
+                    $"{type.Name}.{name} sent as a string");
+                Assert.That(ex!.Message, Does.Contain($"$.{name}: expected"));
+            }
+        }
+        Assert.That(numbers, Is.GreaterThanOrEqualTo(4), "itemsIndexed, durationSeconds, sizeBytes, itemsSynced at least");
+    }
+
+    [Test]
     public void A_message_that_is_not_an_object_is_refused_naming_the_contract()
     {
         var ex = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<EmailReceived>("\"hello\"", Incoming));
