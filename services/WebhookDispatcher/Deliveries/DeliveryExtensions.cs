@@ -32,6 +32,8 @@ public static class DeliveryExtensions
         builder.Services.AddSingleton<WebhookSender>();
         AddWebhookClient(builder.Services);
 
+        // Attempts, and the API's preview and test, take turns to render templates.
+        builder.Services.AddSingleton<Shaping.TemplateRenderGate>();
         if (DispatcherOptions.WorkersEnabled(builder.Configuration))
         {
             builder.Services.AddSingleton<FanOutStore>();

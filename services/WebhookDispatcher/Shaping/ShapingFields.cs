@@ -52,13 +52,16 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
         return new ShapingFields(hasFilter, filter, filterPath, hasTemplate, template);
     }
 
-    /// <summary>Why <paramref name="template"/> fails on an example payload of <paramref name="eventTypes"/> (a body over <paramref name="maxBodyBytes"/> included), or null.</summary>
+    /// <summary>
+    /// Why <paramref name="template"/> fails on an example payload of <paramref name="eventTypes"/>
+    /// (a body over <paramref name="maxBodyBytes"/>, or a rendering over <see cref="TemplateRenderer.MaxCheckTime"/>, included), or null.
+    /// </summary>
     public static string? RenderError(WebhookTemplate template, IEnumerable<string> eventTypes, int maxBodyBytes)
     {
         foreach (var type in eventTypes)
         {
             if (EventCatalog.All.FirstOrDefault(e => e.Name == type) is not { } info) continue;
-            var rendered = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes);
+            var rendered = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, TemplateRenderer.MaxCheckTime);
             if (rendered.Error is not null) return $"Rendering the {type} example failed: {rendered.Error}";
         }
         return null;

@@ -14,7 +14,10 @@ namespace WebhookDispatcher.Shaping;
 /// <param name="Body">The UTF-8 bytes to send; empty when <paramref name="Error"/> is set.</param>
 /// <param name="ContentType">The body's <c>Content-Type</c>.</param>
 /// <param name="Error">Why rendering failed, for people; null when it worked.</param>
-public sealed record RenderedBody(byte[] Body, string ContentType, string? Error);
+/// <param name="Transient">Whether the failure may not happen again: the rendering ran out of time
+/// (<see cref="TemplateRenderer.MaxRenderTime"/>, which a busy machine can cause) or never got its
+/// turn (<see cref="TemplateRenderGate"/>). Other failures are the template's and repeat.</param>
+public sealed record RenderedBody(byte[] Body, string ContentType, string? Error, bool Transient = false);
 
 /// <summary>
 /// Renders subscription templates (Liquid, Fluid.Core) over a payload, sandboxed and bounded: no
@@ -47,6 +50,12 @@ public sealed class TemplateRenderer : IDisposable
 
     /// <summary>Longest a rendering may take before it is cancelled.</summary>
     public static readonly TimeSpan MaxRenderTime = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Longest a catalog example may take to render when a template is saved: a quarter of
+    /// <see cref="MaxRenderTime"/>, so a saved template has room at attempt time on a busy machine.
+    /// </summary>
+    public static readonly TimeSpan MaxCheckTime = MaxRenderTime / 4;
 
     /// <summary>Parsed templates kept (each holds its subscription's template).</summary>
     public const int CachedTemplates = 10_000;
@@ -106,11 +115,15 @@ public sealed class TemplateRenderer : IDisposable
             }
             _parsed.Set(key, parsed, new MemoryCacheEntryOptions { Size = 1, SlidingExpiration = TimeSpan.FromMinutes(10) });
         }
-        return Render(parsed.Template, parsed.ContentType, payload, maxBodyBytes);
+        return Render(parsed.Template, parsed.ContentType, payload, maxBodyBytes, MaxRenderTime);
     }
 
-    /// <summary>Renders <paramref name="template"/> over <paramref name="payload"/> without caching (previews, tests, checks). Never throws; a body over <paramref name="maxBodyBytes"/> bytes of UTF-8 is an error.</summary>
-    public static RenderedBody Render(WebhookTemplate template, byte[] payload, int maxBodyBytes)
+    /// <summary>
+    /// Renders <paramref name="template"/> over <paramref name="payload"/> without caching (previews,
+    /// tests, checks) within <paramref name="timeLimit"/> (<see cref="MaxRenderTime"/> when null).
+    /// Never throws; a body over <paramref name="maxBodyBytes"/> bytes of UTF-8 is an error.
+    /// </summary>
+    public static RenderedBody Render(WebhookTemplate template, byte[] payload, int maxBodyBytes, TimeSpan? timeLimit = null)
     {
         IFluidTemplate parsed;
         try
@@ -121,10 +134,10 @@ public sealed class TemplateRenderer : IDisposable
         {
             return new RenderedBody([], template.BodyContentType, "The template does not parse: " + ex.Message.Split('\n')[0]);
         }
-        return Render(parsed, template.BodyContentType, payload, maxBodyBytes);
+        return Render(parsed, template.BodyContentType, payload, maxBodyBytes, timeLimit ?? MaxRenderTime);
     }
 
-    private static RenderedBody Render(IFluidTemplate template, string contentType, byte[] payload, int maxBodyBytes)
+    private static RenderedBody Render(IFluidTemplate template, string contentType, byte[] payload, int maxBodyBytes, TimeSpan timeLimit)
     {
         try
         {
@@ -133,7 +146,7 @@ public sealed class TemplateRenderer : IDisposable
             model["payload"] = Encoding.UTF8.GetString(payload);
             var createdAt = root["created_at"]?.GetValue<string>() is { } text
                             && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t) ? t : DateTimeOffset.UnixEpoch;
-            using var timeout = new CancellationTokenSource(MaxRenderTime);
+            using var timeout = new CancellationTokenSource(timeLimit);
             var context = new TemplateContext(model, Options) { Now = () => createdAt, CancellationToken = timeout.Token };
             var output = template.Render(context, NullEncoder.Default);
             // The output limit counts characters; the body cap, bytes: a character is up to 3 bytes.
@@ -145,8 +158,11 @@ public sealed class TemplateRenderer : IDisposable
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            var message = ex is OperationCanceledException ? $"Rendering took longer than {MaxRenderTime.TotalSeconds:0} s." : ex.Message.Split('\n')[0];
-            return new RenderedBody([], contentType, "The template failed to render: " + (message.Length > 500 ? message[..500] + "…" : message));
+            var timedOut = ex is OperationCanceledException;
+            var message = timedOut
+                ? timeLimit >= TimeSpan.FromSeconds(1) ? $"Rendering took longer than {timeLimit.TotalSeconds:0} s." : $"Rendering took longer than {timeLimit.TotalMilliseconds:0} ms."
+                : ex.Message.Split('\n')[0];
+            return new RenderedBody([], contentType, "The template failed to render: " + (message.Length > 500 ? message[..500] + "…" : message), timedOut);
         }
     }
 

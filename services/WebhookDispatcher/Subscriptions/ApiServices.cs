@@ -19,9 +19,10 @@ namespace WebhookDispatcher.Subscriptions;
 /// <param name="Options">The management API's settings.</param>
 /// <param name="Delivery">The delivery settings (which networks subscriber URLs may point into).</param>
 /// <param name="Sealer">Seals and opens the secrets at rest.</param>
+/// <param name="Renders">The turns template renderings take (preview and test, as deliveries).</param>
 internal sealed record ApiServices(
     ClaimsPrincipal User, WebhookDbContext Db, TimeProvider Time, IOptions<SubscriptionOptions> Options, IOptions<DeliveryOptions> Delivery,
-    SecretSealer Sealer)
+    SecretSealer Sealer, Shaping.TemplateRenderGate Renders)
 {
     /// <summary>The caller's user id (the token's <c>sub</c>).</summary>
     /// <exception cref="InvalidOperationException">The token has no <c>sub</c> claim.</exception>

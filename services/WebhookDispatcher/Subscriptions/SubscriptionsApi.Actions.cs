@@ -34,8 +34,8 @@ public static partial class SubscriptionsApi
         // Through the subscription's template, as a delivery would be.
         var rendered = s.Template is null
             ? new Shaping.RenderedBody(System.Text.Encoding.UTF8.GetBytes(payload), "", null)
-            : Shaping.TemplateRenderer.Render(Shaping.WebhookTemplate.FromJson(s.Template), System.Text.Encoding.UTF8.GetBytes(payload),
-                services.Delivery.Value.MaxEventBytes);
+            : await services.Renders.RunAsync(services.UserId, () => Shaping.TemplateRenderer.Render(Shaping.WebhookTemplate.FromJson(s.Template),
+                System.Text.Encoding.UTF8.GetBytes(payload), services.Delivery.Value.MaxEventBytes), cancellationToken);
         if (rendered.Error is not null) return TypedResults.Ok(new TestResponse(false, null, 0, rendered.Error));
         var request = signer.Create(s, rendered.Body, "webhook.test", Guid.NewGuid(), eventId, now)
             with { ContentType = s.Template is null ? null : rendered.ContentType };

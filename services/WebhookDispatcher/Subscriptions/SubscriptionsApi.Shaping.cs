@@ -71,8 +71,19 @@ public static partial class SubscriptionsApi
         WithJsonBody(one.MapPost("/preview", Preview).Accepts<PreviewRequest>("application/json")).WithName("PreviewWebhook")
             .WithSummary("Render an event type's example payload with the subscription's template (or one given) and say whether its filter selects it")
             .WithDescription("Nothing is sent or stored. 422 when the template fails to render the example (the message says why). " +
+                             "429 with Retry-After when the user's renderings already queued 10 s of waiting (they take turns, one at a time per user). " +
                              "A POST: a read-only portal session gets 403 like on every POST.")
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status403Forbidden);
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+
+    /// <summary>The 429 of a preview whose rendering got no turn within <see cref="TemplateRenderGate.MaxWait"/>.</summary>
+    private static ProblemHttpResult TooManyRenderings(HttpResponse response)
+    {
+        response.Headers.RetryAfter = "10";
+        return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many template renderings",
+            detail: TemplateRenderGate.WaitedTooLong + " Try again later.",
+            extensions: new Dictionary<string, object?> { ["retry_after_seconds"] = 10 });
+    }
 
     private static async Task<Results<Ok<PreviewResponse>, ValidationProblem, ProblemHttpResult>> Preview(
         Guid id, HttpRequest request, [AsParameters] ApiServices services, NpgsqlDataSource database, SubscriptionSigner signer,
@@ -123,7 +134,10 @@ public static partial class SubscriptionsApi
         var matches = filterPath is null || await MatchesAsync(database, payload, filterPath, cancellationToken);
         var rendered = template is null
             ? new RenderedBody(payload, "application/json; charset=utf-8", null)
-            : TemplateRenderer.Render(template, payload, services.Delivery.Value.MaxEventBytes);
+            : await services.Renders.RunAsync(services.UserId,
+                () => TemplateRenderer.Render(template, payload, services.Delivery.Value.MaxEventBytes), cancellationToken);
+        if (ReferenceEquals(rendered.Error, TemplateRenderGate.WaitedTooLong))
+            return TooManyRenderings(request.HttpContext.Response);
         if (rendered.Error is not null)
             return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The template failed",
                 detail: rendered.Error, extensions: new Dictionary<string, object?> { ["field"] = "template", ["event_type"] = eventType });

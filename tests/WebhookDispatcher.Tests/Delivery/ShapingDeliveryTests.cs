@@ -160,4 +160,31 @@ public sealed class ShapingDeliveryTests
             Assert.That(delivery.ErrorMessage, Does.Contain("template"));
         });
     }
+
+    [Test]
+    public async Task A_template_that_runs_out_of_time_is_retried_and_delivers_once_it_renders_in_time()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(200);
+        var user = Events.NewUser();
+        // Within the step and output limits, but seconds of string work: stored as a slow machine
+        // would find a template that passed its check.
+        const string slow = """
+            {% assign s = payload %}{% for i in (1..9) %}{% assign s = s | append: s %}{% endfor %}
+            {% for i in (1..2000) %}{% assign a = s | upcase | downcase | replace: "e", "E" | size %}{% endfor %}{"n": {{ a }}}
+            """;
+        var s = await WithAsync(await Dispatcher.SubscribeAsync(user, receiver.Url, ["email.received"], retryCount: 3),
+            template: new WebhookTemplate(null, slow, "application/json"));
+
+        await Dispatcher.PublishAsync(Events.EmailReceived(user));
+
+        Assert.That(await Dispatcher.DeliveryReachesAsync(s.Id, DeliveryStatus.Retrying, Patience), Is.True, "retried, not failed at once");
+        var first = (await Dispatcher.DeliveriesAsync(s.Id)).Single();
+        Assert.That(first.Attempts.Single().Outcome, Is.EqualTo(AttemptOutcome.TemplateError));
+        Assert.That(first.Attempts.Single().ErrorMessage, Does.Contain("took longer than 1 s"));
+        await WithAsync(s, template: new WebhookTemplate(null, "{\"subject\": {{ data.subject | json }}}", "application/json"));
+
+        Assert.That(await Dispatcher.DeliveryReachesAsync(s.Id, DeliveryStatus.Success, Patience), Is.True);
+        Assert.That(receiver.Requests, Has.Count.EqualTo(1));
+        Assert.That((await Dispatcher.DeliveriesAsync(s.Id)).Single().Attempts, Has.Count.EqualTo(2));
+    }
 }

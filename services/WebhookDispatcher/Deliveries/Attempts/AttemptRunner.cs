@@ -17,6 +17,7 @@ public sealed class AttemptRunner : IDisposable
 {
     private readonly WebhookSender _sender;
     private readonly TemplateRenderer _templates;
+    private readonly TemplateRenderGate _gate;
     private readonly int _maxBodyBytes; // a rendered body's cap (Delivery:MaxEventBytes)
     private readonly SubscriptionSigner _signer;
     private readonly TimeProvider _time;
@@ -26,11 +27,12 @@ public sealed class AttemptRunner : IDisposable
 
     /// <summary>Creates the runner; <paramref name="options"/> gives the pace of large bodies, read once.</summary>
     public AttemptRunner(WebhookSender sender, SubscriptionSigner signer, TimeProvider time, IOptions<DeliveryOptions> options,
-        TemplateRenderer templates)
+        TemplateRenderer templates, TemplateRenderGate gate)
     {
         _sender = sender;
         _signer = signer;
         _templates = templates;
+        _gate = gate;
         _time = time;
         _maxBodyBytes = options.Value.MaxEventBytes;
         var perSecond = options.Value.LargeBodyBytesPerSecondPerUser;
@@ -62,14 +64,24 @@ public sealed class AttemptRunner : IDisposable
         {
             if (delivery.Template is not null)
             {
-                // Rendered off the caller's thread (the scheduler's loop), once per attempt: the same
-                // template over the same payload renders the same bytes (TemplateRenderer).
+                // Rendered off the caller's thread (the scheduler's loop), once per attempt, in the
+                // user's turn (TemplateRenderGate): the same template over the same payload renders
+                // the same bytes (TemplateRenderer).
                 await Task.Yield();
-                var rendered = _templates.Render(delivery.SubscriptionId, delivery.Template, delivery.Body, _maxBodyBytes);
+                var template = delivery.Template;
+                var rendered = await _gate.RunAsync(delivery.UserId,
+                    () => _templates.Render(delivery.SubscriptionId, template, delivery.Body, _maxBodyBytes), CancellationToken.None);
                 if (rendered.Error is not null)
-                    return new FinishedAttempt(delivery, startedAt, new WebhookResponse(AttemptOutcome.TemplateError, null, null,
-                        WebhookSender.Storable(rendered.Error, WebhookSender.MaxErrorChars), TimeSpan.Zero, null),
-                        new AttemptDecision(DeliveryStatus.Failed, null, false), _time.GetUtcNow());
+                {
+                    // A template that fails fails again: the delivery fails now. One that ran out of
+                    // time or of turns may not: it is retried like a request that failed.
+                    var failed = new WebhookResponse(AttemptOutcome.TemplateError, null, null,
+                        WebhookSender.Storable(rendered.Error, WebhookSender.MaxErrorChars), TimeSpan.Zero, null);
+                    var at = _time.GetUtcNow();
+                    return new FinishedAttempt(delivery, startedAt, failed, rendered.Transient
+                        ? AttemptDecision.Decide(delivery.AttemptNumber, delivery.MaxAttempts, failed, at, delivery.RoundFirstAttempt)
+                        : new AttemptDecision(DeliveryStatus.Failed, null, false), at);
+                }
                 (body, contentType) = (rendered.Body, rendered.ContentType);
             }
             WebhookRequest request;
