@@ -170,7 +170,7 @@ public static partial class PayloadFilter
                         Error(at, "Expects a non-empty string.");
                         return "false";
                     }
-                    var text = Literal(operand.GetString()!);
+                    var text = Text(operand.GetString()!, at);
                     return op == "$prefix"
                         ? $"exists({path} ? (@ starts with {text}))"
                         : $"exists({path} ? (@ like_regex {text} flag \"q\"))"; // q: the pattern is a literal string
@@ -180,11 +180,19 @@ public static partial class PayloadFilter
             }
         }
 
+        /// <summary>A string operand as a path literal; U+0000 is refused (no stored payload can hold it: PostgreSQL's jsonb and text cannot).</summary>
+        private string Text(string text, string at)
+        {
+            if (!text.Contains('\0', StringComparison.Ordinal)) return Literal(text);
+            Error(at, "Must not contain U+0000 (\\u0000): no payload can hold it, so it would never match.");
+            return "false";
+        }
+
         private string? Scalar(JsonElement value, string at)
         {
             switch (value.ValueKind)
             {
-                case JsonValueKind.String: return Literal(value.GetString()!);
+                case JsonValueKind.String: return Text(value.GetString()!, at);
                 case JsonValueKind.True: return "true";
                 case JsonValueKind.False: return "false";
                 case JsonValueKind.Null: return "null";

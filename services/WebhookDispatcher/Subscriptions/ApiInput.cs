@@ -88,7 +88,8 @@ public static class ApiInput
 
     /// <summary>
     /// The first string value or property name in <paramref name="element"/> that is not valid
-    /// Unicode (RFC 8259 section 8.1: UTF-8, and no lone surrogate escape such as <c>\ud800</c>),
+    /// Unicode (RFC 8259 section 8.1: UTF-8, and no lone surrogate escape such as <c>\ud800</c>)
+    /// or holds U+0000 (which PostgreSQL's text and jsonb cannot store),
     /// with the field it is in (<c>filter</c>, <c>headers.X-Key</c>, <c>event_types[1]</c>;
     /// <c>body</c> at the top), or null when every one is.
     /// </summary>
@@ -119,7 +120,7 @@ public static class ApiInput
         static string Field(string path) => path.Length == 0 ? "body" : path;
     }
 
-    /// <summary>Whether a string token's raw bytes (escapes not yet decoded) are UTF-8 and decode to valid UTF-16.</summary>
+    /// <summary>Whether a string token's raw bytes (escapes not yet decoded) are UTF-8 and decode to valid UTF-16 without U+0000.</summary>
     private static bool IsUnicode(ReadOnlySpan<byte> raw, out string why)
     {
         if (!System.Text.Unicode.Utf8.IsValid(raw))
@@ -142,7 +143,13 @@ public static class ApiInput
             {
                 var reader = new Utf8JsonReader(token);
                 reader.Read();
-                reader.GetString();
+                // U+0000 is valid JSON, but no text PostgreSQL stores can hold it (SQLSTATE 22P05):
+                // refused here once rather than wherever a field happens to reach the database.
+                if (reader.GetString()!.Contains('\0', StringComparison.Ordinal))
+                {
+                    why = "Contains U+0000 (\\u0000), which no stored text can hold.";
+                    return false;
+                }
             }
             catch (Exception ex) when (ex is InvalidOperationException or JsonException)
             {

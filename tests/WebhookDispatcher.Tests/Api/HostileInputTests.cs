@@ -34,6 +34,15 @@ public sealed class HostileInputTests
             .SetName("A NUL in the description is refused");
         yield return new TestCaseData("""{"url":"https://hooks.example.com/a\u0000","event_types":["task.created"]}""", "url")
             .SetName("A NUL in the URL is refused");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["email.received"],"filter":{"data.subject":{"$contains":"\u0000"}}}""",
+                "filter.data.subject.$contains")
+            .SetName("A NUL in a filter's operand is refused, naming it");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["email.received"],"filter":{"data.subject":"a\u0000"}}""", "filter.data.subject")
+            .SetName("A NUL in a filter's value is refused, naming it");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["email.received"],"template":{"liquid":"{{ id }}\u0000"}}""", "template.liquid")
+            .SetName("A NUL in a template is refused, naming it");
+        yield return new TestCaseData("""{"url":"https://hooks.example.com/h","event_types":["task.created"],"headers":{"X-Key":"a\u0000"}}""", "headers.X-Key")
+            .SetName("A NUL in a header value is refused, naming the header");
         yield return new TestCaseData("""{"url":"  https://hooks.example.com/h  ","event_types":["task.created"]}""", "url")
             .SetName("A URL with spaces is refused");
         yield return new TestCaseData("""{"url":"https://@hooks.example.com/h","event_types":["task.created"]}""", "url")
