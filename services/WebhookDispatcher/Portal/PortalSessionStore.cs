@@ -45,37 +45,72 @@ public sealed class PortalSessionStore(NpgsqlDataSource db)
         int expiresInSeconds, int perMinute, CancellationToken cancellationToken)
     {
         var token = PortalTokens.New(PortalTokens.LinkPrefix);
-        // Counted and inserted in one statement; two mints at the same moment may both pass, so the
-        // limit can be passed by the number of concurrent requests, never more.
-        await using var command = db.CreateCommand("""
-            WITH old AS (DELETE FROM webhook_portal_sessions WHERE id IN (
-                    SELECT id FROM webhook_portal_sessions
-                    WHERE greatest(link_expires_at, coalesce(session_expires_at, link_expires_at)) < now() - interval '1 day' LIMIT 100)),
-            recent AS (
-                SELECT created_at FROM webhook_portal_sessions
-                WHERE coalesce(user_id, operator) = coalesce($3, $4) AND created_at > now() - interval '60 seconds'
-                ORDER BY created_at DESC LIMIT $8),
-            made AS (
-                INSERT INTO webhook_portal_sessions (id, link_hash, user_id, operator, read_only, created_by, created_at, link_expires_at)
-                SELECT $1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7)
-                WHERE (SELECT count(*) FROM recent) < $8
-                RETURNING link_expires_at)
-            SELECT (SELECT link_expires_at FROM made),
-                   (SELECT ceil(extract(epoch FROM min(created_at) + interval '60 seconds' - now()))::int FROM recent)
-            """);
-        command.Parameters.Add(new() { Value = Guid.CreateVersion7() });
-        command.Parameters.Add(new() { Value = PortalTokens.Hash(token) });
-        command.Parameters.Add(new() { Value = (object?)userId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        command.Parameters.Add(new() { Value = (object?)operatorId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        command.Parameters.Add(new() { Value = readOnly });
-        command.Parameters.Add(new() { Value = createdBy });
-        command.Parameters.Add(new() { Value = (double)expiresInSeconds });
-        command.Parameters.Add(new() { Value = perMinute });
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        await reader.ReadAsync(cancellationToken);
-        if (!reader.IsDBNull(0)) return new MintResult(token, new DateTimeOffset(reader.GetDateTime(0), TimeSpan.Zero), 0);
-        return new MintResult(null, null, Math.Clamp(reader.IsDBNull(1) ? 60 : reader.GetInt32(1), 1, 60));
+        // Counted and inserted under a transaction-scoped advisory lock on the portal, so that
+        // concurrent mints for one portal, on any replica, count one after another; the time is
+        // read after the lock is granted. A user's portal and an operator's of the same name are
+        // counted apart.
+        await using var connection = await db.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using var command = new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                {
+                    Parameters = { new() { Value = LockSpace }, new() { Value = userId is null ? "operator:" + operatorId : "user:" + userId } },
+                },
+                new NpgsqlBatchCommand("""
+                    WITH t AS (SELECT clock_timestamp() AS now),
+                    old AS (DELETE FROM webhook_portal_sessions WHERE id IN (
+                            SELECT id FROM webhook_portal_sessions
+                            WHERE greatest(link_expires_at, coalesce(session_expires_at, link_expires_at)) < (SELECT now FROM t) - interval '1 day' LIMIT 100)),
+                    recent AS (
+                        SELECT created_at FROM webhook_portal_sessions
+                        WHERE coalesce(user_id, operator) = coalesce($3, $4) AND (user_id IS NULL) = ($3 IS NULL)
+                          AND created_at > (SELECT now FROM t) - interval '60 seconds'
+                        ORDER BY created_at DESC LIMIT $8),
+                    made AS (
+                        INSERT INTO webhook_portal_sessions (id, link_hash, user_id, operator, read_only, created_by, created_at, link_expires_at)
+                        SELECT $1, $2, $3, $4, $5, $6, t.now, t.now + make_interval(secs => $7) FROM t
+                        WHERE (SELECT count(*) FROM recent) < $8
+                        RETURNING link_expires_at)
+                    SELECT (SELECT link_expires_at FROM made),
+                           (SELECT ceil(extract(epoch FROM min(created_at) + interval '60 seconds' - (SELECT now FROM t)))::int FROM recent)
+                    """)
+                {
+                    Parameters =
+                    {
+                        new() { Value = Guid.CreateVersion7() },
+                        new() { Value = PortalTokens.Hash(token) },
+                        new() { Value = (object?)userId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text },
+                        new() { Value = (object?)operatorId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text },
+                        new() { Value = readOnly },
+                        new() { Value = createdBy },
+                        new() { Value = (double)expiresInSeconds },
+                        new() { Value = perMinute },
+                    },
+                },
+            },
+        };
+        MintResult result;
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            await reader.NextResultAsync(cancellationToken); // the lock's row
+            await reader.ReadAsync(cancellationToken);
+            result = !reader.IsDBNull(0)
+                ? new MintResult(token, new DateTimeOffset(reader.GetDateTime(0), TimeSpan.Zero), 0)
+                : new MintResult(null, null, Math.Clamp(reader.IsDBNull(1) ? 60 : reader.GetInt32(1), 1, 60));
+        }
+        await transaction.CommitAsync(cancellationToken);
+        return result;
     }
+
+    /// <summary>
+    /// First key of <c>pg_advisory_xact_lock(int, int)</c> for a portal's mints, the second being
+    /// <c>hashtext</c> of <c>user:</c> or <c>operator:</c> and the id; apart from
+    /// <see cref="Subscriptions.SubscriptionLimits"/>' pairs. Two portals whose keys hash alike only wait for each other.
+    /// </summary>
+    private const int LockSpace = 0x504F_5254; // "PORT"
 
     /// <summary>
     /// Opens a link: if <paramref name="linkToken"/> names a link that was never opened and has

@@ -48,6 +48,26 @@ public sealed class PortalSessionApiTests
     }
 
     [Test]
+    public async Task Concurrent_requests_for_links_make_no_more_than_the_limit_and_an_operator_of_the_same_name_is_counted_apart()
+    {
+        var user = Events.NewUser();
+        using var client = TestTokens.Client(user);
+        const int limit = 30; // Portal:LinksPerMinute, default
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 45).Select(_ => client.PostJsonAsync("/api/webhooks/portal-sessions", "{}")));
+
+        Assert.That(answers.Count(a => a.StatusCode == HttpStatusCode.Created), Is.EqualTo(limit));
+        Assert.That(answers.Count(a => a.StatusCode == HttpStatusCode.TooManyRequests), Is.EqualTo(45 - limit));
+        Assert.That(await RowsCreatedByAsync(user), Is.EqualTo(limit));
+        // An operator whose id is the same string has a portal of its own.
+        using var staff = TestTokens.Client(null);
+        staff.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AuthExtensions.CreateDevelopmentToken(
+            new AuthOptions { Issuer = "notely", Audience = "webhook-dispatcher", SigningKey = TestTokens.SigningKey },
+            user, TimeSpan.FromHours(1), "webhooks:operator"));
+        Assert.That((await staff.PostJsonAsync("/api/operator/portal-sessions", "{}")).StatusCode, Is.EqualTo(HttpStatusCode.Created));
+    }
+
+    [Test]
     public async Task A_bad_request_for_a_link_names_every_bad_field_and_stores_nothing()
     {
         var user = Events.NewUser();
