@@ -75,6 +75,11 @@ app.MapSubscriptionsApi();
 app.MapPortal();
 try
 {
+    // Inside the try: reading the settings may refuse them (a value that does not parse).
+    if (!app.Environment.IsDevelopment() && app.Services.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks)
+        app.Logger.LogWarning("Delivery:AllowPrivateNetworks is on outside Development ({Environment}): subscriber URLs may reach loopback, " +
+                              "private, link-local and cloud metadata addresses (no SSRF guard). Turn it off unless every tenant is trusted.",
+            app.Environment.EnvironmentName);
     app.Run();
 }
 catch (Exception ex) when ((ex is OptionsValidationException or StartupRefusedException

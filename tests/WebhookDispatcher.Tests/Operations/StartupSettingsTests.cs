@@ -30,4 +30,18 @@ public sealed class StartupSettingsTests
         Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain($"'{name}'"));
         Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
     }
+
+    [Test]
+    public async Task Private_networks_allowed_outside_Development_are_warned_about_at_start()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            ["Delivery:AllowPrivateNetworks"] = "true",
+        });
+
+        Assert.That(await service.WaitUntilServingAsync(Patience), Is.Not.Null, service.Output);
+        Assert.That(service.Output, Does.Contain("warn:").And.Contain("Delivery:AllowPrivateNetworks is on outside Development (Production)"));
+    }
 }
