@@ -257,7 +257,9 @@ public static class SubscriptionRequest
             if (uri.IsLoopback || host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
                                || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)
                                // A literal address with a trailing dot ("127.0.0.1.") is the same address.
-                               || (IPAddress.TryParse(uri.DnsSafeHost.TrimEnd('.'), out var ip) && PrivateNetworkGuard.IsNonPublic(ip)))
+                               || (IPAddress.TryParse(uri.DnsSafeHost.TrimEnd('.'), out var ip) && PrivateNetworkGuard.IsNonPublic(ip))
+                               // Written with characters IDNA maps to digits and dots ("127。0。0。1"): the address it connects to.
+                               || (IPAddress.TryParse(host, out var mapped) && PrivateNetworkGuard.IsNonPublic(mapped)))
                 return "Must not point to a loopback, private or link-local address.";
         }
         return null;

@@ -21,6 +21,8 @@ public sealed class SubscriptionRequestTests
     [TestCase("https://[fd00::1]/x")]
     [TestCase("http://127.0.0.1.:5391/x")]
     [TestCase("https://10.0.0.5./x")]
+    [TestCase("http://127\u30020\u30020\u30021/x")]
+    [TestCase("http://\u2460\u2461\u2466.0.0.1/x")]
     public void Private_addresses_are_rejected_unless_allowed(string url)
     {
         Assert.That(UrlErrors(url, httpsOnly: false, allowPrivateNetworks: false), Has.Length.EqualTo(1));
