@@ -31,8 +31,7 @@ public static class WebhookVerifier
     public static bool VerifyStandard(string secret, string? webhookId, string? timestamp, string? signatureHeader, byte[] body,
         DateTimeOffset now)
     {
-        if (webhookId is null || signatureHeader is null || !long.TryParse(timestamp, out var seconds)) return false;
-        if ((now - DateTimeOffset.FromUnixTimeSeconds(seconds)).Duration() > Tolerance) return false;
+        if (webhookId is null || signatureHeader is null || !IsRecent(timestamp, now)) return false;
         var key = Convert.FromBase64String(secret.StartsWith("whsec_", StringComparison.Ordinal) ? secret[6..] : secret);
         var signed = Encoding.UTF8.GetBytes($"{webhookId}.{timestamp}.").Concat(body).ToArray();
         var expected = Encoding.ASCII.GetBytes("v1," + Convert.ToBase64String(HMACSHA256.HashData(key, signed)));
@@ -50,8 +49,7 @@ public static class WebhookVerifier
     public static bool VerifyAsymmetric(string publicKey, string? webhookId, string? timestamp, string? signatureHeader, byte[] body,
         DateTimeOffset now)
     {
-        if (webhookId is null || signatureHeader is null || !long.TryParse(timestamp, out var seconds)) return false;
-        if ((now - DateTimeOffset.FromUnixTimeSeconds(seconds)).Duration() > Tolerance) return false;
+        if (webhookId is null || signatureHeader is null || !IsRecent(timestamp, now)) return false;
         if (!publicKey.StartsWith("whpk_", StringComparison.Ordinal)) return false;
         var algorithm = SignatureAlgorithm.Ed25519;
         if (!PublicKey.TryImport(algorithm, Convert.FromBase64String(publicKey[5..]), KeyBlobFormat.RawPublicKey, out var key) || key is null)
@@ -65,5 +63,18 @@ public static class WebhookVerifier
                 return true;
         }
         return false;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="timestamp"/> (Unix seconds, as sent in <c>webhook-timestamp</c>) is
+    /// within <see cref="Tolerance"/> of <paramref name="now"/>. Compared as numbers, so a value far
+    /// out of range (a forged header) is simply not recent, never an exception.
+    /// </summary>
+    public static bool IsRecent(string? timestamp, DateTimeOffset now)
+    {
+        if (timestamp is null || timestamp.Length is 0 or > 12 || !timestamp.All(char.IsAsciiDigit)) return false;
+        var seconds = long.Parse(timestamp, System.Globalization.CultureInfo.InvariantCulture);
+        var nowSeconds = now.ToUnixTimeSeconds();
+        return seconds >= nowSeconds - (long)Tolerance.TotalSeconds && seconds <= nowSeconds + (long)Tolerance.TotalSeconds;
     }
 }

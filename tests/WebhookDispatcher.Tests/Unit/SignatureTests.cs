@@ -1,4 +1,5 @@
 using System.Text;
+using Notely.WebhookDemo;
 using WebhookDispatcher.Security;
 
 namespace WebhookDispatcher.Tests.Unit;
@@ -49,6 +50,25 @@ public sealed class SignatureTests
             Assert.That(a, Does.StartWith("whsec_"));
             Assert.That(WebhookSigner.StandardKey(a), Has.Length.EqualTo(32));
             Assert.That(a, Is.Not.EqualTo(b));
+        });
+    }
+
+    [TestCase("999999999999")]
+    [TestCase("-99999999999")]
+    [TestCase("9223372036854775807")]
+    [TestCase("+1764496800")]
+    [TestCase(" 1764496800")]
+    [TestCase("")]
+    public void The_CSharp_example_verifier_refuses_a_forged_timestamp_without_throwing(string timestamp)
+    {
+        var now = DateTimeOffset.FromUnixTimeSeconds(1_764_496_800);
+        const string secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        Assert.Multiple(() =>
+        {
+            Assert.That(WebhookVerifier.VerifyStandard(secret, "msg_1", timestamp, "v1,x", "{}"u8.ToArray(), now), Is.False);
+            Assert.That(WebhookVerifier.VerifyAsymmetric("whpk_" + Convert.ToBase64String(new byte[32]), "msg_1", timestamp, "v1a,x", "{}"u8.ToArray(), now),
+                Is.False);
+            Assert.That(WebhookVerifier.IsRecent("1764496800", now), Is.True, "the control: a timestamp of now is recent");
         });
     }
 }
