@@ -67,13 +67,17 @@ public static partial class UtcTimestamp
         var shape = IsoShape().Match(text);
         if (!shape.Success && text.Length > 10 && text[10] == 't' && IsoShape().IsMatch(string.Concat(text.AsSpan(0, 10), "T", text.AsSpan(11))))
             return $"{quoted} separates date and time with a lower-case \"t\" (RFC 3339 allows it); send ISO 8601's upper-case \"T\", e.g. \"2026-11-30T10:00:00Z\".";
+        if (!shape.Success && text.Contains(',') && IsoShape().IsMatch(text.Replace(',', '.')))
+            return $"{quoted} separates the seconds' fraction with a comma (ISO 8601 allows it); send a dot, e.g. \"2026-11-30T10:00:00.5Z\".";
         if (!shape.Success)
             return $"{quoted} is not an ISO 8601 timestamp; send e.g. \"2026-11-30T10:00:00Z\" or \"2026-11-30T12:00:00+02:00\".";
         if (!TryReadZoneLess(shape.Groups["local"].Value, out var local))
             return $"{quoted} is ISO 8601 in form, but a date or time field is out of its range: month 01–12, day within its month, " +
                    "hour 00–23, minute and second 00–59 (no 24:00, no leap second).";
         var offset = shape.Groups["offset"].Value;
-        if (offset is "" or "Z" or "z")
+        if (offset is "z")
+            return $"{quoted} ends with a lower-case \"z\" (RFC 3339 allows it); send ISO 8601's upper-case \"Z\", e.g. \"2026-11-30T10:00:00Z\".";
+        if (offset is "" or "Z")
             return $"{quoted} is not an ISO 8601 timestamp; send e.g. \"2026-11-30T10:00:00Z\" or \"2026-11-30T12:00:00+02:00\".";
         var hours = int.Parse(offset.AsSpan(1, 2), CultureInfo.InvariantCulture);
         var minutes = offset.Length > 3 ? int.Parse(offset.AsSpan(4, 2), CultureInfo.InvariantCulture) : 0;

@@ -79,12 +79,24 @@ public sealed class BadMessageTests
             message["subject"] = "LONE-SURROGATE";
             return RawEvents.Envelope(EmailReceived, message, id).Replace("LONE-SURROGATE", "\\ud800x");
         }, "EmailReceived field $.subject: expected a string, found a string that is not valid Unicode");
-        yield return Case("a user id the database cannot store (a NUL character)", (user, id) =>
+        yield return Case("a user id no subscription can have (a NUL character)", (user, id) =>
         {
             var message = Message(user);
             message["userId"] = user + "\u0000x";
             return RawEvents.Envelope(EmailReceived, message, id);
-        }, "The event could not be stored: the database refused its data (22021");
+        }, "EmailReceived field $.userId: expected a user id of 1 to 256 characters without spaces at either end or control characters, found the string");
+        yield return Case("an empty user id", (user, id) =>
+        {
+            var message = Message(user);
+            message["userId"] = "";
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "EmailReceived field $.userId: expected a user id of 1 to 256 characters without spaces at either end or control characters, found the string \"\".");
+        yield return Case("the nil UUID as event id", (user, id) =>
+        {
+            var message = Message(user);
+            message["eventId"] = Guid.Empty.ToString();
+            return RawEvents.Envelope(EmailReceived, message, id);
+        }, "EmailReceived field $.eventId: expected a UUID other than the nil UUID (it is the event's idempotency key), found \"00000000-0000-0000-0000-000000000000\".");
     }
 
     [TestCaseSource(nameof(BadMessages))]

@@ -94,14 +94,14 @@ public sealed class TimestampTests
         foreach (var property in TimestampProperties(type.ContractType))
         {
             var local = new DateTime(2026, 3, 29, 1, 30, 0).AddDays(i); // around a European DST change
-            // Alternate: no offset (means UTC), Z, a positive and a negative offset, lower-case z, date only.
+            // Alternate: no offset (means UTC), Z, a positive and a negative offset, more than 7 fraction digits, date only.
             (message[Camel(property.Name)], expected[property.Name]) = (i % 6) switch
             {
                 0 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff"), local.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
                 1 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss") + "Z", local.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
                 2 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss") + "+02:00", local.AddHours(-2).ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
                 3 => (local.ToString("yyyy-MM-dd'T'HH:mm:ss.123") + "-07:00", local.AddHours(7).ToString("yyyy-MM-dd'T'HH:mm:ss") + ".123Z"),
-                4 => (local.ToString("yyyy-MM-dd'T'HH:mm") + ":00z", local.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
+                4 => (local.ToString("yyyy-MM-dd'T'HH:mm") + ":00.123456789Z", local.ToString("yyyy-MM-dd'T'HH:mm") + ":00.123Z"),
                 _ => (local.ToString("yyyy-MM-dd"), local.Date.ToString("yyyy-MM-dd'T'HH:mm:ss.fff") + "Z"),
             };
             i++;
@@ -123,6 +123,8 @@ public sealed class TimestampTests
     [TestCase("\"30/11/2026 10:00\"", "EmailIndexed field $.occurredAt: \"30/11/2026 10:00\" is not an ISO 8601 timestamp; send e.g. \"2026-11-30T10:00:00Z\" or \"2026-11-30T12:00:00+02:00\".")]
     [TestCase("\"2026-11-30 10:00:00Z\"", "EmailIndexed field $.occurredAt: \"2026-11-30 10:00:00Z\" is not an ISO 8601 timestamp;")]
     [TestCase("\"2026-11-30t10:00:00z\"", "EmailIndexed field $.occurredAt: \"2026-11-30t10:00:00z\" separates date and time with a lower-case \"t\"")]
+    [TestCase("\"2026-11-30T10:00:00z\"", "EmailIndexed field $.occurredAt: \"2026-11-30T10:00:00z\" ends with a lower-case \"z\" (RFC 3339 allows it); send ISO 8601's upper-case \"Z\"")]
+    [TestCase("\"2026-11-30T10:00:00,5Z\"", "EmailIndexed field $.occurredAt: \"2026-11-30T10:00:00,5Z\" separates the seconds' fraction with a comma (ISO 8601 allows it); send a dot")]
     [TestCase("\"2026-11-30T24:00:00z\"", "\"2026-11-30T24:00:00z\" is ISO 8601 in form, but a date or time field is out of its range")]
     [TestCase("\"2026-11-30T25:00:00Z\"", "EmailIndexed field $.occurredAt: \"2026-11-30T25:00:00Z\" is ISO 8601 in form, but a date or time field is out of its range: " +
                                          "month 01–12, day within its month, hour 00–23, minute and second 00–59 (no 24:00, no leap second).")]
