@@ -155,6 +155,13 @@ public static class MessagingExtensions
     {
         endpoint.SetQuorumQueue();
         endpoint.ConfigureDeadLetter(d => d.UseFilter(new UnknownMessageTypeFilter()));
+        // MassTransit's default error pipe (a fault event, then the _error queue), after a reason of our own for a misshapen envelope.
+        endpoint.ConfigureError(e =>
+        {
+            e.UseFilter(new EnvelopeReasonFilter());
+            e.UseFilter(new MassTransit.Middleware.GenerateFaultFilter());
+            e.UseFilter(new MassTransit.Middleware.ErrorTransportFilter());
+        });
         // None configured: a failed message goes to _error at once (MassTransit wants at least one interval).
         if (transientRedeliveries > 0)
             endpoint.UseBrokerDelayedRedelivery(context.GetRequiredService<RabbitMqTopology>(), r =>

@@ -24,6 +24,18 @@ public sealed class BadMessageTests
             .Replace("Notely.Events:EmailReceived", "Notely.Events:EmailArchived"), "urn:message:Notely.Events:EmailArchived");
         yield return Case("an envelope without messageType", (user, id) =>
             new JsonObject { ["messageId"] = id.ToString(), ["message"] = Message(user) }.ToJsonString(), "names no messageType");
+        yield return Case("an envelope without message", (user, id) =>
+            new JsonObject { ["messageId"] = id.ToString(), ["messageType"] = new JsonArray("urn:message:Notely.Events:EmailReceived") }.ToJsonString(),
+            "The envelope has no message: send the event's fields as a JSON object in \"message\"");
+        yield return Case("an envelope whose message is null", (user, id) =>
+            new JsonObject { ["messageId"] = id.ToString(), ["messageType"] = new JsonArray("urn:message:Notely.Events:EmailReceived"), ["message"] = null }
+                .ToJsonString(),
+            "The envelope has no message: send the event's fields as a JSON object in \"message\"");
+        yield return Case("a messageType that is a string, not an array", (user, id) =>
+            new JsonObject { ["messageId"] = id.ToString(), ["messageType"] = "urn:message:Notely.Events:EmailReceived", ["message"] = Message(user) }
+                .ToJsonString(),
+            "The envelope's messageType must be an array of strings such as [\"urn:message:Notely.Events:EmailReceived\"]; " +
+            "found the string \"urn:message:Notely.Events:EmailReceived\"");
         yield return Case("a missing required field", (user, id) =>
         {
             var message = Message(user);
@@ -114,13 +126,14 @@ public sealed class BadMessageTests
 
         Assert.That(await receiver.WaitForAsync(1, TimeSpan.FromSeconds(30)), Is.True, "the good event after the bad one is delivered");
         Assert.That(JsonNode.Parse(receiver.Requests[0].Body)!["id"]!.GetValue<Guid>(), Is.EqualTo(good["eventId"]!.GetValue<Guid>()));
-        JsonNode? parked = null;
+        List<JsonNode> parked = [];
         Assert.That(await Dispatcher.EventuallyAsync(async () =>
         {
-            parked = (await RabbitManagement.PeekAsync(ErrorQueue, truncate: 1000)).FirstOrDefault(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString());
-            return parked is not null;
+            parked = [.. (await RabbitManagement.PeekAsync(ErrorQueue, truncate: 1000)).Where(m => m["properties"]?["message_id"]?.GetValue<string>() == badId.ToString())];
+            return parked.Count > 0;
         }, TimeSpan.FromSeconds(30)), Is.True, $"the bad message is in {ErrorQueue}");
-        var headers = parked!["properties"]!["headers"]!;
+        Assert.That(parked, Has.Count.EqualTo(1), "parked once");
+        var headers = parked[0]["properties"]!["headers"]!;
         Assert.Multiple(() =>
         {
             Assert.That(headers["MT-Fault-Message"]?.GetValue<string>(), Does.Contain(reason));
