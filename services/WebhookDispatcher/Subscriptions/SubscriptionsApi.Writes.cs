@@ -1,5 +1,6 @@
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using WebhookDispatcher.Deliveries;
@@ -13,10 +14,13 @@ public static partial class SubscriptionsApi
     /// <remarks>
     /// Past <see cref="SubscriptionOptions.MaxPerUser"/> answers 409 and past
     /// <see cref="SubscriptionOptions.CreatesPerMinute"/> 429 with <c>Retry-After</c>, both counted
-    /// in the inserting transaction (see <see cref="SubscriptionLimits"/>); a refused create stores nothing.
+    /// in the inserting transaction (see <see cref="SubscriptionLimits"/>); a refused create stores
+    /// nothing. With an <c>Idempotency-Key</c> (<see cref="IdempotencyKeys"/>) a repeat of the same
+    /// request answers with the subscription the first one made, before any limit is counted.
     /// </remarks>
     private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Create(
-        HttpRequest request, [AsParameters] ApiServices services, CancellationToken cancellationToken)
+        HttpRequest request, [AsParameters] ApiServices services, [FromHeader(Name = IdempotencyKeys.Header)] string? idempotencyKey,
+        CancellationToken cancellationToken)
     {
         var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
         if (refused is not null) return refused;
@@ -27,7 +31,9 @@ public static partial class SubscriptionsApi
             services.Delivery.Value.MaxEventBytes);
         if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
             return TypedResults.ValidationProblem(errors);
+        if (idempotencyKey is not null && IdempotencyKeys.Problem(idempotencyKey) is { } keyProblem) errors[IdempotencyKeys.Header] = [keyProblem];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        var fingerprint = idempotencyKey is null ? null : IdempotencyKeys.Fingerprint(body.RootElement);
 
         var db = services.Db;
         var sealer = services.Sealer;
@@ -58,17 +64,24 @@ public static partial class SubscriptionsApi
         };
         // The execution strategy retries the whole transaction on a broken connection; a retry
         // after a commit whose answer was lost finds the subscription stored and stops there.
-        var count = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+        var (count, earlier) = await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
             var found = await SubscriptionLimits.LockAndCountAsync(db, subscription.UserId, subscription.Id, options.CreatesPerMinute, ct);
-            if (found.AlreadyStored || found.Subscriptions >= options.MaxPerUser || found.WindowFreesAt is not null) return found;
+            if (found.AlreadyStored) return (found, null);
+            if (idempotencyKey is not null
+                && await IdempotencyKeys.FindAsync(db, subscription.UserId, idempotencyKey, fingerprint!, ct) is { } before)
+                return (found, before);
+            if (found.Subscriptions >= options.MaxPerUser || found.WindowFreesAt is not null) return (found, (IdempotencyKeys.Earlier?)null);
             subscription.CreatedAt = subscription.UpdatedAt = found.Now;
             db.Subscriptions.Add(subscription);
             await db.SaveChangesAsync(ct);
+            if (idempotencyKey is not null)
+                await IdempotencyKeys.StoreAsync(db, subscription.UserId, idempotencyKey, fingerprint!, subscription.Id, found.Now, ct);
             await tx.CommitAsync(ct);
-            return found;
+            return (found, null);
         }, cancellationToken);
+        if (earlier is not null) return await RepeatedCreateAsync(earlier, services, cancellationToken);
         if (!count.AlreadyStored)
         {
             // The one that lasts first: waiting out the rate would not help at the count limit.
@@ -76,12 +89,35 @@ public static partial class SubscriptionsApi
             if (count.WindowFreesAt is { } freesAt)
                 return SubscriptionLimits.TooManyCreations(request.HttpContext.Response, options.CreatesPerMinute, count.CreatedInWindow, count.Now, freesAt);
         }
-        var s = subscription;
-        return TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
+        return CreatedAnswer(subscription, sealer);
+    }
+
+    /// <summary>
+    /// The answer to a create repeated with its <c>Idempotency-Key</c>: the subscription the first
+    /// request made, as it is now (its current secret), with 201; 422 when the key came with another
+    /// body; 409 when that subscription was deleted since.
+    /// </summary>
+    private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> RepeatedCreateAsync(
+        IdempotencyKeys.Earlier earlier, ApiServices services, CancellationToken cancellationToken)
+    {
+        if (!earlier.SameRequest)
+            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Idempotency-Key reused",
+                detail: $"This {IdempotencyKeys.Header} was sent with another request body in the last {IdempotencyKeys.Lifetime.TotalHours:0} hours; " +
+                        "use a new key for a new request. Nothing was created.",
+                extensions: new Dictionary<string, object?> { ["field"] = IdempotencyKeys.Header });
+        var made = await services.Owned().FirstOrDefaultAsync(x => x.Id == earlier.SubscriptionId, cancellationToken);
+        if (made is null || made.DeletedAt is not null)
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Created, then deleted",
+                detail: $"The subscription {earlier.SubscriptionId} this {IdempotencyKeys.Header} created has been deleted since. Nothing was created.",
+                extensions: new Dictionary<string, object?> { ["id"] = earlier.SubscriptionId });
+        return CreatedAnswer(made, services.Sealer);
+    }
+
+    private static Created<CreatedSubscriptionResponse> CreatedAnswer(WebhookSubscription s, SecretSealer sealer) =>
+        TypedResults.Created($"/api/webhooks/{s.Id}", new CreatedSubscriptionResponse(s.Id, s.Url, s.EventTypes, s.Description,
             s.IsActive, s.RetryCount, s.TimeoutSeconds, s.RateLimitPerSecond, s.CreatedAt, s.UpdatedAt, sealer.Unseal(s.Secret),
             SubscriptionHeaders.Masked(s.Headers, sealer), s.SignatureScheme, SubscriptionResponse.PublicKeyOf(s.SigningKey, sealer))
         { Filter = Shaping.ShapingFields.Node(s.Filter), Template = Shaping.ShapingFields.Node(s.Template), Ordering = s.Ordering, Batch = SubscriptionBatch.Of(s) });
-    }
 
     private static async Task<Results<Ok<SubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Update(
         Guid id, HttpRequest request, [AsParameters] ApiServices services, OrderingRelease release, CancellationToken cancellationToken)

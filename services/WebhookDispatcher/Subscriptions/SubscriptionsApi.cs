@@ -61,7 +61,8 @@ public static partial class SubscriptionsApi
         stored.WithRequestTimeout(DatabaseDeadline.Policy); // and 503 past a deadline while it hangs (DatabaseDeadline)
         Changes(WithJsonBody(stored.MapPost("", Create).Accepts<CreateSubscriptionRequest>("application/json"))).WithName("CreateWebhook")
             .WithSummary("Create a subscription; the answer carries its secret, this once")
-            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status429TooManyRequests);
+            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests);
         stored.MapDeliveryStats();
         stored.MapDeliveryTimeline();
         stored.MapGet("", List).WithName("ListWebhooks")

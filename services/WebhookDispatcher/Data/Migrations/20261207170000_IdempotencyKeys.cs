@@ -1,0 +1,34 @@
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace WebhookDispatcher.Data.Migrations
+{
+    /// <summary>
+    /// The <c>Idempotency-Key</c>s of subscription creates (<see cref="Subscriptions.IdempotencyKeys"/>):
+    /// per user and key, the fingerprint of the request and the subscription it made, kept
+    /// <see cref="Subscriptions.IdempotencyKeys.Lifetime"/>. The model is unchanged (raw SQL), so
+    /// this migration carries no target model.
+    /// </summary>
+    [DbContext(typeof(WebhookDbContext))]
+    [Migration("20261207170000_IdempotencyKeys")]
+    public partial class IdempotencyKeys : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder) =>
+            migrationBuilder.Sql("""
+                CREATE TABLE webhook_idempotency_keys (
+                    user_id character varying(256) NOT NULL,
+                    idempotency_key character varying(255) NOT NULL,
+                    request_hash bytea NOT NULL,
+                    subscription_id uuid NOT NULL,
+                    created_at timestamp with time zone NOT NULL,
+                    CONSTRAINT pk_webhook_idempotency_keys PRIMARY KEY (user_id, idempotency_key));
+                """);
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder) =>
+            migrationBuilder.Sql("DROP TABLE webhook_idempotency_keys;");
+    }
+}

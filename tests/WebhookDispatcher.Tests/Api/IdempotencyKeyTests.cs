@@ -1,0 +1,124 @@
+using System.Net;
+using Microsoft.EntityFrameworkCore;
+using WebhookDispatcher.Tests.Infrastructure;
+
+namespace WebhookDispatcher.Tests.Api;
+
+/// <summary>
+/// <c>Idempotency-Key</c> on <c>POST /api/webhooks</c>: a repeated create makes no second
+/// subscription, on any replica, whatever the limits; another body with the same key is refused.
+/// </summary>
+public sealed class IdempotencyKeyTests
+{
+    private const string Body = """{"url":"https://hooks.example.com/idempotent","event_types":["email.received"]}""";
+
+    private IsolatedDispatcher _one = null!, _two = null!;
+
+    [OneTimeSetUp]
+    public async Task StartReplicas()
+    {
+        // Two API replicas on the run's database; at most 2 creates a minute, so a repeat past the rate still answers.
+        var settings = new Dictionary<string, string?> { ["Dispatcher:Workers"] = "false", ["Subscriptions:CreatesPerMinute"] = "2" };
+        var started = await Task.WhenAll(IsolatedDispatcher.StartAsync(settings, sharedBroker: true), IsolatedDispatcher.StartAsync(settings, sharedBroker: true));
+        (_one, _two) = (started[0], started[1]);
+    }
+
+    [OneTimeTearDown]
+    public async Task StopReplicas()
+    {
+        foreach (var api in new[] { _one, _two })
+            if (api is not null) await api.DisposeAsync();
+    }
+
+    private static async Task<HttpResponseMessage> CreateAsync(HttpClient client, string key, string body = Body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/webhooks") { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") };
+        request.Headers.TryAddWithoutValidation("Idempotency-Key", key);
+        return await client.SendAsync(request);
+    }
+
+    private static Task<int> RowsAsync(string user) =>
+        Dispatcher.QueryAsync(db => db.Subscriptions.IgnoreQueryFilters().CountAsync(s => s.UserId == user));
+
+    [Test]
+    public async Task A_create_repeated_with_its_key_answers_the_same_subscription_and_secret_and_stores_one()
+    {
+        var user = Events.NewUser();
+        using var one = _one.Client(user);
+        using var two = _two.Client(user);
+        var key = Guid.NewGuid().ToString();
+
+        var first = await CreateAsync(one, key);
+        // Concurrently, through both replicas, past the rate of 2 a minute.
+        var repeats = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => CreateAsync(i % 2 == 0 ? one : two, key)));
+
+        Assert.That(first.StatusCode, Is.EqualTo(HttpStatusCode.Created), await first.Content.ReadAsStringAsync());
+        var made = await first.JsonAsync();
+        foreach (var repeat in repeats)
+        {
+            Assert.That(repeat.StatusCode, Is.EqualTo(HttpStatusCode.Created), await repeat.Content.ReadAsStringAsync());
+            var again = await repeat.JsonAsync();
+            Assert.That(again["id"]!.GetValue<string>(), Is.EqualTo(made["id"]!.GetValue<string>()));
+            Assert.That(again["secret"]!.GetValue<string>(), Is.EqualTo(made["secret"]!.GetValue<string>()), "the secret the first answer carried");
+        }
+        Assert.That(await RowsAsync(user), Is.EqualTo(1));
+        // Whitespace does not make another request.
+        Assert.That((await CreateAsync(one, key, Body.Replace(",", ", "))).StatusCode, Is.EqualTo(HttpStatusCode.Created));
+        Assert.That(await RowsAsync(user), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task The_same_key_with_another_body_answers_422_and_stores_nothing_while_another_user_may_use_it()
+    {
+        var user = Events.NewUser();
+        using var client = _one.Client(user);
+        var key = "order-42";
+        Assert.That((await CreateAsync(client, key)).StatusCode, Is.EqualTo(HttpStatusCode.Created));
+
+        var other = await CreateAsync(client, key, Body.Replace("idempotent", "elsewhere"));
+
+        Assert.That(other.StatusCode, Is.EqualTo(HttpStatusCode.UnprocessableEntity), await other.Content.ReadAsStringAsync());
+        Assert.That((await other.JsonAsync())["field"]!.GetValue<string>(), Is.EqualTo("Idempotency-Key"));
+        Assert.That(await RowsAsync(user), Is.EqualTo(1));
+        var stranger = Events.NewUser();
+        using var strangers = _two.Client(stranger);
+        Assert.That((await CreateAsync(strangers, key, Body.Replace("idempotent", "elsewhere"))).StatusCode, Is.EqualTo(HttpStatusCode.Created),
+            "keys are per user");
+    }
+
+    [Test]
+    public async Task A_repeat_after_the_subscription_was_deleted_answers_409_and_makes_none()
+    {
+        var user = Events.NewUser();
+        using var client = _one.Client(user);
+        var made = await (await CreateAsync(client, "k-deleted")).JsonAsync();
+        Assert.That((await client.DeleteAsync($"/api/webhooks/{made["id"]!.GetValue<string>()}")).StatusCode, Is.EqualTo(HttpStatusCode.NoContent));
+
+        var repeat = await CreateAsync(client, "k-deleted");
+
+        Assert.That(repeat.StatusCode, Is.EqualTo(HttpStatusCode.Conflict), await repeat.Content.ReadAsStringAsync());
+        Assert.That(await RowsAsync(user), Is.EqualTo(1), "only the deleted one");
+    }
+
+    [TestCase("")]
+    [TestCase("has space")]
+    [TestCase("tab\there")]
+    public async Task A_key_that_is_not_1_to_255_visible_ASCII_characters_answers_400_naming_the_header(string key)
+    {
+        var user = Events.NewUser();
+        using var client = _one.Client(user);
+
+        var response = await CreateAsync(client, key);
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await response.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "Idempotency-Key" }));
+        Assert.That(await RowsAsync(user), Is.Zero);
+    }
+
+    [Test]
+    public async Task A_key_of_256_characters_answers_400()
+    {
+        using var client = _one.Client(Events.NewUser());
+        Assert.That((await CreateAsync(client, new string('k', 256))).StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+    }
+}
