@@ -25,12 +25,10 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
 
     /// <summary>
     /// Reads <c>filter</c> and <c>template</c> from a request body; errors go to <paramref name="error"/>
-    /// keyed by the bad part (<c>filter.$or[0].data.to[].$in</c>, <c>template.liquid</c>). A template is
-    /// also rendered over the example payload of each of <paramref name="eventTypes"/> (when known),
-    /// so one that cannot render them (an unknown filter, a limit, a body over
-    /// <paramref name="maxBodyBytes"/>) is refused now rather than at its first delivery.
+    /// keyed by the bad part (<c>filter.$or[0].data.to[].$in</c>, <c>template.liquid</c>). A template
+    /// that parses is tried on the examples afterwards, in the caller's turn (<see cref="RenderErrorAsync"/>).
     /// </summary>
-    public static ShapingFields Read(JsonElement body, IReadOnlyCollection<string>? eventTypes, int maxBodyBytes, Action<string, string> error)
+    public static ShapingFields Read(JsonElement body, Action<string, string> error)
     {
         var hasFilter = body.TryGetProperty("filter", out var f);
         string? filter = null, filterPath = null;
@@ -46,25 +44,41 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
         {
             var (read, errors) = WebhookTemplate.Read(t);
             foreach (var (where, message) in errors) error(where, message);
-            if (read is not null && eventTypes is not null && RenderError(read, eventTypes, maxBodyBytes) is { } problem) error("template", problem);
-            else template = read?.ToJson();
+            template = read?.ToJson();
         }
         return new ShapingFields(hasFilter, filter, filterPath, hasTemplate, template);
     }
 
     /// <summary>
-    /// Why <paramref name="template"/> fails on an example payload of <paramref name="eventTypes"/>
-    /// (a body over <paramref name="maxBodyBytes"/>, or a rendering over <see cref="TemplateRenderer.MaxCheckTime"/>, included), or null.
+    /// Why <paramref name="template"/> fails on the example payloads of <paramref name="eventTypes"/>
+    /// (a body over <paramref name="maxBodyBytes"/>, or all of them together taking more than
+    /// <see cref="TemplateRenderer.MaxCheckTime"/>, included), or null; each rendering in
+    /// <paramref name="userId"/>'s turn (<see cref="TemplateRenderGate"/>), so that trying templates
+    /// takes no more of the machine from other users than delivering them does. <c>NoTurn</c> when
+    /// no turn came within <paramref name="maxWait"/>: the template was not tried.
     /// </summary>
-    public static string? RenderError(WebhookTemplate template, IEnumerable<string> eventTypes, int maxBodyBytes)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
+    public static async Task<(string? Problem, bool NoTurn)> RenderErrorAsync(WebhookTemplate template, IEnumerable<string> eventTypes,
+        int maxBodyBytes, TemplateRenderGate gate, string userId, TimeSpan maxWait, CancellationToken cancellationToken)
     {
+        var spent = TimeSpan.Zero;
         foreach (var type in eventTypes)
         {
             if (EventCatalog.All.FirstOrDefault(e => e.Name == type) is not { } info) continue;
-            var rendered = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, TemplateRenderer.MaxCheckTime);
-            if (rendered.Error is not null) return $"Rendering the {type} example failed: {rendered.Error}";
+            var left = TemplateRenderer.MaxCheckTime - spent;
+            if (left <= TimeSpan.Zero)
+                return ($"Rendering the examples of its event types took longer than {TemplateRenderer.MaxCheckTime.TotalMilliseconds:0} ms in all.", false);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var rendered = await gate.RunAsync(userId, () =>
+            {
+                started = System.Diagnostics.Stopwatch.GetTimestamp();
+                return TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, left);
+            }, cancellationToken, maxWait);
+            if (ReferenceEquals(rendered.Error, TemplateRenderGate.WaitedTooLong)) return (null, true);
+            spent += System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            if (rendered.Error is not null) return ($"Rendering the {type} example failed: {rendered.Error}", false);
         }
-        return null;
+        return (null, false);
     }
 
     /// <summary>The catalog's example payload of <paramref name="eventType"/> as the UTF-8 bytes a delivery would carry.</summary>

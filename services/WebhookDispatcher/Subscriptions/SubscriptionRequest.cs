@@ -210,8 +210,8 @@ public static class SubscriptionRequest
             else error("ordering", $"Must be one of {string.Join(", ", Deliveries.SubscriptionOrdering.All)}.");
         }
 
-        // A template is tried on the examples of the request's event types (on update without them, the handler tries the stored ones).
-        var shaping = Shaping.ShapingFields.Read(body, eventTypes, maxEventBytes, error);
+        // A template that parses is tried on the examples by the handler (SubscriptionsApi.TemplateCheckAsync), in the user's turn.
+        var shaping = Shaping.ShapingFields.Read(body, error);
         var (hasBatch, batch) = SubscriptionBatch.Read(body, maxEventBytes, error);
         // Both in one request: refused here; one of them against the stored other: by the handler.
         if (batch is not null && shaping.Template is not null) error(SubscriptionBatch.Field, SubscriptionBatch.WithTemplateProblem);

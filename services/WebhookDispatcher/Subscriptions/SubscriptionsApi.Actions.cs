@@ -35,7 +35,7 @@ public static partial class SubscriptionsApi
         var rendered = s.Template is null
             ? new Shaping.RenderedBody(System.Text.Encoding.UTF8.GetBytes(payload), "", null)
             : await services.Renders.RunAsync(services.UserId, () => Shaping.TemplateRenderer.Render(Shaping.WebhookTemplate.FromJson(s.Template),
-                System.Text.Encoding.UTF8.GetBytes(payload), services.Delivery.Value.MaxEventBytes), cancellationToken);
+                System.Text.Encoding.UTF8.GetBytes(payload), services.Delivery.Value.MaxEventBytes), cancellationToken, RenderWait);
         if (rendered.Error is not null) return TypedResults.Ok(new TestResponse(false, null, 0, rendered.Error));
         var request = signer.Create(s, rendered.Body, "webhook.test", Guid.NewGuid(), eventId, now)
             with { ContentType = s.Template is null ? null : rendered.ContentType };

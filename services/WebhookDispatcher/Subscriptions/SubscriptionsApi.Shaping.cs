@@ -71,12 +71,12 @@ public static partial class SubscriptionsApi
         WithJsonBody(one.MapPost("/preview", Preview).Accepts<PreviewRequest>("application/json")).WithName("PreviewWebhook")
             .WithSummary("Render an event type's example payload with the subscription's template (or one given) and say whether its filter selects it")
             .WithDescription("Nothing is sent or stored. 422 when the template fails to render the example (the message says why). " +
-                             "429 with Retry-After when the user's renderings already queued 10 s of waiting (they take turns, one at a time per user). " +
+                             "429 with Retry-After when no turn to render came within 5 s (renderings take turns; users whose templates took the most time lately wait longest). " +
                              "A POST: a read-only portal session gets 403 like on every POST.")
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status403Forbidden);
 
-    /// <summary>The 429 of a preview whose rendering got no turn within <see cref="TemplateRenderGate.MaxWait"/>.</summary>
+    /// <summary>The 429 of a request whose rendering got no turn within <see cref="RenderWait"/>.</summary>
     private static ProblemHttpResult TooManyRenderings(HttpResponse response)
     {
         response.Headers.RetryAfter = "10";
@@ -135,7 +135,7 @@ public static partial class SubscriptionsApi
         var rendered = template is null
             ? new RenderedBody(payload, "application/json; charset=utf-8", null)
             : await services.Renders.RunAsync(services.UserId,
-                () => TemplateRenderer.Render(template, payload, services.Delivery.Value.MaxEventBytes), cancellationToken);
+                () => TemplateRenderer.Render(template, payload, services.Delivery.Value.MaxEventBytes), cancellationToken, RenderWait);
         if (ReferenceEquals(rendered.Error, TemplateRenderGate.WaitedTooLong))
             return TooManyRenderings(request.HttpContext.Response);
         if (rendered.Error is not null)
@@ -183,16 +183,25 @@ public static partial class SubscriptionsApi
         return ApiInput.Invalid(setsBatch ? SubscriptionBatch.Field : "template", SubscriptionBatch.WithTemplateProblem);
     }
 
+    /// <summary>The longest an API request waits for a turn to render (<see cref="TemplateRenderGate"/>): 5 s, within its database deadline.</summary>
+    internal static readonly TimeSpan RenderWait = TimeSpan.FromSeconds(5);
+
     /// <summary>
-    /// A PATCH that sets a template but not the event types: the template is tried on the examples of
-    /// the stored event types. Null when fine (or nothing to try).
+    /// A create or PATCH that sets a template: the template is tried on the examples of the request's
+    /// event types, or on update without them the stored ones, in the caller's turn. Null when fine
+    /// (or nothing to try); a 400 naming <c>template</c> when it fails; a 429 when no turn came.
     /// </summary>
-    private static async Task<ValidationProblem?> TemplateOnStoredTypesAsync(Guid id, SubscriptionFields fields, ApiServices services,
+    private static async Task<IResult?> TemplateCheckAsync(Guid? id, SubscriptionFields fields, ApiServices services, HttpResponse response,
         CancellationToken cancellationToken)
     {
-        if (fields.Shaping?.Template is not { } json || fields.EventTypes is not null) return null;
-        var types = await services.Owned().Where(s => s.Id == id).Select(s => s.EventTypes).FirstOrDefaultAsync(cancellationToken);
+        if (fields.Shaping?.Template is not { } json) return null;
+        var types = fields.EventTypes ?? (id is { } stored
+            ? await services.Owned().Where(s => s.Id == stored).Select(s => s.EventTypes).FirstOrDefaultAsync(cancellationToken)
+            : null);
         if (types is null) return null; // the update answers 404
-        return ShapingFields.RenderError(WebhookTemplate.FromJson(json), types, services.Delivery.Value.MaxEventBytes) is { } problem ? ApiInput.Invalid("template", problem) : null;
+        var (problem, noTurn) = await ShapingFields.RenderErrorAsync(WebhookTemplate.FromJson(json), types, services.Delivery.Value.MaxEventBytes,
+            services.Renders, services.UserId, RenderWait, cancellationToken);
+        if (noTurn) return TooManyRenderings(response);
+        return problem is null ? null : ApiInput.Invalid("template", problem);
     }
 }

@@ -33,6 +33,11 @@ public static partial class SubscriptionsApi
             return TypedResults.ValidationProblem(errors);
         if (idempotencyKey is not null && IdempotencyKeys.Problem(idempotencyKey) is { } keyProblem) errors[IdempotencyKeys.Header] = [keyProblem];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        switch (await TemplateCheckAsync(null, fields, services, request.HttpContext.Response, cancellationToken))
+        {
+            case ValidationProblem badTemplate: return badTemplate;
+            case ProblemHttpResult noTurn: return noTurn;
+        }
         var fingerprint = idempotencyKey is null ? null : IdempotencyKeys.Fingerprint(body.RootElement);
 
         var db = services.Db;
@@ -130,7 +135,11 @@ public static partial class SubscriptionsApi
             services.Delivery.Value.AllowPrivateNetworks, services.Delivery.Value.MaxEventBytes);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         if (await BatchBesideTemplateAsync(id, fields, services, cancellationToken) is { } batchProblem) return batchProblem;
-        if (await TemplateOnStoredTypesAsync(id, fields, services, cancellationToken) is { } templateProblem) return templateProblem;
+        switch (await TemplateCheckAsync(id, fields, services, request.HttpContext.Response, cancellationToken))
+        {
+            case ValidationProblem badTemplate: return badTemplate;
+            case ProblemHttpResult noTurn: return noTurn;
+        }
 
         var userId = services.UserId;
         string? storedHeaders = null;

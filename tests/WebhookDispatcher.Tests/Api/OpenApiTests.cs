@@ -46,14 +46,14 @@ public sealed class OpenApiTests
             [("get", "/api/webhooks/event-types")] = ["200", "401"],
             [("get", "/api/webhooks/event-types/{name}")] = ["200", "401", "404"],
             // 403: a read-only portal session, on every route that changes something (PortalBrowserTests).
-            [("post", "/api/webhooks")] = ["201", "400", "401", "403", "409", "413", "415", "429", "503"],
+            [("post", "/api/webhooks")] = ["201", "400", "401", "403", "409", "413", "415", "422", "429", "503"],
             [("get", "/api/webhooks")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}")] = ["200", "401", "404", "503"],
             [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "403", "404", "413", "415", "503"],
             [("delete", "/api/webhooks/{id}")] = ["204", "401", "403", "404", "503"],
             [("post", "/api/webhooks/{id}/test")] = ["200", "401", "403", "404", "429", "503"],
             // 403: a read-only portal session (every POST); 422: the template fails on the example.
-            [("post", "/api/webhooks/{id}/preview")] = ["200", "400", "401", "403", "404", "413", "415", "422", "503"],
+            [("post", "/api/webhooks/{id}/preview")] = ["200", "400", "401", "403", "404", "413", "415", "422", "429", "503"],
             [("get", "/api/webhooks/stats")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/stats/timeline")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}/deliveries")] = ["200", "400", "401", "404", "503"],

@@ -43,7 +43,8 @@ public sealed class FanOutSplitTests
 
         var badId = Guid.NewGuid();
         var bad = EventSchemas.ExampleMessage(EmailReceived, user, Guid.NewGuid()).AsObject();
-        bad["userId"] = user + "\u0000x";
+        // Valid JSON the consumer reads, but its ordering key (data.email_id) is text PostgreSQL cannot hold.
+        bad["emailId"] = "email-\u0000x";
         var publishes = new List<Task<bool>>
         {
             RabbitManagement.PublishAsync(RawEvents.Exchange(EmailReceived), RawEvents.Envelope(EmailReceived, bad, badId),
