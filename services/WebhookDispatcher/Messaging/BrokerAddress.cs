@@ -41,10 +41,20 @@ public sealed partial class BrokerAddress
     public bool IsCluster => Nodes.Count > 1;
 
     /// <summary>Reads <c>ConnectionStrings:RabbitMq</c>.</summary>
-    /// <exception cref="InvalidOperationException">The connection string is missing or is not an <c>amqp://</c> URI as described above.</exception>
-    public static BrokerAddress FromConfiguration(IConfiguration configuration) =>
-        Parse(configuration.GetConnectionString("RabbitMq")
-              ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)."));
+    /// <exception cref="Security.StartupRefusedException">The connection string is missing or is not an <c>amqp://</c> URI as described above.</exception>
+    public static BrokerAddress FromConfiguration(IConfiguration configuration)
+    {
+        try
+        {
+            return Parse(configuration.GetConnectionString("RabbitMq")
+                         ?? throw new InvalidOperationException("ConnectionStrings:RabbitMq is not set (e.g. amqp://guest:guest@127.0.0.1:5672/)."));
+        }
+        catch (InvalidOperationException ex)
+        {
+            // A setting the service cannot start with: said alone at start (Program).
+            throw new Security.StartupRefusedException(ex.Message);
+        }
+    }
 
     /// <summary>Parses an <c>amqp://</c> URI with one host or several separated by commas.</summary>
     /// <exception cref="InvalidOperationException">It is not such a URI (the message names what is wrong, never the password).</exception>

@@ -31,6 +31,25 @@ public sealed class StartupSettingsTests
         Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
     }
 
+    [TestCase("Delivery:MaxEventBytes", "100", "MaxEventBytes", TestName = "A delivery setting out of its range stops the service with a message naming it")]
+    [TestCase("Health:TimeoutSeconds", "abc", "Health:TimeoutSeconds", TestName = "A health setting that does not parse stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:RabbitMq", "not a uri", "ConnectionStrings:RabbitMq", TestName = "A broker connection string that is no amqp URI stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "Hst=x;;", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string Npgsql cannot read stops the service with a message naming it")]
+    public async Task A_setting_read_while_the_service_is_built_stops_it_with_the_reason_alone(string name, string value, string named)
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            [name] = value,
+        });
+
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.EqualTo(1), service.Output);
+        Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain(named));
+        Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
+    }
+
     [Test]
     public async Task Private_networks_allowed_outside_Development_are_warned_about_at_start()
     {
