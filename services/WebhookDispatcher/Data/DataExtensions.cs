@@ -55,7 +55,9 @@ public static class DataExtensions
         });
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         // Registered before the bus, so consumers never start on a schema that is not there yet.
-        builder.Services.AddHostedService<MigrateOnStartup>();
+        var workers = Messaging.DispatcherOptions.WorkersEnabled(builder.Configuration);
+        builder.Services.AddHostedService(sp => new MigrateOnStartup(sp, sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>(),
+            workers, sp.GetRequiredService<ILoggerFactory>().CreateLogger<MigrateOnStartup>()));
         if (Messaging.DispatcherOptions.WorkersEnabled(builder.Configuration))
         {
             // After the migrations, so its first pass finds the tables.
@@ -179,10 +181,40 @@ public static class DataExtensions
             exception is not (TimeoutException or NpgsqlException { InnerException: TimeoutException }) && base.ShouldRetryOn(exception);
     }
 
-    private sealed class MigrateOnStartup(IServiceProvider services, Microsoft.Extensions.Options.IOptions<DatabaseOptions> options) : IHostedService
+    /// <summary>
+    /// At start: applies the migrations when <see cref="DatabaseOptions.MigrateOnStartup"/>; otherwise
+    /// a process with workers refuses to start while the database it reaches lacks migrations (its
+    /// consumers would take events and fail on every one, sending them back through the broker,
+    /// while its readiness says <c>migrations</c> Unhealthy). A database that cannot be reached now
+    /// does not stop the start: the workers ride out outages.
+    /// </summary>
+    private sealed class MigrateOnStartup(IServiceProvider services, Microsoft.Extensions.Options.IOptions<DatabaseOptions> options, bool workers,
+        ILogger<MigrateOnStartup> logger) : IHostedService
     {
-        public Task StartAsync(CancellationToken cancellationToken) =>
-            options.Value.MigrateOnStartup ? services.MigrateDatabaseAsync(cancellationToken) : Task.CompletedTask;
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            if (options.Value.MigrateOnStartup)
+            {
+                await services.MigrateDatabaseAsync(cancellationToken);
+                return;
+            }
+            if (!workers) return;
+            List<string> pending;
+            try
+            {
+                await using var scope = services.CreateAsyncScope();
+                pending = [.. await scope.ServiceProvider.GetRequiredService<WebhookDbContext>().Database.GetPendingMigrationsAsync(cancellationToken)];
+            }
+            catch (Exception ex) when (ex.GetBaseException() is NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
+            {
+                logger.LogWarning("Could not check the database's migrations at start ({Reason}); starting anyway", ex.GetBaseException().Message);
+                return;
+            }
+            if (pending.Count > 0)
+                throw new Security.StartupRefusedException(
+                    $"the database lacks {pending.Count} migration(s) this version needs (the latest: {pending[^1]}); run `WebhookDispatcher migrate` " +
+                    "before starting workers (docs/operations.md, \"Release steps\").");
+        }
 
         public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }

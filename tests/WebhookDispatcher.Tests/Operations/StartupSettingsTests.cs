@@ -51,6 +51,23 @@ public sealed class StartupSettingsTests
     }
 
     [Test]
+    public async Task A_worker_on_a_database_that_lacks_migrations_refuses_to_start()
+    {
+        await using var database = await ScratchDatabase.CreateAsync("unmigrated-worker", migrate: false);
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["ConnectionStrings:Postgres"] = database.ConnectionString,
+        });
+
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.EqualTo(1), service.Output);
+        Assert.That(service.Output, Does.Contain("The service cannot start: the database lacks").And.Contain("run `WebhookDispatcher migrate`"));
+        Assert.That(service.Output, Does.Not.Contain("Unhandled exception"));
+    }
+
+    [Test]
     public async Task Private_networks_allowed_outside_Development_are_warned_about_at_start()
     {
         await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
