@@ -107,7 +107,7 @@ public sealed partial class HistoryRetention(
                 catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
                 {
                     postponed.Add(day);
-                    LogPostponed(logger, day, ex.SqlState, ex.MessageText);
+                    LogPostponed(logger, Iso(day), ex.SqlState, ex.MessageText);
                 }
             }
             if (expired.Count > 0)
@@ -128,7 +128,7 @@ public sealed partial class HistoryRetention(
                 }
                 catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
                 {
-                    LogPostponed(logger, day, ex.SqlState, ex.MessageText);
+                    LogPostponed(logger, Iso(day), ex.SqlState, ex.MessageText);
                 }
             }
             return new RetentionResult(true, dropped, deleted, postponed);
@@ -187,7 +187,7 @@ public sealed partial class HistoryRetention(
             rows += gone + attemptsGone;
             if (gone == 0) break;
         }
-        LogKeptDay(logger, day, rows);
+        LogKeptDay(logger, Iso(day), rows);
         return rows;
     }
 
@@ -274,6 +274,9 @@ public sealed partial class HistoryRetention(
         }
     }
 
+    // Days in logs as ISO 8601 (2026-11-02), whatever the host's culture.
+    private static string Iso(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+
     [LoggerMessage(LogLevel.Information, "History retention: {Dropped} expired day(s) dropped, {Deleted} row(s) deleted, {Postponed} day(s) postponed; keeping {Days} days")]
     private static partial void LogPass(ILogger logger, int dropped, long deleted, int postponed, int days);
 
@@ -281,10 +284,10 @@ public sealed partial class HistoryRetention(
     private static partial void LogSkipped(ILogger logger, string holder);
 
     [LoggerMessage(LogLevel.Warning, "History retention postponed day {Day} ({SqlState}: {Reason}); trying again in 5 minutes")]
-    private static partial void LogPostponed(ILogger logger, DateOnly day, string sqlState, string reason);
+    private static partial void LogPostponed(ILogger logger, string day, string sqlState, string reason);
 
     [LoggerMessage(LogLevel.Warning, "History retention kept day {Day}: it still holds unfinished deliveries; deleted its {Rows} finished row(s) instead")]
-    private static partial void LogKeptDay(ILogger logger, DateOnly day, long rows);
+    private static partial void LogKeptDay(ILogger logger, string day, long rows);
 
     [LoggerMessage(LogLevel.Error, "History retention pass failed; trying again in 5 minutes")]
     private static partial void LogPassFailed(ILogger logger, Exception ex);

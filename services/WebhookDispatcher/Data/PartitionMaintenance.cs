@@ -102,12 +102,12 @@ public sealed partial class PartitionMaintenance(
             catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
             {
                 postponed.Add(day);
-                LogPostponed(logger, day, ex.SqlState, ex.MessageText);
+                LogPostponed(logger, Iso(day), ex.SqlState, ex.MessageText);
             }
         }
 
         var ahead = await HistorySql.ScalarAsync<int>(connection, HistorySql.DaysAheadQuery, cancellationToken);
-        if (created > 0) LogMade(logger, created, ahead, today);
+        if (created > 0) LogMade(logger, created, ahead, Iso(today));
         return new PartitionPass(today, created, postponed, ahead);
     }
 
@@ -156,11 +156,14 @@ public sealed partial class PartitionMaintenance(
         }
     }
 
+    // Days in logs as ISO 8601 (2026-11-02), whatever the host's culture.
+    private static string Iso(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+
     [LoggerMessage(LogLevel.Information, "History partitions: made {Created} table(s); partitions now reach {DaysAhead} day(s) past {Today}")]
-    private static partial void LogMade(ILogger logger, int created, int daysAhead, DateOnly today);
+    private static partial void LogMade(ILogger logger, int created, int daysAhead, string today);
 
     [LoggerMessage(LogLevel.Warning, "History partitions of {Day} not made on this pass ({SqlState}: {Reason}); trying again on the next pass")]
-    private static partial void LogPostponed(ILogger logger, DateOnly day, string sqlState, string reason);
+    private static partial void LogPostponed(ILogger logger, string day, string sqlState, string reason);
 
     [LoggerMessage(LogLevel.Error, "History partition pass failed; trying again in {Minutes} minute(s)")]
     private static partial void LogPassFailed(ILogger logger, Exception ex, double minutes);

@@ -205,7 +205,7 @@ public sealed class RetentionTests
             Assert.That(blocked.DaysDropped, Is.Zero);
             Assert.That(blocked.DaysPostponed, Is.EqualTo(new[] { today.AddDays(-46), today.AddDays(-45) }),
                 "the first day's detach timed out waiting; the second cannot start while the first is pending");
-            Assert.That(history.RetentionLog.At(LogLevel.Warning), Has.Some.Contains($"postponed day {today.AddDays(-46)}").And.Contains("55P03"));
+            Assert.That(history.RetentionLog.At(LogLevel.Warning), Has.Some.Contains($"postponed day {today.AddDays(-46):yyyy-MM-dd}").And.Contains("55P03"));
             Assert.That(after.DaysDropped, Is.EqualTo(2), "the next pass finishes the pending detach and drops both days");
             Assert.That(after.DaysPostponed, Is.Empty);
             Assert.That(await history.ExistsAsync($"webhook_deliveries_{today.AddDays(-46):yyyyMMdd}"), Is.False);
@@ -231,7 +231,7 @@ public sealed class RetentionTests
         {
             Assert.That(pass.DaysPostponed, Is.EqualTo(new[] { today.AddDays(-46) }));
             Assert.That(pass.DaysDropped, Is.EqualTo(1));
-            Assert.That(history.RetentionLog.At(LogLevel.Warning), Has.One.Contains($"postponed day {today.AddDays(-46)}").And.Contains("55P03"));
+            Assert.That(history.RetentionLog.At(LogLevel.Warning), Has.One.Contains($"postponed day {today.AddDays(-46):yyyy-MM-dd}").And.Contains("55P03"));
             Assert.That(await history.CountAsync(locked), Is.EqualTo(1), "the locked day is still there, attached");
             Assert.That(await history.CountAsync(free), Is.Zero);
             Assert.That(await history.ExistsAsync($"webhook_deliveries_{today.AddDays(-45):yyyyMMdd}"), Is.False);
