@@ -47,7 +47,7 @@ export function deliveryLog(s) {
     for (const d of rows) tbody.append(...deliveryRows(d, s, () => load(null, false)));
     body.querySelector('.more')?.remove();
     if (r.data.has_more) {
-      body.append(h('div', { class: 'more' }, h('button', { type: 'button', class: 'secondary', onclick: () => load(r.data.next_cursor, true) }, 'Load older deliveries')));
+      body.append(h('div', { class: 'more' }, h('button', { type: 'button', class: 'secondary', onclick: e => { e.currentTarget.disabled = true; load(r.data.next_cursor, true); } }, 'Load older deliveries')));
     }
     // While deliveries on the first page are still under way, look again shortly.
     clearTimeout(state.timer);

@@ -6,7 +6,8 @@ import { api, attemptsTable, badge, h, payloadBlock, percent, problemText, rende
 // A list's older entries, paged by the cursor each answer gives (same query, newest first): a
 // "Load older" button under the table while there are more; its rows are appended to body.
 function olderPager(more, body, path, query, row, label) {
-  const older = cursor => cursor ? more.replaceChildren(h('p', { class: 'pad' }, h('button', { type: 'button', class: 'secondary', onclick: async () => {
+  const older = cursor => cursor ? more.replaceChildren(h('p', { class: 'pad' }, h('button', { type: 'button', class: 'secondary', onclick: async e => {
+    e.currentTarget.disabled = true; // one page per click: a second click would append the same page again
     const next = await api('GET', `${path}?${new URLSearchParams({ ...query, cursor })}`);
     if (!next.ok) return more.replaceChildren(h('p', { class: 'error pad', role: 'alert' }, problemText(next)));
     body.append(...next.data.data.map(row));
