@@ -145,7 +145,7 @@ internal static partial class OpenApiDocumentation
             }
             if (operation.Responses?.TryGetValue("429", out var tooMany) == true && tooMany is OpenApiResponse limited)
             {
-                limited.Description = "Too many requests: past the per-user rate limit. Retry after the Retry-After header's seconds.";
+                limited.Description = "Too many requests: past a per-user rate limit, or (where a template renders) no turn to render within 5 s. Retry after the Retry-After header's seconds.";
                 limited.Headers = new Dictionary<string, IOpenApiHeader>
                 {
                     ["Retry-After"] = new OpenApiHeader

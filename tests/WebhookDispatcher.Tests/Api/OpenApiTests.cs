@@ -49,7 +49,7 @@ public sealed class OpenApiTests
             [("post", "/api/webhooks")] = ["201", "400", "401", "403", "409", "413", "415", "422", "429", "503"],
             [("get", "/api/webhooks")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}")] = ["200", "401", "404", "503"],
-            [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "403", "404", "413", "415", "503"],
+            [("patch", "/api/webhooks/{id}")] = ["200", "400", "401", "403", "404", "413", "415", "429", "503"],
             [("delete", "/api/webhooks/{id}")] = ["204", "401", "403", "404", "503"],
             [("post", "/api/webhooks/{id}/test")] = ["200", "401", "403", "404", "429", "503"],
             // 403: a read-only portal session (every POST); 422: the template fails on the example.
