@@ -32,12 +32,16 @@ public static partial class SubscriptionsApi
         if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
             return TypedResults.ValidationProblem(errors);
         if (idempotencyKey is not null && IdempotencyKeys.Problem(idempotencyKey) is { } keyProblem) errors[IdempotencyKeys.Header] = [keyProblem];
-        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
-        switch (await TemplateCheckAsync(null, fields, services, request.HttpContext.Response, cancellationToken))
+        // Tried even beside other bad fields, so that one answer names them all.
+        var templateCheck = await TemplateCheckAsync(null, fields, services, request.HttpContext.Response, cancellationToken);
+        if (templateCheck is ValidationProblem badTemplate)
+            foreach (var (field, messages) in badTemplate.ProblemDetails.Errors) errors[field] = messages;
+        if (errors.Count > 0)
         {
-            case ValidationProblem badTemplate: return badTemplate;
-            case ProblemHttpResult noTurn: return noTurn;
+            request.HttpContext.Response.Headers.Remove("Retry-After"); // a 429 of the check not given: the 400 comes first
+            return TypedResults.ValidationProblem(errors);
         }
+        if (templateCheck is ProblemHttpResult noTurn) return noTurn;
         var fingerprint = idempotencyKey is null ? null : IdempotencyKeys.Fingerprint(body.RootElement);
 
         var db = services.Db;

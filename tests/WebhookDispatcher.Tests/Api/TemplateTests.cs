@@ -62,6 +62,20 @@ public sealed class TemplateTests
     }
 
     [Test]
+    public async Task A_create_with_a_bad_url_and_a_template_that_fails_on_the_examples_names_both()
+    {
+        var user = Events.NewUser();
+        using var client = TestTokens.Client(user);
+
+        var response = await client.PostJsonAsync("/api/webhooks",
+            """{"url": "ftp://hooks.example.com/x", "event_types": ["email.received"], "template": {"liquid": "{{ data.subject | no_such_filter }}"}}""");
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That((await response.JsonAsync()).ErrorFields(), Is.EquivalentTo(new[] { "url", "template" }));
+        Assert.That(response.Headers.RetryAfter, Is.Null);
+    }
+
+    [Test]
     public async Task A_template_is_stored_shown_and_removed()
     {
         using var client = TestTokens.Client(Events.NewUser());
