@@ -30,8 +30,9 @@ internal static partial class OpenApiDocumentation
     private static readonly Dictionary<string, (string Description, Func<OpenApiSchema> Schema)> Parameters = new()
     {
         ["is_active"] = ("Only active (true) or inactive (false) subscriptions.", () => new OpenApiSchema { Type = JsonSchemaType.Boolean }),
-        [IdempotencyKeys.Header] = ("Optional. The same request sent again with the same key within 24 hours answers with the subscription the first one " +
-                                    "created (201, its secret as it is now) instead of a second one; with another body, 422. A UUID per create is a good key.",
+        [IdempotencyKeys.Header] = ("Optional. The same request sent again with the same key within 24 hours answers with what the first one made " +
+                                    "(a create: the subscription, 201, its secret as it is now; a rotation: the secret it made, while still the current one) " +
+                                    "instead of doing it again; with another request, 422. A UUID per request is a good key.",
             () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = IdempotencyKeys.MaxLength, Pattern = "^[!-~]+$" }),
         ["include_attempts"] = ("Include each delivery's attempts, oldest first.",
             () => new OpenApiSchema { Type = JsonSchemaType.Boolean, Default = JsonValue.Create(false) }),

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using WebhookDispatcher.Data;
@@ -52,9 +53,18 @@ public static partial class SubscriptionsApi
             response.ErrorMessage));
     }
 
-    private static async Task<Results<Ok<RotatedSecretResponse>, ProblemHttpResult>> RotateSecret(
-        Guid id, [AsParameters] ApiServices services, CancellationToken cancellationToken)
+    /// <remarks>
+    /// With an <c>Idempotency-Key</c> (<see cref="IdempotencyKeys"/>) the rotation and its key are
+    /// stored in one transaction, and a repeat answers the secret the first one made while it is
+    /// still the current one (409 once rotated again since), so a lost answer does not cost the
+    /// previous secret its grace period.
+    /// </remarks>
+    private static async Task<Results<Ok<RotatedSecretResponse>, ValidationProblem, ProblemHttpResult>> RotateSecret(
+        Guid id, [AsParameters] ApiServices services, [FromHeader(Name = IdempotencyKeys.Header)] string? idempotencyKey,
+        CancellationToken cancellationToken)
     {
+        if (idempotencyKey is not null && IdempotencyKeys.Problem(idempotencyKey) is { } keyProblem)
+            return ApiInput.Invalid(IdempotencyKeys.Header, keyProblem);
         var userId = services.UserId;
         var found = await services.Owned().Where(s => s.Id == id).Select(s => new { s.Secret, s.SigningKey }).FirstOrDefaultAsync(cancellationToken);
         if (found is null) return NotFound(id);
@@ -66,18 +76,54 @@ public static partial class SubscriptionsApi
         var privateKey = found.SigningKey is null ? null : WebhookSigner.NewPrivateKey();
         var sealedKey = sealer.SealOrNull(privateKey);
         var expires = now.AddHours(services.Options.Value.SecretRotationGraceHours);
+        var answer = new RotatedSecretResponse(secret, expires, privateKey is null ? null : WebhookSigner.PublicKey(privateKey));
         // Compare-and-swap on the secret: of two rotations at once one wins and the other gets 409,
         // so no caller is handed a secret that never signs.
-        var rotated = await services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId && s.Secret == current)
+        Task<int> RotateAsync(CancellationToken ct) => services.Db.Subscriptions.Where(s => s.Id == id && s.UserId == userId && s.Secret == current)
             .ExecuteUpdateAsync(u =>
             {
                 u.SetProperty(s => s.PreviousSecret, current).SetProperty(s => s.PreviousSecretExpiresAt, expires)
                     .SetProperty(s => s.Secret, sealer.Seal(secret)).SetProperty(s => s.UpdatedAt, now);
                 if (sealedKey is not null) u.SetProperty(s => s.PreviousSigningKey, s => s.SigningKey).SetProperty(s => s.SigningKey, sealedKey);
-            }, cancellationToken);
-        return rotated == 1
-            ? TypedResults.Ok(new RotatedSecretResponse(secret, expires, privateKey is null ? null : WebhookSigner.PublicKey(privateKey)))
-            : TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Secret changed meanwhile",
-                detail: "Another rotation of this webhook's secret finished first; its new secret is the current one.");
+            }, ct);
+        if (idempotencyKey is null)
+            return await RotateAsync(cancellationToken) == 1 ? TypedResults.Ok(answer) : RotatedMeanwhile();
+
+        var db = services.Db;
+        var fingerprint = IdempotencyKeys.RotationFingerprint(id);
+        return await db.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            if (await IdempotencyKeys.FindAsync(db, userId, idempotencyKey, fingerprint, ct) is { } earlier)
+                return await RepeatedRotationAsync(earlier, id, services, ct);
+            if (await RotateAsync(ct) != 1) return RotatedMeanwhile();
+            await IdempotencyKeys.StoreAsync(db, userId, idempotencyKey, fingerprint, id, now, ct, IdempotencyKeys.SecretHash(secret));
+            await tx.CommitAsync(ct);
+            return (Results<Ok<RotatedSecretResponse>, ValidationProblem, ProblemHttpResult>)TypedResults.Ok(answer);
+        }, cancellationToken);
+    }
+
+    private static ProblemHttpResult RotatedMeanwhile() => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict,
+        title: "Secret changed meanwhile", detail: "Another rotation of this webhook's secret finished first; its new secret is the current one.");
+
+    /// <summary>
+    /// The answer to a rotation repeated with its <c>Idempotency-Key</c>: the secret the first one
+    /// made while it is the current one (200), 409 once rotated again since, 422 when the key came with another request.
+    /// </summary>
+    private static async Task<Results<Ok<RotatedSecretResponse>, ValidationProblem, ProblemHttpResult>> RepeatedRotationAsync(
+        IdempotencyKeys.Earlier earlier, Guid id, ApiServices services, CancellationToken cancellationToken)
+    {
+        if (!earlier.SameRequest || earlier.ResultHash is null)
+            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Idempotency-Key reused",
+                detail: $"This {IdempotencyKeys.Header} was sent with another request in the last {IdempotencyKeys.Lifetime.TotalHours:0} hours; " +
+                        "use a new key for a new request. Nothing was changed.",
+                extensions: new Dictionary<string, object?> { ["field"] = IdempotencyKeys.Header });
+        var s = await services.Owned().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
+        if (s is null) return NotFound(id);
+        var secret = services.Sealer.Unseal(s.Secret);
+        if (!IdempotencyKeys.SecretHash(secret).AsSpan().SequenceEqual(earlier.ResultHash) || s.PreviousSecretExpiresAt is not { } expires)
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Rotated again since",
+                detail: $"The secret this {IdempotencyKeys.Header} made is no longer the current one: the secret was rotated again since. Nothing was changed.");
+        return TypedResults.Ok(new RotatedSecretResponse(secret, expires, SubscriptionResponse.PublicKeyOf(s.SigningKey, services.Sealer)));
     }
 }

@@ -84,7 +84,8 @@ public static partial class SubscriptionsApi
             .WithDescription("Payloads are left out (each up to Delivery:MaxEventBytes); GET /api/webhooks/{id}/deliveries/{deliveryId} has one delivery's.");
         one.MapGet("/deliveries/{deliveryId:guid}", GetDelivery).WithName("GetDelivery")
             .WithSummary("One delivery with its attempts and its payload (the exact body sent on every attempt, or with a template the payload it is rendered from)");
-        Changes(one.MapPost("/rotate-secret", RotateSecret)).ProducesProblem(StatusCodes.Status409Conflict).WithName("RotateWebhookSecret")
+        Changes(one.MapPost("/rotate-secret", RotateSecret)).ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesValidationProblem().ProducesProblem(StatusCodes.Status422UnprocessableEntity).WithName("RotateWebhookSecret")
             .WithSummary("Issue a new secret; the previous one keeps signing webhook-signature for the grace period");
         Changes(WithJsonBody(one.MapPost("/recover", Recover).Accepts<RecoverRequest>("application/json"))).WithName("RecoverDeliveries")
             .ProducesProblem(StatusCodes.Status409Conflict)

@@ -1,12 +1,14 @@
 using System.Net;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using WebhookDispatcher.Tests.Infrastructure;
 
 namespace WebhookDispatcher.Tests.Api;
 
 /// <summary>
-/// <c>Idempotency-Key</c> on <c>POST /api/webhooks</c>: a repeated create makes no second
-/// subscription, on any replica, whatever the limits; another body with the same key is refused.
+/// <c>Idempotency-Key</c> on <c>POST /api/webhooks</c> and <c>…/rotate-secret</c>: a repeated
+/// create makes no second subscription and a repeated rotation no second rotation, on any replica,
+/// whatever the limits; another request with the same key is refused.
 /// </summary>
 public sealed class IdempotencyKeyTests
 {
@@ -120,5 +122,42 @@ public sealed class IdempotencyKeyTests
     {
         using var client = _one.Client(Events.NewUser());
         Assert.That((await CreateAsync(client, new string('k', 256))).StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+    }
+
+    private static async Task<HttpResponseMessage> RotateAsync(HttpClient client, string id, string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/webhooks/{id}/rotate-secret");
+        request.Headers.TryAddWithoutValidation("Idempotency-Key", key);
+        return await client.SendAsync(request);
+    }
+
+    [Test]
+    public async Task A_rotation_repeated_with_its_key_answers_the_same_secret_and_keeps_the_first_secrets_grace()
+    {
+        var user = Events.NewUser();
+        using var one = _one.Client(user);
+        using var two = _two.Client(user);
+        var made = await (await CreateAsync(one, Guid.NewGuid().ToString())).JsonAsync();
+        var id = made["id"]!.GetValue<string>();
+        var key = Guid.NewGuid().ToString();
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => RotateAsync(i % 2 == 0 ? one : two, id, key)));
+
+        foreach (var answer in answers)
+            Assert.That(answer.StatusCode, Is.EqualTo(HttpStatusCode.OK), await answer.Content.ReadAsStringAsync());
+        var secrets = new HashSet<string>();
+        foreach (var answer in answers) secrets.Add((await answer.JsonAsync())["secret"]!.GetValue<string>());
+        Assert.That(secrets, Has.Count.EqualTo(1), "one rotation, the same secret in every answer");
+        var stored = await Dispatcher.QueryAsync(db => db.Subscriptions.AsNoTracking().SingleAsync(s => s.UserId == user));
+        var sealer = Dispatcher.Services.GetRequiredService<WebhookDispatcher.Security.SecretSealer>();
+        Assert.That(sealer.Unseal(stored.PreviousSecret!), Is.EqualTo(made["secret"]!.GetValue<string>()),
+            "the first secret still signs beside the new one: a repeat did not rotate again");
+
+        // Rotated again without the key: the key's secret is no longer current.
+        Assert.That((await one.PostAsync($"/api/webhooks/{id}/rotate-secret", null)).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That((await RotateAsync(two, id, key)).StatusCode, Is.EqualTo(HttpStatusCode.Conflict));
+        // A key is one request's: a rotation's key sent with a create is refused.
+        Assert.That((await RotateAsync(one, id, "k-other-request")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That((await CreateAsync(one, "k-other-request")).StatusCode, Is.EqualTo(HttpStatusCode.UnprocessableEntity));
     }
 }

@@ -58,7 +58,7 @@ public sealed class OpenApiTests
             [("get", "/api/webhooks/stats/timeline")] = ["200", "400", "401", "503"],
             [("get", "/api/webhooks/{id}/deliveries")] = ["200", "400", "401", "404", "503"],
             [("get", "/api/webhooks/{id}/deliveries/{deliveryId}")] = ["200", "401", "404", "503"],
-            [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "401", "403", "404", "409", "503"],
+            [("post", "/api/webhooks/{id}/rotate-secret")] = ["200", "400", "401", "403", "404", "409", "422", "503"],
             [("post", "/api/webhooks/{id}/deliveries/{deliveryId}/retry")] = ["202", "401", "403", "404", "409", "503"],
             [("post", "/api/webhooks/{id}/recover")] = ["202", "400", "401", "403", "404", "409", "413", "415", "503"],
             [("post", "/api/webhooks/portal-sessions")] = ["201", "400", "401", "403", "413", "415", "429", "503"],

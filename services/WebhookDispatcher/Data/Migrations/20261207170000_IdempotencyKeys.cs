@@ -6,8 +6,9 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace WebhookDispatcher.Data.Migrations
 {
     /// <summary>
-    /// The <c>Idempotency-Key</c>s of subscription creates (<see cref="Subscriptions.IdempotencyKeys"/>):
-    /// per user and key, the fingerprint of the request and the subscription it made, kept
+    /// The <c>Idempotency-Key</c>s of subscription creates and secret rotations (<see cref="Subscriptions.IdempotencyKeys"/>):
+    /// per user and key, the fingerprint of the request, the subscription it made or rotated and
+    /// (for a rotation) the SHA-256 of the secret it made, kept
     /// <see cref="Subscriptions.IdempotencyKeys.Lifetime"/>. The model is unchanged (raw SQL), so
     /// this migration carries no target model.
     /// </summary>
@@ -23,6 +24,7 @@ namespace WebhookDispatcher.Data.Migrations
                     idempotency_key character varying(255) NOT NULL,
                     request_hash bytea NOT NULL,
                     subscription_id uuid NOT NULL,
+                    result_hash bytea,
                     created_at timestamp with time zone NOT NULL,
                     CONSTRAINT pk_webhook_idempotency_keys PRIMARY KEY (user_id, idempotency_key));
                 """);
