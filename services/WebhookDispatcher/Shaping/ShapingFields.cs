@@ -52,8 +52,8 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
     /// <summary>
     /// Why <paramref name="template"/> fails on the example payloads of <paramref name="eventTypes"/>
     /// (a body over <paramref name="maxBodyBytes"/>, or all of them together taking more than
-    /// <see cref="TemplateRenderer.MaxCheckTime"/>, included), or null; each rendering in
-    /// <paramref name="userId"/>'s turn (<see cref="TemplateRenderGate"/>), so that trying templates
+    /// <see cref="TemplateRenderer.MaxCheckTime"/>, included), or null; rendered in one of
+    /// <paramref name="userId"/>'s turns (<see cref="TemplateRenderGate"/>), so that trying templates
     /// takes no more of the machine from other users than delivering them does. <c>NoTurn</c> when
     /// no turn came within <paramref name="maxWait"/>: the template was not tried.
     /// </summary>
@@ -61,24 +61,28 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
     public static async Task<(string? Problem, bool NoTurn)> RenderErrorAsync(WebhookTemplate template, IEnumerable<string> eventTypes,
         int maxBodyBytes, TemplateRenderGate gate, string userId, TimeSpan maxWait, CancellationToken cancellationToken)
     {
-        var spent = TimeSpan.Zero;
-        foreach (var type in eventTypes)
+        string? problem = null;
+        var rendered = await gate.RunAsync(userId, () =>
         {
-            if (EventCatalog.All.FirstOrDefault(e => e.Name == type) is not { } info) continue;
-            var left = TemplateRenderer.MaxCheckTime - spent;
-            if (left <= TimeSpan.Zero)
-                return ($"Rendering the examples of its event types took longer than {TemplateRenderer.MaxCheckTime.TotalMilliseconds:0} ms in all.", false);
+            // Every example in the one turn: a turn per example would queue once per event type.
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            var rendered = await gate.RunAsync(userId, () =>
+            foreach (var type in eventTypes)
             {
-                started = System.Diagnostics.Stopwatch.GetTimestamp();
-                return TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, left);
-            }, cancellationToken, maxWait);
-            if (ReferenceEquals(rendered.Error, TemplateRenderGate.WaitedTooLong)) return (null, true);
-            spent += System.Diagnostics.Stopwatch.GetElapsedTime(started);
-            if (rendered.Error is not null) return ($"Rendering the {type} example failed: {rendered.Error}", false);
-        }
-        return (null, false);
+                if (EventCatalog.All.FirstOrDefault(e => e.Name == type) is not { } info) continue;
+                var left = TemplateRenderer.MaxCheckTime - System.Diagnostics.Stopwatch.GetElapsedTime(started);
+                if (left <= TimeSpan.Zero)
+                {
+                    problem = $"Rendering the examples of its event types took longer than {TemplateRenderer.MaxCheckTime.TotalMilliseconds:0} ms in all.";
+                    break;
+                }
+                var result = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, left);
+                if (result.Error is null) continue;
+                problem = $"Rendering the {type} example failed: {result.Error}";
+                break;
+            }
+            return new RenderedBody([], template.BodyContentType, null);
+        }, cancellationToken, maxWait);
+        return ReferenceEquals(rendered.Error, TemplateRenderGate.WaitedTooLong) ? (null, true) : (problem, false);
     }
 
     /// <summary>The catalog's example payload of <paramref name="eventType"/> as the UTF-8 bytes a delivery would carry.</summary>

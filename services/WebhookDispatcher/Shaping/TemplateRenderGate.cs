@@ -5,9 +5,10 @@ namespace WebhookDispatcher.Shaping;
 /// process's cores from the others (issue 14: one tenant cannot slow down another). At most
 /// <see cref="Environment.ProcessorCount"/> renderings run at once, one user's at most one fewer
 /// (so on 2 cores, one at a time). When a turn frees, it goes to the waiting user whose renderings
-/// took the least time lately (their rendering time, halved every <see cref="HalfLife"/>), oldest
-/// request first within a user: a user whose templates are cheap is served first, and one whose
-/// templates are costly waits behind everyone else, however many such users there are. A
+/// took the least time lately (their rendering time in all, halved every <see cref="HalfLife"/>),
+/// oldest request first within a user: when users ask for more rendering than the cores have, each
+/// gets an equal share of their time (a user whose templates are cheap is served first; one asking
+/// for more than its share, by costly templates or by many events, waits). A
 /// rendering's own time limit (<see cref="TemplateRenderer.MaxRenderTime"/>) counts from its
 /// start, not while it waits. One that has waited its longest wait does not run (a transient
 /// error: deliveries retry it), so that no attempt runs late past its lease.
