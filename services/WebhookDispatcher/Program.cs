@@ -104,6 +104,9 @@ static string? StartupRefusal(Exception ex)
         // A PostgreSQL connection string Npgsql cannot read ("Couldn't set hst").
         if (e is ArgumentException && e.Source == typeof(Npgsql.NpgsqlConnection).Assembly.GetName().Name)
             return $"ConnectionStrings:Postgres: {e.Message}";
+        // A log level that is none (Logging:LogLevel:Default "Loud").
+        if (e is InvalidOperationException && e.Source?.StartsWith("Microsoft.Extensions.Logging", StringComparison.Ordinal) == true)
+            return $"Logging: {e.Message}";
     }
     return null;
 }

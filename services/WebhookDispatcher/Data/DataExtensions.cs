@@ -36,11 +36,26 @@ public static class DataExtensions
     /// if configured, migration at start-up, and when <see cref="Messaging.DispatcherOptions.Workers"/>
     /// is on, the <see cref="PartitionMaintenance"/> that makes the history's day partitions ahead.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The connection string is missing.</exception>
+    /// <exception cref="Security.StartupRefusedException">The connection string is missing, or Npgsql cannot read it, or it names no host.</exception>
     public static IHostApplicationBuilder AddData(this IHostApplicationBuilder builder)
     {
-        var connectionString = builder.Configuration.GetConnectionString("Postgres")
-                               ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.");
+        var connectionString = builder.Configuration.GetConnectionString("Postgres") is { Length: > 0 } given
+            ? given
+            : throw new Security.StartupRefusedException("ConnectionStrings:Postgres is not set (e.g. Host=127.0.0.1;Port=5432;Database=webhooks;Username=webhooks;Password=…).");
+        // Read once here, so that a malformed value stops the start with its reason (Program) rather
+        // than wherever a data source happens to be built first.
+        try
+        {
+            var read = new NpgsqlConnectionStringBuilder(connectionString);
+            if (string.IsNullOrWhiteSpace(read.Host))
+                throw new Security.StartupRefusedException("ConnectionStrings:Postgres names no Host.");
+            if (read.Port is < 1 or > 65535)
+                throw new Security.StartupRefusedException($"ConnectionStrings:Postgres: Port must be from 1 to 65535; it is {read.Port}.");
+        }
+        catch (ArgumentException ex)
+        {
+            throw new Security.StartupRefusedException($"ConnectionStrings:Postgres cannot be read: {ex.Message}");
+        }
         builder.Services.AddSingleton(_ =>
         {
             var dataSource = new NpgsqlDataSourceBuilder(connectionString);

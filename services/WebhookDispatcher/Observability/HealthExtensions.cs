@@ -77,8 +77,11 @@ public static class HealthExtensions
                 registration.Factory = sp => new DegradedIsUnhealthy(factory(sp));
             }
         });
-        var timeout = TimeSpan.FromSeconds(builder.Configuration.GetSection(HealthOptions.Section).Get<HealthOptions>()?.TimeoutSeconds
-                                           ?? new HealthOptions().TimeoutSeconds);
+        var seconds = builder.Configuration.GetSection(HealthOptions.Section).Get<HealthOptions>()?.TimeoutSeconds ?? new HealthOptions().TimeoutSeconds;
+        // Read here, before the options' own validation runs: its range is checked now.
+        if (seconds is < 1 or > 4)
+            throw new Security.StartupRefusedException($"Health:TimeoutSeconds must be from 1 to 4; it is {seconds}.");
+        var timeout = TimeSpan.FromSeconds(seconds);
         builder.Services.AddHealthChecks()
             .AddCheck<DatabaseHealthCheck>(PostgresCheck, tags: [ReadyTag], timeout: timeout)
             .AddCheck<MigrationsHealthCheck>(MigrationsCheck, tags: [ReadyTag], timeout: timeout)

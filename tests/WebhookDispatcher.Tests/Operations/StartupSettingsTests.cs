@@ -35,6 +35,11 @@ public sealed class StartupSettingsTests
     [TestCase("Health:TimeoutSeconds", "abc", "Health:TimeoutSeconds", TestName = "A health setting that does not parse stops the service with a message naming it")]
     [TestCase("ConnectionStrings:RabbitMq", "not a uri", "ConnectionStrings:RabbitMq", TestName = "A broker connection string that is no amqp URI stops the service with a message naming it")]
     [TestCase("ConnectionStrings:Postgres", "Hst=x;;", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string Npgsql cannot read stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "garbage", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string that is no list of settings stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "Host=;Port=5432", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string without a host stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "Host=127.0.0.1;Port=70000", "ConnectionStrings:Postgres", TestName = "A PostgreSQL port out of range stops the service with a message naming it")]
+    [TestCase("Health:TimeoutSeconds", "0", "Health:TimeoutSeconds", TestName = "A health timeout out of its range stops the service with a message naming it")]
+    [TestCase("Logging:LogLevel:Default", "Loud", "Logging", TestName = "A log level that is none stops the service with a message naming the section")]
     public async Task A_setting_read_while_the_service_is_built_stops_it_with_the_reason_alone(string name, string value, string named)
     {
         await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
