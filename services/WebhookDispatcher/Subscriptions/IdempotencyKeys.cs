@@ -41,13 +41,13 @@ internal static class IdempotencyKeys
     /// <summary>A rotation's fingerprint: the operation and the subscription.</summary>
     public static byte[] RotationFingerprint(Guid subscriptionId) => SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"rotate-secret {subscriptionId}"));
 
-    /// <summary>SHA-256 of a secret a rotation made, to tell later whether it is still the current one.</summary>
+    /// <summary>SHA-256 of a secret a create or a rotation made, to tell later whether it is still the current one.</summary>
     public static byte[] SecretHash(string secret) => SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret));
 
     /// <summary>What an earlier request with the key made.</summary>
     /// <param name="SubscriptionId">The subscription it created or rotated.</param>
     /// <param name="SameRequest">Whether its fingerprint is this request's.</param>
-    /// <param name="ResultHash">For a rotation: <see cref="SecretHash"/> of the secret it made.</param>
+    /// <param name="ResultHash"><see cref="SecretHash"/> of the secret it made.</param>
     public sealed record Earlier(Guid SubscriptionId, bool SameRequest, byte[]? ResultHash);
 
     /// <summary>First key of <c>pg_advisory_xact_lock(int, int)</c> for a user's key, the second being <c>hashtext</c> of user and key.</summary>
@@ -55,8 +55,8 @@ internal static class IdempotencyKeys
 
     /// <summary>
     /// In <paramref name="db"/>'s open transaction: takes the lock on the user's key (held until the
-    /// transaction ends), forgets the user's keys older than <see cref="Lifetime"/> and returns what
-    /// an earlier request with <paramref name="key"/> made, or null.
+    /// transaction ends), forgets the key if it is older than <see cref="Lifetime"/> (and up to 100
+    /// other expired keys) and returns what an earlier request with <paramref name="key"/> made, or null.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed.</exception>
     public static async Task<Earlier?> FindAsync(WebhookDbContext db, string userId, string key, byte[] fingerprint, CancellationToken cancellationToken)
@@ -70,9 +70,15 @@ internal static class IdempotencyKeys
                 {
                     Parameters = { new() { Value = LockSpace }, Text(userId), Text(key) },
                 },
-                new NpgsqlBatchCommand("DELETE FROM webhook_idempotency_keys WHERE user_id = $1 AND created_at < clock_timestamp() - $2")
+                // This key if it expired, and up to 100 expired keys of anyone: the table stays small without a job of its own.
+                new NpgsqlBatchCommand("""
+                    DELETE FROM webhook_idempotency_keys
+                    WHERE (user_id = $1 AND idempotency_key = $2 AND created_at < clock_timestamp() - $3)
+                       OR (user_id, idempotency_key) IN (SELECT user_id, idempotency_key FROM webhook_idempotency_keys
+                                                         WHERE created_at < clock_timestamp() - $3 LIMIT 100)
+                    """)
                 {
-                    Parameters = { Text(userId), new() { Value = Lifetime } },
+                    Parameters = { Text(userId), Text(key), new() { Value = Lifetime } },
                 },
                 new NpgsqlBatchCommand("SELECT subscription_id, request_hash = $3, result_hash FROM webhook_idempotency_keys WHERE user_id = $1 AND idempotency_key = $2")
                 {
@@ -90,7 +96,7 @@ internal static class IdempotencyKeys
 
     /// <summary>
     /// In <paramref name="db"/>'s open transaction: remembers that <paramref name="key"/> made or
-    /// rotated <paramref name="subscriptionId"/> at <paramref name="now"/> (a rotation with the hash of its secret).
+    /// rotated <paramref name="subscriptionId"/> at <paramref name="now"/>, with the hash of the secret it made.
     /// </summary>
     /// <exception cref="NpgsqlException">The database failed.</exception>
     public static async Task StoreAsync(WebhookDbContext db, string userId, string key, byte[] fingerprint, Guid subscriptionId, DateTimeOffset now,

@@ -86,7 +86,8 @@ public static partial class SubscriptionsApi
             db.Subscriptions.Add(subscription);
             await db.SaveChangesAsync(ct);
             if (idempotencyKey is not null)
-                await IdempotencyKeys.StoreAsync(db, subscription.UserId, idempotencyKey, fingerprint!, subscription.Id, found.Now, ct);
+                await IdempotencyKeys.StoreAsync(db, subscription.UserId, idempotencyKey, fingerprint!, subscription.Id, found.Now, ct,
+                    IdempotencyKeys.SecretHash(secret));
             await tx.CommitAsync(ct);
             return (found, null);
         }, cancellationToken);
@@ -103,8 +104,9 @@ public static partial class SubscriptionsApi
 
     /// <summary>
     /// The answer to a create repeated with its <c>Idempotency-Key</c>: the subscription the first
-    /// request made, as it is now (its current secret), with 201; 422 when the key came with another
-    /// body; 409 when that subscription was deleted since.
+    /// request made, as it is now, with the secret it made, 201; 422 when the key came with another
+    /// body; 409 when that subscription was deleted since, or its secret rotated since (the secret a
+    /// rotation made is shown only by the rotation).
     /// </summary>
     private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> RepeatedCreateAsync(
         IdempotencyKeys.Earlier earlier, ApiServices services, CancellationToken cancellationToken)
@@ -118,6 +120,11 @@ public static partial class SubscriptionsApi
         if (made is null || made.DeletedAt is not null)
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Created, then deleted",
                 detail: $"The subscription {earlier.SubscriptionId} this {IdempotencyKeys.Header} created has been deleted since. Nothing was created.",
+                extensions: new Dictionary<string, object?> { ["id"] = earlier.SubscriptionId });
+        if (earlier.ResultHash is null || !IdempotencyKeys.SecretHash(services.Sealer.Unseal(made.Secret)).AsSpan().SequenceEqual(earlier.ResultHash))
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Created, then its secret rotated",
+                detail: $"The subscription {earlier.SubscriptionId} this {IdempotencyKeys.Header} created has had its secret rotated since; " +
+                        "the secret it was created with is no longer shown. Nothing was created.",
                 extensions: new Dictionary<string, object?> { ["id"] = earlier.SubscriptionId });
         return CreatedAnswer(made, services.Sealer);
     }

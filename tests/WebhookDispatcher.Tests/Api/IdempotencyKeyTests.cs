@@ -102,6 +102,21 @@ public sealed class IdempotencyKeyTests
         Assert.That(await RowsAsync(user), Is.EqualTo(1), "only the deleted one");
     }
 
+    [Test]
+    public async Task A_create_repeated_after_its_secret_was_rotated_answers_409_and_shows_no_secret()
+    {
+        var user = Events.NewUser();
+        using var client = _one.Client(user);
+        var made = await (await CreateAsync(client, "k-rotated")).JsonAsync();
+        Assert.That((await client.PostAsync($"/api/webhooks/{made["id"]!.GetValue<string>()}/rotate-secret", null)).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        var repeat = await CreateAsync(client, "k-rotated");
+
+        Assert.That(repeat.StatusCode, Is.EqualTo(HttpStatusCode.Conflict), await repeat.Content.ReadAsStringAsync());
+        Assert.That(await repeat.Content.ReadAsStringAsync(), Does.Not.Contain("whsec_"));
+        Assert.That(await RowsAsync(user), Is.EqualTo(1));
+    }
+
     [TestCase("")]
     [TestCase("has space")]
     [TestCase("tab\there")]

@@ -8,7 +8,7 @@ namespace WebhookDispatcher.Data.Migrations
     /// <summary>
     /// The <c>Idempotency-Key</c>s of subscription creates and secret rotations (<see cref="Subscriptions.IdempotencyKeys"/>):
     /// per user and key, the fingerprint of the request, the subscription it made or rotated and
-    /// (for a rotation) the SHA-256 of the secret it made, kept
+    /// the SHA-256 of the secret it made (so a repeat tells whether it is still the current one), kept
     /// <see cref="Subscriptions.IdempotencyKeys.Lifetime"/>. The model is unchanged (raw SQL), so
     /// this migration carries no target model.
     /// </summary>
@@ -27,6 +27,7 @@ namespace WebhookDispatcher.Data.Migrations
                     result_hash bytea,
                     created_at timestamp with time zone NOT NULL,
                     CONSTRAINT pk_webhook_idempotency_keys PRIMARY KEY (user_id, idempotency_key));
+                CREATE INDEX ix_webhook_idempotency_keys_created_at ON webhook_idempotency_keys (created_at);
                 """);
 
         /// <inheritdoc />
