@@ -73,7 +73,7 @@ public static class DataExtensions
         var workers = Messaging.DispatcherOptions.WorkersEnabled(builder.Configuration);
         builder.Services.AddHostedService(sp => new MigrateOnStartup(sp, sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>(),
             workers, sp.GetRequiredService<ILoggerFactory>().CreateLogger<MigrateOnStartup>()));
-        if (Messaging.DispatcherOptions.WorkersEnabled(builder.Configuration))
+        if (workers)
         {
             // After the migrations, so its first pass finds the tables.
             builder.Services.AddOptions<PartitionOptions>().BindConfiguration(PartitionOptions.Section).ValidateDataAnnotations().ValidateOnStart();

@@ -107,7 +107,7 @@ public sealed partial class HistoryRetention(
                 catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
                 {
                     postponed.Add(day);
-                    LogPostponed(logger, Iso(day), ex.SqlState, ex.MessageText);
+                    LogPostponed(logger, HistorySql.Iso(day), ex.SqlState, ex.MessageText);
                 }
             }
             if (expired.Count > 0)
@@ -128,7 +128,7 @@ public sealed partial class HistoryRetention(
                 }
                 catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
                 {
-                    LogPostponed(logger, Iso(day), ex.SqlState, ex.MessageText);
+                    LogPostponed(logger, HistorySql.Iso(day), ex.SqlState, ex.MessageText);
                 }
             }
             return new RetentionResult(true, dropped, deleted, postponed);
@@ -187,7 +187,7 @@ public sealed partial class HistoryRetention(
             rows += gone + attemptsGone;
             if (gone == 0) break;
         }
-        LogKeptDay(logger, Iso(day), rows);
+        LogKeptDay(logger, HistorySql.Iso(day), rows);
         return rows;
     }
 
@@ -273,9 +273,6 @@ public sealed partial class HistoryRetention(
             }
         }
     }
-
-    // Days in logs as ISO 8601 (2026-11-02), whatever the host's culture.
-    private static string Iso(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
 
     [LoggerMessage(LogLevel.Information, "History retention: {Dropped} expired day(s) dropped, {Deleted} row(s) deleted, {Postponed} day(s) postponed; keeping {Days} days")]
     private static partial void LogPass(ILogger logger, int dropped, long deleted, int postponed, int days);

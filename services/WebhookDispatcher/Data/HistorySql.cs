@@ -8,6 +8,9 @@ namespace WebhookDispatcher.Data;
 /// </summary>
 internal static class HistorySql
 {
+    /// <summary>A day as retention and partition logs write it: ISO 8601 (2026-11-02), whatever the host's culture.</summary>
+    public static string Iso(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>
     /// Whole days after today (UTC, by the database's clock) for which all three day partitions exist
     /// and are attached (not being detached): 0 when only today's do, -1 when today's do not

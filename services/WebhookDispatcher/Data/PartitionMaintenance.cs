@@ -102,12 +102,12 @@ public sealed partial class PartitionMaintenance(
             catch (PostgresException ex) when (HistorySql.IsPostponable(ex))
             {
                 postponed.Add(day);
-                LogPostponed(logger, Iso(day), ex.SqlState, ex.MessageText);
+                LogPostponed(logger, HistorySql.Iso(day), ex.SqlState, ex.MessageText);
             }
         }
 
         var ahead = await HistorySql.ScalarAsync<int>(connection, HistorySql.DaysAheadQuery, cancellationToken);
-        if (created > 0) LogMade(logger, created, ahead, Iso(today));
+        if (created > 0) LogMade(logger, created, ahead, HistorySql.Iso(today));
         return new PartitionPass(today, created, postponed, ahead);
     }
 
@@ -155,9 +155,6 @@ public sealed partial class PartitionMaintenance(
             }
         }
     }
-
-    // Days in logs as ISO 8601 (2026-11-02), whatever the host's culture.
-    private static string Iso(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
 
     [LoggerMessage(LogLevel.Information, "History partitions: made {Created} table(s); partitions now reach {DaysAhead} day(s) past {Today}")]
     private static partial void LogMade(ILogger logger, int created, int daysAhead, string today);
