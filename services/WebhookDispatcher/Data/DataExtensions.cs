@@ -153,6 +153,13 @@ public static class DataExtensions
     public static int ApiCommandTimeoutSeconds(DatabaseOptions options, NpgsqlDataSource dataSource) =>
         options.ApiRequestTimeoutSeconds + new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).Timeout + 1;
 
+    /// <summary>The Npgsql connection and transaction under <paramref name="db"/>'s open transaction, for raw SQL that must run inside it.</summary>
+    /// <exception cref="InvalidOperationException">No transaction is open on <paramref name="db"/> (<paramref name="what"/> says what needed one).</exception>
+    internal static (NpgsqlConnection Connection, NpgsqlTransaction Transaction) OpenTransaction(this WebhookDbContext db, string what) =>
+        ((NpgsqlConnection)db.Database.GetDbConnection(),
+         db.Database.CurrentTransaction?.GetDbTransaction() as NpgsqlTransaction
+         ?? throw new InvalidOperationException($"{what} inside a transaction of the context."));
+
     /// <summary>A migration statement's command timeout: 10 minutes.</summary>
     public static readonly TimeSpan MigrationCommandTimeout = TimeSpan.FromMinutes(10);
 

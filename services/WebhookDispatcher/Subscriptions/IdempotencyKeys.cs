@@ -1,7 +1,5 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
 using NpgsqlTypes;
 using WebhookDispatcher.Data;
@@ -61,7 +59,7 @@ internal static class IdempotencyKeys
     /// <exception cref="NpgsqlException">The database failed.</exception>
     public static async Task<Earlier?> FindAsync(WebhookDbContext db, string userId, string key, byte[] fingerprint, CancellationToken cancellationToken)
     {
-        var (connection, transaction) = Open(db);
+        var (connection, transaction) = db.OpenTransaction("Idempotency keys are read and written");
         await using var batch = new NpgsqlBatch(connection, transaction)
         {
             BatchCommands =
@@ -102,7 +100,7 @@ internal static class IdempotencyKeys
     public static async Task StoreAsync(WebhookDbContext db, string userId, string key, byte[] fingerprint, Guid subscriptionId, DateTimeOffset now,
         CancellationToken cancellationToken, byte[]? resultHash = null)
     {
-        var (connection, transaction) = Open(db);
+        var (connection, transaction) = db.OpenTransaction("Idempotency keys are read and written");
         await using var insert = new NpgsqlCommand("""
             INSERT INTO webhook_idempotency_keys (user_id, idempotency_key, request_hash, subscription_id, created_at, result_hash)
             VALUES ($1, $2, $3, $4, $5, $6)
@@ -115,11 +113,6 @@ internal static class IdempotencyKeys
         insert.Parameters.Add(new() { Value = (object?)resultHash ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bytea });
         await insert.ExecuteNonQueryAsync(cancellationToken);
     }
-
-    private static (NpgsqlConnection, NpgsqlTransaction) Open(WebhookDbContext db) =>
-        ((NpgsqlConnection)db.Database.GetDbConnection(),
-         db.Database.CurrentTransaction?.GetDbTransaction() as NpgsqlTransaction
-         ?? throw new InvalidOperationException("Idempotency keys are read and written inside the creating transaction."));
 
     private static NpgsqlParameter Text(string value) => new() { Value = value, NpgsqlDbType = NpgsqlDbType.Varchar };
 }

@@ -1,7 +1,6 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
 using NpgsqlTypes;
 using WebhookDispatcher.Data;
@@ -53,9 +52,7 @@ internal static class SubscriptionLimits
     public static async Task<Count> LockAndCountAsync(WebhookDbContext db, string userId, Guid id, int createsPerMinute,
         CancellationToken cancellationToken)
     {
-        var transaction = db.Database.CurrentTransaction?.GetDbTransaction() as NpgsqlTransaction
-            ?? throw new InvalidOperationException("The limits are counted inside the creating transaction.");
-        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
+        var (connection, transaction) = db.OpenTransaction("The limits are counted");
         // The window's (createsPerMinute)-th newest creation, if there is one, is what stands in
         // the way: once it is older than the window, one more fits.
         await using var batch = new NpgsqlBatch(connection, transaction)
