@@ -102,6 +102,9 @@ public static class DeliveryExtensions
             // Past the 64 KiB read, close the connection: the default drains up to 1 MiB more in
             // the background to reuse it, so a hostile receiver could make every attempt read 1 MiB.
             MaxResponseDrainSize = 0,
+            // No traceparent/tracestate to third-party receivers: a request made inside an API
+            // call (the test send) would otherwise carry the caller's trace ids. Spans are still recorded.
+            ActivityHeadersPropagator = null,
             // A WebhookNetwork is registered only by tests (name resolution and connect); null is DNS and sockets.
             ConnectCallback = PrivateNetworkGuard.ConnectCallback(
                 sp.GetRequiredService<IOptions<DeliveryOptions>>().Value.AllowPrivateNetworks, sp.GetService<WebhookNetwork>()),

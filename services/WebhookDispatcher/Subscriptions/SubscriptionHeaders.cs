@@ -149,9 +149,14 @@ public static class SubscriptionHeaders
     {
         if (name.Length == 0 || name.Length > MaxNameLength) return $"a header name must be 1 to {MaxNameLength} characters.";
         if (!name.All(IsTokenChar)) return "not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only; no spaces, colons or line breaks).";
-        if (name.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || name.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase))
-            return "webhook-* and X-Webhook-* headers are set by the dispatcher (ids, timestamps and signatures) and cannot be replaced.";
-        if (RefusedNames.Contains(name)) return "this header is set by HTTP itself or would change how the request is framed; it cannot be set.";
+        // Frameworks that map headers to CGI-style names (PHP, Rack, WSGI) read X_Webhook_Signature as X-Webhook-Signature.
+        var asDashes = name.Replace('_', '-');
+        if (asDashes.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || asDashes.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase))
+            return "webhook-* and X-Webhook-* headers are set by the dispatcher (ids, timestamps and signatures) and cannot be replaced" +
+                   (asDashes == name ? "." : " (receivers that read headers CGI-style take _ for -).");
+        if (RefusedNames.Contains(asDashes))
+            return "this header is set by HTTP itself or would change how the request is framed; it cannot be set" +
+                   (asDashes == name ? "." : " (receivers that read headers CGI-style take _ for -).");
         return null;
     }
 
@@ -181,6 +186,38 @@ public static class SubscriptionHeaders
     /// <exception cref="System.Security.Cryptography.CryptographicException">A sealed value the configured keys do not open.</exception>
     public static IReadOnlyDictionary<string, string>? Masked(string? stored, SecretSealer sealer) =>
         string.IsNullOrEmpty(stored) ? null : Open(stored, sealer).ToDictionary(h => h.Key, h => Shown(h.Key, h.Value));
+
+    /// <summary>Shortest credential value that <see cref="Redact"/> replaces (shorter ones would mangle ordinary text).</summary>
+    public const int MinRedactedLength = 4;
+
+    /// <summary>Shortest space-separated part of a credential value that <see cref="Redact"/> replaces on its own (not a scheme such as <c>Bearer</c>).</summary>
+    public const int MinRedactedPartLength = 8;
+
+    /// <summary>
+    /// <paramref name="text"/> a receiver sent back (a response excerpt, a reason phrase, a
+    /// <c>Location</c>) with every credential value among <paramref name="headers"/> (the request's
+    /// headers; the dispatcher's own <c>webhook-*</c> and <c>X-Webhook-*</c> are not credentials)
+    /// replaced by <see cref="MaskSuffix"/>: the value whole (of <see cref="MinRedactedLength"/>
+    /// characters or more), and each of its space-separated parts of <see cref="MinRedactedPartLength"/>
+    /// characters or more (the token of <c>Bearer …</c>), compared
+    /// exactly. A receiver that echoes the request's headers (a debug endpoint, a proxy's error
+    /// page) would otherwise put them in the delivery history, where users and operators read it.
+    /// Null stays null.
+    /// </summary>
+    public static string? Redact(string? text, IReadOnlyDictionary<string, string> headers)
+    {
+        if (string.IsNullOrEmpty(text)) return text;
+        foreach (var (name, value) in headers)
+        {
+            if (value.Length < MinRedactedLength || !IsCredential(name)
+                || name.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || name.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase)) continue;
+            text = text.Replace(value, MaskSuffix, StringComparison.Ordinal);
+            foreach (var part in value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                if (part.Length >= MinRedactedPartLength && part.Length < value.Length)
+                    text = text.Replace(part, MaskSuffix, StringComparison.Ordinal);
+        }
+        return text;
+    }
 
     private static readonly IReadOnlyDictionary<string, string> Empty = new Dictionary<string, string>();
 

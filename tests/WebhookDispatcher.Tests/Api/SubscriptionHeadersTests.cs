@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
 using Microsoft.EntityFrameworkCore;
 using Notely.Events;
 using WebhookDispatcher.Deliveries;
@@ -34,7 +35,8 @@ public sealed class SubscriptionHeadersTests
         using var api = TestTokens.Client(user);
         var created = await CreateAsync(api, receiver.Url, new JsonObject
         {
-            ["headers"] = new JsonObject { ["Authorization"] = Token, ["X-Tenant"] = "acme", ["X-Api-Key"] = "k-123" },
+            // Content-Language and Expires are content headers to .NET: sent all the same.
+            ["headers"] = new JsonObject { ["Authorization"] = Token, ["X-Tenant"] = "acme", ["X-Api-Key"] = "k-123", ["Content-Language"] = "en", ["Expires"] = "0" },
         }, retryCount: 1);
 
         await Dispatcher.PublishAsync((EmailReceived)EventSchemas.Example(EventCatalog.For<EmailReceived>(), user, Guid.NewGuid()));
@@ -53,6 +55,9 @@ public sealed class SubscriptionHeadersTests
                 Assert.That(request.Headers["authorization"], Is.EqualTo(Token));
                 Assert.That(request.Headers["x-tenant"], Is.EqualTo("acme"));
                 Assert.That(request.Headers["x-api-key"], Is.EqualTo("k-123"));
+                Assert.That(request.Headers["content-language"], Is.EqualTo("en"));
+                Assert.That(request.Headers["expires"], Is.EqualTo("0"));
+                Assert.That(request.Headers, Does.Not.ContainKey("traceparent"), "no trace context to receivers, the test send included");
                 Assert.That(request.Headers, Does.ContainKey("webhook-signature"), "the dispatcher's own headers are still there");
             }
             foreach (var answer in new[] { created["headers"]!, shown, listed })
@@ -61,6 +66,45 @@ public sealed class SubscriptionHeadersTests
                 Assert.That(answer["X-Api-Key"]!.GetValue<string>(), Is.EqualTo("…(redacted)"), "short values show nothing of themselves");
                 Assert.That(answer["X-Tenant"]!.GetValue<string>(), Is.EqualTo("acme"), "other values are shown");
                 Assert.That(answer.ToJsonString(), Does.Not.Contain("s3cr3t"));
+            }
+        });
+    }
+
+    [Test]
+    public async Task A_receiver_echoing_the_request_headers_leaves_no_credential_in_the_history()
+    {
+        // A debug endpoint or a proxy's error page that answers with the request's headers, in
+        // its body and in its reason phrase.
+        await using var receiver = await TestReceiver.StartAsync(async (_, c) =>
+        {
+            var echoed = string.Join("\n", c.Request.Headers.Select(h => $"{h.Key}: {h.Value}"));
+            c.Response.StatusCode = 500;
+            c.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseFeature>()!.ReasonPhrase = "Denied " + c.Request.Headers.Authorization;
+            await c.Response.WriteAsync("{\"error\": \"denied\", \"token\": \"s3cr3t-gateway-token-0123456789\", \"seen\": \"" + echoed.Replace("\"", "'").Replace("\n", " | ") + "\"}");
+        });
+        var user = Events.NewUser();
+        using var api = TestTokens.Client(user);
+        var created = await CreateAsync(api, receiver.Url, new JsonObject
+        {
+            ["headers"] = new JsonObject { ["Authorization"] = Token, ["X-Api-Key"] = "k-12345", ["X-Tenant"] = "acme-tenant" },
+        });
+
+        await Dispatcher.PublishAsync((EmailReceived)EventSchemas.Example(EventCatalog.For<EmailReceived>(), user, Guid.NewGuid()));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(created.Id(), DeliveryStatus.Failed, TimeSpan.FromSeconds(60)), Is.True);
+        var history = await (await api.GetAsync($"/api/webhooks/{created.Id()}/deliveries?include_attempts=true")).Content.ReadAsStringAsync();
+        var attempts = await Dispatcher.QueryAsync(db => db.DeliveryAttempts.AsNoTracking()
+            .Where(a => db.Deliveries.Any(d => d.Id == a.DeliveryId && d.SubscriptionId == created.Id())).ToListAsync());
+        var stored = string.Join("\n", attempts.Select(a => a.ResponseExcerpt + " " + a.ErrorMessage));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(receiver.Requests.Single().Headers["authorization"], Is.EqualTo(Token), "the value was sent");
+            Assert.That(stored, Does.Contain("denied").And.Contain("acme-tenant"), "the rest of the answer is kept, other header values included");
+            Assert.That(stored, Does.Contain("…(redacted)"));
+            foreach (var text in new[] { stored, history })
+            {
+                Assert.That(text, Does.Not.Contain("s3cr3t-gateway-token"), "neither the whole value nor its token part");
+                Assert.That(text, Does.Not.Contain("k-12345"));
             }
         });
     }
@@ -152,6 +196,10 @@ public sealed class SubscriptionHeadersTests
             .SetName("A credential value shaped like a sealed one is refused");
         yield return new TestCaseData("""{"Authorization": "Bear…(redacted)"}""", "Authorization")
             .SetName("A masked value with nothing stored to keep is refused");
+        yield return new TestCaseData("""{"X_Webhook_Signature": "sha256=00"}""", "X_Webhook_Signature")
+            .SetName("A reserved name spelt with underscores is refused");
+        yield return new TestCaseData("""{"Transfer_Encoding": "chunked"}""", "Transfer_Encoding")
+            .SetName("An HTTP framing name spelt with underscores is refused");
     }
 
     [TestCaseSource(nameof(RefusedHeaders))]

@@ -6,6 +6,7 @@ using System.Text;
 using Microsoft.Extensions.Options;
 using Polly.Timeout;
 using WebhookDispatcher.Security;
+using WebhookDispatcher.Subscriptions;
 
 namespace WebhookDispatcher.Deliveries;
 
@@ -55,8 +56,11 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
             ? new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" }
             : MediaTypeHeaderValue.Parse(request.ContentType);
         message.Headers.UserAgent.ParseAdd(options.Value.UserAgent);
+        // .NET keeps content headers (Content-Language, Content-MD5, Expires, Last-Modified …) apart
+        // from request headers and refuses each in the other's collection: a custom one goes where it is taken.
         foreach (var (name, value) in request.Headers)
-            message.Headers.TryAddWithoutValidation(name, value);
+            if (!message.Headers.TryAddWithoutValidation(name, value))
+                message.Content.Headers.TryAddWithoutValidation(name, value);
         message.Options.Set(TimeoutKey, request.Timeout);
 
         var started = Stopwatch.GetTimestamp();
@@ -67,14 +71,17 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
             // The pipeline has already read (at most 64 KiB of) the body inside the deadline.
             var body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
             var status = (int)response.StatusCode;
-            var excerpt = Excerpt(body);
             var elapsed = Stopwatch.GetElapsedTime(started);
+            // What the receiver sent back is stored and shown: never with the request's credentials in it.
+            var excerpt = Excerpt(body, request.Headers);
             return status switch
             {
                 >= 200 and < 300 => new(AttemptOutcome.Success, status, excerpt, null, elapsed, null),
                 >= 300 and < 400 => new(AttemptOutcome.Redirect, status, excerpt,
-                    Storable($"HTTP {status}: redirects are not followed (Location: {response.Headers.Location})", MaxErrorChars), elapsed, null),
-                _ => new(AttemptOutcome.HttpStatus, status, excerpt, Storable($"HTTP {status} {response.ReasonPhrase}".TrimEnd(), MaxErrorChars),
+                    Storable(SubscriptionHeaders.Redact($"HTTP {status}: redirects are not followed (Location: {response.Headers.Location})",
+                        request.Headers)!, MaxErrorChars), elapsed, null),
+                _ => new(AttemptOutcome.HttpStatus, status, excerpt,
+                    Storable(SubscriptionHeaders.Redact($"HTTP {status} {response.ReasonPhrase}".TrimEnd(), request.Headers)!, MaxErrorChars),
                     elapsed, status is 429 or 503 ? RetryAfter(response.Headers.RetryAfter) : null),
             };
         }
@@ -124,12 +131,13 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
     /// <summary>Longest stored error message, in characters (the column's size).</summary>
     public const int MaxErrorChars = 1024;
 
-    private static string? Excerpt(byte[] body)
+    private static string? Excerpt(byte[] body, IReadOnlyDictionary<string, string> headers)
     {
         if (body.Length == 0) return null;
-        // Decoding at most 4 bytes per char keeps this bounded before truncating to characters.
+        // Decoding at most 4 bytes per char keeps this bounded before truncating to characters;
+        // credentials are taken out before the cut, so none is left half in the excerpt.
         var text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, WebhookDelivery.MaxStoredResponseChars * 4));
-        return Storable(text, WebhookDelivery.MaxStoredResponseChars);
+        return Storable(SubscriptionHeaders.Redact(text, headers)!, WebhookDelivery.MaxStoredResponseChars);
     }
 
     /// <summary>
