@@ -55,34 +55,42 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
     /// <see cref="TemplateRenderer.MaxCheckTime"/>, included), or null; rendered in one of
     /// <paramref name="userId"/>'s turns (<see cref="TemplateRenderGate"/>), so that trying templates
     /// takes no more of the machine from other users than delivering them does. <c>NoTurn</c> when
-    /// no turn came within <paramref name="maxWait"/>: the template was not tried.
+    /// no turn came within <paramref name="maxWait"/>: the template was not tried. A check that runs
+    /// out of time is made once more in the same turn, and only a second time out counts: a
+    /// process's first renderings compile the template engine's code, which on a busy machine alone
+    /// can take longer than the limit.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting.</exception>
     public static async Task<(string? Problem, bool NoTurn)> RenderErrorAsync(WebhookTemplate template, IEnumerable<string> eventTypes,
         int maxBodyBytes, TemplateRenderGate gate, string userId, TimeSpan maxWait, CancellationToken cancellationToken)
     {
+        var examples = eventTypes.Select(type => EventCatalog.All.FirstOrDefault(e => e.Name == type)).OfType<EventTypeInfo>().ToList();
         string? problem = null;
         var rendered = await gate.RunAsync(userId, () =>
         {
             // Every example in the one turn: a turn per example would queue once per event type.
-            var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            foreach (var type in eventTypes)
-            {
-                if (EventCatalog.All.FirstOrDefault(e => e.Name == type) is not { } info) continue;
-                var left = TemplateRenderer.MaxCheckTime - System.Diagnostics.Stopwatch.GetElapsedTime(started);
-                if (left <= TimeSpan.Zero)
-                {
-                    problem = $"Rendering the examples of its event types took longer than {TemplateRenderer.MaxCheckTime.TotalMilliseconds:0} ms in all.";
-                    break;
-                }
-                var result = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, left);
-                if (result.Error is null) continue;
-                problem = $"Rendering the {type} example failed: {result.Error}";
-                break;
-            }
+            var (first, timedOut) = Check(template, examples, maxBodyBytes);
+            problem = timedOut ? Check(template, examples, maxBodyBytes).Problem : first;
             return new RenderedBody([], template.BodyContentType, null);
         }, cancellationToken, maxWait);
         return ReferenceEquals(rendered.Error, TemplateRenderGate.WaitedTooLong) ? (null, true) : (problem, false);
+    }
+
+    /// <summary>Renders every example within <see cref="TemplateRenderer.MaxCheckTime"/> in all: the first problem, and whether it was the time.</summary>
+    private static (string? Problem, bool TimedOut) Check(WebhookTemplate template, IReadOnlyList<EventTypeInfo> examples, int maxBodyBytes)
+    {
+        var tooLong = $"Rendering the examples of its event types took longer than {TemplateRenderer.MaxCheckTime.TotalMilliseconds:0} ms in all.";
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        foreach (var info in examples)
+        {
+            var left = TemplateRenderer.MaxCheckTime - System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            if (left <= TimeSpan.Zero) return (tooLong, true);
+            var result = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, left);
+            // Out of time: what was left of the whole check ran out, whatever this example's share was.
+            if (result.Transient) return (tooLong, true);
+            if (result.Error is not null) return ($"Rendering the {info.Name} example failed: {result.Error}", false);
+        }
+        return (null, false);
     }
 
     /// <summary>The catalog's example payload of <paramref name="eventType"/> as the UTF-8 bytes a delivery would carry.</summary>

@@ -27,11 +27,14 @@ public sealed class TemplateTests
             ("an unknown built-in", """{"builtin": "myspace"}""", "template.builtin", "slack, discord, teams, text"),
             ("both builtin and liquid", """{"builtin": "slack", "liquid": "x"}""", "template", "either builtin"),
             ("a bad content type", """{"liquid": "x", "content_type": "not a type"}""", "template.content_type", "media type"),
+            ("a charset other than UTF-8", """{"liquid": "x", "content_type": "application/json; charset=iso-8859-1"}""", "template.content_type", "utf-8"),
+            ("two charsets", """{"liquid": "x", "content_type": "application/json;charset=utf-8;charset=latin1"}""", "template.content_type", "utf-8"),
             ("a content type on a built-in", """{"builtin": "text", "content_type": "text/html"}""", "template.content_type", "own content type"),
             ("an unknown field", """{"liquid": "x", "headers": {}}""", "template.headers", "Unknown field"),
             ("a string instead of an object", "\"slack\"", "template", "builtin"),
             ("Liquid too long", $$"""{"liquid": "{{new string('x', 16 * 1024 + 1)}}"}""", "template.liquid", "16384"),
             ("Liquid that fails on the examples", """{"liquid": "{{ data.subject | no_such_filter }}"}""", "template", "no_such_filter"),
+            ("Liquid that takes too long on the examples", """{"liquid": "{% assign s = payload %}{% for i in (1..9) %}{% assign s = s | append: s %}{% endfor %}{% for i in (1..2000) %}{% assign a = s | upcase | downcase | replace: 'e', 'E' | size %}{% endfor %}{{ a }}"}""", "template", "ms in all"),
             ("Liquid that loops on the examples", """{"liquid": "{% for i in (1..9000) %}{% for j in (1..9000) %}{% assign x = j %}{% endfor %}{% endfor %}"}""", "template", "steps"),
         ];
         foreach (var (name, template, where, says) in cases)
@@ -198,5 +201,27 @@ public sealed class TemplateTests
                     Assert.DoesNotThrow(() => JsonDocument.Parse(first.Body), $"{builtIn} on {type.Name} is JSON");
             }
         }
+    }
+
+    [Test]
+    public async Task A_new_process_takes_a_built_in_template_on_its_very_first_save()
+    {
+        // The first renderings of a process compile the template engine: slower than the check's
+        // 250 ms on a busy 2-core machine, which once refused a valid built-in as the user's error.
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Dispatcher:Workers"] = "false",
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+        });
+        var address = await service.WaitUntilServingAsync(TimeSpan.FromSeconds(60));
+        Assert.That(address, Is.Not.Null, service.Output);
+        using var api = new HttpClient { BaseAddress = address };
+        api.DefaultRequestHeaders.Authorization = new("Bearer", TestTokens.For(Events.NewUser()));
+
+        var created = await api.PostAsync("/api/webhooks", new StringContent(
+            """{"url": "https://hooks.slack.com/services/T0/B0/x", "event_types": ["email.received", "task.completed", "calendar.event_created"], "template": {"builtin": "slack"}}""",
+            System.Text.Encoding.UTF8, "application/json"));
+
+        Assert.That(created.StatusCode, Is.EqualTo(HttpStatusCode.Created), await created.Content.ReadAsStringAsync());
     }
 }
