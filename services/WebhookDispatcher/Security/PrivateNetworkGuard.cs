@@ -46,8 +46,10 @@ public static class PrivateNetworkGuard
             var b = address.GetAddressBytes();
             if ((b[0] & 0xE0) != 0x20) return true;
             if (b[0] == 0x20 && b[1] == 0x02) return IsNonPublic(new IPAddress(b.AsSpan(2, 4))); // 6to4 carries an IPv4 address
-            if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x00 && b[3] == 0x00) return true;        // Teredo 2001::/32
+            // IETF protocol assignments 2001::/23: Teredo 2001::/32, benchmarking 2001:2::/48, ORCHID 2001:10::/28 and 2001:20::/28 …
+            if (b[0] == 0x20 && b[1] == 0x01 && b[2] < 0x02) return true;
             if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0D && b[3] == 0xB8) return true;        // documentation 2001:db8::/32
+            if (b[0] == 0x3F && b[1] == 0xFF && (b[2] & 0xF0) == 0) return true;                  // documentation 3fff::/20 (RFC 9637)
             return false;
         }
 

@@ -237,6 +237,27 @@ public static class SubscriptionRequest
         return number;
     }
 
+    /// <summary>
+    /// The address an authority's host spells with compatibility characters (NFKC folds fullwidth and
+    /// circled digits to ASCII; IDNA maps the ideographic full stops to dots), or null when it
+    /// spells none or is bracketed (IPv6, parsed as it is).
+    /// </summary>
+    private static IPAddress? CompatibilityAddress(string authority)
+    {
+        if (authority.StartsWith('[')) return null;
+        var host = authority.LastIndexOf(':') is var colon and >= 0 ? authority[..colon] : authority;
+        try
+        {
+            host = Uri.UnescapeDataString(host).Normalize(System.Text.NormalizationForm.FormKC)
+                .Replace('\u3002', '.').Replace('\uFF0E', '.').Replace('\uFF61', '.').TrimEnd('.');
+        }
+        catch (ArgumentException)
+        {
+            return null; // not valid Unicode: not an address either
+        }
+        return IPAddress.TryParse(host, out var address) ? address : null;
+    }
+
     private static string? UrlError(string text, bool httpsOnly, bool allowPrivateNetworks)
     {
         if (text.Length > WebhookSubscription.MaxUrlLength) return $"At most {WebhookSubscription.MaxUrlLength} characters.";
@@ -259,7 +280,9 @@ public static class SubscriptionRequest
                                // A literal address with a trailing dot ("127.0.0.1.") is the same address.
                                || (IPAddress.TryParse(uri.DnsSafeHost.TrimEnd('.'), out var ip) && PrivateNetworkGuard.IsNonPublic(ip))
                                // Written with characters IDNA maps to digits and dots ("127。0。0。1"): the address it connects to.
-                               || (IPAddress.TryParse(host, out var mapped) && PrivateNetworkGuard.IsNonPublic(mapped)))
+                               || (IPAddress.TryParse(host, out var mapped) && PrivateNetworkGuard.IsNonPublic(mapped))
+                               // Or with compatibility forms of digits ("１２７.０.０.１", "⑫⑦.0.0.1") that a resolver may fold.
+                               || (CompatibilityAddress(authority) is { } folded && PrivateNetworkGuard.IsNonPublic(folded)))
                 return "Must not point to a loopback, private or link-local address.";
         }
         return null;

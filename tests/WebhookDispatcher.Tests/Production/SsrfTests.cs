@@ -38,6 +38,10 @@ public sealed class SsrfTests
         "http://0x7f000001/hook",
         "http://0177.0.0.1/hook",
         "http://127.1/hook",
+        "http://\uFF11\uFF12\uFF17.\uFF10.\uFF10.\uFF11/hook", // fullwidth digits
+        "http://\u246B\u2466.0.0.1:8080/hook",                     // circled numbers
+        "http://[2001:2::1]/hook",                                   // benchmarking
+        "http://[3fff::1]/hook",                                     // documentation (RFC 9637)
     ];
 
     [TestCaseSource(nameof(PrivateUrls))]

@@ -27,6 +27,10 @@ public sealed class PrivateNetworkGuardTests
     [TestCase("2001:0:4136:e378::1")]
     [TestCase("2001:db8::1")]
     [TestCase("ff02::1")]
+    [TestCase("2001:2::1")]
+    [TestCase("2001:10::1")]
+    [TestCase("2001:20::1")]
+    [TestCase("3fff::1")]
     public void Non_public_addresses_are_refused(string address) =>
         Assert.That(PrivateNetworkGuard.IsNonPublic(IPAddress.Parse(address)), Is.True);
 
@@ -35,6 +39,8 @@ public sealed class PrivateNetworkGuardTests
     [TestCase("8.8.8.8")]
     [TestCase("2606:4700::1111")]
     [TestCase("2002:808:808::1")]
+    [TestCase("2001:200::1")]
+    [TestCase("2001:4860:4860::8888")]
     public void Public_addresses_are_allowed(string address) =>
         Assert.That(PrivateNetworkGuard.IsNonPublic(IPAddress.Parse(address)), Is.False);
 }
