@@ -91,8 +91,25 @@ public static partial class OperatorApi
             .ToListAsync(cancellationToken);
         var last = rows.Count > limit ? rows[limit - 1] : null;
         return TypedResults.Ok(new OperatorWebhooksResponse(
-            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s, sealer), s.UserId))], limit, last is not null,
+            [.. rows.Take(limit).Select(s => new OperatorWebhookResponse(SubscriptionResponse.From(s, sealer) with { Url = OperatorUrl(s.Url) }, s.UserId))], limit, last is not null,
             last is null ? null : new PageCursor(PageCursor.Lists.OperatorWebhooks, Guid.Empty, last.CreatedAt, last.Id).Encode()));
+    }
+
+    /// <summary>
+    /// A subscription's URL as operators see it: scheme, host, port and the path's first segment;
+    /// the rest of the path and the query become <see cref="SubscriptionHeaders.MaskSuffix"/>. Many
+    /// receivers carry their credential there (Slack's and Discord's incoming webhooks, Teams
+    /// workflows' <c>sig</c>, Zapier's catch hooks), and an operator needs the host, not the secret.
+    /// The user's own views show the URL whole.
+    /// </summary>
+    public static string OperatorUrl(string url)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) return SubscriptionHeaders.MaskSuffix;
+        var segments = uri.AbsolutePath.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var shown = uri.GetLeftPart(UriPartial.Authority) + "/" + (segments.Length > 0 ? segments[0] : "");
+        if (segments.Length > 1) shown += "/" + SubscriptionHeaders.MaskSuffix;
+        else if (uri.Query.Length > 0) shown += "?" + SubscriptionHeaders.MaskSuffix;
+        return shown;
     }
 
     private static IQueryable<WebhookSubscription> Subscriptions(WebhookDbContext db, string? userId, string? host)
@@ -101,8 +118,12 @@ public static partial class OperatorApi
         if (userId is not null) subscriptions = subscriptions.Where(s => s.UserId == userId);
         if (host is not null)
         {
-            var lower = host.ToLowerInvariant();
-            subscriptions = subscriptions.Where(s => s.Url.ToLower().StartsWith("https://" + lower) || s.Url.ToLower().StartsWith("http://" + lower));
+            // The whole host: "example.com" is not "example.com.evil.net", "127.0.0.1:6315" not port 63150.
+            var https = "https://" + host.ToLowerInvariant();
+            var http = "http://" + host.ToLowerInvariant();
+            subscriptions = subscriptions.Where(s =>
+                s.Url.ToLower() == https || s.Url.ToLower().StartsWith(https + "/") || s.Url.ToLower().StartsWith(https + ":") || s.Url.ToLower().StartsWith(https + "?")
+                || s.Url.ToLower() == http || s.Url.ToLower().StartsWith(http + "/") || s.Url.ToLower().StartsWith(http + ":") || s.Url.ToLower().StartsWith(http + "?"));
         }
         return subscriptions;
     }
@@ -125,8 +146,12 @@ public static partial class OperatorApi
         if (q.Errors.Count > 0) return TypedResults.ValidationProblem(q.Errors);
         var subscription = await services.Db.Subscriptions.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, cancellationToken);
         if (subscription is null)
-            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
-        var result = await SubscriptionsApi.RecoverAsync(subscription, since!.Value, services, cancellationToken);
+            return user.IsReadOnlySession()
+                ? ReadOnlyRefused()
+                : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Webhook not found", detail: $"No webhook {id}.");
+        var result = user.IsReadOnlySession()
+            ? ReadOnlyRefused()
+            : await SubscriptionsApi.RecoverAsync(subscription, since!.Value, services, cancellationToken);
         var operatorId = user.FindFirstValue(PortalClaims.Operator)!;
         var (status, outcome) = result.Result switch
         {
@@ -135,7 +160,7 @@ public static partial class OperatorApi
             _ => (400, "refused"),
         };
         audit.LogInformation("Operator {Operator} recovered the failed deliveries since {Since} of webhook {SubscriptionId} (user {UserId}): {Outcome}",
-            operatorId, since.Value.ToString("O", System.Globalization.CultureInfo.InvariantCulture), subscription.Id, subscription.UserId, outcome);
+            operatorId, since!.Value.ToString("O", System.Globalization.CultureInfo.InvariantCulture), subscription.Id, subscription.UserId, outcome);
         await trail.RecordAsync(operatorId, OperatorAuditTrail.RecoverDeliveries, subscription.Id, subscription.UserId, null, since, status, outcome);
         return result;
     }
@@ -172,7 +197,7 @@ public static partial class OperatorApi
             .OrderByDescending(r => r.Delivery.CreatedAt).ThenByDescending(r => r.Delivery.Id).Take(limit + 1).ToListAsync(cancellationToken);
         var last = rows.Count > limit ? rows[limit - 1].Delivery : null;
         return TypedResults.Ok(new OperatorSearchResponse(
-            [.. rows.Take(limit).Select(r => new OperatorDeliveryResponse(DeliveryResponse.From(r.Delivery, false), r.UserId, r.Url))],
+            [.. rows.Take(limit).Select(r => new OperatorDeliveryResponse(DeliveryResponse.From(r.Delivery, false), r.UserId, OperatorUrl(r.Url)))],
             limit, last is not null,
             last is null ? null : new PageCursor(PageCursor.Lists.OperatorDeliveries, Guid.Empty, last.CreatedAt, last.Id).Encode()));
     }
@@ -185,7 +210,7 @@ public static partial class OperatorApi
             .FirstOrDefaultAsync(cancellationToken);
         if (row is null) return NotFound(deliveryId);
         var payload = await DeliveryPayloadReader.ReadAsync(database, deliveryId, row.Delivery.Payload, cancellationToken);
-        return TypedResults.Ok(new OperatorDeliveryDetailResponse(DeliveryDetailResponse.From(row.Delivery, payload), row.UserId, row.Url));
+        return TypedResults.Ok(new OperatorDeliveryDetailResponse(DeliveryDetailResponse.From(row.Delivery, payload), row.UserId, OperatorUrl(row.Url)));
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> Retry(Guid deliveryId, ClaimsPrincipal user,
@@ -196,9 +221,11 @@ public static partial class OperatorApi
         var subscription = subscriptionId is { } sid
             ? await services.Db.Subscriptions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sid, cancellationToken)
             : null;
-        if (subscription is null) return NotFound(deliveryId);
+        if (subscription is null) return user.IsReadOnlySession() ? ReadOnlyRefused() : NotFound(deliveryId);
         var operatorId = user.FindFirstValue(PortalClaims.Operator)!;
-        var result = await SubscriptionsApi.RetryAsync(subscription, deliveryId, services, cancellationToken);
+        var result = user.IsReadOnlySession()
+            ? ReadOnlyRefused()
+            : await SubscriptionsApi.RetryAsync(subscription, deliveryId, services, cancellationToken);
         var (status, outcome) = result.Result is ProblemHttpResult p
             ? (p.StatusCode, p.ProblemDetails.Title ?? p.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture))
             : (202, "a new round of attempts started");
@@ -215,6 +242,13 @@ public static partial class OperatorApi
         q.Errors[name] = ["Must be a UUID."];
         return null;
     }
+
+    /// <summary>
+    /// A read-only operator session asked for a change: refused here rather than by
+    /// <see cref="PortalReadOnly"/>, so that the refusal is in the audit trail like any other.
+    /// </summary>
+    private static ProblemHttpResult ReadOnlyRefused() => TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden,
+        title: PortalReadOnly.Title, detail: PortalReadOnly.Detail);
 
     private static ProblemHttpResult NotFound(Guid deliveryId) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found", detail: $"No delivery {deliveryId}.");

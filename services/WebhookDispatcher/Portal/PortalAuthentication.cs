@@ -84,18 +84,34 @@ internal static class PortalReadOnly
     {
         var method = context.Request.Method;
         if (context.User.IsReadOnlySession() && !(HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method))
-            && !IsSignOut(context.Request))
+            && !IsSignOut(context.Request) && !IsOperatorChange(context))
         {
             context.Response.StatusCode = StatusCodes.Status403Forbidden;
             await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
             {
                 HttpContext = context,
-                ProblemDetails = { Status = 403, Title = "Read-only portal session", Detail = "This portal link was issued read-only: it can look, not change anything." },
+                ProblemDetails = { Status = 403, Title = Title, Detail = Detail },
             });
             return;
         }
         await next(context);
     });
+
+    /// <summary>The refusal's title.</summary>
+    public const string Title = "Read-only portal session";
+
+    /// <summary>The refusal's detail.</summary>
+    public const string Detail = "This portal link was issued read-only: it can look, not change anything.";
+
+    /// <summary>
+    /// An operator session's retry or recover: the handler refuses it for a read-only session
+    /// itself, after finding what was asked for, so that the refusal is audited (docs/portal.md).
+    /// </summary>
+    private static bool IsOperatorChange(HttpContext context) =>
+        context.User.HasClaim(c => c.Type == PortalClaims.Operator) && HttpMethods.IsPost(context.Request.Method)
+        && context.Request.Path.StartsWithSegments("/api/operator", StringComparison.OrdinalIgnoreCase)
+        && (context.Request.Path.Value!.EndsWith("/retry", StringComparison.OrdinalIgnoreCase)
+            || context.Request.Path.Value.EndsWith("/recover", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Signing out (<c>DELETE /portal/session</c>) changes only the session itself, so a read-only session may.</summary>
     private static bool IsSignOut(HttpRequest request) =>

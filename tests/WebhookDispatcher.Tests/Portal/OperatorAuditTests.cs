@@ -147,6 +147,58 @@ public sealed class OperatorAuditTests
         Assert.That((await bad.JsonAsync()).ErrorFields(), Is.EqualTo(new[] { "cursor" }));
     }
 
+    [Test]
+    public async Task A_read_only_operators_refused_changes_are_in_the_audit_trail_and_change_nothing()
+    {
+        await using var receiver = await TestReceiver.AnsweringAsync(500);
+        var user = Events.NewUser();
+        var operatorId = "ops-" + Guid.NewGuid().ToString("N")[..8];
+        var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url + "/ro", ["email.received"], retryCount: 0);
+        await Dispatcher.PublishAsync(Events.EmailReceived(user));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, "failed", TimeSpan.FromSeconds(60)), Is.True);
+        var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
+        using var looking = await OperatorSessionAsync(operatorId, readOnly: true);
+
+        var retried = await looking.PostAsync($"/api/operator/deliveries/{delivery.Id}/retry", null);
+        var recovered = await looking.PostAsJsonAsync($"/api/operator/webhooks/{subscription.Id}/recover", new { since = "2026-01-01T00:00:00Z" });
+
+        var trail = await (await looking.GetAsync($"/api/operator/audit?user_id={user}")).JsonAsync();
+        var entries = trail["data"]!.AsArray().Select(e => e!).ToList();
+        Assert.Multiple(async () =>
+        {
+            Assert.That(new[] { retried.StatusCode, recovered.StatusCode }, Is.All.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((await retried.JsonAsync())["title"]!.GetValue<string>(), Is.EqualTo("Read-only portal session"));
+            Assert.That(entries.Select(e => e["action"]!.GetValue<string>()), Is.EqualTo(new[] { "recover_deliveries", "retry_delivery" }));
+            Assert.That(entries.Select(e => e["status_code"]!.GetValue<int>()), Is.All.EqualTo(403));
+            Assert.That(entries.Select(e => e["operator"]!.GetValue<string>()), Is.All.EqualTo(operatorId));
+            Assert.That((await Dispatcher.DeliveriesAsync(subscription.Id)).Single().Status, Is.EqualTo("failed"), "nothing changed");
+        });
+    }
+
+    [Test]
+    public async Task Operators_see_an_endpoints_host_and_first_path_segment_not_the_credential_a_url_may_carry_and_find_it_by_its_whole_host()
+    {
+        var user = Events.NewUser();
+        var host = $"hooks-{Guid.NewGuid():N}.example.com";
+        using var api = TestTokens.Client(user);
+        var slack = await api.CreateAsync($"https://{host}/services/T000/B000/XXXXSECRETXXXX", ["email.received"]);
+        await api.CreateAsync($"https://{host}.evil.net/services/T1/B1/y", ["email.received"]);
+        await api.CreateAsync($"https://{host}/workflows?sig=SIGSECRET", ["email.received"]);
+        using var session = await OperatorSessionAsync("ops-" + Guid.NewGuid().ToString("N")[..8], readOnly: true);
+
+        var found = await (await session.GetAsync($"/api/operator/webhooks?host={host}")).JsonAsync();
+        var urls = found["data"]!.AsArray().Select(e => e!["webhook"]!["url"]!.GetValue<string>()).ToList();
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(urls, Is.EquivalentTo(new[] { $"https://{host}/services/…(redacted)", $"https://{host}/workflows?…(redacted)" }),
+                "not the endpoint on another host that starts with the same name");
+            Assert.That(found.ToJsonString(), Does.Not.Contain("SECRET"));
+            var own = await (await api.GetAsync($"/api/webhooks/{slack.Id()}")).JsonAsync();
+            Assert.That(own["url"]!.GetValue<string>(), Does.EndWith("XXXXSECRETXXXX"), "the user sees the URL whole");
+        });
+    }
+
     private static async Task<HttpClient> OperatorSessionAsync(string operatorId, bool readOnly)
     {
         using var staff = TestTokens.Client(null);

@@ -66,6 +66,7 @@ export function problemText(r) {
 export function sessionEnded() {
   clearTimeout(state.timer);
   state.token = null;
+  state.payloads.clear();
   document.getElementById('nav').replaceChildren();
   document.getElementById('session').replaceChildren();
   render(h('section', { class: 'card narrow' }, h('h1', {}, 'Your portal session has ended'),

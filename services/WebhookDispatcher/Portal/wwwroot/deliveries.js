@@ -49,7 +49,8 @@ export function deliveryLog(s) {
     if (r.data.has_more) {
       body.append(h('div', { class: 'more' }, h('button', { type: 'button', class: 'secondary', onclick: e => { e.currentTarget.disabled = true; load(r.data.next_cursor, true); } }, 'Load older deliveries')));
     }
-    // While deliveries on the first page are still under way, look again shortly.
+    // While deliveries on the first page are still under way, look again shortly; not once older
+    // pages were added, which a refresh of the first page would drop (docs/portal.md).
     clearTimeout(state.timer);
     // Under way: waiting for an attempt, or (an event of a batch) for its batch to be formed and sent.
     if (!append && rows.some(d => d.status === 'pending' || d.status === 'retrying' || d.status === 'batched')) state.timer = setTimeout(() => { if (state.view === view) load(null, false); }, 2000);
