@@ -38,6 +38,8 @@ public sealed class StartupSettingsTests
     [TestCase("ConnectionStrings:Postgres", "garbage", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string that is no list of settings stops the service with a message naming it")]
     [TestCase("ConnectionStrings:Postgres", "Host=;Port=5432", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string without a host stops the service with a message naming it")]
     [TestCase("ConnectionStrings:Postgres", "Host=127.0.0.1;Port=70000", "ConnectionStrings:Postgres", TestName = "A PostgreSQL port out of range stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "Host=127.0.0.1;Port=5432;Maximum Pool Size=0", "Maximum Pool Size", TestName = "A PostgreSQL pool of at most 0 connections stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "Host=127.0.0.1;Port=5432;Minimum Pool Size=20;Maximum Pool Size=10", "Min Pool Size", TestName = "A PostgreSQL pool whose minimum exceeds its maximum stops the service with a message naming it")]
     [TestCase("Health:TimeoutSeconds", "0", "Health:TimeoutSeconds", TestName = "A health timeout out of its range stops the service with a message naming it")]
     [TestCase("Logging:LogLevel:Default", "Loud", "Logging", TestName = "A log level that is none stops the service with a message naming the section")]
     public async Task A_setting_read_while_the_service_is_built_stops_it_with_the_reason_alone(string name, string value, string named)
