@@ -57,6 +57,24 @@ public sealed class StartupSettingsTests
         Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
     }
 
+    [TestCase("Sealing:OldMainKeys:abc", "Sealing:OldMainKeys:abc", TestName = "An old main key under an index that is no number stops the service with a message naming it")]
+    [TestCase("Sealing:OldMainKeys", "Sealing:OldMainKeys", TestName = "An old main key given as the list itself stops the service with a message naming it")]
+    public async Task An_old_main_key_the_list_would_read_otherwise_than_meant_stops_the_service(string name, string named)
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            [name] = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)),
+        });
+
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.EqualTo(1), service.Output);
+        Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain(named).And.Contain("Sealing:OldMainKeys:0"));
+        Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
+    }
+
     [Test]
     public async Task A_worker_on_a_database_that_lacks_migrations_refuses_to_start()
     {
