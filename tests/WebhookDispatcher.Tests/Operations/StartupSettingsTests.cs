@@ -76,6 +76,45 @@ public sealed class StartupSettingsTests
     }
 
     [Test]
+    public async Task Frame_ancestors_given_as_a_list_are_all_allowed_to_embed_the_portal()
+    {
+        // As a JSON array in appsettings binds, or Portal__FrameAncestors__0 … in the environment.
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            ["Portal:FrameAncestors:0"] = "https://app.example.com",
+            ["Portal:FrameAncestors:1"] = "https://*.example.org",
+        });
+        var address = await service.WaitUntilServingAsync(Patience);
+        Assert.That(address, Is.Not.Null, service.Output);
+
+        using var client = new HttpClient { BaseAddress = address };
+        using var page = await client.GetAsync("/portal");
+
+        Assert.That(page.Headers.GetValues("Content-Security-Policy").Single(),
+            Does.Contain("frame-ancestors https://app.example.com https://*.example.org"));
+        Assert.That(page.Headers.Contains("X-Frame-Options"), Is.False, "embedding is allowed");
+    }
+
+    [Test]
+    public async Task A_frame_ancestors_list_entry_that_is_a_section_stops_the_service_with_a_message_naming_it()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            ["Portal:FrameAncestors:0:origin"] = "https://app.example.com",
+        });
+
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.EqualTo(1), service.Output);
+        Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain("Portal:FrameAncestors:0"));
+        Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
+    }
+
+    [Test]
     public async Task A_worker_on_a_database_that_lacks_migrations_refuses_to_start()
     {
         await using var database = await ScratchDatabase.CreateAsync("unmigrated-worker", migrate: false);
