@@ -36,7 +36,7 @@ public static class DataExtensions
     /// if configured, migration at start-up, and when <see cref="Messaging.DispatcherOptions.Workers"/>
     /// is on, the <see cref="PartitionMaintenance"/> that makes the history's day partitions ahead.
     /// </summary>
-    /// <exception cref="Security.StartupRefusedException">The connection string is missing, or Npgsql cannot read it, or it names no host.</exception>
+    /// <exception cref="Security.StartupRefusedException">The connection string is missing, or Npgsql cannot read it, or it names no host, or its pool holds no connection.</exception>
     public static IHostApplicationBuilder AddData(this IHostApplicationBuilder builder)
     {
         var connectionString = builder.Configuration.GetConnectionString("Postgres") is { Length: > 0 } given
@@ -51,6 +51,11 @@ public static class DataExtensions
                 throw new Security.StartupRefusedException("ConnectionStrings:Postgres names no Host.");
             if (read.Port is < 1 or > 65535)
                 throw new Security.StartupRefusedException($"ConnectionStrings:Postgres: Port must be from 1 to 65535; it is {read.Port}.");
+            // Npgsql takes 0 and then waits for a connection the pool can never give (every
+            // request 503 after the connect timeout); a minimum above the maximum it refuses itself.
+            if (read.Pooling && read.MaxPoolSize < 1)
+                throw new Security.StartupRefusedException(
+                    $"ConnectionStrings:Postgres: Maximum Pool Size must be at least 1 (or Pooling=false); it is {read.MaxPoolSize}.");
         }
         catch (ArgumentException ex)
         {

@@ -56,6 +56,21 @@ public static class DatabaseAvailability
     }
 
     /// <summary>
+    /// Whether <paramref name="exception"/> (or what it wraps) is PostgreSQL saying that a table or a
+    /// column this version uses does not exist (<c>42P01</c>, <c>42703</c>): the database lacks a
+    /// migration of this version. A process with workers refuses to start on such a database; an
+    /// API-only replica starts (its readiness says <c>migrations</c> Unhealthy) and answers the
+    /// requests that need the migration 503 until it is applied.
+    /// </summary>
+    public static bool IsSchemaBehind(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+            if (e is PostgresException { SqlState: PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.UndefinedColumn })
+                return true;
+        return false;
+    }
+
+    /// <summary>
     /// Runs <paramref name="operation"/> (one unit of work on connections of <paramref name="dataSource"/>,
     /// safe to run again because its transaction rolled back) and, when it fails on a broken
     /// connection (<see cref="BrokenConnections.IsBroken"/>: the pool held connections the database

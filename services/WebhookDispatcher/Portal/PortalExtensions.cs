@@ -3,10 +3,16 @@ namespace WebhookDispatcher.Portal;
 /// <summary>Registration of the delivery portal: its settings, session store, pages and APIs.</summary>
 public static class PortalExtensions
 {
-    /// <summary>Adds the portal's settings and session store (its authentication scheme is added by <c>AddAuth</c>).</summary>
+    /// <summary>
+    /// Adds the portal's settings (<c>Portal:FrameAncestors</c> as one value or as a list) and
+    /// session store (its authentication scheme is added by <c>AddAuth</c>).
+    /// </summary>
     public static IHostApplicationBuilder AddPortal(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<PortalOptions>().BindConfiguration(PortalOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<PortalOptions>().BindConfiguration(PortalOptions.Section)
+            .Configure<IConfiguration>((o, configuration) => o.FrameAncestors =
+                PortalOptions.ListedFrameAncestors(configuration.GetSection($"{PortalOptions.Section}:{nameof(PortalOptions.FrameAncestors)}")) ?? o.FrameAncestors)
+            .ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<PortalSessionStore>();
         builder.Services.AddSingleton<OperatorAuditTrail>();
         return builder;

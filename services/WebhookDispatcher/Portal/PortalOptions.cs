@@ -12,10 +12,29 @@ public sealed class PortalOptions : IValidatableObject
     /// The origins allowed to show the portal in an iframe, as the CSP <c>frame-ancestors</c>
     /// directive takes them (W3C CSP Level 3 §6.4.2), separated by spaces, e.g.
     /// <c>https://app.notely.com https://*.notely.com</c>, or <c>'self'</c>. Empty (the default)
-    /// allows no page to embed it (<c>'none'</c>).
+    /// allows no page to embed it (<c>'none'</c>). Also taken as a list, one source an entry (a JSON
+    /// array in appsettings, <c>Portal__FrameAncestors__0</c> … in the environment): see
+    /// <see cref="ListedFrameAncestors"/>.
     /// </summary>
     [MaxLength(2048)]
     public string FrameAncestors { get; set; } = "";
+
+    /// <summary>
+    /// <see cref="FrameAncestors"/> given as a list under <paramref name="section"/>
+    /// (<c>Portal:FrameAncestors</c>): its entries, after a value of the section itself if any,
+    /// joined with spaces; null when it has no entries (the binder reads the plain value alone,
+    /// and would ignore a list).
+    /// </summary>
+    /// <exception cref="Security.StartupRefusedException">An entry is a section of its own rather than a source.</exception>
+    public static string? ListedFrameAncestors(IConfigurationSection section)
+    {
+        var entries = section.GetChildren().ToList();
+        if (entries.Count == 0) return null;
+        if (entries.FirstOrDefault(e => e.Value is null) is { } nested)
+            throw new Security.StartupRefusedException(
+                $"Portal:FrameAncestors:{nested.Key} must be one source such as https://app.example.com, not a section of its own.");
+        return string.Join(' ', new[] { section.Value }.Concat(entries.Select(e => e.Value)).Where(v => !string.IsNullOrWhiteSpace(v)));
+    }
 
     /// <summary>
     /// The portal page's absolute URL as browsers reach it, e.g. <c>https://webhooks.notely.com/portal</c>,

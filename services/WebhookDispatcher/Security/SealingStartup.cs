@@ -212,8 +212,11 @@ public static class SealingExtensions
     /// service), <see cref="SecretSealer"/>, the attempt's <see cref="Deliveries.SubscriptionSigner"/>
     /// and <see cref="SealingStartup"/> (after the migrations, before the bus).
     /// </summary>
+    /// <exception cref="StartupRefusedException"><c>Sealing:OldMainKeys</c> is not a list with numbered entries (<see cref="SealingOptions.OldMainKeysProblem"/>).</exception>
     public static IHostApplicationBuilder AddSealing(this IHostApplicationBuilder builder)
     {
+        if (SealingOptions.OldMainKeysProblem(builder.Configuration.GetSection($"{SealingOptions.Section}:{nameof(SealingOptions.OldMainKeys)}")) is { } problem)
+            throw new StartupRefusedException(problem);
         builder.Services.AddOptions<SealingOptions>().BindConfiguration(SealingOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<SecretSealer>();
         builder.Services.AddSingleton<Deliveries.SubscriptionSigner>();

@@ -25,6 +25,23 @@ public sealed class SealingOptions : IValidatableObject
     /// </summary>
     public List<string> OldMainKeys { get; set; } = [];
 
+    /// <summary>
+    /// Why <paramref name="oldMainKeys"/> (the configuration section <c>Sealing:OldMainKeys</c>) is
+    /// not read as it is meant, or null: an entry whose index is no number (the binder would take
+    /// <c>Sealing__OldMainKeys__abc</c> as the next entry, whatever the name meant), or a value given
+    /// to the list itself (the binder ignores it: the key would not be there).
+    /// </summary>
+    public static string? OldMainKeysProblem(IConfigurationSection oldMainKeys)
+    {
+        const string Form = "Sealing:OldMainKeys:0, Sealing:OldMainKeys:1 … (Sealing__OldMainKeys__0 … in the environment)";
+        if (!string.IsNullOrWhiteSpace(oldMainKeys.Value))
+            return $"Sealing:OldMainKeys is a list: give each old main key as {Form}; a value given to Sealing:OldMainKeys itself is not read.";
+        foreach (var entry in oldMainKeys.GetChildren())
+            if (!(entry.Key.Length is > 0 and <= 9 && entry.Key.All(char.IsAsciiDigit)))
+                return $"Sealing:OldMainKeys:{entry.Key}: the index of an old main key must be a number: {Form}.";
+        return null;
+    }
+
     /// <inheritdoc />
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

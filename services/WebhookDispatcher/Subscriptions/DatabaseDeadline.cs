@@ -10,9 +10,9 @@ namespace WebhookDispatcher.Subscriptions;
 /// nothing: a statement would wait for the driver's command timeout (30 s), twice with the retry of
 /// <see cref="DataExtensions"/>. Past the deadline the request is cancelled (ASP.NET Core request
 /// timeouts: the handler's <see cref="CancellationToken"/>, which every statement takes) and answered
-/// as an unreachable database is (<see cref="DatabaseUnavailableHandler"/>): 503, problem details,
-/// <c>Retry-After</c>. A change the request asked for may or may not have been made, as with any
-/// answer that did not come in time.
+/// much as an unreachable database is (<see cref="DatabaseUnavailableHandler"/>): 503, problem details
+/// titled "No answer in time", <c>Retry-After</c>. A change the request asked for may or may not
+/// have been made, as with any answer that did not come in time.
 /// </summary>
 internal static class DatabaseDeadline
 {
@@ -45,17 +45,24 @@ internal static class DatabaseDeadline
         WriteTimeoutResponse = context => WriteAsync(context, timeout),
     };
 
-    /// <summary>The answer past the deadline: 503 with <c>Retry-After</c> and problem details, as for an unreachable database.</summary>
+    /// <summary>
+    /// The answer past the deadline: 503 with <c>Retry-After</c> and problem details titled "No answer
+    /// in time", as for an unreachable database. It does not say what was waited for: mostly the
+    /// database, but a request may also wait for a turn to render a template or for the broker.
+    /// </summary>
     private static async Task WriteAsync(HttpContext context, TimeSpan timeout)
     {
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DatabaseDeadline)).LogWarning(
-            "{Method} {Path} answered 503: no answer within {Seconds} s (the database did not answer)",
+            "{Method} {Path} answered 503: no answer within {Seconds} s (the request's deadline, Database:ApiRequestTimeoutSeconds)",
             context.Request.Method, context.Request.Path, timeout.TotalSeconds);
+        var seconds = (int)timeout.TotalSeconds;
         await DatabaseUnavailableHandler.TryWriteAsync(context, context.RequestServices.GetRequiredService<IProblemDetailsService>(),
-            $"The database did not answer within {timeout.TotalSeconds:0} seconds. Try again in {DatabaseUnavailableHandler.RetryAfterSeconds} seconds" +
+            $"The request could not finish within {seconds} second{(seconds == 1 ? "" : "s")} (what it waited for, the database or " +
+            $"another service, did not answer in time). Try again in {DatabaseUnavailableHandler.RetryAfterSeconds} seconds" +
             (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)
                 ? "."
-                : "; the change this request asked for may or may not have been made, and may take effect when the database answers again."));
+                : "; the change this request asked for may or may not have been made, and may still take effect."),
+            title: "No answer in time");
     }
 
     /// <summary>

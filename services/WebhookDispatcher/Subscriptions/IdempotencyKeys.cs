@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.Extensions.Primitives;
 using Npgsql;
 using NpgsqlTypes;
 using WebhookDispatcher.Data;
@@ -32,6 +33,19 @@ internal static class IdempotencyKeys
         key.Length is 0 or > MaxLength || key.Any(c => c is < '!' or > '~')
             ? $"Must be 1 to {MaxLength} visible ASCII characters, e.g. a UUID."
             : null;
+
+    /// <summary>
+    /// The key of a request from its <see cref="Header"/> lines as the server received them: null
+    /// without the header; with <see cref="Problem(string)"/>'s reason, or the reason that it came
+    /// more than once (ASP.NET Core would join the lines with a comma into one value, a key neither
+    /// line sent), when it cannot be one.
+    /// </summary>
+    public static (string? Key, string? Problem) Read(StringValues lines) => lines.Count switch
+    {
+        0 => (null, null),
+        1 => (lines[0]!, Problem(lines[0]!)),
+        _ => (null, $"Send one {Header} header; this request has {lines.Count}."),
+    };
 
     /// <summary>A create's fingerprint: SHA-256 of its JSON body written compactly (whitespace does not count; field order does).</summary>
     public static byte[] Fingerprint(JsonElement body) => SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(body));

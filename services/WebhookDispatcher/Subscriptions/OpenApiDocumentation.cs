@@ -32,7 +32,7 @@ internal static partial class OpenApiDocumentation
         ["is_active"] = ("Only active (true) or inactive (false) subscriptions.", () => new OpenApiSchema { Type = JsonSchemaType.Boolean }),
         [IdempotencyKeys.Header] = ("Optional. The same request sent again with the same key within 24 hours answers with what the first one made " +
                                     "(a create: the subscription, 201, its secret as it is now; a rotation: the secret it made, while still the current one) " +
-                                    "instead of doing it again; with another request, 422. A UUID per request is a good key.",
+                                    "instead of doing it again; with another request, 422. A UUID per request is a good key. Sent more than once, 400.",
             () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = IdempotencyKeys.MaxLength, Pattern = "^[!-~]+$" }),
         ["include_attempts"] = ("Include each delivery's attempts, oldest first.",
             () => new OpenApiSchema { Type = JsonSchemaType.Boolean, Default = JsonValue.Create(false) }),
@@ -132,6 +132,9 @@ internal static partial class OpenApiDocumentation
         });
         options.AddOperationTransformer((operation, context, _) =>
         {
+            // Read by the handlers with its lines (IdempotencyKeys.Read), so no parameter of theirs declares it.
+            if (operation.OperationId is "CreateWebhook" or "RotateWebhookSecret")
+                (operation.Parameters ??= []).Add(new OpenApiParameter { Name = IdempotencyKeys.Header, In = ParameterLocation.Header });
             foreach (var parameter in operation.Parameters ?? [])
             {
                 if (parameter is not OpenApiParameter p || p.Name is null || !Parameters.TryGetValue(p.Name, out var known)) continue;

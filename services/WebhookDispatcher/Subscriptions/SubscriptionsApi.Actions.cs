@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using WebhookDispatcher.Data;
@@ -60,11 +59,10 @@ public static partial class SubscriptionsApi
     /// previous secret its grace period.
     /// </remarks>
     private static async Task<Results<Ok<RotatedSecretResponse>, ValidationProblem, ProblemHttpResult>> RotateSecret(
-        Guid id, [AsParameters] ApiServices services, [FromHeader(Name = IdempotencyKeys.Header)] string? idempotencyKey,
-        CancellationToken cancellationToken)
+        Guid id, HttpRequest request, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
-        if (idempotencyKey is not null && IdempotencyKeys.Problem(idempotencyKey) is { } keyProblem)
-            return ApiInput.Invalid(IdempotencyKeys.Header, keyProblem);
+        var (idempotencyKey, keyProblem) = IdempotencyKeys.Read(request.Headers[IdempotencyKeys.Header]);
+        if (keyProblem is not null) return ApiInput.Invalid(IdempotencyKeys.Header, keyProblem);
         var userId = services.UserId;
         var found = await services.Owned().Where(s => s.Id == id).Select(s => new { s.Secret, s.SigningKey }).FirstOrDefaultAsync(cancellationToken);
         if (found is null) return NotFound(id);

@@ -1,6 +1,5 @@
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using WebhookDispatcher.Deliveries;
@@ -19,9 +18,9 @@ public static partial class SubscriptionsApi
     /// request answers with the subscription the first one made, before any limit is counted.
     /// </remarks>
     private static async Task<Results<Created<CreatedSubscriptionResponse>, ValidationProblem, ProblemHttpResult>> Create(
-        HttpRequest request, [AsParameters] ApiServices services, [FromHeader(Name = IdempotencyKeys.Header)] string? idempotencyKey,
-        CancellationToken cancellationToken)
+        HttpRequest request, [AsParameters] ApiServices services, CancellationToken cancellationToken)
     {
+        var (idempotencyKey, keyProblem) = IdempotencyKeys.Read(request.Headers[IdempotencyKeys.Header]);
         var (document, refused, invalid) = await ApiInput.ReadJsonAsync(request, cancellationToken);
         if (refused is not null) return refused;
         if (invalid is not null) return invalid;
@@ -31,7 +30,7 @@ public static partial class SubscriptionsApi
             services.Delivery.Value.MaxEventBytes);
         if (fields.Headers is { } asked && !SubscriptionHeaders.KeepMasked(asked, null, (f, m) => errors[f] = errors.TryGetValue(f, out var e) ? [.. e, m] : [m]))
             return TypedResults.ValidationProblem(errors);
-        if (idempotencyKey is not null && IdempotencyKeys.Problem(idempotencyKey) is { } keyProblem) errors[IdempotencyKeys.Header] = [keyProblem];
+        if (keyProblem is not null) errors[IdempotencyKeys.Header] = [keyProblem];
         // Tried even beside other bad fields, so that one answer names them all.
         var templateCheck = await TemplateCheckAsync(null, fields, services, request.HttpContext.Response, cancellationToken);
         if (templateCheck is ValidationProblem badTemplate)

@@ -139,6 +139,56 @@ public sealed class IdempotencyKeyTests
         Assert.That((await CreateAsync(client, new string('k', 256))).StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
     }
 
+    /// <summary>
+    /// Sends <paramref name="path"/> over a raw connection with the key as two header lines (what
+    /// <c>curl -H … -H …</c> sends; HttpClient would join them into one line), and returns the
+    /// answer's status line and body.
+    /// </summary>
+    private async Task<(int Status, string Body)> PostWithTwoKeyLinesAsync(string user, string path, string body)
+    {
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(_one.BaseAddress.Host, _one.BaseAddress.Port);
+        await using var stream = tcp.GetStream();
+        var content = System.Text.Encoding.UTF8.GetBytes(body);
+        var head = $"POST {path} HTTP/1.1\r\nHost: {_one.BaseAddress.Authority}\r\nAuthorization: Bearer {TestTokens.For(user)}\r\n" +
+                   $"Content-Type: application/json\r\nContent-Length: {content.Length}\r\nIdempotency-Key: first\r\nIdempotency-Key: second\r\n" +
+                   "Connection: close\r\n\r\n";
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(head));
+        await stream.WriteAsync(content);
+        using var reader = new StreamReader(stream);
+        var answer = await reader.ReadToEndAsync();
+        var status = int.Parse(answer.Split(' ', 3)[1], System.Globalization.CultureInfo.InvariantCulture);
+        return (status, answer[(answer.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..]);
+    }
+
+    [Test]
+    public async Task Two_key_header_lines_answer_400_naming_the_header_and_create_nothing()
+    {
+        var user = Events.NewUser();
+
+        var (status, body) = await PostWithTwoKeyLinesAsync(user, "/api/webhooks", Body);
+
+        Assert.That(status, Is.EqualTo(400), body);
+        Assert.That(body, Does.Contain("\"Idempotency-Key\"").And.Contain("one"), body);
+        Assert.That(await RowsAsync(user), Is.Zero);
+    }
+
+    [Test]
+    public async Task Two_key_header_lines_on_a_rotation_answer_400_and_rotate_nothing()
+    {
+        var user = Events.NewUser();
+        using var client = _one.Client(user);
+        var made = await (await CreateAsync(client, Guid.NewGuid().ToString())).JsonAsync();
+        var id = made["id"]!.GetValue<string>();
+
+        var (status, body) = await PostWithTwoKeyLinesAsync(user, $"/api/webhooks/{id}/rotate-secret", "");
+
+        Assert.That(status, Is.EqualTo(400), body);
+        Assert.That(body, Does.Contain("\"Idempotency-Key\""), body);
+        var stored = await Dispatcher.QueryAsync(db => db.Subscriptions.IgnoreQueryFilters().SingleAsync(s => s.Id == Guid.Parse(id)));
+        Assert.That(stored.PreviousSecret, Is.Null, "not rotated");
+    }
+
     private static async Task<HttpResponseMessage> RotateAsync(HttpClient client, string id, string key)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/webhooks/{id}/rotate-secret");

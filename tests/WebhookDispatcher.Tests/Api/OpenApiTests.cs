@@ -86,6 +86,23 @@ public sealed class OpenApiTests
         });
     }
 
+    [TestCase("/api/webhooks")]
+    [TestCase("/api/webhooks/{id}/rotate-secret")]
+    public async Task The_Idempotency_Key_header_is_documented_once_as_an_optional_string(string path)
+    {
+        var (doc, _) = await DocumentAsync();
+
+        var keys = doc["paths"]![path]!["post"]!["parameters"]!.AsArray().Where(p => p!["name"]!.GetValue<string>() == "Idempotency-Key").ToList();
+        Assert.That(keys, Has.Count.EqualTo(1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(keys[0]!["in"]!.GetValue<string>(), Is.EqualTo("header"));
+            Assert.That(keys[0]!["required"]?.GetValue<bool>() ?? false, Is.False);
+            Assert.That(keys[0]!["schema"]!["type"]!.GetValue<string>(), Is.EqualTo("string"));
+            Assert.That(keys[0]!["schema"]!["maxLength"]!.GetValue<int>(), Is.EqualTo(255));
+        });
+    }
+
     [Test]
     public async Task The_429_of_the_test_endpoint_documents_its_Retry_After_header_and_stats_document_their_window()
     {

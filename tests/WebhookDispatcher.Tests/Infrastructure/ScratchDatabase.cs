@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Npgsql;
 using WebhookDispatcher.Data;
 
@@ -34,14 +35,18 @@ public sealed class ScratchDatabase : IAsyncDisposable
         return database;
     }
 
-    /// <summary>Applies every migration, as the <c>migrate</c> command does.</summary>
-    public async Task MigrateAsync()
+    /// <summary>
+    /// Applies every migration, as the <c>migrate</c> command does; with <paramref name="target"/>
+    /// (a migration's id, e.g. <c>20261207150000_PortalLinkRate</c>), those up to it: the database
+    /// of an older version.
+    /// </summary>
+    public async Task MigrateAsync(string? target = null)
     {
         await using var dataSource = NpgsqlDataSource.Create(ConnectionString);
         var options = new DbContextOptionsBuilder<WebhookDbContext>();
         DataExtensions.Configure(options, dataSource);
         await using var db = new WebhookDbContext(options.Options);
-        await db.Database.MigrateAsync();
+        await db.GetService<Microsoft.EntityFrameworkCore.Migrations.IMigrator>().MigrateAsync(target);
     }
 
     /// <summary>Runs one statement in this database.</summary>

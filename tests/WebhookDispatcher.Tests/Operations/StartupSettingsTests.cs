@@ -38,6 +38,8 @@ public sealed class StartupSettingsTests
     [TestCase("ConnectionStrings:Postgres", "garbage", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string that is no list of settings stops the service with a message naming it")]
     [TestCase("ConnectionStrings:Postgres", "Host=;Port=5432", "ConnectionStrings:Postgres", TestName = "A PostgreSQL connection string without a host stops the service with a message naming it")]
     [TestCase("ConnectionStrings:Postgres", "Host=127.0.0.1;Port=70000", "ConnectionStrings:Postgres", TestName = "A PostgreSQL port out of range stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "Host=127.0.0.1;Port=5432;Maximum Pool Size=0", "Maximum Pool Size", TestName = "A PostgreSQL pool of at most 0 connections stops the service with a message naming it")]
+    [TestCase("ConnectionStrings:Postgres", "Host=127.0.0.1;Port=5432;Minimum Pool Size=20;Maximum Pool Size=10", "Min Pool Size", TestName = "A PostgreSQL pool whose minimum exceeds its maximum stops the service with a message naming it")]
     [TestCase("Health:TimeoutSeconds", "0", "Health:TimeoutSeconds", TestName = "A health timeout out of its range stops the service with a message naming it")]
     [TestCase("Logging:LogLevel:Default", "Loud", "Logging", TestName = "A log level that is none stops the service with a message naming the section")]
     public async Task A_setting_read_while_the_service_is_built_stops_it_with_the_reason_alone(string name, string value, string named)
@@ -52,6 +54,63 @@ public sealed class StartupSettingsTests
 
         Assert.That(exitCode, Is.EqualTo(1), service.Output);
         Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain(named));
+        Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
+    }
+
+    [TestCase("Sealing:OldMainKeys:abc", "Sealing:OldMainKeys:abc", TestName = "An old main key under an index that is no number stops the service with a message naming it")]
+    [TestCase("Sealing:OldMainKeys", "Sealing:OldMainKeys", TestName = "An old main key given as the list itself stops the service with a message naming it")]
+    public async Task An_old_main_key_the_list_would_read_otherwise_than_meant_stops_the_service(string name, string named)
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            [name] = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)),
+        });
+
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.EqualTo(1), service.Output);
+        Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain(named).And.Contain("Sealing:OldMainKeys:0"));
+        Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
+    }
+
+    [Test]
+    public async Task Frame_ancestors_given_as_a_list_are_all_allowed_to_embed_the_portal()
+    {
+        // As a JSON array in appsettings binds, or Portal__FrameAncestors__0 … in the environment.
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            ["Portal:FrameAncestors:0"] = "https://app.example.com",
+            ["Portal:FrameAncestors:1"] = "https://*.example.org",
+        });
+        var address = await service.WaitUntilServingAsync(Patience);
+        Assert.That(address, Is.Not.Null, service.Output);
+
+        using var client = new HttpClient { BaseAddress = address };
+        using var page = await client.GetAsync("/portal");
+
+        Assert.That(page.Headers.GetValues("Content-Security-Policy").Single(),
+            Does.Contain("frame-ancestors https://app.example.com https://*.example.org"));
+        Assert.That(page.Headers.Contains("X-Frame-Options"), Is.False, "embedding is allowed");
+    }
+
+    [Test]
+    public async Task A_frame_ancestors_list_entry_that_is_a_section_stops_the_service_with_a_message_naming_it()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Auth:SigningKey"] = TestTokens.SigningKey,
+            ["Dispatcher:Workers"] = "false",
+            ["Portal:FrameAncestors:0:origin"] = "https://app.example.com",
+        });
+
+        var exitCode = await service.WaitForExitAsync(Patience);
+
+        Assert.That(exitCode, Is.EqualTo(1), service.Output);
+        Assert.That(service.Output, Does.Contain("The service cannot start").And.Contain("Portal:FrameAncestors:0"));
         Assert.That(service.Output, Does.Not.Contain("Unhandled exception"), "the reason alone, no stack trace");
     }
 
