@@ -86,8 +86,10 @@ public sealed record ShapingFields(bool HasFilter, string? Filter, string? Filte
             var left = TemplateRenderer.MaxCheckTime - System.Diagnostics.Stopwatch.GetElapsedTime(started);
             if (left <= TimeSpan.Zero) return (tooLong, true);
             var result = TemplateRenderer.Render(template, ExamplePayload(info), maxBodyBytes, left);
-            // Out of time: what was left of the whole check ran out, whatever this example's share was.
-            if (result.Transient) return (tooLong, true);
+            // Out of time: what was left of the whole check ran out, whatever this example's share
+            // was. Measured as well as cancelled: the cancellation's timer runs on the thread pool,
+            // which a busy process may not get to before a slow rendering has finished.
+            if (result.Transient || System.Diagnostics.Stopwatch.GetElapsedTime(started) > TemplateRenderer.MaxCheckTime) return (tooLong, true);
             if (result.Error is not null) return ($"Rendering the {info.Name} example failed: {result.Error}", false);
         }
         return (null, false);
