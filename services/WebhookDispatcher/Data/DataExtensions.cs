@@ -175,6 +175,14 @@ public static class DataExtensions
         var database = scope.ServiceProvider.GetRequiredService<WebhookDbContext>().Database;
         // Not the API's deadline: a migration's statement may run for minutes on a large table.
         database.SetCommandTimeout(MigrationCommandTimeout);
+        // EF's own history table first: on a new database the migrator's first read of it would
+        // fail, and EF logs that failure as an error ("fail: … Failed executing DbCommand") although
+        // the migration then goes on and succeeds.
+        // (A database that does not exist yet is created by MigrateAsync, which then knows the table is missing.)
+        if (await Microsoft.EntityFrameworkCore.Infrastructure.AccessorExtensions
+                .GetService<Microsoft.EntityFrameworkCore.Storage.IRelationalDatabaseCreator>(database).ExistsAsync(cancellationToken))
+            await Microsoft.EntityFrameworkCore.Infrastructure.AccessorExtensions
+                .GetService<Microsoft.EntityFrameworkCore.Migrations.IHistoryRepository>(database).CreateIfNotExistsAsync(cancellationToken);
         await database.MigrateAsync(cancellationToken);
     }
 
