@@ -44,7 +44,7 @@ public static partial class OperatorApi
     /// <summary>Most deliveries one search returns.</summary>
     public const int MaxSearchResults = 100;
 
-    [GeneratedRegex(@"^[A-Za-z0-9.\-\[\]:]{1,255}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[\p{L}\p{N}._\-\[\]:]{1,255}$", RegexOptions.CultureInvariant)]
     private static partial Regex HostSyntax();
 
     /// <summary>Maps the operator endpoints.</summary>
@@ -95,21 +95,99 @@ public static partial class OperatorApi
             last is null ? null : new PageCursor(PageCursor.Lists.OperatorWebhooks, Guid.Empty, last.CreatedAt, last.Id).Encode()));
     }
 
+    /// <summary>Longest first path segment operators are shown; a longer one is the URL's key (<c>https://webhook.site/&lt;uuid&gt;</c>).</summary>
+    public const int MaxShownSegmentLength = 16;
+
     /// <summary>
-    /// A subscription's URL as operators see it: scheme, host, port and the path's first segment;
-    /// the rest of the path and the query become <see cref="SubscriptionHeaders.MaskSuffix"/>. Many
-    /// receivers carry their credential there (Slack's and Discord's incoming webhooks, Teams
-    /// workflows' <c>sig</c>, Zapier's catch hooks), and an operator needs the host, not the secret.
-    /// The user's own views show the URL whole.
+    /// A subscription's URL as operators see it: scheme, host, port and the path's first segment
+    /// (when it is at most <see cref="MaxShownSegmentLength"/> characters); the rest of the path and
+    /// the query become <see cref="SubscriptionHeaders.MaskSuffix"/>. Many receivers carry their
+    /// credential there (Slack's and Discord's incoming webhooks, Teams workflows' <c>sig</c>,
+    /// Zapier's catch hooks), and an operator needs the host, not the secret. The user's own views
+    /// show the URL whole; what receivers answered is shown to operators through <see cref="ForOperator(DeliveryResponse, string)"/>.
     /// </summary>
     public static string OperatorUrl(string url)
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) return SubscriptionHeaders.MaskSuffix;
         var segments = uri.AbsolutePath.Split('/', StringSplitOptions.RemoveEmptyEntries);
-        var shown = uri.GetLeftPart(UriPartial.Authority) + "/" + (segments.Length > 0 ? segments[0] : "");
-        if (segments.Length > 1) shown += "/" + SubscriptionHeaders.MaskSuffix;
-        else if (uri.Query.Length > 0) shown += "?" + SubscriptionHeaders.MaskSuffix;
-        return shown;
+        var shown = ShownSegments(uri);
+        var text = uri.GetLeftPart(UriPartial.Authority) + "/" + (shown > 0 ? segments[0] : "");
+        if (segments.Length > shown) text += (shown > 0 ? "/" : "") + SubscriptionHeaders.MaskSuffix;
+        else if (uri.Query.Length > 0) text += "?" + SubscriptionHeaders.MaskSuffix;
+        return text;
+    }
+
+    private static int ShownSegments(Uri uri) =>
+        uri.AbsolutePath.Split('/', StringSplitOptions.RemoveEmptyEntries) is { Length: > 0 } s && s[0].Length <= MaxShownSegmentLength ? 1 : 0;
+
+    private static int ShownSegments(string url) => Uri.TryCreate(url, UriKind.Absolute, out var uri) ? ShownSegments(uri) : 0;
+
+    /// <summary>
+    /// A delivery as operators see it: what its receiver answered (body, reason, a redirect's
+    /// <c>Location</c>, an error page that repeats the request's path) without the part of
+    /// <paramref name="url"/> that <see cref="OperatorUrl"/> hides (<see cref="EchoRedaction.RedactUrl"/>).
+    /// </summary>
+    public static DeliveryResponse ForOperator(DeliveryResponse delivery, string url)
+    {
+        var shown = ShownSegments(url);
+        return delivery with
+        {
+            ResponseBody = EchoRedaction.RedactUrl(delivery.ResponseBody, url, shown),
+            ErrorMessage = EchoRedaction.RedactUrl(delivery.ErrorMessage, url, shown),
+            Attempts = delivery.Attempts is null ? null : ForOperator(delivery.Attempts, url, shown),
+        };
+    }
+
+    /// <summary><see cref="ForOperator(DeliveryResponse, string)"/> for a delivery's detail.</summary>
+    public static DeliveryDetailResponse ForOperator(DeliveryDetailResponse delivery, string url)
+    {
+        var shown = ShownSegments(url);
+        return delivery with
+        {
+            ResponseBody = EchoRedaction.RedactUrl(delivery.ResponseBody, url, shown),
+            ErrorMessage = EchoRedaction.RedactUrl(delivery.ErrorMessage, url, shown),
+            Attempts = ForOperator(delivery.Attempts, url, shown),
+        };
+    }
+
+    private static List<AttemptResponse> ForOperator(IEnumerable<AttemptResponse> attempts, string url, int shown) =>
+        [.. attempts.Select(a => a with
+        {
+            ErrorMessage = EchoRedaction.RedactUrl(a.ErrorMessage, url, shown),
+            ResponseExcerpt = EchoRedaction.RedactUrl(a.ResponseExcerpt, url, shown),
+        })];
+
+    /// <summary>
+    /// A PostgreSQL regular expression (<c>~*</c>) for URLs of <paramref name="host"/> (a host with
+    /// an optional port, as the search takes it): the whole host, so <c>example.com</c> is not
+    /// <c>example.com.evil.net</c> and <c>127.0.0.1:6315</c> not port 63150; written as typed, in
+    /// its ASCII (punycode) or Unicode form, with or without a trailing dot; an IPv6 address with
+    /// or without its brackets. URLs are stored as they were given, so an IPv6 address written
+    /// another way (<c>2001:0db8:0:0::1</c>) is found only as written.
+    /// </summary>
+    internal static string HostPattern(string host)
+    {
+        host = host.ToLowerInvariant();
+        var port = "";
+        if (!host.StartsWith('[') && host.Count(c => c == ':') == 1)
+            (host, port) = (host[..host.IndexOf(':')], host[host.IndexOf(':')..]);
+        else if (host.StartsWith('[') && host.IndexOf("]:", StringComparison.Ordinal) is var close and > 0)
+            (host, port) = (host[..(close + 1)], host[(close + 1)..]);
+        host = host.TrimEnd('.');
+        var spellings = new HashSet<string>(StringComparer.Ordinal) { host };
+        if (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6)
+        {
+            spellings.Add("[" + host.Trim('[', ']') + "]");
+            spellings.Add("[" + address + "]");
+        }
+        else
+        {
+            var idn = new System.Globalization.IdnMapping();
+            try { spellings.Add(idn.GetAscii(host)); } catch (ArgumentException) { }
+            try { spellings.Add(idn.GetUnicode(host)); } catch (ArgumentException) { }
+        }
+        var alternatives = string.Join('|', spellings.Where(h => !h.Contains(':') || h.StartsWith('[')).Select(Regex.Escape));
+        return $"^https?://({alternatives})\\.?{Regex.Escape(port)}([:/?]|$)";
     }
 
     private static IQueryable<WebhookSubscription> Subscriptions(WebhookDbContext db, string? userId, string? host)
@@ -117,14 +195,7 @@ public static partial class OperatorApi
         var subscriptions = db.Subscriptions.AsNoTracking();
         if (userId is not null) subscriptions = subscriptions.Where(s => s.UserId == userId);
         if (host is not null)
-        {
-            // The whole host: "example.com" is not "example.com.evil.net", "127.0.0.1:6315" not port 63150.
-            var https = "https://" + host.ToLowerInvariant();
-            var http = "http://" + host.ToLowerInvariant();
-            subscriptions = subscriptions.Where(s =>
-                s.Url.ToLower() == https || s.Url.ToLower().StartsWith(https + "/") || s.Url.ToLower().StartsWith(https + ":") || s.Url.ToLower().StartsWith(https + "?")
-                || s.Url.ToLower() == http || s.Url.ToLower().StartsWith(http + "/") || s.Url.ToLower().StartsWith(http + ":") || s.Url.ToLower().StartsWith(http + "?"));
-        }
+            subscriptions = subscriptions.Where(s => Regex.IsMatch(s.Url, HostPattern(host), RegexOptions.IgnoreCase));
         return subscriptions;
     }
 
@@ -197,7 +268,7 @@ public static partial class OperatorApi
             .OrderByDescending(r => r.Delivery.CreatedAt).ThenByDescending(r => r.Delivery.Id).Take(limit + 1).ToListAsync(cancellationToken);
         var last = rows.Count > limit ? rows[limit - 1].Delivery : null;
         return TypedResults.Ok(new OperatorSearchResponse(
-            [.. rows.Take(limit).Select(r => new OperatorDeliveryResponse(DeliveryResponse.From(r.Delivery, false), r.UserId, OperatorUrl(r.Url)))],
+            [.. rows.Take(limit).Select(r => new OperatorDeliveryResponse(ForOperator(DeliveryResponse.From(r.Delivery, false), r.Url), r.UserId, OperatorUrl(r.Url)))],
             limit, last is not null,
             last is null ? null : new PageCursor(PageCursor.Lists.OperatorDeliveries, Guid.Empty, last.CreatedAt, last.Id).Encode()));
     }
@@ -210,7 +281,7 @@ public static partial class OperatorApi
             .FirstOrDefaultAsync(cancellationToken);
         if (row is null) return NotFound(deliveryId);
         var payload = await DeliveryPayloadReader.ReadAsync(database, deliveryId, row.Delivery.Payload, cancellationToken);
-        return TypedResults.Ok(new OperatorDeliveryDetailResponse(DeliveryDetailResponse.From(row.Delivery, payload), row.UserId, OperatorUrl(row.Url)));
+        return TypedResults.Ok(new OperatorDeliveryDetailResponse(ForOperator(DeliveryDetailResponse.From(row.Delivery, payload), row.Url), row.UserId, OperatorUrl(row.Url)));
     }
 
     private static async Task<Results<Accepted<DeliveryResponse>, ProblemHttpResult>> Retry(Guid deliveryId, ClaimsPrincipal user,

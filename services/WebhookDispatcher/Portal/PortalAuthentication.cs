@@ -110,8 +110,8 @@ internal static class PortalReadOnly
     private static bool IsOperatorChange(HttpContext context) =>
         context.User.HasClaim(c => c.Type == PortalClaims.Operator) && HttpMethods.IsPost(context.Request.Method)
         && context.Request.Path.StartsWithSegments("/api/operator", StringComparison.OrdinalIgnoreCase)
-        && (context.Request.Path.Value!.EndsWith("/retry", StringComparison.OrdinalIgnoreCase)
-            || context.Request.Path.Value.EndsWith("/recover", StringComparison.OrdinalIgnoreCase));
+        && context.Request.Path.Value!.TrimEnd('/') is var path
+        && (path.EndsWith("/retry", StringComparison.OrdinalIgnoreCase) || path.EndsWith("/recover", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Signing out (<c>DELETE /portal/session</c>) changes only the session itself, so a read-only session may.</summary>
     private static bool IsSignOut(HttpRequest request) =>

@@ -28,7 +28,8 @@ public sealed class SealingOptions : IValidatableObject
     /// <summary>
     /// Why <paramref name="oldMainKeys"/> (the configuration section <c>Sealing:OldMainKeys</c>) is
     /// not read as it is meant, or null: an entry whose index is no number (the binder would take
-    /// <c>Sealing__OldMainKeys__abc</c> as the next entry, whatever the name meant), or a value given
+    /// <c>Sealing__OldMainKeys__abc</c> as the next entry, whatever the name meant), an entry that
+    /// is a section of its own (<c>Sealing__OldMainKeys__0__x</c>: never read), or a value given
     /// to the list itself (the binder ignores it: the key would not be there).
     /// </summary>
     public static string? OldMainKeysProblem(IConfigurationSection oldMainKeys)
@@ -37,8 +38,12 @@ public sealed class SealingOptions : IValidatableObject
         if (!string.IsNullOrWhiteSpace(oldMainKeys.Value))
             return $"Sealing:OldMainKeys is a list: give each old main key as {Form}; a value given to Sealing:OldMainKeys itself is not read.";
         foreach (var entry in oldMainKeys.GetChildren())
+        {
             if (!(entry.Key.Length is > 0 and <= 9 && entry.Key.All(char.IsAsciiDigit)))
                 return $"Sealing:OldMainKeys:{entry.Key}: the index of an old main key must be a number: {Form}.";
+            if (entry.GetChildren().FirstOrDefault() is { } nested)
+                return $"Sealing:OldMainKeys:{entry.Key}:{nested.Key}: an old main key is one value (the base64 of 32 bytes), not a section: {Form}.";
+        }
         return null;
     }
 

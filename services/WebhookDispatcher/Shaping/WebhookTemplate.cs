@@ -79,7 +79,8 @@ public sealed record WebhookTemplate(
             else if (contentType.GetString()!.Length > MaxContentTypeChars) errors.Add(($"{field}.content_type", $"At most {MaxContentTypeChars} characters."));
             else if (!MediaTypeHeaderValue.TryParse(contentType.GetString(), out var parsed) || parsed.MediaType?.Contains('/') != true)
                 errors.Add(($"{field}.content_type", "Not a media type (RFC 9110), e.g. application/json or text/plain; charset=utf-8."));
-            else if (parsed.Parameters.Count(p => p.Name.Equals("charset", StringComparison.OrdinalIgnoreCase)) > 1
+            else if (parsed.Parameters.Count(p => p.Name.StartsWith("charset", StringComparison.OrdinalIgnoreCase)) > 1
+                     || parsed.Parameters.Any(p => p.Name.Equals("charset*", StringComparison.OrdinalIgnoreCase))
                      || parsed.CharSet is { } charset && !charset.Trim('"').Equals("utf-8", StringComparison.OrdinalIgnoreCase))
                 // The body is always UTF-8: a receiver honouring another charset would read other text than was signed.
                 errors.Add(($"{field}.content_type", "The body is always UTF-8: a charset parameter, if given, must be utf-8, once."));

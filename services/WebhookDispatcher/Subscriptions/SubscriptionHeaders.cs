@@ -187,38 +187,6 @@ public static class SubscriptionHeaders
     public static IReadOnlyDictionary<string, string>? Masked(string? stored, SecretSealer sealer) =>
         string.IsNullOrEmpty(stored) ? null : Open(stored, sealer).ToDictionary(h => h.Key, h => Shown(h.Key, h.Value));
 
-    /// <summary>Shortest credential value that <see cref="Redact"/> replaces (shorter ones would mangle ordinary text).</summary>
-    public const int MinRedactedLength = 4;
-
-    /// <summary>Shortest space-separated part of a credential value that <see cref="Redact"/> replaces on its own (not a scheme such as <c>Bearer</c>).</summary>
-    public const int MinRedactedPartLength = 8;
-
-    /// <summary>
-    /// <paramref name="text"/> a receiver sent back (a response excerpt, a reason phrase, a
-    /// <c>Location</c>) with every credential value among <paramref name="headers"/> (the request's
-    /// headers; the dispatcher's own <c>webhook-*</c> and <c>X-Webhook-*</c> are not credentials)
-    /// replaced by <see cref="MaskSuffix"/>: the value whole (of <see cref="MinRedactedLength"/>
-    /// characters or more), and each of its space-separated parts of <see cref="MinRedactedPartLength"/>
-    /// characters or more (the token of <c>Bearer …</c>), compared
-    /// exactly. A receiver that echoes the request's headers (a debug endpoint, a proxy's error
-    /// page) would otherwise put them in the delivery history, where users and operators read it.
-    /// Null stays null.
-    /// </summary>
-    public static string? Redact(string? text, IReadOnlyDictionary<string, string> headers)
-    {
-        if (string.IsNullOrEmpty(text)) return text;
-        foreach (var (name, value) in headers)
-        {
-            if (value.Length < MinRedactedLength || !IsCredential(name)
-                || name.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || name.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase)) continue;
-            text = text.Replace(value, MaskSuffix, StringComparison.Ordinal);
-            foreach (var part in value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-                if (part.Length >= MinRedactedPartLength && part.Length < value.Length)
-                    text = text.Replace(part, MaskSuffix, StringComparison.Ordinal);
-        }
-        return text;
-    }
-
     private static readonly IReadOnlyDictionary<string, string> Empty = new Dictionary<string, string>();
 
     private static bool IsTokenChar(char c) => c is (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or (>= '0' and <= '9')

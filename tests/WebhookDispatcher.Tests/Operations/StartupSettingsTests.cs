@@ -59,6 +59,7 @@ public sealed class StartupSettingsTests
 
     [TestCase("Sealing:OldMainKeys:abc", "Sealing:OldMainKeys:abc", TestName = "An old main key under an index that is no number stops the service with a message naming it")]
     [TestCase("Sealing:OldMainKeys", "Sealing:OldMainKeys", TestName = "An old main key given as the list itself stops the service with a message naming it")]
+    [TestCase("Sealing:OldMainKeys:0:x", "Sealing:OldMainKeys:0:x", TestName = "An old main key given as a section stops the service with a message naming it")]
     public async Task An_old_main_key_the_list_would_read_otherwise_than_meant_stops_the_service(string name, string named)
     {
         await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string>

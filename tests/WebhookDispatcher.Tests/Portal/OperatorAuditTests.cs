@@ -184,6 +184,7 @@ public sealed class OperatorAuditTests
         var slack = await api.CreateAsync($"https://{host}/services/T000/B000/XXXXSECRETXXXX", ["email.received"]);
         await api.CreateAsync($"https://{host}.evil.net/services/T1/B1/y", ["email.received"]);
         await api.CreateAsync($"https://{host}/workflows?sig=SIGSECRET", ["email.received"]);
+        await api.CreateAsync($"https://{host.ToUpperInvariant()}./hook", ["email.received"]); // another spelling of the host
         using var session = await OperatorSessionAsync("ops-" + Guid.NewGuid().ToString("N")[..8], readOnly: true);
 
         var found = await (await session.GetAsync($"/api/operator/webhooks?host={host}")).JsonAsync();
@@ -191,11 +192,43 @@ public sealed class OperatorAuditTests
 
         Assert.Multiple(async () =>
         {
-            Assert.That(urls, Is.EquivalentTo(new[] { $"https://{host}/services/…(redacted)", $"https://{host}/workflows?…(redacted)" }),
-                "not the endpoint on another host that starts with the same name");
+            Assert.That(urls, Has.Count.EqualTo(3), "not the endpoint on another host that starts with the same name");
+            Assert.That(urls, Does.Contain($"https://{host}/services/…(redacted)").And.Contain($"https://{host}/workflows?…(redacted)"));
             Assert.That(found.ToJsonString(), Does.Not.Contain("SECRET"));
             var own = await (await api.GetAsync($"/api/webhooks/{slack.Id()}")).JsonAsync();
             Assert.That(own["url"]!.GetValue<string>(), Does.EndWith("XXXXSECRETXXXX"), "the user sees the URL whole");
+        });
+    }
+
+    [Test]
+    public async Task Operators_do_not_see_the_hidden_part_of_an_endpoints_url_in_what_its_receiver_answered()
+    {
+        // Express's default 404 repeats the request's path and query.
+        await using var receiver = await TestReceiver.StartAsync(async (_, c) =>
+        {
+            c.Response.StatusCode = 404;
+            await Microsoft.AspNetCore.Http.HttpResponseWritingExtensions.WriteAsync(c.Response, $"Cannot POST {c.Request.Path}{c.Request.QueryString}");
+        });
+        var user = Events.NewUser();
+        var subscription = await Dispatcher.SubscribeAsync(user, receiver.Url + "/express/T000/SECRETPATH?sig=QUERYSECRET", ["email.received"], retryCount: 0);
+        await Dispatcher.PublishAsync(Events.EmailReceived(user));
+        Assert.That(await Dispatcher.DeliveryReachesAsync(subscription.Id, "failed", TimeSpan.FromSeconds(60)), Is.True);
+        var delivery = (await Dispatcher.DeliveriesAsync(subscription.Id)).Single();
+        using var session = await OperatorSessionAsync("ops-" + Guid.NewGuid().ToString("N")[..8], readOnly: true);
+
+        var detail = await (await session.GetAsync($"/api/operator/deliveries/{delivery.Id}")).Content.ReadAsStringAsync();
+        var found = await (await session.GetAsync($"/api/operator/deliveries?subscription_id={subscription.Id}")).Content.ReadAsStringAsync();
+        using var owner = TestTokens.Client(user);
+        var own = await (await owner.GetAsync($"/api/webhooks/{subscription.Id}/deliveries?include_attempts=true")).Content.ReadAsStringAsync();
+
+        Assert.Multiple(() =>
+        {
+            foreach (var seen in new[] { detail, found })
+            {
+                Assert.That(seen, Does.Contain("Cannot POST /express"), "the answer is shown");
+                Assert.That(seen, Does.Not.Contain("SECRETPATH").And.Not.Contain("QUERYSECRET"));
+            }
+            Assert.That(own, Does.Contain("SECRETPATH"), "the owner sees what the receiver answered, whole");
         });
     }
 

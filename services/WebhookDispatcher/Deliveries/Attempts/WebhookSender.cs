@@ -6,7 +6,6 @@ using System.Text;
 using Microsoft.Extensions.Options;
 using Polly.Timeout;
 using WebhookDispatcher.Security;
-using WebhookDispatcher.Subscriptions;
 
 namespace WebhookDispatcher.Deliveries;
 
@@ -78,10 +77,10 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
             {
                 >= 200 and < 300 => new(AttemptOutcome.Success, status, excerpt, null, elapsed, null),
                 >= 300 and < 400 => new(AttemptOutcome.Redirect, status, excerpt,
-                    Storable(SubscriptionHeaders.Redact($"HTTP {status}: redirects are not followed (Location: {response.Headers.Location})",
+                    Storable(EchoRedaction.Redact($"HTTP {status}: redirects are not followed (Location: {response.Headers.Location})",
                         request.Headers)!, MaxErrorChars), elapsed, null),
                 _ => new(AttemptOutcome.HttpStatus, status, excerpt,
-                    Storable(SubscriptionHeaders.Redact($"HTTP {status} {response.ReasonPhrase}".TrimEnd(), request.Headers)!, MaxErrorChars),
+                    Storable(EchoRedaction.Redact($"HTTP {status} {response.ReasonPhrase}".TrimEnd(), request.Headers)!, MaxErrorChars),
                     elapsed, status is 429 or 503 ? RetryAfter(response.Headers.RetryAfter) : null),
             };
         }
@@ -137,7 +136,7 @@ public sealed class WebhookSender(IHttpClientFactory clients, IOptions<DeliveryO
         // Decoding at most 4 bytes per char keeps this bounded before truncating to characters;
         // credentials are taken out before the cut, so none is left half in the excerpt.
         var text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, WebhookDelivery.MaxStoredResponseChars * 4));
-        return Storable(SubscriptionHeaders.Redact(text, headers)!, WebhookDelivery.MaxStoredResponseChars);
+        return Storable(EchoRedaction.Redact(text, headers)!, WebhookDelivery.MaxStoredResponseChars);
     }
 
     /// <summary>
