@@ -123,6 +123,35 @@ public sealed class OrderedBatchTests
     }
 
     [Test]
+    public async Task Batching_turned_off_while_a_batch_retries_a_single_delivery_of_an_event_that_occurred_before_the_batch_was_formed_waits_for_it()
+    {
+        // The event occurred after the batch's events but before the batch was formed (it was
+        // stored late, or was still settling): it comes after them all the same.
+        await using var receiver = await TestReceiver.FailingFirstAsync(1, 500);
+        var user = Events.NewUser();
+        var s = await Dispatcher.SubscribeAsync(user, receiver.Url, ["task.updated"], ordering: SubscriptionOrdering.PerKey);
+        await SetBatchAsync(s.Id, 2, 200);
+        var t0 = DateTimeOffset.UtcNow;
+        await Dispatcher.PublishAsync(Now(user, "k0", "batched-1") with { OccurredAt = t0 });
+        await Dispatcher.PublishAsync(Now(user, "k0", "batched-2") with { OccurredAt = t0.AddMilliseconds(1) });
+        Assert.That(await receiver.WaitForAsync(1, Patience), Is.True, "the batch's first attempt (answered 500)");
+
+        await SetBatchAsync(s.Id, null, null);
+        await Dispatcher.PublishAsync(Now(user, "k0", "single") with { OccurredAt = t0.AddMilliseconds(2) });
+
+        int Carrying(string title) => receiver.Requests.Count(r => Titles(r).Contains(title));
+        Assert.That(await Dispatcher.EventuallyAsync(() => Task.FromResult(Carrying("single") >= 1), Patience), Is.True);
+        var titles = receiver.Requests.Select(Titles).ToList();
+        var lastBatched = titles.FindLastIndex(t => t.Contains("batched-1") || t.Contains("batched-2"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(Carrying("batched-1"), Is.GreaterThanOrEqualTo(2), "the batch went again after its 500");
+            Assert.That(titles.FindIndex(t => t.Contains("single")), Is.GreaterThan(lastBatched),
+                $"the single delivery waited for the batch: {string.Join(" | ", titles.Select(t => string.Join(",", t)))}");
+        });
+    }
+
+    [Test]
     public async Task Batching_turned_off_through_the_API_while_events_wait_for_their_batch_sends_them_before_the_next_event_of_their_key()
     {
         await using var receiver = await TestReceiver.AnsweringAsync(200);

@@ -108,7 +108,10 @@ public sealed class BatchStore(NpgsqlDataSource db, IOptions<DeliveryOptions>? d
             INSERT INTO webhook_deliveries (id, subscription_id, event_type, event_id, payload, payload_id, status, attempt_count, max_attempts,
                                             created_at, next_retry_at, in_flight, batch_size, ordering_key, occurred_at)
             VALUES ($1, $2, '{BatchBody.EventType}', $1, CASE WHEN $6 THEN NULL ELSE $3 END, (SELECT id FROM p), 'pending', 0, 1 + $4,
-                    now(), now(), false, $5, CASE WHEN $7 THEN '' END, CASE WHEN $7 THEN clock_timestamp() END)
+                    now(), now(), false, $5, CASE WHEN $7 THEN '' END,
+                    -- As late as its latest event (decision 0015): a single delivery of an event after
+                    -- those waits for the batch, whenever the batch was formed.
+                    CASE WHEN $7 THEN COALESCE((SELECT max(m.occurred_at) FROM webhook_deliveries m WHERE m.batch_id = $1), clock_timestamp()) END)
             """, connection, tx))
         {
             AddParameters(insert, batchId, subscriptionId, body, retryCount, members.Count, separate, ordered);
