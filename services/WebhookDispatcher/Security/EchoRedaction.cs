@@ -34,8 +34,9 @@ public static class EchoRedaction
         if (string.IsNullOrEmpty(text)) return text;
         foreach (var (name, value) in headers)
         {
-            if (value.Length < MinLength || !SubscriptionHeaders.IsCredential(name)
-                || name.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || name.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase)) continue;
+            // The dispatcher's own headers first: every attempt has them, and they are no credentials.
+            if (name.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || name.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase)
+                || value.Length < MinLength || !SubscriptionHeaders.IsCredential(name)) continue;
             text = ReplaceEverySpelling(text, value);
             foreach (var part in value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                 if (part.Length >= MinPartLength && part.Length < value.Length)

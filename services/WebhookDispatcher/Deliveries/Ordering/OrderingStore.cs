@@ -22,7 +22,10 @@ public sealed class OrderingStore(NpgsqlDataSource db) : StageStore(db)
     /// every key of its subscription (single deliveries may have waited for it: batching turned
     /// off). The claim's gate (<see cref="OrderingGate"/>) decides; a head offered too early is
     /// refused there. Run after the record's commit, as its own statement, so
-    /// a successor whose claim was refused while the record was under way is seen.
+    /// a successor whose claim was refused while the record was under way is seen. The heads it
+    /// returns are made due now (those due already), so the reconciler, which re-publishes what has
+    /// been due for longer than its grace, leaves a head alone that waited its turn and is being
+    /// handed on.
     /// </summary>
     /// <param name="finishedIds">Deliveries that reached a final state.</param>
     /// <param name="settle">The settle time (<see cref="DeliveryOptions.OrderingSettleMilliseconds"/>).</param>
@@ -53,11 +56,18 @@ public sealed class OrderingStore(NpgsqlDataSource db) : StageStore(db)
                     WHERE d.subscription_id = fs.subscription_id AND d.batch_size IS NOT NULL AND d.ordering_key IS NOT NULL
                       AND d.status IN ('pending', 'retrying')
                     ORDER BY d.occurred_at, d.id
-                    LIMIT 1) b)
-            SELECT h.id, h.subscription_id,
-                   CASE WHEN h.batch_size IS NOT NULL THEN 0 ELSE GREATEST(0, extract(epoch FROM h.created_at + make_interval(secs => $2) - now())) END::float8
-            FROM h
-            WHERE NOT h.in_flight AND (h.next_retry_at IS NULL OR h.next_retry_at <= now() + make_interval(secs => $3))
+                    LIMIT 1) b),
+            heads AS (
+                SELECT h.id, h.subscription_id,
+                       CASE WHEN h.batch_size IS NOT NULL THEN 0 ELSE GREATEST(0, extract(epoch FROM h.created_at + make_interval(secs => $2) - now())) END::float8 AS settles_in
+                FROM h
+                WHERE NOT h.in_flight AND (h.next_retry_at IS NULL OR h.next_retry_at <= now() + make_interval(secs => $3))),
+            -- Due from now: a head that waited its turn for longer than the reconciler's grace is not
+            -- lost, and must not be re-published while it is handed on (a false alarm in the runbook).
+            fresh AS (
+                UPDATE webhook_deliveries d SET next_retry_at = now()
+                FROM heads WHERE d.id = heads.id AND d.next_retry_at < now() AND NOT d.in_flight AND d.status IN ('pending', 'retrying'))
+            SELECT id, subscription_id, settles_in FROM heads
             """);
         AddParameters(cmd, finishedIds.ToArray(), settle.TotalSeconds, LaneStore.EarlyToleranceSeconds);
         return await ReadHeadsAsync(cmd, cancellationToken);
