@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # The number of tests this repository holds, less a little room; raise it as tests are added.
 # A filter (`deploy/test.sh --filter …`) runs a subset on purpose, so it disables the floor.
-MIN_TESTS=952
+MIN_TESTS=965
 for arg in "$@"; do case "$arg" in --filter|--filter=*) MIN_TESTS=1 ;; esac; done
 
 # What the tests run besides .NET: the Python and Node examples under docs/examples (pika from
