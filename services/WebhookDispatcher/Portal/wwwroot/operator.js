@@ -149,11 +149,14 @@ export function auditView(pageSize = '100') {
   const who = h('input', { id: 'audit-operator', size: 24 });
   const whose = h('input', { id: 'audit-user', size: 24 });
   const results = h('div', { 'aria-live': 'polite' });
+  let latest = 0; // only the answer to the latest load is shown: an earlier one may arrive after it
   const load = async () => {
     const query = { limit: pageSize };
     if (who.value.trim()) query.operator = who.value.trim();
     if (whose.value.trim()) query.user_id = whose.value.trim();
+    const mine = ++latest;
     const r = await api('GET', `api/operator/audit?${new URLSearchParams(query)}`);
+    if (mine !== latest || state.view !== 'Audit log') return;
     if (!r.ok) return results.replaceChildren(h('p', { class: 'error', role: 'alert' }, problemText(r)));
     if (!r.data.data.length) return results.replaceChildren(h('p', { class: 'empty' }, 'No change recorded.'));
     const row = e => h('tr', { 'data-audit': e.id },
