@@ -61,12 +61,12 @@ public static partial class OperatorApi
         group.MapGet("/webhooks", SearchWebhooks).WithName("OperatorSearchWebhooks")
             .WithSummary("Find subscriptions of any user by user id or URL host");
         SubscriptionsApi.WithJsonBody(group.MapPost("/webhooks/{id:guid}/recover", Recover)).Accepts<RecoverRequest>("application/json")
-            .WithName("OperatorRecoverDeliveries")
+            .WithName("OperatorRecoverDeliveries").WithMetadata(PortalReadOnly.RefusedByHandler.Instance)
             .WithSummary("Give every failed delivery of any user's subscription created since a time a new round of attempts (logged with the operator)")
             .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
         group.MapGet("/audit", OperatorAuditTrail.Get).WithName("OperatorAuditTrail")
             .WithSummary("The operator audit trail, newest first: every retry and recovery asked for in the operator view, with who asked and the answer");
-        group.MapPost("/deliveries/{deliveryId:guid}/retry", Retry).WithName("OperatorRetryDelivery")
+        group.MapPost("/deliveries/{deliveryId:guid}/retry", Retry).WithName("OperatorRetryDelivery").WithMetadata(PortalReadOnly.RefusedByHandler.Instance)
             .WithSummary("Give a failed or cancelled delivery of any user a new round of attempts (logged with the operator)")
             .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
         return app;

@@ -104,14 +104,16 @@ internal static class PortalReadOnly
     public const string Detail = "This portal link was issued read-only: it can look, not change anything.";
 
     /// <summary>
-    /// An operator session's retry or recover: the handler refuses it for a read-only session
-    /// itself, after finding what was asked for, so that the refusal is audited (docs/portal.md).
+    /// Endpoint metadata of a change whose handler refuses a read-only session itself, after finding
+    /// what was asked for, so that the refusal is audited (the operator's retry and recover; docs/portal.md).
     /// </summary>
-    private static bool IsOperatorChange(HttpContext context) =>
-        context.User.HasClaim(c => c.Type == PortalClaims.Operator) && HttpMethods.IsPost(context.Request.Method)
-        && context.Request.Path.StartsWithSegments("/api/operator", StringComparison.OrdinalIgnoreCase)
-        && context.Request.Path.Value!.TrimEnd('/') is var path
-        && (path.EndsWith("/retry", StringComparison.OrdinalIgnoreCase) || path.EndsWith("/recover", StringComparison.OrdinalIgnoreCase));
+    public sealed class RefusedByHandler
+    {
+        /// <summary>The one instance, for <c>WithMetadata</c>.</summary>
+        public static RefusedByHandler Instance { get; } = new();
+    }
+
+    private static bool IsOperatorChange(HttpContext context) => context.GetEndpoint()?.Metadata.GetMetadata<RefusedByHandler>() is not null;
 
     /// <summary>Signing out (<c>DELETE /portal/session</c>) changes only the session itself, so a read-only session may.</summary>
     private static bool IsSignOut(HttpRequest request) =>
