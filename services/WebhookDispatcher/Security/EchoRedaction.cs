@@ -35,8 +35,7 @@ public static class EchoRedaction
         foreach (var (name, value) in headers)
         {
             // The dispatcher's own headers first: every attempt has them, and they are no credentials.
-            if (name.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || name.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase)
-                || value.Length < MinLength || !SubscriptionHeaders.IsCredential(name)) continue;
+            if (SubscriptionHeaders.IsDispatcherName(name) || value.Length < MinLength || !SubscriptionHeaders.IsCredential(name)) continue;
             text = ReplaceEverySpelling(text, value);
             foreach (var part in value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                 if (part.Length >= MinPartLength && part.Length < value.Length)

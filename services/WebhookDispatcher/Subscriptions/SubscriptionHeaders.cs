@@ -47,6 +47,10 @@ public static class SubscriptionHeaders
     private const int MaxCached = 100_000;
     private static readonly ConcurrentDictionary<string, IReadOnlyDictionary<string, string>> Opened = new(StringComparer.Ordinal);
 
+    /// <summary>Whether <paramref name="name"/> is one of the dispatcher's own headers (<c>webhook-*</c>, <c>X-Webhook-*</c>: ids, timestamps, signatures).</summary>
+    public static bool IsDispatcherName(string name) =>
+        name.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || name.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Whether values of header <paramref name="name"/> are credentials (<c>Authorization</c>, names containing <c>key</c>, <c>token</c>, <c>secret</c> …).</summary>
     public static bool IsCredential(string name) => CredentialNameParts.Any(part => name.Contains(part, StringComparison.OrdinalIgnoreCase));
 
@@ -151,7 +155,7 @@ public static class SubscriptionHeaders
         if (!name.All(IsTokenChar)) return "not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only; no spaces, colons or line breaks).";
         // Frameworks that map headers to CGI-style names (PHP, Rack, WSGI) read X_Webhook_Signature as X-Webhook-Signature.
         var asDashes = name.Replace('_', '-');
-        if (asDashes.StartsWith("webhook-", StringComparison.OrdinalIgnoreCase) || asDashes.StartsWith("X-Webhook-", StringComparison.OrdinalIgnoreCase))
+        if (IsDispatcherName(asDashes))
             return "webhook-* and X-Webhook-* headers are set by the dispatcher (ids, timestamps and signatures) and cannot be replaced" +
                    (asDashes == name ? "." : " (receivers that read headers CGI-style take _ for -).");
         if (RefusedNames.Contains(asDashes))
